@@ -1,0 +1,36 @@
+# Thin wrapper: the build is CMake's. `make demo` and `make test` are the
+# README's quick start and must work on a fresh Debian 12 machine.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+# Size of the synthetic weights shard in the demo registry.
+DEMO_SHARD_MIB ?= 256
+
+.PHONY: all deps build build-asan demo test bench clean
+
+all: build
+
+deps:
+	@bash .ci/install-deps
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DREHYDRA_SANITIZE=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+demo: build
+	bash runbooks/tinylm/make-registry.sh $(BUILD)/demo/registry $(DEMO_SHARD_MIB) $(BUILD)
+	$(BUILD)/rehydra drill runbooks/tinylm-local.json --var registry=$(abspath $(BUILD))/demo/registry
+
+test: build build-asan
+	cd $(BUILD) && ctest --output-on-failure
+	cd $(ASAN_BUILD) && ctest --output-on-failure
+
+bench: build
+	bash tests/bench/engine.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

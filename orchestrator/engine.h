@@ -1,0 +1,142 @@
+/*
+ * engine.h - runs a validated runbook as a DAG and measures the RTO.
+ *
+ * Order of calls: rh_drill_init (creates the drill directory), rh_engine_run
+ * (blocks until every step has a final status), rh_record_build/write (see
+ * record.h), rh_drill_release.
+ *
+ * Scheduling. A main-phase step starts when all its `after` steps are ok;
+ * if one of them failed, timed out, was skipped or cancelled, it is skipped.
+ * When a main-phase step fails for good (retries exhausted), the drill has
+ * failed: running main-phase steps are cancelled and nothing new in the main
+ * phase starts. The final phase (when=always|on_failure) then runs: an
+ * `always` step runs whatever happened; an `on_failure` step only if the
+ * drill failed or was interrupted. Final steps wait for their `after` steps
+ * to finish in any state.
+ *
+ * Interrupt. rh_engine_interrupt (async-signal-safe) starts nothing new in
+ * the main phase, cancels running main-phase steps (their process groups
+ * are killed) and runs the final phase, which interrupt does not cancel.
+ *
+ * RTO. T0 is the start of rh_engine_run. The RTO is T0 to the end of the
+ * first successful restores_service step. A runbook without such steps is
+ * restored when every main-phase step is ok, at the end of the last one.
+ * The critical path is walked back from that step through, at each step,
+ * the dependency that finished last; overhead = rto - sum of its durations.
+ *
+ * Threads. Each attempt runs in its own thread. Events are delivered to
+ * opts->on_event from engine threads, one at a time (under the engine lock):
+ * keep the callback short and do not call back into the engine.
+ */
+#ifndef RH_ENGINE_H
+#define RH_ENGINE_H
+
+#include "cancel.h"
+#include "runbook.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <time.h>
+
+struct rh_provider_ctx;
+
+enum rh_step_status {
+	RH_STEP_PENDING = 0,
+	RH_STEP_RUNNING,
+	RH_STEP_OK,
+	RH_STEP_FAILED,
+	RH_STEP_TIMED_OUT,
+	RH_STEP_SKIPPED,
+	RH_STEP_CANCELLED,
+};
+
+enum rh_verdict { RH_VERDICT_MET, RH_VERDICT_MISSED, RH_VERDICT_FAILED, RH_VERDICT_INTERRUPTED };
+
+struct rh_step_result {
+	enum rh_step_status status;
+	unsigned attempts;
+	double start_s;   /* since T0, first attempt; -1 if never started */
+	double end_s;     /* since T0; -1 if never finished */
+	json_t *outputs;  /* owned object (empty when none) */
+	char *error;      /* owned; last attempt's reason, NULL when ok */
+	char *log_prefix; /* owned; "<drill dir>/steps/<id>" */
+};
+
+struct rh_drill {
+	struct rh_runbook *rb;      /* borrowed */
+	char id[96];                /* "20261121T043318Z-<name>-<6 hex>" */
+	char *state_dir;            /* owned */
+	char *dir;                  /* owned: <state_dir>/drills/<id> */
+	struct timespec t0_wall;
+	double t0_mono;
+
+	struct rh_step_result *results; /* n_steps, owned */
+	json_t *scope;              /* owned: interpolation namespaces */
+	struct rh_provider_ctx *provider; /* owned; NULL for runbooks without target */
+
+	enum rh_verdict verdict;
+	bool restored;
+	double rto_s;               /* valid when restored */
+	long rto_step;              /* index of the step that set the RTO, -1 */
+	size_t *critical_path;      /* owned, n_critical step indices, first to last */
+	size_t n_critical;
+	double overhead_s;
+	bool final_phase_failed;    /* a teardown/always step did not succeed */
+
+	struct rh_cancel interrupt; /* main phase */
+	struct rh_cancel hard_stop; /* final phase: only rh_engine_abort fires it */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+enum rh_event_kind {
+	RH_EVENT_STEP_START,   /* an attempt started */
+	RH_EVENT_STEP_RETRY,   /* an attempt failed; next in `delay_s` */
+	RH_EVENT_STEP_END,     /* final status known */
+	RH_EVENT_STEP_PROGRESS,
+	RH_EVENT_INTERRUPTED,
+};
+
+struct rh_event {
+	enum rh_event_kind kind;
+	size_t step;            /* index */
+	unsigned attempt;
+	double at_s;            /* since T0 */
+	double delay_s;         /* RETRY */
+	const char *text;       /* RETRY/END: reason; PROGRESS: text */
+};
+
+struct rh_engine_opts {
+	unsigned version;
+	void (*on_event)(void *user, const struct rh_drill *d, const struct rh_event *ev);
+	void *user;
+};
+#define RH_ENGINE_OPTS_VERSION 1
+#define RH_ENGINE_OPTS_INIT { RH_ENGINE_OPTS_VERSION, NULL, NULL }
+
+/* Prepares a drill of `rb`: creates <state_dir>/drills/<id>/ (0700) with a
+ * steps/ subdirectory and the scope (runbook, vars, env (allowed names only),
+ * target, model, drill, rehydra namespaces). Nothing else is created.
+ * Returns 0 or a negative code with the message set. */
+int rh_drill_init(struct rh_drill *d, struct rh_runbook *rb, const char *state_dir);
+
+/* Runs the drill to the end (see above). Returns 0 when the drill ran to a
+ * verdict (whatever it is); a negative code only for internal errors. */
+int rh_engine_run(struct rh_drill *d, const struct rh_engine_opts *opts);
+
+/* Async-signal-safe: the first call interrupts (see above). */
+void rh_engine_interrupt(struct rh_drill *d);
+
+/* Async-signal-safe: cancels the final phase too (a second, forced stop). */
+void rh_engine_abort(struct rh_drill *d);
+
+void rh_drill_release(struct rh_drill *d);
+
+const char *rh_step_status_name(enum rh_step_status s);
+const char *rh_verdict_name(enum rh_verdict v);
+
+/* Exit code of a verdict: met 0, missed 1, failed 3, interrupted 130. */
+int rh_verdict_exit_code(enum rh_verdict v);
+
+#endif

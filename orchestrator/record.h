@@ -1,0 +1,24 @@
+/*
+ * record.h - the drill record: the JSON evidence of one drill.
+ *
+ * Fields: rehydra (format), drill_id, runbook {name, path, sha256},
+ * target, model, t0 (UTC RFC 3339), finished, rto_s, rto_target_s, verdict,
+ * restored_by, critical_path [ids], overhead_s, steps [{id, do, status,
+ * attempts, start_s, end_s, duration_s, outputs, error}], host {name},
+ * rehydra_version. No secret may appear: env values are never recorded.
+ */
+#ifndef RH_RECORD_H
+#define RH_RECORD_H
+
+#include "engine.h"
+
+#include <jansson.h>
+
+/* *out is new. Returns 0 or RH_ENOMEM. */
+int rh_record_build(json_t **out, const struct rh_drill *d);
+
+/* Writes the record to <drill dir>/record.json atomically: temporary name,
+ * fsync, rename, fsync of the directory. Mode 0600. */
+int rh_record_write(const struct rh_drill *d, const json_t *record);
+
+#endif
