@@ -38,18 +38,23 @@ int rh_error_set_errno(int code, int errnum, const char *fmt, ...)
 
 int rh_error_prefix(int code, const char *fmt, ...)
 {
-	char prefix[RH_ERROR_MAX];
 	char old[RH_ERROR_MAX];
 	va_list ap;
+	size_t n;
+	int w;
 
-	va_start(ap, fmt);
-	vsnprintf(prefix, sizeof(prefix), fmt, ap);
-	va_end(ap);
 	memcpy(old, err_buf, sizeof(old));
-	if (old[0])
-		snprintf(err_buf, sizeof(err_buf), "%s: %s", prefix, old);
-	else
-		snprintf(err_buf, sizeof(err_buf), "%s", prefix);
+	va_start(ap, fmt);
+	w = vsnprintf(err_buf, sizeof(err_buf), fmt, ap);
+	va_end(ap);
+	n = w < 0 ? 0 : (size_t)w;
+	if (old[0] && n + 2 < sizeof(err_buf)) {
+		memcpy(err_buf + n, ": ", 3);
+		n += 2;
+		/* Truncation of the older, inner message is acceptable. */
+		memcpy(err_buf + n, old, strnlen(old, sizeof(err_buf) - n - 1));
+		err_buf[n + strnlen(old, sizeof(err_buf) - n - 1)] = '\0';
+	}
 	return code;
 }
 

@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Sets *line/*column (1-based; column counts UTF-8 code points) of the value
+/* Sets *line and *column (1-based; column counts UTF-8 code points) of the value
  * at `pointer` (or of its member key when `at_key`). When the pointer does
  * not resolve, gives the position of the deepest part that does. Returns 0,
  * or RH_ENOTFOUND when even the document root cannot be found. */

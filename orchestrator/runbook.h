@@ -118,4 +118,9 @@ bool rh_runbook_depends_on(const struct rh_runbook *rb, size_t idx, size_t anc);
 
 const char *rh_when_name(enum rh_when w);
 
+/* Expands model.registry against `scope` (see interp.h) and, when the result
+ * is a relative path, makes it relative to the runbook's directory. *out is
+ * new. Returns 0 or the rh_interp_expand error. */
+int rh_runbook_registry_resolve(char **out, const struct rh_runbook *rb, const json_t *scope);
+
 #endif
