@@ -14,6 +14,10 @@
 
 #include <jansson.h>
 
+/* How records are serialised everywhere (file, --json): 15 significant
+ * digits keep 0.072 as "0.072" rather than 0.071999999999999995. */
+#define RH_RECORD_JSON_FLAGS (JSON_INDENT(2) | JSON_REAL_PRECISION(15))
+
 /* *out is new. Returns 0 or RH_ENOMEM. */
 int rh_record_build(json_t **out, const struct rh_drill *d);
 

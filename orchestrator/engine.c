@@ -1,0 +1,950 @@
+/*
+ * engine.c - runs a runbook's steps as a DAG and measures the RTO (see engine.h).
+ *
+ * One scheduler loop in the calling thread, under one mutex, decides what
+ * starts, what is skipped and when the phases change; it sleeps on a condition
+ * variable that every step thread signals when it finishes. Each attempt runs
+ * in its own thread so parallel branches really run in parallel and a slow
+ * step never delays the scheduling of others. The retry backoff is slept at
+ * the end of the failed attempt's thread, on the cancellation token, so an
+ * interrupt ends it at once.
+ *
+ * Two tokens cancel steps. Main-phase steps watch an engine-private token
+ * that the scheduler fires on the first failure or on interrupt; final-phase
+ * steps watch d->hard_stop, which only rh_engine_abort fires. The interrupt
+ * itself must be async-signal-safe, so rh_engine_interrupt only fires
+ * d->interrupt; a small watcher thread polls that token and wakes the
+ * scheduler, which does the rest under the lock.
+ *
+ * The scope (interpolation namespaces) is shared by all steps: it is read
+ * (expansion) and written (outputs) only under the engine lock.
+ */
+#include "engine.h"
+#include "clock.h"
+#include "error.h"
+#include "interp.h"
+#include "provider.h"
+#include "steps.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "banned.h"
+
+#define RH_DEFAULT_TIMEOUT_S 3600.0
+
+struct engine;
+
+/* The running state of one step; touched only under d->lock, except the
+ * fields an attempt thread owns while it runs (noted). */
+struct step_rt {
+	struct engine *e;
+	size_t idx;
+	pthread_t tid;
+	bool has_thread; /* an attempt thread exists and is not joined */
+	bool done;	 /* the attempt thread finished (join it) */
+	unsigned attempt;
+	json_t *spec;	 /* expanded spec of the current attempt */
+	json_t *outputs; /* outputs of the current attempt */
+	char *prefix;	 /* log prefix of the current attempt */
+	/* Written by the attempt thread, read after `done`. */
+	int rc;
+	char *err;
+	double end; /* rh_clock_mono() at the end of the attempt */
+	bool retry; /* backoff slept: start the next attempt */
+	bool cancelled_in_backoff;
+};
+
+struct engine {
+	struct rh_drill *d;
+	const struct rh_engine_opts *opts;
+	struct step_rt *rt;
+	struct rh_cancel main_cancel; /* fired on failure or interrupt */
+	struct rh_cancel watch_stop;  /* ends the watcher thread */
+	bool main_done;
+	bool failing;	  /* a main-phase step failed for good */
+	bool interrupted; /* rh_engine_interrupt during the main phase */
+	bool aborted;
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static double since_t0(const struct rh_drill *d)
+{
+	return rh_clock_mono() - d->t0_mono;
+}
+
+static bool is_final_phase(const struct rh_step *s)
+{
+	return s->when != RH_WHEN_ON_SUCCESS;
+}
+
+static bool status_final(enum rh_step_status s)
+{
+	return s != RH_STEP_PENDING && s != RH_STEP_RUNNING;
+}
+
+static char *xstrdup(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+static void emit(struct engine *e, enum rh_event_kind kind, size_t step, unsigned attempt,
+		 double delay_s, const char *text)
+{
+	struct rh_event ev = {
+	    .kind = kind,
+	    .step = step,
+	    .attempt = attempt,
+	    .at_s = since_t0(e->d),
+	    .delay_s = delay_s,
+	    .text = text,
+	};
+
+	if (e->opts && e->opts->on_event)
+		e->opts->on_event(e->opts->user, e->d, &ev);
+}
+
+static double uniform01(void)
+{
+	uint64_t r = 0;
+
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		r = (uint64_t)(rh_clock_mono() * 1e9) * 6364136223846793005ULL;
+	return (double)(r >> 11) / 9007199254740992.0; /* 2^53 */
+}
+
+/* Delay before attempt n+1 after attempt n failed. */
+static double backoff_delay(const struct rh_backoff *b, unsigned n)
+{
+	double delay = b->initial_s * pow(b->factor >= 1 ? b->factor : 1, (double)n - 1);
+	double j = b->jitter < 0 ? 0 : b->jitter > 1 ? 1 : b->jitter;
+
+	if (!isfinite(delay) || delay > b->max_s)
+		delay = b->max_s;
+	if (delay < 0)
+		delay = 0;
+	return delay * (1.0 + j * (2.0 * uniform01() - 1.0));
+}
+
+/* mkdir -p with mode 0700 for every created component. */
+static int mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(buf))
+		return rh_error_set(RH_EINVAL, "bad directory name '%s'", path);
+	memcpy(buf, path, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			return rh_error_set_errno(RH_EIO, errno, "cannot create directory %s", buf);
+		if (i < n)
+			buf[i] = '/';
+	}
+	return 0;
+}
+
+/* ---- scope -------------------------------------------------------------- */
+
+static int set_str(json_t *obj, const char *key, const char *value)
+{
+	return json_object_set_new(obj, key, json_string(value ? value : "")) == 0
+		   ? 0
+		   : rh_error_set(RH_ENOMEM, "out of memory building the drill scope");
+}
+
+static int scope_model(json_t *scope, const struct rh_runbook *rb)
+{
+	json_t *model = json_object();
+	const char *raw[3] = {rb->model.name, rb->model.version, rb->model.commit};
+	static const char *const keys[3] = {"name", "version", "commit"};
+	char *registry = NULL;
+	int rc = 0;
+
+	if (!model || json_object_set_new(scope, "model", model) < 0)
+		return rh_error_set(RH_ENOMEM, "out of memory building the drill scope");
+	if (!rb->model.present)
+		return 0;
+	for (int i = 0; i < 3; i++) {
+		char *val = NULL;
+
+		if (!raw[i])
+			continue;
+		rc = rh_interp_expand(&val, raw[i], scope);
+		if (rc < 0) {
+			rh_error_prefix(rc, "model.%s", keys[i]);
+			goto done;
+		}
+		rc = set_str(model, keys[i], val);
+		free(val);
+		if (rc < 0)
+			goto done;
+	}
+	rc = rh_runbook_registry_resolve(&registry, rb, scope);
+	if (rc < 0)
+		goto done;
+	rc = set_str(model, "registry", registry);
+done:
+	free(registry);
+	return rc;
+}
+
+/* The directory of the running binary: runbooks name the example stack and
+ * helper tools as ${rehydra.bindir}/NAME. "" when /proc is not mounted. */
+static void self_bindir(char *buf, size_t size)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	buf[0] = '\0';
+	if (n <= 0)
+		return;
+	exe[n] = '\0';
+	snprintf(buf, size, "%s", dirname(exe));
+}
+
+/* Namespaces known before the first step runs; provision and sync add to
+ * target and model, finished steps to steps. env holds only the names the
+ * runbook allows, and only those that are set. */
+static int scope_build(struct rh_drill *d)
+{
+	const struct rh_runbook *rb = d->rb;
+	char bindir[PATH_MAX];
+	json_t *env = json_object();
+	json_t *target = rb->target ? json_deep_copy(rb->target) : json_object();
+	int rc = 0;
+
+	self_bindir(bindir, sizeof(bindir));
+	for (size_t i = 0; env && i < rb->n_env_allow; i++) {
+		const char *v = getenv(rb->env_allow[i]);
+
+		if (v && json_object_set_new(env, rb->env_allow[i], json_string(v)) < 0) {
+			json_decref(env);
+			env = NULL;
+		}
+	}
+	if (!env || !target) {
+		json_decref(env);
+		json_decref(target);
+		return rh_error_set(RH_ENOMEM, "out of memory building the drill scope");
+	}
+	/* "o" steals env and target, also when json_pack fails. */
+	d->scope = json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s},"
+			     " s:O, s:o, s:o, s:{}}",
+			     "runbook", "name", rb->name, "dir", rb->dir, "path", rb->path,
+			     "sha256", rb->sha256,
+			     "drill", "id", d->id, "dir", d->dir,
+			     "rehydra", "bindir", bindir, "version", RH_VERSION,
+			     "vars", rb->vars, "env", env, "target", target, "steps");
+	if (!d->scope)
+		return rh_error_set(RH_ENOMEM, "out of memory building the drill scope");
+	rc = scope_model(d->scope, rb);
+	return rc;
+}
+
+/* ---- drill lifecycle ---------------------------------------------------- */
+
+static int make_id(struct rh_drill *d)
+{
+	unsigned char rnd[3];
+	struct tm tm;
+	time_t now = d->t0_wall.tv_sec;
+	char stamp[32];
+
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return rh_error_set_errno(RH_EIO, errno, "getrandom");
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(d->id, sizeof(d->id), "%s-%s-%02x%02x%02x", stamp, d->rb->name, rnd[0], rnd[1],
+		 rnd[2]);
+	return 0;
+}
+
+int rh_drill_init(struct rh_drill *d, struct rh_runbook *rb, const char *state_dir)
+{
+	char *steps_dir = NULL;
+	size_t n;
+	int rc;
+
+	memset(d, 0, sizeof(*d));
+	d->rb = rb;
+	d->rto_step = -1;
+	d->verdict = RH_VERDICT_FAILED;
+	d->interrupt.fds[0] = d->interrupt.fds[1] = -1;
+	d->hard_stop.fds[0] = d->hard_stop.fds[1] = -1;
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->cond, NULL);
+	d->t0_wall = rh_clock_wall();
+
+	rc = make_id(d);
+	if (rc < 0)
+		goto done;
+	d->state_dir = strdup(state_dir);
+	n = strlen(state_dir) + strlen(d->id) + 16;
+	d->dir = malloc(n);
+	steps_dir = malloc(n + 8);
+	if (!d->state_dir || !d->dir || !steps_dir) {
+		rc = rh_error_set(RH_ENOMEM, "out of memory");
+		goto done;
+	}
+	snprintf(d->dir, n, "%s/drills/%s", state_dir, d->id);
+	snprintf(steps_dir, n + 8, "%s/steps", d->dir);
+	rc = mkdir_p(steps_dir);
+	if (rc < 0) {
+		rh_error_prefix(rc, "cannot create the drill directory under %s", state_dir);
+		goto done;
+	}
+
+	d->results = calloc(rb->n_steps ? rb->n_steps : 1, sizeof(*d->results));
+	if (!d->results) {
+		rc = rh_error_set(RH_ENOMEM, "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < rb->n_steps; i++) {
+		struct rh_step_result *r = &d->results[i];
+
+		r->status = RH_STEP_PENDING;
+		r->start_s = r->end_s = -1;
+		r->outputs = json_object();
+		n = strlen(steps_dir) + strlen(rb->steps[i].id) + 2;
+		r->log_prefix = malloc(n);
+		if (!r->outputs || !r->log_prefix) {
+			rc = rh_error_set(RH_ENOMEM, "out of memory");
+			goto done;
+		}
+		snprintf(r->log_prefix, n, "%s/%s", steps_dir, rb->steps[i].id);
+	}
+
+	rc = scope_build(d);
+	if (rc < 0) {
+		rh_error_prefix(rc, "runbook %s", rb->path);
+		goto done;
+	}
+	if ((rc = rh_cancel_init(&d->interrupt)) < 0 || (rc = rh_cancel_init(&d->hard_stop)) < 0)
+		goto done;
+	if (rb->target && rb->provider) {
+		rc = rh_provider_ctx_new(&d->provider, rb->provider, rb->target, d->id,
+					 d->state_dir, d->dir);
+		if (rc < 0)
+			goto done;
+	}
+done:
+	free(steps_dir);
+	if (rc < 0) {
+		/* keep the message: release may not touch it, but be safe */
+		char msg[1024];
+
+		snprintf(msg, sizeof(msg), "%s", rh_error_last());
+		rh_drill_release(d);
+		rh_error_set(rc, "%s", msg);
+	}
+	return rc;
+}
+
+void rh_drill_release(struct rh_drill *d)
+{
+	if (d->results && d->rb) {
+		for (size_t i = 0; i < d->rb->n_steps; i++) {
+			json_decref(d->results[i].outputs);
+			free(d->results[i].error);
+			free(d->results[i].log_prefix);
+		}
+	}
+	free(d->results);
+	d->results = NULL;
+	if (d->provider)
+		rh_provider_ctx_free(d->provider);
+	d->provider = NULL;
+	json_decref(d->scope);
+	d->scope = NULL;
+	free(d->critical_path);
+	d->critical_path = NULL;
+	d->n_critical = 0;
+	free(d->dir);
+	d->dir = NULL;
+	free(d->state_dir);
+	d->state_dir = NULL;
+	rh_cancel_clear(&d->interrupt);
+	rh_cancel_clear(&d->hard_stop);
+	pthread_cond_destroy(&d->cond);
+	pthread_mutex_destroy(&d->lock);
+}
+
+void rh_engine_interrupt(struct rh_drill *d)
+{
+	rh_cancel_fire(&d->interrupt);
+}
+
+void rh_engine_abort(struct rh_drill *d)
+{
+	rh_cancel_fire(&d->hard_stop);
+	rh_cancel_fire(&d->interrupt);
+}
+
+/* ---- attempts ----------------------------------------------------------- */
+
+static void step_progress(void *user, const struct rh_step_ctx *ctx, const char *text)
+{
+	struct step_rt *rt = user;
+	struct rh_drill *d = rt->e->d;
+
+	pthread_mutex_lock(&d->lock);
+	emit(rt->e, RH_EVENT_STEP_PROGRESS, rt->idx, ctx->attempt, 0, text);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static struct rh_cancel *step_cancel(struct engine *e, size_t idx)
+{
+	return is_final_phase(&e->d->rb->steps[idx]) ? &e->d->hard_stop : &e->main_cancel;
+}
+
+static void *attempt_thread(void *arg)
+{
+	struct step_rt *rt = arg;
+	struct engine *e = rt->e;
+	struct rh_drill *d = e->d;
+	const struct rh_step *s = &d->rb->steps[rt->idx];
+	struct rh_cancel *cancel = step_cancel(e, rt->idx);
+	double timeout = s->timeout_s > 0		  ? s->timeout_s
+			 : s->type->default_timeout_s > 0 ? s->type->default_timeout_s
+							  : RH_DEFAULT_TIMEOUT_S;
+	struct rh_step_ctx ctx = {
+	    .drill = d,
+	    .step = s,
+	    .step_index = rt->idx,
+	    .attempt = rt->attempt,
+	    .deadline = rh_clock_mono() + timeout,
+	    .cancel = cancel,
+	    .spec = rt->spec,
+	    .outputs = rt->outputs,
+	    .log_prefix = rt->prefix,
+	    .progress = step_progress,
+	    .progress_user = rt,
+	};
+	int rc;
+
+	rh_error_clear();
+	rc = s->type->run(&ctx);
+	rt->end = rh_clock_mono();
+	if (rc < 0) {
+		const char *msg = rh_error_last();
+
+		rt->err = xstrdup(msg[0] ? msg : rh_strerror(rc));
+	}
+	rt->rc = rc;
+	if (rc < 0 && rt->attempt <= s->retries && !rh_cancel_is_fired(cancel)) {
+		double delay = backoff_delay(&s->backoff, rt->attempt);
+
+		pthread_mutex_lock(&d->lock);
+		emit(e, RH_EVENT_STEP_RETRY, rt->idx, rt->attempt, delay, rt->err);
+		pthread_mutex_unlock(&d->lock);
+		if (rh_cancel_sleep(cancel, delay) == 0)
+			rt->retry = true;
+		else
+			rt->cancelled_in_backoff = true;
+	}
+	pthread_mutex_lock(&d->lock);
+	rt->done = true;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	return NULL;
+}
+
+/* Sets the final status of step i and reports it. Under the lock. */
+static void finish_step(struct engine *e, size_t i, enum rh_step_status st, const char *err)
+{
+	struct rh_drill *d = e->d;
+	struct rh_step_result *r = &d->results[i];
+
+	r->status = st;
+	/* the end of the attempt's work, not the moment the scheduler noticed */
+	if (r->start_s >= 0)
+		r->end_s = e->rt[i].end > 0 ? e->rt[i].end - d->t0_mono : since_t0(d);
+	free(r->error);
+	r->error = st == RH_STEP_OK ? NULL : xstrdup(err);
+	if (!is_final_phase(&d->rb->steps[i]) && st != RH_STEP_OK && st != RH_STEP_SKIPPED &&
+	    !(st == RH_STEP_CANCELLED && (e->failing || e->interrupted))) {
+		e->failing = true;
+		rh_cancel_fire(&e->main_cancel);
+	}
+	emit(e, RH_EVENT_STEP_END, i, e->rt[i].attempt, 0, r->error);
+}
+
+static void clear_attempt(struct step_rt *rt)
+{
+	json_decref(rt->spec);
+	rt->spec = NULL;
+	json_decref(rt->outputs);
+	rt->outputs = NULL;
+	free(rt->prefix);
+	rt->prefix = NULL;
+	free(rt->err);
+	rt->err = NULL;
+	rt->rc = 0;
+	rt->retry = false;
+	rt->cancelled_in_backoff = false;
+	rt->done = false;
+}
+
+/* Starts the next attempt of step i. Under the lock. */
+static void start_attempt(struct engine *e, size_t i)
+{
+	struct rh_drill *d = e->d;
+	const struct rh_step *s = &d->rb->steps[i];
+	struct rh_step_result *r = &d->results[i];
+	struct step_rt *rt = &e->rt[i];
+	size_t n;
+	int rc;
+
+	clear_attempt(rt);
+	rt->attempt++;
+	r->attempts = rt->attempt;
+	r->status = RH_STEP_RUNNING;
+	if (r->start_s < 0)
+		r->start_s = since_t0(d);
+	rt->end = 0;
+
+	rc = rh_interp_expand_json(&rt->spec, s->spec, d->scope);
+	if (rc < 0) {
+		char msg[1200];
+
+		snprintf(msg, sizeof(msg), "step '%s': %s", s->id, rh_error_last());
+		emit(e, RH_EVENT_STEP_START, i, rt->attempt, 0, NULL);
+		finish_step(e, i, RH_STEP_FAILED, msg);
+		return;
+	}
+	n = strlen(r->log_prefix) + 16;
+	rt->prefix = malloc(n);
+	rt->outputs = json_object();
+	if (!rt->prefix || !rt->outputs) {
+		finish_step(e, i, RH_STEP_FAILED, "out of memory");
+		return;
+	}
+	if (rt->attempt > 1)
+		snprintf(rt->prefix, n, "%s.%u", r->log_prefix, rt->attempt);
+	else
+		snprintf(rt->prefix, n, "%s", r->log_prefix);
+	emit(e, RH_EVENT_STEP_START, i, rt->attempt, 0, NULL);
+	rc = pthread_create(&rt->tid, NULL, attempt_thread, rt);
+	if (rc != 0) {
+		char msg[256];
+
+		snprintf(msg, sizeof(msg), "cannot start a thread for step '%s': %s", s->id,
+			 strerror(rc));
+		finish_step(e, i, RH_STEP_FAILED, msg);
+		return;
+	}
+	rt->has_thread = true;
+}
+
+/* Stores a successful attempt's outputs in the scope. Under the lock. */
+static int publish_outputs(struct engine *e, size_t i, json_t *outputs)
+{
+	struct rh_drill *d = e->d;
+	const struct rh_step *s = &d->rb->steps[i];
+	json_t *steps = json_object_get(d->scope, "steps");
+	json_t *entry = json_object();
+
+	if (!entry || json_object_set(entry, "outputs", outputs) < 0 ||
+	    json_object_set_new(steps, s->id, entry) < 0)
+		return rh_error_set(RH_ENOMEM, "out of memory");
+	if (s->type->exports_to) {
+		json_t *ns = json_object_get(d->scope, s->type->exports_to);
+
+		if (!ns) {
+			ns = json_object();
+			if (!ns || json_object_set_new(d->scope, s->type->exports_to, ns) < 0)
+				return rh_error_set(RH_ENOMEM, "out of memory");
+		}
+		if (json_object_update(ns, outputs) < 0)
+			return rh_error_set(RH_ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+/* Handles a finished attempt thread of step i. Under the lock. */
+static void collect(struct engine *e, size_t i)
+{
+	struct rh_drill *d = e->d;
+	struct step_rt *rt = &e->rt[i];
+	struct rh_step_result *r = &d->results[i];
+	bool final = is_final_phase(&d->rb->steps[i]);
+	struct rh_cancel *cancel = step_cancel(e, i);
+	char msg[2200];
+
+	pthread_join(rt->tid, NULL);
+	rt->has_thread = false;
+	json_decref(r->outputs);
+	r->outputs = json_incref(rt->outputs);
+
+	if (rt->rc == 0) {
+		if (publish_outputs(e, i, rt->outputs) < 0)
+			finish_step(e, i, RH_STEP_FAILED, rh_error_last());
+		else
+			finish_step(e, i, RH_STEP_OK, NULL);
+		return;
+	}
+	if (rt->retry && !(final ? e->aborted : (e->failing || e->interrupted))) {
+		start_attempt(e, i);
+		return;
+	}
+	if (rt->cancelled_in_backoff) {
+		snprintf(msg, sizeof(msg), "cancelled while waiting to retry (attempt %u: %s)",
+			 rt->attempt, rt->err ? rt->err : "");
+		finish_step(e, i, RH_STEP_CANCELLED, msg);
+	} else if (rt->rc == RH_ECANCELLED || rh_cancel_is_fired(cancel) || rt->retry) {
+		finish_step(e, i, RH_STEP_CANCELLED, rt->err);
+	} else if (rt->rc == RH_ETIMEOUT) {
+		finish_step(e, i, RH_STEP_TIMED_OUT, rt->err);
+	} else {
+		finish_step(e, i, RH_STEP_FAILED, rt->err);
+	}
+}
+
+/* ---- the scheduler ------------------------------------------------------ */
+
+/* Decides what a pending main-phase step does now. Under the lock. */
+static void schedule_main(struct engine *e, size_t i)
+{
+	struct rh_drill *d = e->d;
+	const struct rh_step *s = &d->rb->steps[i];
+	bool ready = true;
+	char msg[256];
+
+	/* a dependency that did not succeed is the most useful reason to give */
+	for (size_t k = 0; k < s->n_after; k++) {
+		size_t dep = s->after[k];
+		enum rh_step_status st = d->results[dep].status;
+
+		if (is_final_phase(&d->rb->steps[dep])) {
+			snprintf(msg, sizeof(msg), "depends on '%s', which runs in the final phase",
+				 d->rb->steps[dep].id);
+			finish_step(e, i, RH_STEP_SKIPPED, msg);
+			return;
+		}
+		if (!status_final(st)) {
+			ready = false;
+		} else if (st != RH_STEP_OK) {
+			snprintf(msg, sizeof(msg), "dependency '%s' %s", d->rb->steps[dep].id,
+				 rh_step_status_name(st));
+			finish_step(e, i, RH_STEP_SKIPPED, msg);
+			return;
+		}
+	}
+	if (e->interrupted || e->failing) {
+		finish_step(e, i, RH_STEP_SKIPPED,
+			    e->interrupted ? "not started: the drill was "
+					     "interrupted"
+					   : "not started: the drill "
+					     "failed");
+		return;
+	}
+	if (ready)
+		start_attempt(e, i);
+}
+
+static void schedule_final(struct engine *e, size_t i)
+{
+	struct rh_drill *d = e->d;
+	const struct rh_step *s = &d->rb->steps[i];
+
+	if (e->aborted) {
+		finish_step(e, i, RH_STEP_SKIPPED, "not started: the drill was aborted");
+		return;
+	}
+	if (s->when == RH_WHEN_ON_FAILURE && !(e->failing || e->interrupted)) {
+		finish_step(e, i, RH_STEP_SKIPPED, "not needed: the drill did not fail");
+		return;
+	}
+	for (size_t k = 0; k < s->n_after; k++)
+		if (!status_final(d->results[s->after[k]].status))
+			return;
+	start_attempt(e, i);
+}
+
+/* One pass over every step. Returns true when every step is final and no
+ * thread is left. Under the lock. */
+static bool schedule(struct engine *e)
+{
+	struct rh_drill *d = e->d;
+	const struct rh_runbook *rb = d->rb;
+	bool all_final = true, main_final = true;
+
+	if (!e->main_done && !e->interrupted && rh_cancel_is_fired(&d->interrupt)) {
+		e->interrupted = true;
+		rh_cancel_fire(&e->main_cancel);
+		emit(e, RH_EVENT_INTERRUPTED, 0, 0, 0, "interrupted");
+	}
+	if (!e->aborted && rh_cancel_is_fired(&d->hard_stop))
+		e->aborted = true;
+
+	for (size_t i = 0; i < rb->n_steps; i++)
+		if (e->rt[i].has_thread && e->rt[i].done)
+			collect(e, i);
+
+	/* Topological order, so a skip propagates down a chain in one pass. */
+	for (size_t k = 0; k < rb->n_steps; k++) {
+		size_t i = rb->order ? rb->order[k] : k;
+
+		if (!is_final_phase(&rb->steps[i]) && d->results[i].status == RH_STEP_PENDING)
+			schedule_main(e, i);
+	}
+	for (size_t i = 0; i < rb->n_steps; i++)
+		if (!is_final_phase(&rb->steps[i]) && !status_final(d->results[i].status))
+			main_final = false;
+	if (main_final)
+		e->main_done = true;
+	if (e->main_done) {
+		for (size_t k = 0; k < rb->n_steps; k++) {
+			size_t i = rb->order ? rb->order[k] : k;
+
+			if (is_final_phase(&rb->steps[i]) &&
+			    d->results[i].status == RH_STEP_PENDING)
+				schedule_final(e, i);
+		}
+	}
+	for (size_t i = 0; i < rb->n_steps; i++)
+		if (!status_final(d->results[i].status) || e->rt[i].has_thread)
+			all_final = false;
+	return all_final;
+}
+
+/* Wakes the scheduler when rh_engine_interrupt/abort fire: they must be
+ * async-signal-safe, so they cannot take the lock or signal a condvar. */
+static void *watcher_thread(void *arg)
+{
+	struct engine *e = arg;
+	struct rh_drill *d = e->d;
+	bool saw_interrupt = false, saw_abort = false;
+
+	for (;;) {
+		struct pollfd pfd[3] = {
+		    {.fd = rh_cancel_fd(&e->watch_stop), .events = POLLIN},
+		    {.fd = saw_interrupt ? -1 : rh_cancel_fd(&d->interrupt), .events = POLLIN},
+		    {.fd = saw_abort ? -1 : rh_cancel_fd(&d->hard_stop), .events = POLLIN},
+		};
+
+		if (poll(pfd, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[0].revents)
+			break;
+		if (pfd[1].revents)
+			saw_interrupt = true;
+		if (pfd[2].revents)
+			saw_abort = true;
+		pthread_mutex_lock(&d->lock);
+		pthread_cond_broadcast(&d->cond);
+		pthread_mutex_unlock(&d->lock);
+	}
+	return NULL;
+}
+
+/* ---- verdict ------------------------------------------------------------ */
+
+static int compute_verdict(struct engine *e)
+{
+	struct rh_drill *d = e->d;
+	const struct rh_runbook *rb = d->rb;
+	bool has_restorer = false, all_main_ok = true;
+	long best = -1, last = -1;
+	size_t *path = NULL, n = 0;
+	double steps_s = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < rb->n_steps; i++) {
+		const struct rh_step_result *r = &d->results[i];
+
+		if (is_final_phase(&rb->steps[i])) {
+			if (r->attempts > 0 && r->status != RH_STEP_OK)
+				d->final_phase_failed = true;
+			continue;
+		}
+		if (r->status != RH_STEP_OK)
+			all_main_ok = false;
+		else if (last < 0 || r->end_s > d->results[last].end_s)
+			last = (long)i;
+		if (rb->steps[i].restores_service) {
+			has_restorer = true;
+			if (r->status == RH_STEP_OK &&
+			    (best < 0 || r->end_s < d->results[best].end_s))
+				best = (long)i;
+		}
+	}
+	if (!has_restorer && all_main_ok)
+		best = last;
+	d->restored = best >= 0;
+	d->rto_step = best;
+	if (d->restored) {
+		size_t cur = (size_t)best;
+
+		d->rto_s = d->results[best].end_s;
+		path = malloc(rb->n_steps * sizeof(*path));
+		if (!path) {
+			rc = rh_error_set(RH_ENOMEM, "out of memory");
+			goto done;
+		}
+		/* walk back through the dependency that finished last */
+		for (;;) {
+			const struct rh_step *s = &rb->steps[cur];
+			long next = -1;
+
+			path[n++] = cur;
+			steps_s += d->results[cur].end_s - d->results[cur].start_s;
+			for (size_t k = 0; k < s->n_after; k++) {
+				size_t dep = s->after[k];
+
+				if (d->results[dep].end_s < 0)
+					continue;
+				if (next < 0 || d->results[dep].end_s > d->results[next].end_s)
+					next = (long)dep;
+			}
+			if (next < 0 || n == rb->n_steps)
+				break;
+			cur = (size_t)next;
+		}
+		for (size_t a = 0, b = n - 1; a < b; a++, b--) {
+			size_t t = path[a];
+
+			path[a] = path[b];
+			path[b] = t;
+		}
+		d->critical_path = path;
+		d->n_critical = n;
+		path = NULL;
+		d->overhead_s = d->rto_s - steps_s;
+		if (d->overhead_s < 0)
+			d->overhead_s = 0;
+	}
+	if (e->interrupted)
+		d->verdict = RH_VERDICT_INTERRUPTED;
+	else if (!d->restored || !all_main_ok)
+		d->verdict = RH_VERDICT_FAILED;
+	else if (rb->rto_target_s > 0 && d->rto_s > rb->rto_target_s)
+		d->verdict = RH_VERDICT_MISSED;
+	else
+		d->verdict = RH_VERDICT_MET;
+done:
+	free(path);
+	return rc;
+}
+
+int rh_engine_run(struct rh_drill *d, const struct rh_engine_opts *opts)
+{
+	struct engine e = {.d = d, .opts = opts};
+	pthread_t watcher;
+	bool watching = false;
+	size_t n = d->rb->n_steps;
+	int rc = 0;
+
+	e.main_cancel.fds[0] = e.main_cancel.fds[1] = -1;
+	e.watch_stop.fds[0] = e.watch_stop.fds[1] = -1;
+	e.rt = calloc(n ? n : 1, sizeof(*e.rt));
+	if (!e.rt) {
+		rc = rh_error_set(RH_ENOMEM, "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		e.rt[i].e = &e;
+		e.rt[i].idx = i;
+	}
+	if ((rc = rh_cancel_init(&e.main_cancel)) < 0 || (rc = rh_cancel_init(&e.watch_stop)) < 0)
+		goto done;
+
+	/* T0: the primary is declared lost. */
+	d->t0_wall = rh_clock_wall();
+	d->t0_mono = rh_clock_mono();
+
+	if (pthread_create(&watcher, NULL, watcher_thread, &e) != 0) {
+		rc = rh_error_set(RH_ERROR, "cannot start the engine's watcher thread");
+		goto done;
+	}
+	watching = true;
+
+	pthread_mutex_lock(&d->lock);
+	while (!schedule(&e))
+		pthread_cond_wait(&d->cond, &d->lock);
+	rc = compute_verdict(&e);
+	pthread_mutex_unlock(&d->lock);
+done:
+	if (watching) {
+		rh_cancel_fire(&e.watch_stop);
+		pthread_join(watcher, NULL);
+	}
+	if (e.rt)
+		for (size_t i = 0; i < n; i++)
+			clear_attempt(&e.rt[i]);
+	free(e.rt);
+	rh_cancel_clear(&e.main_cancel);
+	rh_cancel_clear(&e.watch_stop);
+	return rc;
+}
+
+/* ---- names -------------------------------------------------------------- */
+
+const char *rh_step_status_name(enum rh_step_status s)
+{
+	switch (s) {
+	case RH_STEP_PENDING:
+		return "pending";
+	case RH_STEP_RUNNING:
+		return "running";
+	case RH_STEP_OK:
+		return "ok";
+	case RH_STEP_FAILED:
+		return "failed";
+	case RH_STEP_TIMED_OUT:
+		return "timed_out";
+	case RH_STEP_SKIPPED:
+		return "skipped";
+	case RH_STEP_CANCELLED:
+		return "cancelled";
+	}
+	return "unknown";
+}
+
+const char *rh_verdict_name(enum rh_verdict v)
+{
+	switch (v) {
+	case RH_VERDICT_MET:
+		return "met";
+	case RH_VERDICT_MISSED:
+		return "missed";
+	case RH_VERDICT_FAILED:
+		return "failed";
+	case RH_VERDICT_INTERRUPTED:
+		return "interrupted";
+	}
+	return "unknown";
+}
+
+int rh_verdict_exit_code(enum rh_verdict v)
+{
+	switch (v) {
+	case RH_VERDICT_MET:
+		return 0;
+	case RH_VERDICT_MISSED:
+		return 1;
+	case RH_VERDICT_FAILED:
+		return 3;
+	case RH_VERDICT_INTERRUPTED:
+		return 130;
+	}
+	return 3;
+}

@@ -1,0 +1,377 @@
+/*
+ * record.c - the drill record, the JSON evidence of one drill (see record.h).
+ *
+ * The record is what an auditor reads, so two rules shape this file. It is
+ * written atomically (a temporary file in the same directory, fsync, rename,
+ * fsync of the directory): a crash leaves the old record or the new one,
+ * never half of one. And it carries no secret: the values of allowed
+ * environment variables are never copied in, and any string that came back
+ * from a step (outputs, error messages) has them masked, because a step may
+ * echo what it was given.
+ */
+#include "record.h"
+#include "clock.h"
+#include "error.h"
+#include "steps.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "banned.h"
+
+#define RH_RECORD_FORMAT 1
+/* Values shorter than this are not masked: "1" or "no" would mangle text
+ * without protecting anything. */
+#define RH_REDACT_MIN 4
+
+static json_t *seconds(double s)
+{
+	return json_real(round(s * 1000.0) / 1000.0);
+}
+
+/* Set values of the runbook's allowed env vars (borrowed from the scope). */
+struct secrets {
+	const char **values;
+	size_t n;
+};
+
+static char *mask_string(const char *in, const struct secrets *sec)
+{
+	char *cur = strdup(in);
+
+	for (size_t k = 0; cur && k < sec->n; k++) {
+		const char *v = sec->values[k];
+		size_t vlen = strlen(v);
+		size_t count = 0;
+		const char *p;
+		char *out, *w;
+
+		for (p = strstr(cur, v); p; p = strstr(p + vlen, v))
+			count++;
+		if (!count)
+			continue;
+		out = malloc(strlen(cur) + count * 16 + 1);
+		if (!out) {
+			free(cur);
+			return NULL;
+		}
+		w = out;
+		p = cur;
+		for (const char *hit = strstr(p, v); hit; hit = strstr(p, v)) {
+			memcpy(w, p, (size_t)(hit - p));
+			w += hit - p;
+			memcpy(w, "[redacted]", 10);
+			w += 10;
+			p = hit + vlen;
+		}
+		memcpy(w, p, strlen(p) + 1);
+		free(cur);
+		cur = out;
+	}
+	return cur;
+}
+
+/* A new deep copy of `in` with every string masked. */
+static json_t *mask_json(const json_t *in, const struct secrets *sec)
+{
+	json_t *out = NULL;
+
+	if (json_is_string(in)) {
+		char *m = mask_string(json_string_value(in), sec);
+
+		out = m ? json_string(m) : NULL;
+		free(m);
+	} else if (json_is_object(in)) {
+		const char *key;
+		json_t *val;
+
+		out = json_object();
+		json_object_foreach((json_t *)in, key, val)
+		{
+			char *mk = mask_string(key, sec);
+			json_t *mv = mask_json(val, sec);
+
+			if (!out || !mk || !mv || json_object_set_new(out, mk, mv) < 0) {
+				if (!mk || !out)
+					json_decref(mv);
+				free(mk);
+				json_decref(out);
+				return NULL;
+			}
+			free(mk);
+		}
+	} else if (json_is_array(in)) {
+		size_t i;
+		json_t *val;
+
+		out = json_array();
+		json_array_foreach(in, i, val)
+		{
+			if (!out || json_array_append_new(out, mask_json(val, sec)) < 0) {
+				json_decref(out);
+				return NULL;
+			}
+		}
+	} else {
+		out = json_deep_copy(in);
+	}
+	return out;
+}
+
+static json_t *masked_str_or_null(const char *s, const struct secrets *sec)
+{
+	char *m;
+	json_t *j;
+
+	if (!s)
+		return json_null();
+	m = mask_string(s, sec);
+	j = m ? json_string(m) : NULL;
+	free(m);
+	return j;
+}
+
+static json_t *str_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+/* Adds key -> value, taking value; a NULL value means allocation failed. */
+static int put(json_t *obj, const char *key, json_t *value)
+{
+	if (!value)
+		return -1;
+	return json_object_set_new(obj, key, value);
+}
+
+static json_t *build_steps(const struct rh_drill *d, const struct secrets *sec)
+{
+	const struct rh_runbook *rb = d->rb;
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < rb->n_steps; i++) {
+		const struct rh_step_result *r = &d->results[i];
+		const struct rh_step *s = &rb->steps[i];
+		json_t *o = json_object();
+		int err = 0;
+
+		if (!o || json_array_append_new(arr, o) < 0) {
+			json_decref(arr);
+			return NULL;
+		}
+		err |= put(o, "id", json_string(s->id));
+		err |= put(o, "do", json_string(s->type ? s->type->name : "?"));
+		err |= put(o, "when", json_string(rh_when_name(s->when)));
+		err |= put(o, "status", json_string(rh_step_status_name(r->status)));
+		err |= put(o, "attempts", json_integer(r->attempts));
+		err |= put(o, "start_s", r->start_s >= 0 ? seconds(r->start_s) : json_null());
+		err |= put(o, "end_s", r->end_s >= 0 ? seconds(r->end_s) : json_null());
+		err |= put(o, "duration_s",
+			   r->start_s >= 0 && r->end_s >= 0 ? seconds(r->end_s - r->start_s)
+							    : json_null());
+		err |= put(o, "restores_service", json_boolean(s->restores_service));
+		err |= put(o, "outputs", r->outputs ? mask_json(r->outputs, sec) : json_object());
+		err |= put(o, "error", masked_str_or_null(r->error, sec));
+		err |= put(o, "logs", str_or_null(r->log_prefix));
+		if (err) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	return arr;
+}
+
+static json_t *build_model(const struct rh_drill *d, const struct secrets *sec)
+{
+	const struct rh_model_ref *m = &d->rb->model;
+	json_t *scope_model = json_object_get(d->scope, "model");
+	json_t *o;
+	int err = 0;
+
+	if (!m->present)
+		return json_null();
+	o = json_object();
+	if (!o)
+		return NULL;
+	err |= put(o, "name", json_string(m->name));
+	err |= put(o, "version", json_string(m->version));
+	/* expanded, masked: it may be built from an env value (a token in a URL) */
+	err |= put(
+	    o, "registry",
+	    masked_str_or_null(json_string_value(json_object_get(scope_model, "registry")), sec));
+	err |= put(o, "commit", str_or_null(m->commit));
+	if (json_is_string(json_object_get(scope_model, "sha256")))
+		err |= put(o, "sha256", json_deep_copy(json_object_get(scope_model, "sha256")));
+	if (err) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+int rh_record_build(json_t **out, const struct rh_drill *d)
+{
+	const struct rh_runbook *rb = d->rb;
+	json_t *env = json_object_get(d->scope, "env");
+	json_t *rec = json_object();
+	json_t *o, *path;
+	struct secrets sec = {NULL, 0};
+	char t0[40], fin[40], host[256];
+	struct timespec end = d->t0_wall;
+	double last_end = 0;
+	int err = 0;
+	int rc = 0;
+
+	*out = NULL;
+	sec.values = calloc(json_object_size(env) + 1, sizeof(*sec.values));
+	if (!rec || !sec.values)
+		goto oom;
+	{
+		const char *key;
+		json_t *val;
+
+		json_object_foreach(env, key, val)
+		{
+			const char *v = json_string_value(val);
+
+			if (v && strlen(v) >= RH_REDACT_MIN)
+				sec.values[sec.n++] = v;
+		}
+	}
+
+	for (size_t i = 0; i < rb->n_steps; i++)
+		if (d->results[i].end_s > last_end)
+			last_end = d->results[i].end_s;
+	end.tv_sec += (time_t)last_end;
+	end.tv_nsec += (long)((last_end - floor(last_end)) * 1e9);
+	if (end.tv_nsec >= 1000000000L) {
+		end.tv_sec++;
+		end.tv_nsec -= 1000000000L;
+	}
+	rh_clock_rfc3339(t0, sizeof(t0), &d->t0_wall);
+	rh_clock_rfc3339(fin, sizeof(fin), &end);
+	if (gethostname(host, sizeof(host)) < 0)
+		host[0] = '\0';
+	host[sizeof(host) - 1] = '\0';
+
+	err |= put(rec, "rehydra", json_integer(RH_RECORD_FORMAT));
+	err |= put(rec, "drill_id", json_string(d->id));
+	if (!(o = json_object()) || put(rec, "runbook", o) < 0)
+		goto oom;
+	err |= put(o, "name", json_string(rb->name));
+	err |= put(o, "path", json_string(rb->path ? rb->path : ""));
+	err |= put(o, "sha256", json_string(rb->sha256));
+	/* the target with what provision learnt (host, port), never env values */
+	o = json_object_get(d->scope, "target");
+	err |= put(rec, "target", o && json_object_size(o) ? mask_json(o, &sec) : json_null());
+	err |= put(rec, "model", build_model(d, &sec));
+	err |= put(rec, "t0", json_string(t0));
+	err |= put(rec, "finished", json_string(fin));
+	err |= put(rec, "rto_s", d->restored ? seconds(d->rto_s) : json_null());
+	err |= put(rec, "rto_target_s",
+		   rb->rto_target_s > 0 ? json_real(rb->rto_target_s) : json_null());
+	err |= put(rec, "verdict", json_string(rh_verdict_name(d->verdict)));
+	err |= put(rec, "restored_by",
+		   d->restored && d->rto_step >= 0 ? json_string(rb->steps[d->rto_step].id)
+						   : json_null());
+	if (!(path = json_array()) || put(rec, "critical_path", path) < 0)
+		goto oom;
+	for (size_t i = 0; i < d->n_critical; i++)
+		err |= json_array_append_new(path, json_string(rb->steps[d->critical_path[i]].id));
+	err |= put(rec, "overhead_s", d->restored ? seconds(d->overhead_s) : json_null());
+	err |= put(rec, "final_phase_failed", json_boolean(d->final_phase_failed));
+	err |= put(rec, "steps", build_steps(d, &sec));
+	if (!(o = json_object()) || put(rec, "host", o) < 0)
+		goto oom;
+	err |= put(o, "name", json_string(host));
+	err |= put(rec, "rehydra_version", json_string(RH_VERSION));
+	if (err)
+		goto oom;
+	*out = rec;
+	rec = NULL;
+	goto done;
+oom:
+	rc = rh_error_set(RH_ENOMEM, "out of memory building the drill record");
+done:
+	json_decref(rec);
+	free(sec.values);
+	return rc;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int rh_record_write(const struct rh_drill *d, const json_t *record)
+{
+	char tmp[4200], final[4200];
+	char *text = NULL;
+	int fd = -1, dfd = -1;
+	bool tmp_made = false;
+	int rc = 0;
+
+	if ((size_t)snprintf(final, sizeof(final), "%s/record.json", d->dir) >= sizeof(final) ||
+	    (size_t)snprintf(tmp, sizeof(tmp), "%s/.record.json.XXXXXX", d->dir) >= sizeof(tmp)) {
+		rc = rh_error_set(RH_EINVAL, "drill directory name too long: %s", d->dir);
+		goto done;
+	}
+	text = json_dumps(record, RH_RECORD_JSON_FLAGS);
+	if (!text) {
+		rc = rh_error_set(RH_ENOMEM, "cannot serialise the drill record");
+		goto done;
+	}
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		rc = rh_error_set_errno(RH_EIO, errno, "cannot create a file in %s", d->dir);
+		goto done;
+	}
+	tmp_made = true;
+	if (fchmod(fd, 0600) < 0 || write_all(fd, text, strlen(text)) < 0 ||
+	    write_all(fd, "\n", 1) < 0 || fsync(fd) < 0) {
+		rc = rh_error_set_errno(RH_EIO, errno, "cannot write %s", tmp);
+		goto done;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		rc = rh_error_set_errno(RH_EIO, errno, "cannot write %s", tmp);
+		goto done;
+	}
+	fd = -1;
+	if (rename(tmp, final) < 0) {
+		rc = rh_error_set_errno(RH_EIO, errno, "cannot rename %s to %s", tmp, final);
+		goto done;
+	}
+	tmp_made = false;
+	dfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) < 0) {
+		rc = rh_error_set_errno(RH_EIO, errno, "cannot sync directory %s", d->dir);
+		goto done;
+	}
+done:
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
+	if (tmp_made)
+		unlink(tmp);
+	free(text);
+	return rc;
+}

@@ -1,0 +1,408 @@
+/*
+ * step_provider.c - the steps that act on the target through its adapter:
+ * provision, sync_artifacts, deploy, teardown.
+ *
+ * They are thin on purpose: the engine knows adapters only through the ops
+ * table in provider.h, and the registry/sink code does the transfers. What
+ * lives here is the glue the adapters should not each reimplement: turning
+ * the adapter's outputs into step outputs (which the engine exports to
+ * ${target.*} and ${model.*}), expanding the runbook's stack against the
+ * scope for deploy, and giving sync_artifacts a deadline (the registry API
+ * knows only a cancellation token, so a small timer thread fires a private
+ * token at the deadline or when the step is cancelled).
+ */
+#include "clock.h"
+#include "engine.h"
+#include "error.h"
+#include "interp.h"
+#include "provider.h"
+#include "registry.h"
+#include "sink.h"
+#include "step_run.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "banned.h"
+
+#define RH_MIB (1024.0 * 1024.0)
+#define RH_PROGRESS_EVERY_S 0.2
+
+static double round3(double x)
+{
+	return round(x * 1000.0) / 1000.0;
+}
+
+static int need_provider(struct rh_provider_ctx **out, struct rh_step_ctx *ctx)
+{
+	*out = ctx->drill->provider;
+	if (!*out || !(*out)->ops)
+		return rh_error_set(RH_EINVAL,
+				    "step '%s': '%s' needs a target in the runbook "
+				    "(add \"target\": {\"provider\": ...})",
+				    ctx->step->id, ctx->step->type->name);
+	return 0;
+}
+
+/* Copies what the adapter learnt into the step's outputs, without
+ * overwriting what the hook put there itself. */
+static int merge_provider_outputs(struct rh_provider_ctx *p, struct rh_step_ctx *ctx)
+{
+	const char *key;
+	json_t *val;
+	int rc = 0;
+
+	pthread_mutex_lock(&p->lock);
+	json_object_foreach(p->outputs, key, val)
+	{
+		if (json_object_get(ctx->outputs, key))
+			continue;
+		if (json_object_set_new(ctx->outputs, key, json_deep_copy(val)) < 0) {
+			rc = rh_error_set(RH_ENOMEM, "out of memory");
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+static int hook_failed(int rc, struct rh_step_ctx *ctx, const struct rh_provider_ctx *p)
+{
+	const char *msg = rh_error_last();
+
+	if (!msg[0])
+		rh_error_set(rc, "%s", rh_strerror(rc));
+	return rh_error_prefix(rc, "step '%s': %s %s", ctx->step->id, p->ops->name,
+			       ctx->step->type->name);
+}
+
+int rh_step_provision_run(struct rh_step_ctx *ctx)
+{
+	struct rh_provider_ctx *p;
+	int rc;
+
+	if ((rc = need_provider(&p, ctx)) < 0)
+		return rc;
+	if (!p->ops->provision)
+		return rh_error_set(RH_EUNSUPPORTED, "step '%s': provider %s cannot provision",
+				    ctx->step->id, p->ops->name);
+	rh_error_clear();
+	rc = p->ops->provision(p, ctx);
+	if (rc < 0)
+		return hook_failed(rc, ctx, p);
+	return merge_provider_outputs(p, ctx);
+}
+
+int rh_step_teardown_run(struct rh_step_ctx *ctx)
+{
+	struct rh_provider_ctx *p;
+	int rc;
+
+	if ((rc = need_provider(&p, ctx)) < 0)
+		return rc;
+	if (!p->ops->teardown)
+		return rh_error_set(RH_EUNSUPPORTED, "step '%s': provider %s cannot tear down",
+				    ctx->step->id, p->ops->name);
+	rh_error_clear();
+	rc = p->ops->teardown(p, ctx);
+	return rc < 0 ? hook_failed(rc, ctx, p) : 0;
+}
+
+int rh_step_deploy_run(struct rh_step_ctx *ctx)
+{
+	struct rh_drill *d = ctx->drill;
+	const json_t *stack = d->rb->stack;
+	struct rh_provider_ctx *p;
+	json_t *command = NULL, *env = NULL;
+	int rc;
+
+	if ((rc = need_provider(&p, ctx)) < 0)
+		return rc;
+	if (!json_is_object(stack) || !json_is_array(json_object_get(stack, "command")))
+		return rh_error_set(RH_EINVAL,
+				    "step '%s': deploy needs a \"stack\" with a "
+				    "\"command\" in the runbook",
+				    ctx->step->id);
+	if (!p->ops->deploy)
+		return rh_error_set(RH_EUNSUPPORTED, "step '%s': provider %s cannot deploy",
+				    ctx->step->id, p->ops->name);
+	/* The stack is not part of the step's spec, so the engine did not expand
+	 * it; the scope is shared with running steps, hence the engine lock. */
+	pthread_mutex_lock(&d->lock);
+	rc = rh_interp_expand_json(&command, json_object_get(stack, "command"), d->scope);
+	if (rc == 0 && json_object_get(stack, "env"))
+		rc = rh_interp_expand_json(&env, json_object_get(stack, "env"), d->scope);
+	pthread_mutex_unlock(&d->lock);
+	if (rc < 0) {
+		rh_error_prefix(rc, "step '%s': stack", ctx->step->id);
+		goto done;
+	}
+	rh_error_clear();
+	rc = p->ops->deploy(p, ctx, command, env);
+	if (rc < 0) {
+		hook_failed(rc, ctx, p);
+		goto done;
+	}
+	rc = merge_provider_outputs(p, ctx);
+done:
+	json_decref(command);
+	json_decref(env);
+	return rc;
+}
+
+/* ---- sync_artifacts ----------------------------------------------------- */
+
+/* Fires `token` when the deadline passes or the step is cancelled. */
+struct deadline_timer {
+	struct rh_cancel token;
+	struct rh_cancel stop;
+	struct rh_cancel *parent;
+	double deadline;
+	bool expired;
+	pthread_t tid;
+	bool running;
+};
+
+static void *timer_thread(void *arg)
+{
+	struct deadline_timer *t = arg;
+
+	for (;;) {
+		struct pollfd pfd[2] = {
+		    {.fd = rh_cancel_fd(&t->stop), .events = POLLIN},
+		    {.fd = t->parent ? rh_cancel_fd(t->parent) : -1, .events = POLLIN},
+		};
+		double left = t->deadline - rh_clock_mono();
+		int ms = left <= 0 ? 0 : left > 86400.0 ? 86400000 : (int)(left * 1000.0) + 1;
+
+		if (poll(pfd, 2, ms) < 0 && errno != EINTR)
+			break;
+		if (pfd[0].revents)
+			break;
+		if (pfd[1].revents) {
+			rh_cancel_fire(&t->token);
+			break;
+		}
+		if (rh_clock_mono() >= t->deadline) {
+			t->expired = true;
+			rh_cancel_fire(&t->token);
+			break;
+		}
+	}
+	return NULL;
+}
+
+static int timer_start(struct deadline_timer *t, struct rh_cancel *parent, double deadline)
+{
+	int rc;
+
+	memset(t, 0, sizeof(*t));
+	t->token.fds[0] = t->token.fds[1] = t->stop.fds[0] = t->stop.fds[1] = -1;
+	t->parent = parent;
+	t->deadline = deadline;
+	if ((rc = rh_cancel_init(&t->token)) < 0 || (rc = rh_cancel_init(&t->stop)) < 0)
+		return rc;
+	if (pthread_create(&t->tid, NULL, timer_thread, t) != 0)
+		return rh_error_set(RH_ERROR, "cannot start a timer thread");
+	t->running = true;
+	return 0;
+}
+
+static void timer_stop(struct deadline_timer *t)
+{
+	if (t->running) {
+		rh_cancel_fire(&t->stop);
+		pthread_join(t->tid, NULL);
+		t->running = false;
+	}
+	rh_cancel_clear(&t->token);
+	rh_cancel_clear(&t->stop);
+}
+
+struct sync_progress {
+	struct rh_step_ctx *ctx;
+	uint64_t total;
+	uint64_t base; /* bytes of files finished before the current one */
+	char *path;    /* the current file */
+	uint64_t cur_total;
+	double started;
+	double last_report;
+};
+
+static void on_sync_progress(void *user, const char *path, uint64_t done, uint64_t total)
+{
+	struct sync_progress *sp = user;
+	struct rh_step_ctx *ctx = sp->ctx;
+	double now = rh_clock_mono();
+	char text[160];
+	double moved, rate;
+
+	if (!sp->path || strcmp(sp->path, path) != 0) {
+		char *copy = strdup(path);
+
+		if (sp->path)
+			sp->base += sp->cur_total;
+		free(sp->path);
+		sp->path = copy;
+	}
+	sp->cur_total = total;
+	if (!ctx->progress || now - sp->last_report < RH_PROGRESS_EVERY_S)
+		return;
+	sp->last_report = now;
+	moved = (double)(sp->base + done);
+	rate = now > sp->started ? moved / RH_MIB / (now - sp->started) : 0;
+	snprintf(text, sizeof(text), "%.1f MiB / %.1f MiB at %.1f MiB/s", moved / RH_MIB,
+		 (double)sp->total / RH_MIB, rate);
+	ctx->progress(ctx->progress_user, ctx, text);
+}
+
+static const char *sink_path(struct rh_provider_ctx *p, const struct rh_sink *sink, char *buf,
+			     size_t size)
+{
+	const char *v = NULL;
+
+	pthread_mutex_lock(&p->lock);
+	v = json_string_value(json_object_get(p->outputs, "model_path"));
+	if (v)
+		snprintf(buf, size, "%s", v);
+	pthread_mutex_unlock(&p->lock);
+	if (v)
+		return buf;
+	if (sink->url && strncmp(sink->url, "file://", 7) == 0)
+		snprintf(buf, size, "%s", sink->url + 7);
+	else
+		snprintf(buf, size, "%s", sink->url ? sink->url : "");
+	return buf;
+}
+
+static int scope_model_string(char **out, struct rh_drill *d, const char *key)
+{
+	const char *v;
+
+	pthread_mutex_lock(&d->lock);
+	v = json_string_value(json_object_get(json_object_get(d->scope, "model"), key));
+	*out = v ? strdup(v) : NULL;
+	pthread_mutex_unlock(&d->lock);
+	if (v && !*out)
+		return rh_error_set(RH_ENOMEM, "out of memory");
+	return 0;
+}
+
+int rh_step_sync_artifacts_run(struct rh_step_ctx *ctx)
+{
+	struct rh_drill *d = ctx->drill;
+	struct rh_provider_ctx *p;
+	struct rh_registry *reg = NULL;
+	struct rh_model_version *v = NULL;
+	struct rh_sink *sink = NULL;
+	struct rh_sync_stats stats = {0};
+	struct deadline_timer timer;
+	struct sync_progress sp = {.ctx = ctx};
+	char *url = NULL, *name = NULL, *version = NULL, *commit = NULL, *cache = NULL;
+	char where[4096];
+	bool timer_ready = false;
+	size_t n;
+	int rc;
+
+	if ((rc = need_provider(&p, ctx)) < 0)
+		return rc;
+	if ((rc = scope_model_string(&url, d, "registry")) < 0 ||
+	    (rc = scope_model_string(&name, d, "name")) < 0 ||
+	    (rc = scope_model_string(&version, d, "version")) < 0 ||
+	    (rc = scope_model_string(&commit, d, "commit")) < 0)
+		goto done;
+	if (!url || !name || !version) {
+		rc = rh_error_set(RH_EINVAL,
+				  "step '%s': sync_artifacts needs a \"model\" with "
+				  "registry, name and version in the runbook",
+				  ctx->step->id);
+		goto done;
+	}
+	n = strlen(d->state_dir) + 8;
+	cache = malloc(n);
+	if (!cache) {
+		rc = rh_error_set(RH_ENOMEM, "out of memory");
+		goto done;
+	}
+	snprintf(cache, n, "%s/cache", d->state_dir);
+
+	rc = timer_start(&timer, ctx->cancel, ctx->deadline);
+	timer_ready = true;
+	if (rc < 0)
+		goto done;
+	rc = rh_registry_open(&reg, url, cache);
+	if (rc < 0)
+		goto fail;
+	rc = rh_registry_resolve(&v, reg, name, version, commit);
+	if (rc < 0)
+		goto fail;
+	if (!p->ops->sink_open) {
+		rc =
+		    rh_error_set(RH_EUNSUPPORTED, "provider %s has no artifact sink", p->ops->name);
+		goto fail;
+	}
+	rh_error_clear();
+	rc = p->ops->sink_open(&sink, p, ctx);
+	if (rc < 0)
+		goto fail;
+	sp.total = v->total_bytes;
+	sp.started = rh_clock_mono();
+	sp.last_report = 0;
+	sink->cancel = &timer.token;
+	sink->progress = on_sync_progress;
+	sink->progress_user = &sp;
+	rc = rh_registry_sync(reg, v, sink, &timer.token, &stats);
+	if (rc < 0)
+		goto fail;
+
+	sink_path(p, sink, where, sizeof(where));
+	{
+		double secs = stats.seconds > 0 ? stats.seconds : rh_clock_mono() - sp.started;
+		json_t *o = ctx->outputs;
+
+		if (json_object_set_new(o, "sha256", json_string(v->manifest_sha256)) < 0 ||
+		    json_object_set_new(o, "path", json_string(where)) < 0 ||
+		    json_object_set_new(o, "commit", json_string(v->commit)) < 0 ||
+		    json_object_set_new(o, "files", json_integer((json_int_t)stats.files)) < 0 ||
+		    json_object_set_new(o, "bytes_sent",
+					json_integer((json_int_t)stats.bytes_sent)) < 0 ||
+		    json_object_set_new(o, "bytes_skipped",
+					json_integer((json_int_t)stats.bytes_skipped)) < 0 ||
+		    json_object_set_new(o, "seconds", json_real(round3(secs))) < 0 ||
+		    json_object_set_new(
+			o, "throughput_mib_s",
+			json_real(secs > 0 ? round3((double)stats.bytes_sent / RH_MIB / secs)
+					   : 0)) < 0)
+			rc = rh_error_set(RH_ENOMEM, "out of memory");
+	}
+	goto done;
+fail:
+	if (rc == RH_ECANCELLED && timer.expired && !rh_cancel_is_fired(ctx->cancel))
+		rc = rh_error_set(RH_ETIMEOUT,
+				  "step '%s': syncing %s %s from %s did not finish "
+				  "before the step's timeout; raise timeout_s",
+				  ctx->step->id, name, version, url);
+	else
+		rh_error_prefix(rc, "step '%s': sync %s %s", ctx->step->id, name, version);
+done:
+	rh_sink_close(sink);
+	if (v)
+		rh_model_version_free(v);
+	if (reg)
+		rh_registry_free(reg);
+	if (timer_ready)
+		timer_stop(&timer);
+	free(sp.path);
+	free(url);
+	free(name);
+	free(version);
+	free(commit);
+	free(cache);
+	return rc;
+}
