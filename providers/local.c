@@ -1,0 +1,643 @@
+/*
+ * local.c - the `local` provider: recreates the stack on this machine.
+ *
+ * It is the adapter every drill can run without a cloud account, so it is
+ * also what the integration tests drive end to end. provision makes a
+ * per-drill workspace directory and picks a free loopback port; the sink is
+ * a file sink under the workspace; deploy spawns the stack command (argv,
+ * no shell) in its own process group; teardown stops that group and removes
+ * the workspace. The workspace path is derived from the target and the
+ * drill id alone, so teardown finds it even after a provision that failed
+ * half-way or a crash that lost the in-memory state.
+ */
+#include "provider.h"
+#include "clock.h"
+#include "error.h"
+#include "sink.h"
+#include "process.h"
+#include "steps.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "banned.h"
+
+#define LOCAL_HOST "127.0.0.1"
+#define LOCAL_EARLY_EXIT_S 0.05 /* a stack that dies this fast never started */
+#define LOCAL_GRACE_DEFAULT_S 5.0
+
+struct local_state {
+	char *workspace;         /* absolute, once provisioned */
+	struct rh_child child;
+	bool have_child;
+};
+
+static const char *const local_target_keys[] = { "workspace_root", NULL };
+static const char *const local_output_keys[] = { "host", "port", "workspace", NULL };
+
+/* Environment variables a stack inherits from rehydra; everything else comes
+ * from the runbook's stack.env, so a drill does not depend on who ran it. */
+static const char *const local_env_pass[] = { "PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR",
+					      NULL };
+
+static int local_validate(const json_t *target, const char *pointer, struct rh_diags *d)
+{
+	const json_t *root = json_object_get(target, "workspace_root");
+	char *ptr = NULL;
+	int err = 0;
+
+	if (!root)
+		goto done;
+	ptr = rh_pointer_join(pointer, "workspace_root");
+	if (!ptr) {
+		err = rh_error_set(RH_ENOMEM, "out of memory validating the target");
+		goto done;
+	}
+	if (!json_is_string(root) || json_string_length(root) == 0)
+		err = rh_diags_add(d, ptr, false, "workspace_root must be a non-empty string");
+	else if (json_string_value(root)[0] != '/')
+		err = rh_diags_add(d, ptr, false,
+				   "workspace_root must be an absolute path (got \"%s\")",
+				   json_string_value(root));
+done:
+	free(ptr);
+	return err;
+}
+
+static struct local_state *local_state_get(struct rh_provider_ctx *p, int *err)
+{
+	struct local_state *st = p->priv;
+
+	*err = 0;
+	if (st)
+		return st;
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		*err = rh_error_set(RH_ENOMEM, "out of memory in the local provider");
+		return NULL;
+	}
+	st->child.pid = 0;
+	st->child.pidfd = -1;
+	p->priv = st;
+	return st;
+}
+
+/* "<root>/<drill_id>" where root is target.workspace_root or
+ * <state_dir>/workspaces; *root_out and *ws_out are new. */
+static int local_paths(struct rh_provider_ctx *p, char **root_out, char **ws_out)
+{
+	const char *root_key = json_string_value(json_object_get(p->target, "workspace_root"));
+	char *root = NULL;
+	char *ws = NULL;
+	int err = 0;
+	int n;
+
+	*root_out = NULL;
+	*ws_out = NULL;
+	if (!p->drill_id || !*p->drill_id || strchr(p->drill_id, '/') ||
+	    strcmp(p->drill_id, ".") == 0 || strcmp(p->drill_id, "..") == 0) {
+		err = rh_error_set(RH_EINVAL, "local provider: bad drill id \"%s\"",
+				   p->drill_id ? p->drill_id : "");
+		goto done;
+	}
+	if (root_key && *root_key) {
+		root = strdup(root_key);
+	} else {
+		if (!p->state_dir) {
+			err = rh_error_set(RH_EINVAL, "local provider: no state directory and no "
+						      "target.workspace_root");
+			goto done;
+		}
+		n = asprintf(&root, "%s/workspaces", p->state_dir);
+		if (n < 0)
+			root = NULL;
+	}
+	if (!root) {
+		err = rh_error_set(RH_ENOMEM, "out of memory in the local provider");
+		goto done;
+	}
+	if (asprintf(&ws, "%s/%s", root, p->drill_id) < 0) {
+		ws = NULL;
+		err = rh_error_set(RH_ENOMEM, "out of memory in the local provider");
+		goto done;
+	}
+	*root_out = root;
+	*ws_out = ws;
+	root = NULL;
+	ws = NULL;
+done:
+	free(root);
+	free(ws);
+	return err;
+}
+
+/* mkdir -p with mode 0700 for the components it creates. */
+static int local_mkdir_p(const char *path)
+{
+	char *copy = strdup(path);
+	int err = 0;
+
+	if (!copy)
+		return rh_error_set(RH_ENOMEM, "out of memory creating %s", path);
+	for (char *s = copy + 1; ; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char saved = *s;
+
+		*s = '\0';
+		if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
+			err = rh_error_set_errno(RH_EIO, errno, "cannot create directory %s", copy);
+			goto done;
+		}
+		*s = saved;
+		if (saved == '\0')
+			break;
+	}
+done:
+	free(copy);
+	return err;
+}
+
+/* Creates the workspace, or accepts an existing one that is a real directory
+ * owned by us (a retried provision reuses it). */
+static int local_workspace_make(const char *root, const char *ws)
+{
+	struct stat sb;
+	int err;
+
+	err = local_mkdir_p(root);
+	if (err < 0)
+		goto done;
+	if (mkdir(ws, 0700) == 0)
+		goto done;
+	if (errno != EEXIST) {
+		err = rh_error_set_errno(RH_EIO, errno, "cannot create workspace %s", ws);
+		goto done;
+	}
+	if (lstat(ws, &sb) != 0) {
+		err = rh_error_set_errno(RH_EIO, errno, "cannot inspect workspace %s", ws);
+		goto done;
+	}
+	if (!S_ISDIR(sb.st_mode) || sb.st_uid != geteuid()) {
+		err = rh_error_set(RH_EIO, "workspace %s exists but is not a directory owned by "
+					   "us: remove it or pick another workspace_root", ws);
+		goto done;
+	}
+done:
+	return err;
+}
+
+/* A port the kernel says is free right now on the loopback address. The
+ * socket is closed before the stack binds, so a race is possible but rare;
+ * the health probe would then fail with a clear connection error. */
+static int local_free_port(int *port)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int fd;
+	int err = 0;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return rh_error_set_errno(RH_EIO, errno, "cannot create a socket to find a port");
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = 0;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		err = rh_error_set_errno(RH_EIO, errno, "cannot bind %s:0 to find a free port",
+					 LOCAL_HOST);
+		goto done;
+	}
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+		err = rh_error_set_errno(RH_EIO, errno, "cannot read the bound port");
+		goto done;
+	}
+	*port = ntohs(sa.sin_port);
+done:
+	close(fd);
+	return err;
+}
+
+static int local_set_outputs(json_t *dst, const char *ws, int port)
+{
+	if (!dst)
+		return 0;
+	if (json_object_set_new(dst, "host", json_string(LOCAL_HOST)) != 0 ||
+	    json_object_set_new(dst, "port", json_integer(port)) != 0 ||
+	    json_object_set_new(dst, "workspace", json_string(ws)) != 0)
+		return rh_error_set(RH_ENOMEM, "out of memory recording the provision outputs");
+	return 0;
+}
+
+static int local_provision(struct rh_provider_ctx *p, struct rh_step_ctx *s)
+{
+	struct local_state *st;
+	char *root = NULL;
+	char *ws = NULL;
+	char *abs = NULL;
+	json_t *port_j;
+	int port = 0;
+	int err;
+
+	pthread_mutex_lock(&p->lock);
+	st = local_state_get(p, &err);
+	if (!st)
+		goto done;
+	err = local_paths(p, &root, &ws);
+	if (err < 0)
+		goto done;
+	err = local_workspace_make(root, ws);
+	if (err < 0)
+		goto done;
+	abs = realpath(ws, NULL);
+	if (!abs) {
+		err = rh_error_set_errno(RH_EIO, errno, "cannot resolve workspace %s", ws);
+		goto done;
+	}
+	/* A retried provision keeps the port it already handed out: later steps
+	 * may have expanded ${target.port} with it. */
+	port_j = json_object_get(p->outputs, "port");
+	if (json_is_integer(port_j) && st->workspace && strcmp(st->workspace, abs) == 0) {
+		port = (int)json_integer_value(port_j);
+	} else {
+		err = local_free_port(&port);
+		if (err < 0)
+			goto done;
+	}
+	free(st->workspace);
+	st->workspace = abs;
+	abs = NULL;
+	err = local_set_outputs(p->outputs, st->workspace, port);
+	if (err < 0)
+		goto done;
+	err = local_set_outputs(s ? s->outputs : NULL, st->workspace, port);
+done:
+	if (err < 0)
+		rh_error_prefix(err, "local provider: provision");
+	pthread_mutex_unlock(&p->lock);
+	free(root);
+	free(ws);
+	free(abs);
+	return err;
+}
+
+static int local_sink_open(struct rh_sink **out, struct rh_provider_ctx *p, struct rh_step_ctx *s)
+{
+	struct local_state *st;
+	char *dir = NULL;
+	int err = 0;
+
+	(void)s;
+	*out = NULL;
+	pthread_mutex_lock(&p->lock);
+	st = p->priv;
+	if (!st || !st->workspace) {
+		err = rh_error_set(RH_EINVAL, "local provider: the target is not provisioned yet: "
+					      "add a provision step to this step's `after`");
+		goto done;
+	}
+	if (asprintf(&dir, "%s/model", st->workspace) < 0) {
+		dir = NULL;
+		err = rh_error_set(RH_ENOMEM, "out of memory in the local provider");
+		goto done;
+	}
+	err = rh_sink_file_open(out, dir);
+done:
+	pthread_mutex_unlock(&p->lock);
+	free(dir);
+	return err;
+}
+
+/* Clean environment + stack.env, as a NULL-terminated new array of new
+ * strings (free with local_strv_free). */
+static void local_strv_free(char **v)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int local_env_build(char ***out, const json_t *env)
+{
+	size_t cap = sizeof(local_env_pass) / sizeof(local_env_pass[0]) + json_object_size(env);
+	char **v = calloc(cap + 1, sizeof(*v));
+	size_t n = 0;
+	const char *key;
+	json_t *val;
+	int err = 0;
+
+	*out = NULL;
+	if (!v)
+		return rh_error_set(RH_ENOMEM, "out of memory building the stack environment");
+	for (size_t i = 0; local_env_pass[i]; i++) {
+		const char *val_s = getenv(local_env_pass[i]);
+
+		if (!val_s || json_object_get(env, local_env_pass[i]))
+			continue;
+		if (asprintf(&v[n], "%s=%s", local_env_pass[i], val_s) < 0) {
+			v[n] = NULL;
+			err = rh_error_set(RH_ENOMEM, "out of memory building the environment");
+			goto done;
+		}
+		n++;
+	}
+	json_object_foreach((json_t *)env, key, val) {
+		if (!json_is_string(val) || !*key || strchr(key, '=')) {
+			err = rh_error_set(RH_EINVAL, "stack.env.%s must be a string with a name "
+						      "without '='", key);
+			goto done;
+		}
+		if (asprintf(&v[n], "%s=%s", key, json_string_value(val)) < 0) {
+			v[n] = NULL;
+			err = rh_error_set(RH_ENOMEM, "out of memory building the environment");
+			goto done;
+		}
+		n++;
+	}
+	*out = v;
+	v = NULL;
+done:
+	local_strv_free(v);
+	return err;
+}
+
+/* The last non-empty line of a (small tail of a) file, for messages. */
+static void local_last_line(char *buf, size_t size, const char *path)
+{
+	char tail[1024];
+	ssize_t n = 0;
+	off_t end;
+	int fd;
+	char *line;
+
+	buf[0] = '\0';
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	end = lseek(fd, 0, SEEK_END);
+	if (end > 0) {
+		off_t from = end > (off_t)sizeof(tail) - 1 ? end - (off_t)sizeof(tail) + 1 : 0;
+
+		n = pread(fd, tail, sizeof(tail) - 1, from);
+	}
+	close(fd);
+	if (n <= 0)
+		return;
+	tail[n] = '\0';
+	while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == '\r' || tail[n - 1] == ' '))
+		tail[--n] = '\0';
+	line = strrchr(tail, '\n');
+	line = line ? line + 1 : tail;
+	n = (ssize_t)strlen(line);
+	if ((size_t)n >= size)
+		n = (ssize_t)size - 1;
+	memcpy(buf, line, (size_t)n);
+	buf[n] = '\0';
+}
+
+static int local_pidfile_write(const char *ws, pid_t pid)
+{
+	char path[PATH_MAX];
+	char text[32];
+	int fd;
+	int len;
+	int err = 0;
+
+	snprintf(path, sizeof(path), "%s/stack.pid", ws);
+	len = snprintf(text, sizeof(text), "%ld\n", (long)pid);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return rh_error_set_errno(RH_EIO, errno, "cannot write %s", path);
+	if (write(fd, text, (size_t)len) != len)
+		err = rh_error_set_errno(RH_EIO, errno, "cannot write %s", path);
+	close(fd);
+	return err;
+}
+
+static int local_deploy(struct rh_provider_ctx *p, struct rh_step_ctx *s, const json_t *command,
+			const json_t *env)
+{
+	struct rh_spawn_opts opts = { 0 };
+	struct local_state *st;
+	const char **argv = NULL;
+	char **envp = NULL;
+	char *out_path = NULL;
+	char *err_path = NULL;
+	const char *log_dir;
+	size_t argc;
+	int err = 0;
+	int rc;
+
+	pthread_mutex_lock(&p->lock);
+	st = p->priv;
+	if (!st || !st->workspace) {
+		err = rh_error_set(RH_EINVAL, "the target is not provisioned yet: add a provision "
+					      "step to this step's `after`");
+		goto done;
+	}
+	if (s && s->cancel && rh_cancel_is_fired(s->cancel)) {
+		err = rh_error_set(RH_ECANCELLED, "cancelled before starting the stack");
+		goto done;
+	}
+	if (st->have_child) {
+		if (rh_child_running(&st->child))
+			goto done; /* a retried deploy: the stack is already up */
+		rh_child_release(&st->child);
+		st->have_child = false;
+	}
+	argc = json_array_size(command);
+	if (!json_is_array(command) || argc == 0) {
+		err = rh_error_set(RH_EINVAL, "stack.command must be a non-empty array of strings");
+		goto done;
+	}
+	argv = calloc(argc + 1, sizeof(*argv));
+	if (!argv) {
+		err = rh_error_set(RH_ENOMEM, "out of memory starting the stack");
+		goto done;
+	}
+	for (size_t i = 0; i < argc; i++) {
+		argv[i] = json_string_value(json_array_get(command, i));
+		if (!argv[i]) {
+			err = rh_error_set(RH_EINVAL, "stack.command[%zu] is not a string", i);
+			goto done;
+		}
+	}
+	err = local_env_build(&envp, env);
+	if (err < 0)
+		goto done;
+	log_dir = p->drill_dir ? p->drill_dir : st->workspace;
+	if (asprintf(&out_path, "%s/stack.stdout", log_dir) < 0 ||
+	    asprintf(&err_path, "%s/stack.stderr", log_dir) < 0) {
+		err = rh_error_set(RH_ENOMEM, "out of memory starting the stack");
+		goto done;
+	}
+	opts.argv = argv;
+	opts.envp = (const char *const *)envp;
+	opts.cwd = st->workspace;
+	opts.stdout_path = out_path;
+	opts.stderr_path = err_path;
+	err = rh_spawn(&st->child, &opts);
+	if (err < 0)
+		goto done;
+	st->have_child = true;
+	err = local_pidfile_write(st->workspace, st->child.pid);
+	if (err < 0)
+		goto done;
+
+	rc = rh_child_wait(&st->child, rh_clock_mono() + LOCAL_EARLY_EXIT_S, s ? s->cancel : NULL);
+	if (rc == 0) {
+		char how[64];
+		char last[512];
+
+		rh_child_describe(how, sizeof(how), st->child.status);
+		local_last_line(last, sizeof(last), err_path);
+		err = rh_error_set(RH_ERROR, "stack command %s %s right after starting%s%s "
+					     "(see %s)", argv[0], how, last[0] ? ": " : "", last,
+				   err_path);
+		goto done;
+	}
+	if (rc == RH_ECANCELLED) {
+		err = rh_error_set(RH_ECANCELLED, "cancelled while starting the stack");
+		goto done;
+	}
+	if (s && s->outputs)
+		json_object_set_new(s->outputs, "pid", json_integer(st->child.pid));
+	err = 0;
+done:
+	/* A deploy that failed leaves no stack (and no pid file naming one). */
+	if (err < 0 && st && st->have_child) {
+		char pidfile[PATH_MAX];
+
+		rh_child_stop(&st->child, 0);
+		rh_child_release(&st->child);
+		st->have_child = false;
+		snprintf(pidfile, sizeof(pidfile), "%s/stack.pid", st->workspace);
+		unlink(pidfile);
+	}
+	if (err < 0)
+		rh_error_prefix(err, "local provider: deploy");
+	pthread_mutex_unlock(&p->lock);
+	free(argv);
+	local_strv_free(envp);
+	free(out_path);
+	free(err_path);
+	return err;
+}
+
+static int local_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	if (flag == FTW_DP)
+		return rmdir(path) == 0 || errno == ENOENT ? 0 : -1;
+	return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+static double local_grace(const struct rh_step_ctx *s)
+{
+	const json_t *g = s && s->spec ? json_object_get(s->spec, "grace_s") : NULL;
+	double grace = json_is_number(g) ? json_number_value(g) : LOCAL_GRACE_DEFAULT_S;
+	double left;
+
+	if (grace < 0)
+		grace = 0;
+	/* Leave time to kill and remove the workspace before the step's deadline. */
+	if (s && s->deadline > 0) {
+		left = s->deadline - rh_clock_mono() - 0.5;
+		if (grace > left)
+			grace = left > 0 ? left : 0;
+	}
+	return grace;
+}
+
+static int local_teardown(struct rh_provider_ctx *p, struct rh_step_ctx *s)
+{
+	struct local_state *st;
+	struct stat sb;
+	char *root = NULL;
+	char *ws = NULL;
+	int err = 0;
+
+	pthread_mutex_lock(&p->lock);
+	st = p->priv;
+	if (st && st->have_child) {
+		err = rh_child_stop(&st->child, local_grace(s));
+		if (err < 0)
+			goto done;
+		rh_child_release(&st->child);
+		st->have_child = false;
+	}
+	err = local_paths(p, &root, &ws);
+	if (err < 0)
+		goto done;
+	if (lstat(ws, &sb) != 0) {
+		if (errno != ENOENT) {
+			err = rh_error_set_errno(RH_EIO, errno, "cannot inspect workspace %s", ws);
+			goto done;
+		}
+		goto forget;
+	}
+	if (S_ISDIR(sb.st_mode) && sb.st_uid != geteuid()) {
+		err = rh_error_set(RH_EIO, "workspace %s is not ours: leaving it in place", ws);
+		goto done;
+	}
+	if (nftw(ws, local_rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+		err = rh_error_set_errno(RH_EIO, errno, "cannot remove workspace %s", ws);
+		goto done;
+	}
+forget:
+	if (st) {
+		free(st->workspace);
+		st->workspace = NULL;
+	}
+done:
+	if (err < 0)
+		rh_error_prefix(err, "local provider: teardown");
+	pthread_mutex_unlock(&p->lock);
+	free(root);
+	free(ws);
+	return err;
+}
+
+static void local_free(struct rh_provider_ctx *p)
+{
+	struct local_state *st = p->priv;
+
+	if (!st)
+		return;
+	if (st->have_child)
+		rh_child_release(&st->child);
+	free(st->workspace);
+	free(st);
+	p->priv = NULL;
+}
+
+const struct rh_provider_ops rh_provider_local = {
+	.version = RH_PROVIDER_OPS_VERSION,
+	.name = "local",
+	.summary = "this machine: a workspace directory, a loopback port, a local process",
+	.target_keys = local_target_keys,
+	.output_keys = local_output_keys,
+	.validate = local_validate,
+	.provision = local_provision,
+	.sink_open = local_sink_open,
+	.deploy = local_deploy,
+	.teardown = local_teardown,
+	.render = NULL,
+	.describe = NULL,
+	.free = local_free,
+};

@@ -1,0 +1,76 @@
+/*
+ * provider.c - the table of provider adapters and the per-drill context.
+ *
+ * Adapters are compiled in and listed here, once: the engine and the
+ * runbook parser find them by name through rh_provider_find() and never
+ * name an adapter themselves. The context carries what one drill's target
+ * learnt (outputs) and the adapter's private state between hooks.
+ */
+#include "provider.h"
+#include "error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "banned.h"
+
+const struct rh_provider_ops *const rh_providers[] = {
+	&rh_provider_local,
+	NULL,
+};
+
+const struct rh_provider_ops *rh_provider_find(const char *name)
+{
+	if (!name)
+		return NULL;
+	for (size_t i = 0; rh_providers[i]; i++)
+		if (strcmp(rh_providers[i]->name, name) == 0)
+			return rh_providers[i];
+	return NULL;
+}
+
+int rh_provider_ctx_new(struct rh_provider_ctx **out, const struct rh_provider_ops *ops,
+			const json_t *target, const char *drill_id, const char *state_dir,
+			const char *drill_dir)
+{
+	struct rh_provider_ctx *p = NULL;
+	int err = 0;
+
+	*out = NULL;
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		err = rh_error_set(RH_ENOMEM, "out of memory creating the provider context");
+		goto done;
+	}
+	p->outputs = json_object();
+	if (!p->outputs) {
+		err = rh_error_set(RH_ENOMEM, "out of memory creating the provider context");
+		goto done;
+	}
+	if (pthread_mutex_init(&p->lock, NULL) != 0) {
+		json_decref(p->outputs);
+		err = rh_error_set(RH_ENOMEM, "cannot create the provider context's lock");
+		goto done;
+	}
+	p->ops = ops;
+	p->target = target;
+	p->drill_id = drill_id;
+	p->state_dir = state_dir;
+	p->drill_dir = drill_dir;
+	*out = p;
+	p = NULL;
+done:
+	free(p);
+	return err;
+}
+
+void rh_provider_ctx_free(struct rh_provider_ctx *p)
+{
+	if (!p)
+		return;
+	if (p->ops && p->ops->free)
+		p->ops->free(p);
+	json_decref(p->outputs);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
