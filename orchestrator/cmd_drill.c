@@ -1,0 +1,390 @@
+/*
+ * cmd_drill.c - `rehydra drill RUNBOOK`: run one drill and report its RTO.
+ *
+ * Validates the runbook first (nothing is created when it is invalid), then
+ * runs it with the engine, printing a timeline as steps start and end, and
+ * writes the drill record. Signals are handled by one thread that waits for
+ * them (sigwait), so the engine's threads never run signal handlers: the
+ * first SIGINT/SIGTERM interrupts the drill (teardown still runs), the
+ * second says so, the third abandons the teardown.
+ */
+#include "cli.h"
+#include "engine.h"
+#include "error.h"
+#include "record.h"
+#include "runbook.h"
+#include "steps.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "banned.h"
+
+struct ui {
+	FILE *out;
+	bool tty;    /* live progress line */
+	bool color;
+	bool quiet;
+	bool line_open; /* a progress line is on screen without its newline */
+	pthread_mutex_t lock;
+};
+
+struct sig_state {
+	struct rh_drill *drill;
+	struct ui *ui;
+	sigset_t set;
+};
+
+static const char *paint(const struct ui *ui, const char *code)
+{
+	return ui->color ? code : "";
+}
+
+#define C_RESET "\033[0m"
+#define C_GREEN "\033[32m"
+#define C_RED "\033[31m"
+#define C_YELLOW "\033[33m"
+#define C_DIM "\033[2m"
+#define C_BOLD "\033[1m"
+
+static const char *status_color(enum rh_step_status s)
+{
+	switch (s) {
+	case RH_STEP_OK: return C_GREEN;
+	case RH_STEP_FAILED:
+	case RH_STEP_TIMED_OUT: return C_RED;
+	default: return C_YELLOW;
+	}
+}
+
+static void ui_end_line(struct ui *ui)
+{
+	if (ui->line_open) {
+		fputs("\r\033[K", ui->out);
+		ui->line_open = false;
+	}
+}
+
+static void on_event(void *user, const struct rh_drill *d, const struct rh_event *ev)
+{
+	struct ui *ui = user;
+	const struct rh_step *s = &d->rb->steps[ev->step];
+	const struct rh_step_result *r = &d->results[ev->step];
+
+	if (ui->quiet)
+		return;
+	pthread_mutex_lock(&ui->lock);
+	switch (ev->kind) {
+	case RH_EVENT_STEP_START:
+		ui_end_line(ui);
+		fprintf(ui->out, "  %s%+9.3fs%s  %-16s start", paint(ui, C_DIM), ev->at_s,
+			paint(ui, C_RESET), s->id);
+		if (ev->attempt > 1)
+			fprintf(ui->out, " (attempt %u of %u)", ev->attempt, s->retries + 1);
+		fputc('\n', ui->out);
+		break;
+	case RH_EVENT_STEP_RETRY:
+		ui_end_line(ui);
+		fprintf(ui->out, "  %s%+9.3fs%s  %-16s %sattempt %u failed%s: %s; retrying in %.1fs\n",
+			paint(ui, C_DIM), ev->at_s, paint(ui, C_RESET), s->id,
+			paint(ui, C_YELLOW), ev->attempt, paint(ui, C_RESET),
+			ev->text ? ev->text : "", ev->delay_s);
+		break;
+	case RH_EVENT_STEP_END:
+		ui_end_line(ui);
+		fprintf(ui->out, "  %s%+9.3fs%s  %-16s %s%s%s", paint(ui, C_DIM), ev->at_s,
+			paint(ui, C_RESET), s->id, paint(ui, status_color(r->status)),
+			rh_step_status_name(r->status), paint(ui, C_RESET));
+		if (r->start_s >= 0 && r->end_s >= 0)
+			fprintf(ui->out, "  %.3fs", r->end_s - r->start_s);
+		if (r->status == RH_STEP_OK && s->restores_service)
+			fprintf(ui->out, "  %sservice answers%s", paint(ui, C_BOLD),
+				paint(ui, C_RESET));
+		if (r->status != RH_STEP_OK && ev->text && ev->text[0])
+			fprintf(ui->out, ": %s", ev->text);
+		fputc('\n', ui->out);
+		break;
+	case RH_EVENT_STEP_PROGRESS:
+		if (ui->tty && ev->text) {
+			ui_end_line(ui);
+			fprintf(ui->out, "  %s%+9.3fs%s  %-16s %s", paint(ui, C_DIM), ev->at_s,
+				paint(ui, C_RESET), s->id, ev->text);
+			ui->line_open = true;
+		}
+		break;
+	case RH_EVENT_INTERRUPTED:
+		break;
+	}
+	fflush(ui->out);
+	pthread_mutex_unlock(&ui->lock);
+}
+
+static void *signal_thread(void *arg)
+{
+	struct sig_state *st = arg;
+	int count = 0;
+
+	for (;;) {
+		int sig;
+
+		if (sigwait(&st->set, &sig) != 0)
+			continue;
+		if (sig == SIGUSR1)
+			break;
+		count++;
+		pthread_mutex_lock(&st->ui->lock);
+		ui_end_line(st->ui);
+		if (count == 1) {
+			rh_engine_interrupt(st->drill);
+			fprintf(stderr, "rehydra: %s: stopping the drill; teardown steps still run "
+					"(interrupt twice more to abandon them)\n",
+				strsignal(sig));
+		} else if (count == 2) {
+			fprintf(stderr, "rehydra: teardown is running; interrupt once more to "
+					"abandon it and leave resources behind\n");
+		} else {
+			rh_engine_abort(st->drill);
+			fprintf(stderr, "rehydra: abandoning teardown\n");
+		}
+		pthread_mutex_unlock(&st->ui->lock);
+	}
+	return NULL;
+}
+
+static void print_summary(struct ui *ui, const struct rh_drill *d, const char *record_path)
+{
+	const struct rh_runbook *rb = d->rb;
+	FILE *f = ui->out;
+	const char *vcolor = d->verdict == RH_VERDICT_MET ? C_GREEN
+			     : d->verdict == RH_VERDICT_MISSED ? C_YELLOW : C_RED;
+
+	fprintf(f, "\nverdict  %s%s%s", paint(ui, vcolor), rh_verdict_name(d->verdict),
+		paint(ui, C_RESET));
+	if (d->restored) {
+		fprintf(f, "  rto %.3f s", d->rto_s);
+		if (rb->rto_target_s > 0)
+			fprintf(f, " (target %g s)", rb->rto_target_s);
+		fputc('\n', f);
+		if (d->n_critical) {
+			double steps_s = d->rto_s - d->overhead_s;
+
+			fprintf(f, "critical path  ");
+			for (size_t i = 0; i < d->n_critical; i++)
+				fprintf(f, "%s%s", i ? " -> " : "", rb->steps[d->critical_path[i]].id);
+			fprintf(f, "\n         %.3f s in steps, %.3f s orchestrator overhead (%.2f%%)\n",
+				steps_s, d->overhead_s,
+				d->rto_s > 0 ? 100.0 * d->overhead_s / d->rto_s : 0.0);
+		}
+	} else {
+		fprintf(f, "  service not restored\n");
+		for (size_t i = 0; i < rb->n_steps; i++) {
+			const struct rh_step_result *r = &d->results[i];
+
+			if (r->status == RH_STEP_FAILED || r->status == RH_STEP_TIMED_OUT)
+				fprintf(f, "  step '%s' %s: %s\n         logs: %s.*\n",
+					rb->steps[i].id, rh_step_status_name(r->status),
+					r->error ? r->error : "", r->log_prefix ? r->log_prefix : "");
+		}
+	}
+	if (d->final_phase_failed) {
+		fprintf(f, "\n%sWARNING: the final phase did not complete; resources may be left "
+			   "behind:%s\n", paint(ui, C_RED), paint(ui, C_RESET));
+		for (size_t i = 0; i < rb->n_steps; i++) {
+			const struct rh_step_result *r = &d->results[i];
+
+			if (rb->steps[i].when != RH_WHEN_ON_SUCCESS && r->status != RH_STEP_OK &&
+			    r->status != RH_STEP_SKIPPED)
+				fprintf(f, "  step '%s' %s: %s\n", rb->steps[i].id,
+					rh_step_status_name(r->status), r->error ? r->error : "");
+		}
+		fprintf(f, "  drill directory: %s\n", d->dir);
+	}
+	if (record_path)
+		fprintf(f, "record   %s\n", record_path);
+	fflush(f);
+}
+
+static int cmd_drill_run(int argc, char **argv)
+{
+	struct rh_var_override overrides[64];
+	size_t n_overrides = 0;
+	struct rh_diags diags = RH_DIAGS_INIT;
+	struct rh_runbook *rb = NULL;
+	struct rh_drill drill;
+	struct rh_engine_opts opts = RH_ENGINE_OPTS_INIT;
+	struct ui ui = { .out = stdout, .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct sig_state sig = { 0 };
+	pthread_t sig_tid;
+	bool sig_started = false, drill_ready = false;
+	bool json_out = false, no_color = false;
+	const char *file = NULL;
+	const char *state_arg = NULL;
+	char *state_dir = NULL;
+	char record_path[4200];
+	json_t *record = NULL;
+	sigset_t old;
+	int rc = RH_EXIT_FAILED;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--var") == 0) {
+			if (i + 1 >= argc)
+				return rh_cli_usage_error(&rh_cmd_drill, "--var needs NAME=VALUE");
+			if (n_overrides == sizeof(overrides) / sizeof(overrides[0]))
+				return rh_cli_usage_error(&rh_cmd_drill, "too many --var options");
+			if (rh_cli_parse_var(&rh_cmd_drill, argv[++i], &overrides[n_overrides].name,
+					     &overrides[n_overrides].value) < 0)
+				return RH_EXIT_USAGE;
+			n_overrides++;
+		} else if (strcmp(argv[i], "--state-dir") == 0) {
+			if (i + 1 >= argc || !argv[i + 1][0])
+				return rh_cli_usage_error(&rh_cmd_drill, "--state-dir needs a directory");
+			state_arg = argv[++i];
+		} else if (strcmp(argv[i], "--json") == 0) {
+			json_out = true;
+		} else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
+			ui.quiet = true;
+		} else if (strcmp(argv[i], "--no-color") == 0) {
+			no_color = true;
+		} else if (argv[i][0] == '-' && argv[i][1]) {
+			return rh_cli_usage_error(&rh_cmd_drill, "unknown option '%s'", argv[i]);
+		} else if (file) {
+			return rh_cli_usage_error(&rh_cmd_drill, "one runbook at a time");
+		} else {
+			file = argv[i];
+		}
+	}
+	if (!file)
+		return rh_cli_usage_error(&rh_cmd_drill, "no runbook given");
+
+	/* Validate everything before anything is created. */
+	if (rh_runbook_load(&rb, file, overrides, n_overrides, &diags) < 0) {
+		if (diags.count)
+			rh_cli_print_diags(stderr, file, &diags);
+		else
+			fprintf(stderr, "%s: error: %s\n", file, rh_error_last());
+		rc = RH_EXIT_USAGE;
+		goto done;
+	}
+	state_dir = state_arg ? strdup(state_arg) : rh_cli_default_state_dir();
+	if (!state_dir) {
+		rc = rh_cli_usage_error(&rh_cmd_drill, "no state directory: set HOME or "
+						       "XDG_STATE_HOME, or pass --state-dir");
+		goto done;
+	}
+
+	if (json_out)
+		ui.out = stderr; /* stdout carries only the record */
+	ui.tty = isatty(fileno(ui.out));
+	ui.color = ui.tty && !no_color && !getenv("NO_COLOR");
+
+	/* Block the signals in every thread; one thread takes them with sigwait. */
+	sigemptyset(&sig.set);
+	sigaddset(&sig.set, SIGINT);
+	sigaddset(&sig.set, SIGTERM);
+	sigaddset(&sig.set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &sig.set, &old);
+	/* An inherited SIG_IGN (background jobs of a shell) would discard the
+	 * signal before sigwait sees it; blocked, SIG_DFL cannot kill us. */
+	{
+		struct sigaction sa = { .sa_handler = SIG_DFL };
+
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+	}
+
+	if (rh_drill_init(&drill, rb, state_dir) < 0) {
+		fprintf(stderr, "rehydra drill: %s\n", rh_error_last());
+		rc = RH_EXIT_USAGE;
+		goto done;
+	}
+	drill_ready = true;
+	sig.drill = &drill;
+	sig.ui = &ui;
+	if (pthread_create(&sig_tid, NULL, signal_thread, &sig) != 0) {
+		fprintf(stderr, "rehydra drill: cannot start the signal thread\n");
+		goto done;
+	}
+	sig_started = true;
+
+	if (!ui.quiet) {
+		fprintf(ui.out, "drill %s%s%s: runbook %s", paint(&ui, C_BOLD), drill.id,
+			paint(&ui, C_RESET), rb->name);
+		if (rb->target)
+			fprintf(ui.out, " on %s:%s",
+				json_string_value(json_object_get(rb->target, "provider")),
+				json_is_string(json_object_get(rb->target, "region"))
+					? json_string_value(json_object_get(rb->target, "region"))
+					: "-");
+		if (rb->rto_target_s > 0)
+			fprintf(ui.out, ", rto target %g s", rb->rto_target_s);
+		fprintf(ui.out, "\n");
+		fflush(ui.out);
+	}
+
+	opts.on_event = on_event;
+	opts.user = &ui;
+	if (rh_engine_run(&drill, &opts) < 0) {
+		fprintf(stderr, "rehydra drill: %s\n", rh_error_last());
+		goto done;
+	}
+	pthread_kill(sig_tid, SIGUSR1);
+	pthread_join(sig_tid, NULL);
+	sig_started = false;
+
+	snprintf(record_path, sizeof(record_path), "%s/record.json", drill.dir);
+	if (rh_record_build(&record, &drill) < 0 || rh_record_write(&drill, record) < 0) {
+		fprintf(stderr, "rehydra drill: cannot write the drill record %s: %s\n",
+			record_path, rh_error_last());
+		rc = RH_EXIT_FAILED;
+		goto done;
+	}
+	if (!ui.quiet)
+		print_summary(&ui, &drill, record_path);
+	if (json_out) {
+		json_dumpf(record, stdout, RH_RECORD_JSON_FLAGS);
+		fputc('\n', stdout);
+		fflush(stdout);
+	}
+	rc = rh_verdict_exit_code(drill.verdict);
+done:
+	if (sig_started) {
+		pthread_kill(sig_tid, SIGUSR1);
+		pthread_join(sig_tid, NULL);
+	}
+	json_decref(record);
+	if (drill_ready)
+		rh_drill_release(&drill);
+	rh_runbook_free(rb);
+	rh_diags_clear(&diags);
+	free(state_dir);
+	return rc;
+}
+
+const struct rh_command rh_cmd_drill = {
+	.name = "drill",
+	.summary = "Run a DR drill from a runbook and measure the achieved RTO",
+	.usage = "usage: rehydra drill [options] RUNBOOK\n\n"
+		 "Validates the runbook (nothing is created when it is invalid), declares the\n"
+		 "primary lost (T0), runs the steps as a dependency graph with independent steps\n"
+		 "in parallel, and measures the RTO: T0 to the first successful step marked\n"
+		 "restores_service. Teardown steps (when: always) run after success, failure or\n"
+		 "an interrupt. The drill record (JSON) is written to\n"
+		 "STATE_DIR/drills/<drill id>/record.json, step logs beside it in steps/.\n\n"
+		 "options:\n"
+		 "  --var NAME=VALUE   override a runbook var (repeatable)\n"
+		 "  --state-dir DIR    where drills are recorded (default $XDG_STATE_HOME/rehydra\n"
+		 "                     or ~/.local/state/rehydra)\n"
+		 "  --json             print the drill record on stdout (the timeline goes to stderr)\n"
+		 "  -q, --quiet        no timeline or summary\n"
+		 "  --no-color         no colour even on a terminal (NO_COLOR is honoured too)\n\n"
+		 "exit status: 0 restored within the RTO target, 1 restored but target missed,\n"
+		 "2 bad input (nothing ran), 3 not restored, 130 interrupted (teardown ran)\n",
+	.run = cmd_drill_run,
+};
