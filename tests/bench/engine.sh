@@ -39,13 +39,13 @@ t1=$(date +%s.%N)
 for i in $(seq 1 500); do /bin/true; done
 t2=$(date +%s.%N)
 jq -r '
-  [.steps] | .[0] as $s
+  . as $r | .steps as $s
   | [range(1; $s | length) | ($s[.].start_s - $s[. - 1].end_s) * 1000] | sort as $gaps
   | [$s[] | (.end_s - .start_s) * 1000] | sort as $dur
   | "gap between steps (orchestrator): median \($gaps[($gaps|length)/2|floor] * 1000 | round / 1000) ms,"
     + " p95 \($gaps[($gaps|length)*95/100|floor] * 1000 | round / 1000) ms  (goal: median < 2 ms)",
     "step duration (spawn+run+reap of true): median \($dur[($dur|length)/2|floor] * 1000 | round / 1000) ms",
-    "overhead_s for the chain: \(.overhead_s) s over 500 steps = \(.overhead_s * 1000 / 500 * 1000 | round / 1000) ms/step"
+    "overhead_s for the chain: \($r.overhead_s) s over 500 steps = \($r.overhead_s * 1000 / 500 * 1000 | round / 1000) ms/step"
 ' "$T/chain.out"
 awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN {
   r = b - a; s = c - b;
