@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "banned.h"
@@ -157,6 +158,21 @@ static void *signal_thread(void *arg)
 	return NULL;
 }
 
+/* Points at a failed step's captured output, when it has any. */
+static void print_logs(FILE *f, const char *prefix)
+{
+	static const char *const ext[] = { ".stdout", ".stderr" };
+	char path[4200];
+
+	for (size_t k = 0; prefix && k < 2; k++) {
+		struct stat st;
+
+		snprintf(path, sizeof(path), "%s%s", prefix, ext[k]);
+		if (stat(path, &st) == 0 && st.st_size > 0)
+			fprintf(f, "         %s\n", path);
+	}
+}
+
 static void print_summary(struct ui *ui, const struct rh_drill *d, const char *record_path)
 {
 	const struct rh_runbook *rb = d->rb;
@@ -186,10 +202,11 @@ static void print_summary(struct ui *ui, const struct rh_drill *d, const char *r
 		for (size_t i = 0; i < rb->n_steps; i++) {
 			const struct rh_step_result *r = &d->results[i];
 
-			if (r->status == RH_STEP_FAILED || r->status == RH_STEP_TIMED_OUT)
-				fprintf(f, "  step '%s' %s: %s\n         logs: %s.*\n",
-					rb->steps[i].id, rh_step_status_name(r->status),
-					r->error ? r->error : "", r->log_prefix ? r->log_prefix : "");
+			if (r->status != RH_STEP_FAILED && r->status != RH_STEP_TIMED_OUT)
+				continue;
+			fprintf(f, "  step '%s' %s: %s\n", rb->steps[i].id,
+				rh_step_status_name(r->status), r->error ? r->error : "");
+			print_logs(f, r->log_prefix);
 		}
 	}
 	if (d->final_phase_failed) {

@@ -465,6 +465,18 @@ static void *attempt_thread(void *arg)
 }
 
 /* Sets the final status of step i and reports it. Under the lock. */
+/* A step's error is stored and shown next to its id, so a message that
+ * starts with "step 'ID': " (deep code adds it for other contexts) loses it. */
+static const char *strip_step_name(const char *err, const char *id)
+{
+	size_t n = strlen(id);
+
+	if (err && strncmp(err, "step '", 6) == 0 && strncmp(err + 6, id, n) == 0 &&
+	    strncmp(err + 6 + n, "': ", 3) == 0)
+		return err + 9 + n;
+	return err;
+}
+
 static void finish_step(struct engine *e, size_t i, enum rh_step_status st, const char *err)
 {
 	struct rh_drill *d = e->d;
@@ -475,7 +487,7 @@ static void finish_step(struct engine *e, size_t i, enum rh_step_status st, cons
 	if (r->start_s >= 0)
 		r->end_s = e->rt[i].end > 0 ? e->rt[i].end - d->t0_mono : since_t0(d);
 	free(r->error);
-	r->error = st == RH_STEP_OK ? NULL : xstrdup(err);
+	r->error = st == RH_STEP_OK ? NULL : xstrdup(strip_step_name(err, d->rb->steps[i].id));
 	if (!is_final_phase(&d->rb->steps[i]) && st != RH_STEP_OK && st != RH_STEP_SKIPPED &&
 	    !(st == RH_STEP_CANCELLED && (e->failing || e->interrupted))) {
 		e->failing = true;
@@ -520,11 +532,8 @@ static void start_attempt(struct engine *e, size_t i)
 
 	rc = rh_interp_expand_json(&rt->spec, s->spec, d->scope);
 	if (rc < 0) {
-		char msg[1200];
-
-		snprintf(msg, sizeof(msg), "step '%s': %s", s->id, rh_error_last());
 		emit(e, RH_EVENT_STEP_START, i, rt->attempt, 0, NULL);
-		finish_step(e, i, RH_STEP_FAILED, msg);
+		finish_step(e, i, RH_STEP_FAILED, rh_error_last());
 		return;
 	}
 	n = strlen(r->log_prefix) + 16;

@@ -207,7 +207,9 @@ static json_t *build_model(const struct rh_drill *d, const struct secrets *sec)
 	err |= put(
 	    o, "registry",
 	    masked_str_or_null(json_string_value(json_object_get(scope_model, "registry")), sec));
-	err |= put(o, "commit", str_or_null(m->commit));
+	/* the commit actually synced (exported by sync_artifacts), else the pin */
+	err |= put(o, "commit",
+		   str_or_null(json_string_value(json_object_get(scope_model, "commit"))));
 	if (json_is_string(json_object_get(scope_model, "sha256")))
 		err |= put(o, "sha256", json_deep_copy(json_object_get(scope_model, "sha256")));
 	if (err) {

@@ -41,6 +41,9 @@ check "met: overhead is small and non-negative" \
 	jq -e '.overhead_s >= 0 and .overhead_s < .rto_s' "$T/met.json"
 sha=$(jq -r '.steps[] | select(.id=="sync") | .outputs.sha256' "$T/met.json")
 check "met: model sha256 is a digest" test ${#sha} -eq 64
+expect_eq "met: record names the model" "$sha" "$(jq -r .model.sha256 "$T/met.json")"
+expect_eq "met: record names the commit synced" "$(git -C "$REG" rev-parse tinylm/1.0.0^{commit})" \
+	"$(jq -r .model.commit "$T/met.json")"
 check "met: completion returned text" \
 	jq -e '.steps[] | select(.id=="complete") | .status == "ok"' "$T/met.json"
 check "met: nothing left behind" left_behind "$id"
