@@ -19,6 +19,7 @@
 #include "sink.h"
 #include "cancel.h"
 #include "error.h"
+#include "fsutil.h"
 #include "sha256.h"
 
 #include <errno.h>
@@ -67,53 +68,6 @@ static bool file_sink_path_ok(const char *path)
 	if (strncmp(path, ".rehydra-sink", 13) == 0 || strstr(path, FILE_SINK_PART))
 		return false;
 	return true;
-}
-
-static int mkdir_p(const char *path)
-{
-	char *copy = strdup(path);
-	int err = 0;
-
-	if (!copy)
-		return rh_error_set(RH_ENOMEM, "out of memory creating %s", path);
-	for (char *c = copy + 1;; c++) {
-		char saved;
-
-		if (*c != '/' && *c != '\0')
-			continue;
-		saved = *c;
-		*c = '\0';
-		if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
-			err = rh_error_set_errno(RH_EIO, errno, "cannot create directory %s", copy);
-			goto done;
-		}
-		*c = saved;
-		if (saved == '\0')
-			break;
-	}
-done:
-	free(copy);
-	return err;
-}
-
-static void rand_hex(char out[17])
-{
-	static const char digits[] = "0123456789abcdef";
-	unsigned char r[8] = { 0 };
-
-	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
-		/* Only uniqueness matters (O_EXCL catches a clash): pid and time do. */
-		unsigned long long v = (unsigned long long)getpid() ^
-				       ((unsigned long long)time(NULL) << 20) ^
-				       (unsigned long long)(uintptr_t)out;
-
-		memcpy(r, &v, sizeof(r));
-	}
-	for (int i = 0; i < 8; i++) {
-		out[2 * i] = digits[r[i] >> 4];
-		out[2 * i + 1] = digits[r[i] & 15];
-	}
-	out[16] = '\0';
 }
 
 /* Opens the directory that holds `path` (relative to the sink root), one
@@ -318,21 +272,6 @@ done:
 	return err;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, const char *sha256,
 			 rh_sink_read_fn readfn, void *user)
 {
@@ -372,7 +311,7 @@ static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, con
 	err = file_sink_parent(fs, path, true, &dirfd, &leaf);
 	if (err < 0)
 		goto done;
-	rand_hex(rnd);
+	rh_fs_rand_hex(rnd);
 	if (snprintf(tmp, sizeof(tmp), "%s%s%s", leaf, FILE_SINK_PART, rnd) >= (int)sizeof(tmp)) {
 		err = rh_error_set(RH_EINVAL, "file name of %s is too long for sink %s", path,
 				   s->url);
@@ -424,7 +363,7 @@ static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, con
 		if (fill == 0)
 			break;
 		rh_sha256_update(&c, buf, fill);
-		rc = write_all(fd, buf, fill);
+		rc = rh_fs_write_all(fd, buf, fill);
 		if (rc < 0) {
 			err = rh_error_set_errno(RH_EIO, -rc, "cannot write %s to sink %s", path,
 						 s->url);
@@ -517,15 +456,9 @@ static int file_sink_state_load(struct file_sink *fs)
 static int file_sink_commit(struct rh_sink *s)
 {
 	struct file_sink *fs = (struct file_sink *)s;
-	char tmp[64];
-	char rnd[17];
 	char *text = NULL;
 	json_t *doc = NULL;
-	size_t len;
-	int fd = -1;
-	bool have_tmp = false;
 	int err = 0;
-	int rc;
 
 	if (!fs->dirty)
 		goto sync_dir;
@@ -535,33 +468,11 @@ static int file_sink_commit(struct rh_sink *s)
 		err = rh_error_set(RH_ENOMEM, "out of memory writing the state of sink %s", s->url);
 		goto done;
 	}
-	len = strlen(text);
-	rand_hex(rnd);
-	snprintf(tmp, sizeof(tmp), "%s%s%s", FILE_SINK_STATE, FILE_SINK_PART, rnd);
-	fd = openat(fs->root_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		err = rh_error_set_errno(RH_EIO, errno, "cannot write the state of sink %s",
-					 s->url);
+	err = rh_fs_write_atomic_at(fs->root_fd, s->url, FILE_SINK_STATE, text, strlen(text));
+	if (err < 0) {
+		rh_error_prefix(err, "cannot record the state of sink %s", s->url);
 		goto done;
 	}
-	have_tmp = true;
-	rc = write_all(fd, (const uint8_t *)text, len);
-	if (rc == 0)
-		rc = write_all(fd, (const uint8_t *)"\n", 1);
-	if (rc == 0 && fsync(fd) != 0)
-		rc = -errno;
-	if (rc < 0) {
-		err = rh_error_set_errno(RH_EIO, -rc, "cannot write the state of sink %s", s->url);
-		goto done;
-	}
-	close(fd);
-	fd = -1;
-	if (renameat(fs->root_fd, tmp, fs->root_fd, FILE_SINK_STATE) != 0) {
-		err = rh_error_set_errno(RH_EIO, errno, "cannot replace the state of sink %s",
-					 s->url);
-		goto done;
-	}
-	have_tmp = false;
 	fs->dirty = false;
 sync_dir:
 	/* Renames are durable only once their directory is. Nested directories
@@ -571,10 +482,6 @@ sync_dir:
 		goto done;
 	}
 done:
-	if (fd >= 0)
-		close(fd);
-	if (have_tmp)
-		unlinkat(fs->root_fd, tmp, 0);
 	free(text);
 	json_decref(doc);
 	return err;
@@ -618,7 +525,7 @@ int rh_sink_file_open(struct rh_sink **out, const char *dir)
 	}
 	fs->root_fd = -1;
 	fs->base.ops = &file_sink_ops;
-	err = mkdir_p(dir);
+	err = rh_fs_mkdir_p(dir);
 	if (err < 0) {
 		rh_error_prefix(err, "file sink %s", dir);
 		goto done;

@@ -9,6 +9,7 @@
 #define RH_CLI_H
 
 #include "diag.h"
+#include "runbook.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -48,9 +49,18 @@ bool rh_cli_is_help(const char *arg);
 /* Prints every diagnostic as "PATH:LINE:COL: error: MESSAGE" to `f`. */
 void rh_cli_print_diags(FILE *f, const char *path, const struct rh_diags *d);
 
-/* Parses "NAME=VALUE" for --var; returns 0 or -1 (prints the error). */
-int rh_cli_parse_var(const struct rh_command *cmd, char *arg, const char **name,
-		     const char **value);
+#define RH_CLI_MAX_VARS 64
+
+/* If argv[*i] is --var, consumes it and its NAME=VALUE into ov[*n] and
+ * returns 1; returns 0 when argv[*i] is something else; prints the problem
+ * and returns -1 on a malformed --var. */
+int rh_cli_take_var(const struct rh_command *cmd, int argc, char **argv, int *i,
+		    struct rh_var_override *ov, size_t *n);
+
+/* Loads and validates a runbook; on failure prints every diagnostic (or the
+ * reason it could not be read) and returns RH_EXIT_USAGE, else 0. */
+int rh_cli_load_runbook(struct rh_runbook **out, const char *file,
+			const struct rh_var_override *ov, size_t n);
 
 /* Default state directory: $XDG_STATE_HOME/rehydra or ~/.local/state/rehydra.
  * New string (caller frees), NULL if neither HOME nor XDG_STATE_HOME is set. */

@@ -229,9 +229,8 @@ static void print_summary(struct ui *ui, const struct rh_drill *d, const char *r
 
 static int cmd_drill_run(int argc, char **argv)
 {
-	struct rh_var_override overrides[64];
+	struct rh_var_override overrides[RH_CLI_MAX_VARS];
 	size_t n_overrides = 0;
-	struct rh_diags diags = RH_DIAGS_INIT;
 	struct rh_runbook *rb = NULL;
 	struct rh_drill drill;
 	struct rh_engine_opts opts = RH_ENGINE_OPTS_INIT;
@@ -249,16 +248,13 @@ static int cmd_drill_run(int argc, char **argv)
 	int rc = RH_EXIT_FAILED;
 
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--var") == 0) {
-			if (i + 1 >= argc)
-				return rh_cli_usage_error(&rh_cmd_drill, "--var needs NAME=VALUE");
-			if (n_overrides == sizeof(overrides) / sizeof(overrides[0]))
-				return rh_cli_usage_error(&rh_cmd_drill, "too many --var options");
-			if (rh_cli_parse_var(&rh_cmd_drill, argv[++i], &overrides[n_overrides].name,
-					     &overrides[n_overrides].value) < 0)
-				return RH_EXIT_USAGE;
-			n_overrides++;
-		} else if (strcmp(argv[i], "--state-dir") == 0) {
+		int took = rh_cli_take_var(&rh_cmd_drill, argc, argv, &i, overrides, &n_overrides);
+
+		if (took < 0)
+			return RH_EXIT_USAGE;
+		if (took)
+			continue;
+		if (strcmp(argv[i], "--state-dir") == 0) {
 			if (i + 1 >= argc || !argv[i + 1][0])
 				return rh_cli_usage_error(&rh_cmd_drill, "--state-dir needs a directory");
 			state_arg = argv[++i];
@@ -280,14 +276,10 @@ static int cmd_drill_run(int argc, char **argv)
 		return rh_cli_usage_error(&rh_cmd_drill, "no runbook given");
 
 	/* Validate everything before anything is created. */
-	if (rh_runbook_load(&rb, file, overrides, n_overrides, &diags) < 0) {
-		if (diags.count)
-			rh_cli_print_diags(stderr, file, &diags);
-		else
-			fprintf(stderr, "%s: error: %s\n", file, rh_error_last());
-		rc = RH_EXIT_USAGE;
+	rc = rh_cli_load_runbook(&rb, file, overrides, n_overrides);
+	if (rc)
 		goto done;
-	}
+	rc = RH_EXIT_FAILED;
 	state_dir = state_arg ? strdup(state_arg) : rh_cli_default_state_dir();
 	if (!state_dir) {
 		rc = rh_cli_usage_error(&rh_cmd_drill, "no state directory: set HOME or "
@@ -379,7 +371,6 @@ done:
 	if (drill_ready)
 		rh_drill_release(&drill);
 	rh_runbook_free(rb);
-	rh_diags_clear(&diags);
 	free(state_dir);
 	return rc;
 }

@@ -86,25 +86,21 @@ done:
 
 static int cmd_plan_run(int argc, char **argv)
 {
-	struct rh_var_override overrides[64];
+	struct rh_var_override overrides[RH_CLI_MAX_VARS];
 	size_t n_overrides = 0;
-	struct rh_diags diags = RH_DIAGS_INIT;
 	struct rh_runbook *rb = NULL;
 	struct rh_plan_path path = { 0 };
 	const char *file = NULL;
 	int rc = RH_EXIT_MET;
 
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--var") == 0) {
-			if (i + 1 >= argc)
-				return rh_cli_usage_error(&rh_cmd_plan, "--var needs NAME=VALUE");
-			if (n_overrides == sizeof(overrides) / sizeof(overrides[0]))
-				return rh_cli_usage_error(&rh_cmd_plan, "too many --var options");
-			if (rh_cli_parse_var(&rh_cmd_plan, argv[++i], &overrides[n_overrides].name,
-					     &overrides[n_overrides].value) < 0)
-				return RH_EXIT_USAGE;
-			n_overrides++;
-		} else if (argv[i][0] == '-' && argv[i][1]) {
+		int took = rh_cli_take_var(&rh_cmd_plan, argc, argv, &i, overrides, &n_overrides);
+
+		if (took < 0)
+			return RH_EXIT_USAGE;
+		if (took)
+			continue;
+		if (argv[i][0] == '-' && argv[i][1]) {
 			return rh_cli_usage_error(&rh_cmd_plan, "unknown option '%s'", argv[i]);
 		} else if (file) {
 			return rh_cli_usage_error(&rh_cmd_plan, "one runbook at a time");
@@ -115,14 +111,9 @@ static int cmd_plan_run(int argc, char **argv)
 	if (!file)
 		return rh_cli_usage_error(&rh_cmd_plan, "no runbook given");
 
-	if (rh_runbook_load(&rb, file, overrides, n_overrides, &diags) < 0) {
-		if (diags.count)
-			rh_cli_print_diags(stderr, file, &diags);
-		else
-			fprintf(stderr, "%s: error: %s\n", file, rh_error_last());
-		rc = RH_EXIT_USAGE;
+	rc = rh_cli_load_runbook(&rb, file, overrides, n_overrides);
+	if (rc)
 		goto done;
-	}
 
 	printf("runbook  %s (%s, sha256 %.12s)\n", rb->name, file, rb->sha256);
 	if (rb->description[0])
@@ -170,7 +161,6 @@ static int cmd_plan_run(int argc, char **argv)
 	print_refs(rb);
 done:
 	rh_plan_path_release(&path);
-	rh_diags_clear(&diags);
 	rh_runbook_free(rb);
 	return rc;
 }

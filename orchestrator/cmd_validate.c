@@ -18,9 +18,7 @@ static int cmd_validate_run(int argc, char **argv)
 	bool quiet = false;
 
 	for (int i = 1; i < argc; i++) {
-		struct rh_diags diags = RH_DIAGS_INIT;
 		struct rh_runbook *rb = NULL;
-		int err;
 
 		if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
 			quiet = true;
@@ -29,18 +27,12 @@ static int cmd_validate_run(int argc, char **argv)
 		if (argv[i][0] == '-' && argv[i][1])
 			return rh_cli_usage_error(&rh_cmd_validate, "unknown option '%s'", argv[i]);
 		nfiles++;
-		err = rh_runbook_load(&rb, argv[i], NULL, 0, &diags);
-		if (err < 0) {
-			if (diags.count)
-				rh_cli_print_diags(stderr, argv[i], &diags);
-			else
-				fprintf(stderr, "%s: error: %s\n", argv[i], rh_error_last());
+		if (rh_cli_load_runbook(&rb, argv[i], NULL, 0)) {
 			rc = RH_EXIT_USAGE;
 		} else if (!quiet) {
 			printf("%s: ok (%zu step%s)\n", argv[i], rb->n_steps,
 			       rb->n_steps == 1 ? "" : "s");
 		}
-		rh_diags_clear(&diags);
 		rh_runbook_free(rb);
 	}
 	if (nfiles == 0)

@@ -22,6 +22,7 @@
 #include "engine.h"
 #include "clock.h"
 #include "error.h"
+#include "fsutil.h"
 #include "interp.h"
 #include "provider.h"
 #include "steps.h"
@@ -135,27 +136,6 @@ static double backoff_delay(const struct rh_backoff *b, unsigned n)
 	if (delay < 0)
 		delay = 0;
 	return delay * (1.0 + j * (2.0 * uniform01() - 1.0));
-}
-
-/* mkdir -p with mode 0700 for every created component. */
-static int mkdir_p(const char *path)
-{
-	char buf[PATH_MAX];
-	size_t n = strlen(path);
-
-	if (n == 0 || n >= sizeof(buf))
-		return rh_error_set(RH_EINVAL, "bad directory name '%s'", path);
-	memcpy(buf, path, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (buf[i] != '/' && buf[i] != '\0')
-			continue;
-		buf[i] = '\0';
-		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-			return rh_error_set_errno(RH_EIO, errno, "cannot create directory %s", buf);
-		if (i < n)
-			buf[i] = '/';
-	}
-	return 0;
 }
 
 /* ---- scope -------------------------------------------------------------- */
@@ -303,7 +283,7 @@ int rh_drill_init(struct rh_drill *d, struct rh_runbook *rb, const char *state_d
 	}
 	snprintf(d->dir, n, "%s/drills/%s", state_dir, d->id);
 	snprintf(steps_dir, n + 8, "%s/steps", d->dir);
-	rc = mkdir_p(steps_dir);
+	rc = rh_fs_mkdir_p(steps_dir);
 	if (rc < 0) {
 		rh_error_prefix(rc, "cannot create the drill directory under %s", state_dir);
 		goto done;

@@ -4,6 +4,7 @@
  * into the process's exit code.
  */
 #include "cli.h"
+#include "error.h"
 #include "runbook.h"
 
 #include <stdarg.h>
@@ -53,19 +54,49 @@ void rh_cli_print_diags(FILE *f, const char *path, const struct rh_diags *d)
 			d->items[i].message);
 }
 
-int rh_cli_parse_var(const struct rh_command *cmd, char *arg, const char **name,
-		     const char **value)
+int rh_cli_take_var(const struct rh_command *cmd, int argc, char **argv, int *i,
+		    struct rh_var_override *ov, size_t *n)
 {
-	char *eq = strchr(arg, '=');
+	char *arg, *eq;
 
+	if (strcmp(argv[*i], "--var") != 0)
+		return 0;
+	if (*i + 1 >= argc) {
+		rh_cli_usage_error(cmd, "--var needs NAME=VALUE");
+		return -1;
+	}
+	if (*n == RH_CLI_MAX_VARS) {
+		rh_cli_usage_error(cmd, "more than %d --var options", RH_CLI_MAX_VARS);
+		return -1;
+	}
+	arg = argv[++*i];
+	eq = strchr(arg, '=');
 	if (!eq || eq == arg) {
 		rh_cli_usage_error(cmd, "--var expects NAME=VALUE, got '%s'", arg);
 		return -1;
 	}
 	*eq = '\0';
-	*name = arg;
-	*value = eq + 1;
-	return 0;
+	ov[*n].name = arg;
+	ov[*n].value = eq + 1;
+	(*n)++;
+	return 1;
+}
+
+int rh_cli_load_runbook(struct rh_runbook **out, const char *file,
+			const struct rh_var_override *ov, size_t n)
+{
+	struct rh_diags diags = RH_DIAGS_INIT;
+	int rc = 0;
+
+	if (rh_runbook_load(out, file, ov, n, &diags) < 0) {
+		if (diags.count)
+			rh_cli_print_diags(stderr, file, &diags);
+		else
+			fprintf(stderr, "%s: error: %s\n", file, rh_error_last());
+		rc = RH_EXIT_USAGE;
+	}
+	rh_diags_clear(&diags);
+	return rc;
 }
 
 char *rh_cli_default_state_dir(void)

@@ -12,6 +12,7 @@
 #include "record.h"
 #include "clock.h"
 #include "error.h"
+#include "fsutil.h"
 #include "steps.h"
 
 #include <errno.h>
@@ -308,74 +309,26 @@ done:
 	return rc;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int rh_record_write(const struct rh_drill *d, const json_t *record)
 {
-	char tmp[4200], final[4200];
 	char *text = NULL;
-	int fd = -1, dfd = -1;
-	bool tmp_made = false;
+	int dfd = -1;
 	int rc = 0;
 
-	if ((size_t)snprintf(final, sizeof(final), "%s/record.json", d->dir) >= sizeof(final) ||
-	    (size_t)snprintf(tmp, sizeof(tmp), "%s/.record.json.XXXXXX", d->dir) >= sizeof(tmp)) {
-		rc = rh_error_set(RH_EINVAL, "drill directory name too long: %s", d->dir);
-		goto done;
-	}
 	text = json_dumps(record, RH_RECORD_JSON_FLAGS);
 	if (!text) {
 		rc = rh_error_set(RH_ENOMEM, "cannot serialise the drill record");
 		goto done;
 	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		rc = rh_error_set_errno(RH_EIO, errno, "cannot create a file in %s", d->dir);
-		goto done;
-	}
-	tmp_made = true;
-	if (fchmod(fd, 0600) < 0 || write_all(fd, text, strlen(text)) < 0 ||
-	    write_all(fd, "\n", 1) < 0 || fsync(fd) < 0) {
-		rc = rh_error_set_errno(RH_EIO, errno, "cannot write %s", tmp);
-		goto done;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		rc = rh_error_set_errno(RH_EIO, errno, "cannot write %s", tmp);
-		goto done;
-	}
-	fd = -1;
-	if (rename(tmp, final) < 0) {
-		rc = rh_error_set_errno(RH_EIO, errno, "cannot rename %s to %s", tmp, final);
-		goto done;
-	}
-	tmp_made = false;
 	dfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0) {
-		rc = rh_error_set_errno(RH_EIO, errno, "cannot sync directory %s", d->dir);
+	if (dfd < 0) {
+		rc = rh_error_set_errno(RH_EIO, errno, "cannot open the drill directory %s", d->dir);
 		goto done;
 	}
+	rc = rh_fs_write_atomic_at(dfd, d->dir, "record.json", text, strlen(text));
 done:
-	if (fd >= 0)
-		close(fd);
 	if (dfd >= 0)
 		close(dfd);
-	if (tmp_made)
-		unlink(tmp);
 	free(text);
 	return rc;
 }

@@ -13,6 +13,7 @@
 #include "provider.h"
 #include "clock.h"
 #include "error.h"
+#include "fsutil.h"
 #include "sink.h"
 #include "process.h"
 #include "steps.h"
@@ -142,33 +143,6 @@ done:
 	return err;
 }
 
-/* mkdir -p with mode 0700 for the components it creates. */
-static int local_mkdir_p(const char *path)
-{
-	char *copy = strdup(path);
-	int err = 0;
-
-	if (!copy)
-		return rh_error_set(RH_ENOMEM, "out of memory creating %s", path);
-	for (char *s = copy + 1; ; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		char saved = *s;
-
-		*s = '\0';
-		if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
-			err = rh_error_set_errno(RH_EIO, errno, "cannot create directory %s", copy);
-			goto done;
-		}
-		*s = saved;
-		if (saved == '\0')
-			break;
-	}
-done:
-	free(copy);
-	return err;
-}
-
 /* Creates the workspace, or accepts an existing one that is a real directory
  * owned by us (a retried provision reuses it). */
 static int local_workspace_make(const char *root, const char *ws)
@@ -176,7 +150,7 @@ static int local_workspace_make(const char *root, const char *ws)
 	struct stat sb;
 	int err;
 
-	err = local_mkdir_p(root);
+	err = rh_fs_mkdir_p(root);
 	if (err < 0)
 		goto done;
 	if (mkdir(ws, 0700) == 0)
@@ -538,15 +512,6 @@ done:
 	return err;
 }
 
-static int local_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)ftw;
-	if (flag == FTW_DP)
-		return rmdir(path) == 0 || errno == ENOENT ? 0 : -1;
-	return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
-}
-
 static double local_grace(const struct rh_step_ctx *s)
 {
 	const json_t *g = s && s->spec ? json_object_get(s->spec, "grace_s") : NULL;
@@ -595,10 +560,9 @@ static int local_teardown(struct rh_provider_ctx *p, struct rh_step_ctx *s)
 		err = rh_error_set(RH_EIO, "workspace %s is not ours: leaving it in place", ws);
 		goto done;
 	}
-	if (nftw(ws, local_rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0) {
-		err = rh_error_set_errno(RH_EIO, errno, "cannot remove workspace %s", ws);
+	err = rh_fs_rm_rf(ws);
+	if (err < 0)
 		goto done;
-	}
 forget:
 	if (st) {
 		free(st->workspace);
