@@ -6,12 +6,15 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 # Size of the synthetic weights shard in the demo registry.
 DEMO_SHARD_MIB ?= 256
 
-.PHONY: all deps build build-asan demo test bench clean
+.PHONY: all deps test-deps build build-asan demo test bench clean
 
 all: build
 
 deps:
 	@bash .ci/install-deps
+
+test-deps: deps
+	@bash tests/tools/install.sh
 
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -25,7 +28,7 @@ demo: build
 	bash runbooks/tinylm/make-registry.sh $(BUILD)/demo/registry $(DEMO_SHARD_MIB) $(BUILD)
 	$(BUILD)/rehydra drill runbooks/tinylm-local.json --var registry=$(abspath $(BUILD))/demo/registry
 
-test: build build-asan
+test: test-deps build build-asan
 	cd $(BUILD) && ctest --output-on-failure
 	cd $(ASAN_BUILD) && ctest --output-on-failure
 
