@@ -1,12 +1,13 @@
 /*
- * lfs.c - Git LFS pointer parsing and the local object store.
+ * lfs.c - Git LFS pointer parsing, object store paths and remote URLs.
  *
  * A registry's large files are LFS objects, so every model byte of a real
- * registry passes through here. The pointer parser follows git-lfs's
+ * registry is found through here. The pointer parser follows git-lfs's
  * docs/spec.md to the letter (version first, keys sorted, LF only, the
  * three required keys, sizes in plain decimal): a pointer we read loosely
  * could send us a different object than the one the manifest vouches for.
- * Objects are streamed with read(2), never loaded whole.
+ * The URL helpers exist so credentials in a registry URL are split off once,
+ * here, and every message is built from the redacted form.
  */
 #include "lfs.h"
 #include "error.h"
@@ -209,132 +210,177 @@ char *rh_lfs_local_object_path(const char *gitdir, const char *oid)
 	return path;
 }
 
-struct local_store {
-	char *gitdir;
-};
-
-struct local_reader {
-	int fd;
-	char *path;
-};
-
-static long local_read(void *user, void *buf, size_t len)
+/* The authority of "scheme://authority/...": [start, end) in `url`, or
+ * false when `url` has no "://". */
+static bool url_authority(const char *url, size_t *start, size_t *end)
 {
-	struct local_reader *lr = user;
+	const char *sep = strstr(url, "://");
+	size_t i;
 
-	for (;;) {
-		ssize_t n = read(lr->fd, buf, len);
+	if (!sep)
+		return false;
+	i = (size_t)(sep - url) + 3;
+	*start = i;
+	while (url[i] && url[i] != '/' && url[i] != '?' && url[i] != '#')
+		i++;
+	*end = i;
+	return true;
+}
 
-		if (n >= 0)
-			return (long)n;
-		if (errno != EINTR)
-			return rh_error_set_errno(RH_EIO, errno, "cannot read LFS object %s",
-						  lr->path);
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static char *pct_decode(const char *s, size_t n)
+{
+	char *out = malloc(n + 1);
+	size_t o = 0;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 &&
+		    hexval(s[i + 2]) >= 0) {
+			out[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+			i += 2;
+		} else {
+			out[o++] = s[i];
+		}
 	}
+	out[o] = '\0';
+	return out;
 }
 
-static void local_close(void *user)
+int rh_lfs_url_split(const char *url, char **bare, char **user, char **pass)
 {
-	struct local_reader *lr = user;
-
-	if (!lr)
-		return;
-	if (lr->fd >= 0)
-		close(lr->fd);
-	free(lr->path);
-	free(lr);
-}
-
-static int local_open(struct rh_lfs_source *src, const struct rh_lfs_pointer *p,
-		      struct rh_lfs_reader *out)
-{
-	struct local_store *ls = src->priv;
-	struct local_reader *lr = NULL;
-	struct stat sb;
+	size_t a, b, at = SIZE_MAX;
 	int err = 0;
 
-	memset(out, 0, sizeof(*out));
-	lr = calloc(1, sizeof(*lr));
-	if (!lr) {
-		err = rh_error_set(RH_ENOMEM, "out of memory opening LFS object %s", p->oid);
+	*bare = NULL;
+	*user = NULL;
+	*pass = NULL;
+	if (url_authority(url, &a, &b)) {
+		for (size_t i = a; i < b; i++)
+			if (url[i] == '@')
+				at = i;
+	}
+	if (at == SIZE_MAX) {
+		*bare = strdup(url);
+		if (!*bare)
+			err = rh_error_set(RH_ENOMEM, "out of memory");
 		goto done;
 	}
-	lr->fd = -1;
-	lr->path = rh_lfs_local_object_path(ls->gitdir, p->oid);
-	if (!lr->path) {
-		err = rh_error_set(RH_ENOMEM, "out of memory opening LFS object %s", p->oid);
+	if (asprintf(bare, "%.*s%s", (int)a, url, url + at + 1) < 0) {
+		*bare = NULL;
+		err = rh_error_set(RH_ENOMEM, "out of memory");
 		goto done;
 	}
-	lr->fd = open(lr->path, O_RDONLY | O_CLOEXEC);
-	if (lr->fd < 0) {
-		if (errno == ENOENT)
-			err = rh_error_set(RH_ENOTFOUND, "LFS object %s is not in the local LFS "
-					   "store (%s): run `git lfs fetch` in the registry",
-					   p->oid, lr->path);
-		else
-			err = rh_error_set_errno(RH_EIO, errno, "cannot open LFS object %s",
-						 lr->path);
-		goto done;
+	{
+		const char *colon = memchr(url + a, ':', at - a);
+		size_t ulen = colon ? (size_t)(colon - (url + a)) : at - a;
+
+		*user = pct_decode(url + a, ulen);
+		if (*user && colon)
+			*pass = pct_decode(colon + 1, (size_t)(url + at - colon - 1));
+		if (!*user || (colon && !*pass))
+			err = rh_error_set(RH_ENOMEM, "out of memory");
 	}
-	if (fstat(lr->fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-		err = rh_error_set(RH_EIO, "LFS object %s is not a regular file", lr->path);
-		goto done;
-	}
-	if ((uint64_t)sb.st_size != p->size) {
-		err = rh_error_set(RH_EVERIFY, "LFS object %s has %llu bytes but its pointer says "
-				   "%llu: run `git lfs fsck` in the registry", lr->path,
-				   (unsigned long long)sb.st_size, (unsigned long long)p->size);
-		goto done;
-	}
-	/* We read it once, front to back. */
-	posix_fadvise(lr->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	out->read = local_read;
-	out->close = local_close;
-	out->user = lr;
-	lr = NULL;
 done:
-	local_close(lr);
+	if (err < 0) {
+		free(*bare);
+		free(*user);
+		free(*pass);
+		*bare = *user = *pass = NULL;
+	}
 	return err;
 }
 
-static void local_free(struct rh_lfs_source *src)
+char *rh_lfs_url_redact(const char *url)
 {
-	struct local_store *ls = src->priv;
+	char *bare = NULL, *user = NULL, *pass = NULL;
 
-	if (ls)
-		free(ls->gitdir);
-	free(ls);
-	free(src);
+	if (rh_lfs_url_split(url, &bare, &user, &pass) < 0)
+		return NULL;
+	free(user);
+	free(pass);
+	return bare;
 }
 
-int rh_lfs_source_local_new(struct rh_lfs_source **out, const char *gitdir)
+/* "<base>.git/info/lfs" or "<base>/info/lfs" when base ends in ".git". */
+static char *lfs_suffix(const char *scheme_host, const char *path)
 {
-	struct rh_lfs_source *src = calloc(1, sizeof(*src));
-	struct local_store *ls = calloc(1, sizeof(*ls));
-	int err = 0;
+	size_t n = strlen(path);
+	char *out = NULL;
 
-	*out = NULL;
-	if (!src || !ls || !(ls->gitdir = strdup(gitdir))) {
-		err = rh_error_set(RH_ENOMEM, "out of memory opening the local LFS store");
-		goto done;
+	while (n > 0 && path[n - 1] == '/')
+		n--;
+	if (n >= 4 && memcmp(path + n - 4, ".git", 4) == 0) {
+		if (asprintf(&out, "%s%.*s/info/lfs", scheme_host, (int)n, path) < 0)
+			out = NULL;
+	} else if (asprintf(&out, "%s%.*s.git/info/lfs", scheme_host, (int)n, path) < 0) {
+		out = NULL;
 	}
-	src->name = "local LFS store";
-	src->open = local_open;
-	src->free = local_free;
-	src->priv = ls;
-	*out = src;
-	src = NULL;
-	ls = NULL;
-done:
-	if (ls)
-		free(ls->gitdir);
-	free(ls);
-	free(src);
-	return err;
+	return out;
 }
 
-void rh_lfs_source_free(struct rh_lfs_source *src)
+char *rh_lfs_endpoint_for_remote(const char *remote_url)
 {
-	if (src && src->free)
-		src->free(src);
+	size_t a, b;
+	char *host = NULL;
+	char *out = NULL;
+
+	if (strncmp(remote_url, "http://", 7) == 0 || strncmp(remote_url, "https://", 8) == 0) {
+		url_authority(remote_url, &a, &b);
+		/* The query and fragment are not part of the repository path. */
+		b += strcspn(remote_url + b, "?#");
+		host = strndup(remote_url, b);
+		if (host)
+			out = lfs_suffix("", host);
+		free(host);
+		return out;
+	}
+	if (strncmp(remote_url, "ssh://", 6) == 0 || strncmp(remote_url, "git+ssh://", 10) == 0) {
+		size_t h;
+		size_t hend;
+
+		url_authority(remote_url, &a, &b);
+		h = a;
+		for (size_t i = a; i < b; i++)
+			if (remote_url[i] == '@')
+				h = i + 1;
+		hend = h;
+		while (hend < b && remote_url[hend] != ':')
+			hend++;
+		if (asprintf(&host, "https://%.*s", (int)(hend - h), remote_url + h) < 0)
+			return NULL;
+		out = lfs_suffix(host, remote_url + b);
+		free(host);
+		return out;
+	}
+	if (!strstr(remote_url, "://")) {
+		/* scp-like "user@host:path" (a local path has a '/' before any ':'). */
+		const char *colon = strchr(remote_url, ':');
+		const char *slash = strchr(remote_url, '/');
+		const char *at;
+		const char *h = remote_url;
+
+		if (!colon || (slash && slash < colon))
+			return NULL;
+		at = memchr(remote_url, '@', (size_t)(colon - remote_url));
+		if (at)
+			h = at + 1;
+		if (asprintf(&host, "https://%.*s/", (int)(colon - h), h) < 0)
+			return NULL;
+		out = lfs_suffix(host, colon[1] == '/' ? colon + 2 : colon + 1);
+		free(host);
+		return out;
+	}
+	return NULL;
 }

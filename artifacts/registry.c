@@ -5,28 +5,45 @@
  * file with size and sha256, and the sha256 of the manifest's bytes is the
  * model's identity. Resolving validates the manifest completely before a
  * byte moves, so a bad registry fails the drill with one clear message
- * instead of half a model on the target. Syncing streams each file into a
- * sink, which verifies it on the way: plain blobs straight from libgit2
- * (they are small by design: anything large must be in LFS, because libgit2
- * loads a blob whole), LFS objects through an rh_lfs_source, never whole.
+ * instead of half a model on the target.
  *
- * Remote registries are not handled yet. Where they will be: open() would
- * fetch into cache_dir before opening, and a second rh_lfs_source (the
- * batch API over HTTP) would be tried after the local store.
+ * A registry given by path is read in place. One given by URL is cloned
+ * (bare) into the cache once and fetched incrementally afterwards: a drill
+ * runs when the primary site may be gone, so when the fetch fails and a
+ * clone exists we go on with it and say so (rh_registry_is_stale) rather
+ * than fail the recovery on a registry that cannot be reached. A clone is
+ * built in a temporary directory and renamed into place, so one cut off
+ * half way never looks complete; a lock file serialises processes that
+ * open the same registry at once.
+ *
+ * File bytes come out as random-access sources: plain blobs from memory
+ * (small by design: libgit2 loads a blob whole, so anything large belongs
+ * in LFS), LFS objects from a local LFS store, or from the content-addressed
+ * cache, fetched through the LFS batch API when missing (lfs_http.c) and
+ * renamed into the cache only once verified (cache.c).
  */
 #include "registry.h"
+#include "cache.h"
 #include "cancel.h"
 #include "error.h"
+#include "fsutil.h"
 #include "lfs.h"
 #include "sha256.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <git2.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "banned.h"
 
@@ -34,12 +51,25 @@
 #define RH_MANIFEST_FORMAT 1
 #define RH_MODEL_NAME_MAX 128
 #define RH_MODEL_VERSION_MAX 128
+#define RH_FETCH_TIMEOUT_S 600.0
+#define RH_CRED_TRIES 3
 
 struct rh_registry {
+	/* One repository's libgit2 objects are not safe to use from several
+	 * threads at once; file_source is, so git calls hold this lock. */
+	pthread_mutex_t lock;
 	git_repository *repo;
-	char *url;                 /* as given, for messages */
-	char *gitdir;              /* the common git directory */
-	struct rh_lfs_source *lfs; /* where LFS objects come from */
+	char *url;         /* as given, without credentials: for messages */
+	char *gitdir;      /* the common git directory (the clone, for URLs) */
+	char *cache_dir;   /* NULL for path registries */
+	/* Where LFS objects come from: a local store (the gitdir whose
+	 * lfs/objects holds them) or an LFS server; neither when unknown,
+	 * with lfs_problem saying why. */
+	char *lfs_store;
+	struct rh_lfs_remote *lfs_remote;
+	char *lfs_problem;
+	bool stale;
+	char *stale_reason;
 };
 
 static pthread_once_t git_once = PTHREAD_ONCE_INIT;
@@ -86,15 +116,504 @@ static bool url_is_remote(const char *url)
 	return colon && (!slash || colon < slash);
 }
 
-int rh_registry_open(struct rh_registry **out, const char *url, const char *cache_dir)
+static bool is_dir(const char *path)
 {
-	struct rh_registry *r = NULL;
-	const char *path = url;
+	struct stat sb;
+
+	return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* ---- fetching ------------------------------------------------------------ */
+
+struct fetch_ctx {
+	struct rh_cancel *cancel;
+	double deadline;   /* CLOCK_MONOTONIC */
+	const char *user;  /* from the URL, may be NULL */
+	const char *pass;  /* secret, may be NULL */
+	unsigned cred_tries;
+	bool cancelled;
+	bool timed_out;
+};
+
+/* libgit2 has no per-operation timeout: every progress callback checks the
+ * deadline and the cancel token and aborts the transfer (GIT_EUSER). */
+static int fetch_check(struct fetch_ctx *fc)
+{
+	if (fc->cancel && rh_cancel_is_fired(fc->cancel)) {
+		fc->cancelled = true;
+		return GIT_EUSER;
+	}
+	if (now_mono() > fc->deadline) {
+		fc->timed_out = true;
+		return GIT_EUSER;
+	}
+	return 0;
+}
+
+static int on_transfer(const git_indexer_progress *stats, void *payload)
+{
+	(void)stats;
+	return fetch_check(payload);
+}
+
+static int on_sideband(const char *str, int len, void *payload)
+{
+	(void)str;
+	(void)len;
+	return fetch_check(payload);
+}
+
+static int on_tips(const char *refname, const git_oid *a, const git_oid *b, void *payload)
+{
+	(void)refname;
+	(void)a;
+	(void)b;
+	return fetch_check(payload);
+}
+
+static int on_credentials(git_credential **out, const char *url, const char *username_from_url,
+			  unsigned int allowed, void *payload)
+{
+	struct fetch_ctx *fc = payload;
+	const char *user = username_from_url ? username_from_url : fc->user;
+
+	(void)url;
+	if (fetch_check(fc) != 0)
+		return GIT_EUSER;
+	/* libgit2 asks again after every refusal: stop instead of looping. */
+	if (++fc->cred_tries > RH_CRED_TRIES)
+		return GIT_PASSTHROUGH;
+	if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) && fc->pass)
+		return git_credential_userpass_plaintext_new(out, fc->user ? fc->user : "",
+							     fc->pass);
+	if ((allowed & GIT_CREDENTIAL_SSH_KEY) && user)
+		return git_credential_ssh_key_from_agent(out, user);
+	if ((allowed & GIT_CREDENTIAL_USERNAME) && user)
+		return git_credential_username_new(out, user);
+	return GIT_PASSTHROUGH;
+}
+
+/* Fetches every branch and tag of `conn_url` into `repo` (mirroring: forced
+ * updates, pruned deletions) and points HEAD at the remote's default branch.
+ * An anonymous remote keeps the URL (and any user name in it) out of the
+ * clone's config. */
+static int fetch_all(git_repository *repo, const char *conn_url, const char *name,
+		     struct fetch_ctx *fc)
+{
+	static char *specs[] = { "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*" };
+	git_strarray refspecs = { specs, 2 };
+	git_fetch_options fo;
+	git_remote_create_options ro;
+	git_remote *remote = NULL;
+	git_buf head = { 0 };
 	int rc;
 	int err = 0;
 
-	(void)cache_dir; /* where remote registries will be cloned */
+	git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
+	fo.callbacks.transfer_progress = on_transfer;
+	fo.callbacks.sideband_progress = on_sideband;
+	fo.callbacks.update_tips = on_tips;
+	fo.callbacks.credentials = on_credentials;
+	fo.callbacks.payload = fc;
+	fo.prune = GIT_FETCH_PRUNE;
+	fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_ALL;
+	fo.update_fetchhead = 0;
+	/* insteadOf rewriting is skipped: the registry is the URL the runbook
+	 * names, whatever this host's git config says (and libgit2 1.5 leaks
+	 * the regex match data of that config lookup). */
+	git_remote_create_options_init(&ro, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+	ro.repository = repo;
+	ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+	rc = git_remote_create_with_opts(&remote, conn_url, &ro);
+	if (rc == 0)
+		rc = git_remote_fetch(remote, &refspecs, &fo, "rehydra: fetch");
+	if (rc < 0) {
+		if (fc->cancelled)
+			err = rh_error_set(RH_ECANCELLED, "registry %s: fetch cancelled", name);
+		else if (fc->timed_out)
+			err = rh_error_set(RH_ETIMEOUT, "registry %s: fetch did not finish in time",
+					   name);
+		else
+			err = rh_error_set(RH_EIO, "registry %s: cannot fetch: %s", name,
+					   git_msg());
+		goto done;
+	}
+	/* HEAD decides which .lfsconfig counts, as in a clone made by git. */
+	if (git_remote_default_branch(&head, remote) == 0 && head.ptr) {
+		git_repository_set_head(repo, head.ptr);
+	} else {
+		git_reference *ref = NULL;
+
+		if (git_reference_lookup(&ref, repo, "refs/heads/main") == 0)
+			git_repository_set_head(repo, "refs/heads/main");
+		else if (git_reference_lookup(&ref, repo, "refs/heads/master") == 0)
+			git_repository_set_head(repo, "refs/heads/master");
+		git_reference_free(ref);
+	}
+done:
+	git_buf_dispose(&head);
+	git_remote_free(remote);
+	return err;
+}
+
+/* Takes <registries>/<key>.lock, waiting for another process that holds it
+ * until the deadline. Returns the fd (close to release) or an error. */
+static int lock_take(const char *path, struct fetch_ctx *fc, const char *name)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return rh_error_set_errno(RH_EIO, errno, "cannot open lock %s", path);
+	while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			int e = errno;
+
+			close(fd);
+			return rh_error_set_errno(RH_EIO, e, "cannot lock %s", path);
+		}
+		if (fetch_check(fc) != 0) {
+			close(fd);
+			return rh_error_set(fc->cancelled ? RH_ECANCELLED : RH_ETIMEOUT,
+					    "registry %s: another process is fetching it (%s) "
+					    "and did not finish in time", name, path);
+		}
+		rh_cancel_sleep(fc->cancel, 0.1);
+	}
+	return fd;
+}
+
+/* Clones into a temporary directory beside `dir` and renames it into place:
+ * a clone cut off half way never sits under the final name. */
+static int clone_fresh(const char *regdir, const char *key, const char *dir,
+		       const char *conn_url, const char *name, struct fetch_ctx *fc)
+{
+	git_repository *repo = NULL;
+	char *tmp = NULL;
+	char rnd[17];
+	int err = 0;
+
+	rh_fs_rand_hex(rnd);
+	if (asprintf(&tmp, "%s/.clone-%s-%s", regdir, key, rnd) < 0) {
+		tmp = NULL;
+		err = rh_error_set(RH_ENOMEM, "out of memory");
+		goto done;
+	}
+	if (git_repository_init(&repo, tmp, 1) < 0) {
+		err = rh_error_set(RH_EIO, "registry %s: cannot create a clone in %s: %s", name,
+				   tmp, git_msg());
+		goto done;
+	}
+	err = fetch_all(repo, conn_url, name, fc);
+	if (err < 0)
+		goto done;
+	git_repository_free(repo);
+	repo = NULL;
+	if (rename(tmp, dir) != 0) {
+		err = rh_error_set_errno(RH_EIO, errno, "registry %s: cannot move the clone to %s",
+					 name, dir);
+		goto done;
+	}
+done:
+	git_repository_free(repo);
+	if (err < 0 && tmp)
+		rh_fs_rm_rf(tmp);
+	free(tmp);
+	return err;
+}
+
+/* ---- where LFS objects come from ------------------------------------------ */
+
+/* The git directory of the repository at local path `path`: "<path>/.git"
+ * for a work tree, else `path` (bare). New string. */
+static char *local_gitdir(const char *path)
+{
+	char *dotgit = NULL;
+
+	if (asprintf(&dotgit, "%s/.git", path) < 0)
+		return NULL;
+	if (is_dir(dotgit))
+		return dotgit;
+	free(dotgit);
+	return strdup(path);
+}
+
+/* lfs.url from the .lfsconfig at HEAD (as git-lfs reads it from a clone's
+ * work tree), else remote.origin.lfsurl there; *out new or NULL. libgit2
+ * parses it: it is git-config syntax. */
+static int read_lfsconfig(char **out, struct rh_registry *r)
+{
+	git_object *obj = NULL;
+	git_config *cfg = NULL;
+	git_buf val = { 0 };
+	char *tmp = NULL;
+	char rnd[17];
+	int fd = -1;
+	int err = 0;
+
 	*out = NULL;
+	if (git_revparse_single(&obj, r->repo, "HEAD:.lfsconfig") < 0 ||
+	    git_object_type(obj) != GIT_OBJECT_BLOB)
+		goto done;
+	rh_fs_rand_hex(rnd);
+	if (asprintf(&tmp, "%s/lfsconfig.tmp-%s", r->gitdir, rnd) < 0) {
+		tmp = NULL;
+		err = rh_error_set(RH_ENOMEM, "out of memory");
+		goto done;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || rh_fs_write_all(fd, git_blob_rawcontent((git_blob *)obj),
+				      (size_t)git_blob_rawsize((git_blob *)obj)) < 0) {
+		err = rh_error_set_errno(RH_EIO, errno, "registry %s: cannot read .lfsconfig",
+					 r->url);
+		goto done;
+	}
+	if (git_config_open_ondisk(&cfg, tmp) < 0) {
+		err = rh_error_set(RH_EINVAL, "registry %s: .lfsconfig at HEAD is not valid "
+				   "git-config syntax: %s", r->url, git_msg());
+		goto done;
+	}
+	if (git_config_get_string_buf(&val, cfg, "lfs.url") == 0 ||
+	    git_config_get_string_buf(&val, cfg, "remote.origin.lfsurl") == 0) {
+		*out = strdup(val.ptr);
+		if (!*out)
+			err = rh_error_set(RH_ENOMEM, "out of memory");
+	}
+done:
+	if (fd >= 0)
+		close(fd);
+	if (tmp)
+		unlink(tmp);
+	free(tmp);
+	git_buf_dispose(&val);
+	git_config_free(cfg);
+	git_object_free(obj);
+	return err;
+}
+
+/* "scheme://host:port" part of a URL, for comparing two URLs' servers. */
+static bool same_server(const char *a, const char *b)
+{
+	char *ra = rh_lfs_url_redact(a);
+	char *rb = rh_lfs_url_redact(b);
+	bool same = false;
+
+	if (ra && rb && strstr(ra, "://") && strstr(rb, "://")) {
+		size_t na = (size_t)(strstr(ra, "://") - ra) + 3;
+		size_t nb = (size_t)(strstr(rb, "://") - rb) + 3;
+
+		na += strcspn(ra + na, "/?#");
+		nb += strcspn(rb + nb, "/?#");
+		same = na == nb && strncasecmp(ra, rb, na) == 0;
+	}
+	free(ra);
+	free(rb);
+	return same;
+}
+
+/* Picks the LFS source of a URL registry: lfs.url from .lfsconfig, else
+ * the remote's own (http(s)), else a file:// remote's local store. */
+static int lfs_setup(struct rh_registry *r, const char *url)
+{
+	char *lfsurl = NULL;
+	char *endpoint = NULL;
+	int err;
+
+	err = read_lfsconfig(&lfsurl, r);
+	if (err < 0)
+		goto done;
+	if (lfsurl && strncmp(lfsurl, "file://", 7) == 0) {
+		r->lfs_store = local_gitdir(lfsurl + 7);
+		if (!r->lfs_store)
+			err = rh_error_set(RH_ENOMEM, "out of memory");
+		goto done;
+	}
+	if (lfsurl) {
+		/* Credentials in the registry URL follow it to its own server
+		 * only, never to another host named by the registry's content. */
+		char *bare = NULL, *user = NULL, *pass = NULL;
+
+		if (!strchr(lfsurl, '@') && same_server(lfsurl, url) &&
+		    rh_lfs_url_split(url, &bare, &user, &pass) == 0 && pass) {
+			const char *sep = strstr(lfsurl, "://");
+
+			if (sep && asprintf(&endpoint, "%.*s%s:%s@%s", (int)(sep + 3 - lfsurl),
+					    lfsurl, user ? user : "", pass, sep + 3) < 0)
+				endpoint = NULL;
+		}
+		if (pass)
+			explicit_bzero(pass, strlen(pass));
+		free(bare);
+		free(user);
+		free(pass);
+		if (!endpoint)
+			endpoint = strdup(lfsurl);
+	} else if (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) {
+		endpoint = rh_lfs_endpoint_for_remote(url);
+	} else if (strncmp(url, "file://", 7) == 0) {
+		r->lfs_store = local_gitdir(url + 7);
+		if (!r->lfs_store)
+			err = rh_error_set(RH_ENOMEM, "out of memory");
+		goto done;
+	} else {
+		err = asprintf(&r->lfs_problem, "registry %s has no lfs.url in its .lfsconfig: "
+			       "rehydra reaches LFS objects of ssh registries only through an "
+			       "HTTP LFS server named there", r->url) < 0 ? RH_ENOMEM : 0;
+		if (err < 0) {
+			r->lfs_problem = NULL;
+			rh_error_set(err, "out of memory");
+		}
+		goto done;
+	}
+	if (!endpoint) {
+		err = rh_error_set(RH_ENOMEM, "out of memory");
+		goto done;
+	}
+	err = rh_lfs_remote_new(&r->lfs_remote, endpoint);
+	if (err < 0)
+		rh_error_prefix(err, "registry %s", r->url);
+done:
+	if (endpoint)
+		explicit_bzero(endpoint, strlen(endpoint));
+	free(endpoint);
+	free(lfsurl);
+	return err;
+}
+
+/* ---- opening --------------------------------------------------------------- */
+
+static int open_path(struct rh_registry *r, const char *path)
+{
+	int rc;
+
+	/* NO_SEARCH: a path that is not a repository must fail, not silently
+	 * open whatever repository contains it. */
+	rc = git_repository_open_ext(&r->repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
+	if (rc == GIT_ENOTFOUND)
+		return rh_error_set(RH_ENOTFOUND, "registry %s: not a git repository (or it does "
+				    "not exist)", r->url);
+	if (rc < 0)
+		return rh_error_set(RH_EIO, "registry %s: cannot open: %s", r->url, git_msg());
+	/* LFS objects live in the common directory, shared by worktrees. */
+	r->gitdir = strdup(git_repository_commondir(r->repo));
+	if (!r->gitdir)
+		return rh_error_set(RH_ENOMEM, "out of memory opening registry %s", r->url);
+	return 0;
+}
+
+/* The URL libgit2 connects to: no password (that goes through the
+ * credentials callback), but an ssh user name stays: it is the login. */
+static char *connect_url(const char *url, const char *bare, const char *user)
+{
+	const char *sep = strstr(bare, "://");
+	char *out = NULL;
+
+	if (user && *user && sep && strncmp(url, "http", 4) != 0) {
+		if (asprintf(&out, "%.*s%s@%s", (int)(sep + 3 - bare), bare, user, sep + 3) < 0)
+			out = NULL;
+		return out;
+	}
+	return strdup(bare);
+}
+
+static int open_url(struct rh_registry *r, const char *url, const char *cache_dir,
+		    const struct rh_registry_opts *opts)
+{
+	struct fetch_ctx fc = { 0 };
+	char *bare = NULL, *user = NULL, *pass = NULL;
+	char *conn = NULL;
+	char *regdir = NULL;
+	char *dir = NULL;
+	char *lockpath = NULL;
+	char key[65];
+	int lockfd = -1;
+	int err;
+
+	fc.cancel = opts->cancel;
+	fc.deadline = now_mono() + (opts->fetch_timeout_s > 0 ? opts->fetch_timeout_s
+							     : RH_FETCH_TIMEOUT_S);
+	err = rh_lfs_url_split(url, &bare, &user, &pass);
+	if (err < 0)
+		goto done;
+	fc.user = user;
+	fc.pass = pass;
+	/* The key names the repository, not who reads it: credentials are not
+	 * part of it, so a changed token still finds the same clone. */
+	rh_sha256_buf_hex(key, bare, strlen(bare));
+	key[16] = '\0';
+	conn = connect_url(url, bare, user);
+	r->cache_dir = strdup(cache_dir);
+	if (!conn || !r->cache_dir || asprintf(&regdir, "%s/registries", cache_dir) < 0 ||
+	    asprintf(&dir, "%s/%s", regdir, key) < 0 ||
+	    asprintf(&lockpath, "%s/%s.lock", regdir, key) < 0) {
+		err = rh_error_set(RH_ENOMEM, "out of memory opening registry %s", r->url);
+		goto done;
+	}
+	err = rh_fs_mkdir_p(regdir);
+	if (err < 0)
+		goto done;
+	lockfd = lock_take(lockpath, &fc, r->url);
+	if (lockfd < 0) {
+		err = lockfd;
+		goto done;
+	}
+	if (!is_dir(dir)) {
+		if (opts->offline) {
+			err = rh_error_set(RH_ENOTFOUND, "registry %s is not in the cache (%s) and "
+					   "offline mode forbids fetching it", r->url, cache_dir);
+			goto done;
+		}
+		err = clone_fresh(regdir, key, dir, conn, r->url, &fc);
+		if (err < 0)
+			goto done;
+		err = open_path(r, dir);
+		if (err < 0)
+			goto done;
+	} else {
+		err = open_path(r, dir);
+		if (err < 0)
+			goto done;
+		if (opts->offline) {
+			r->stale = true;
+			r->stale_reason = strdup("offline mode: not fetched");
+		} else if ((err = fetch_all(r->repo, conn, r->url, &fc)) < 0) {
+			if (err == RH_ECANCELLED)
+				goto done;
+			/* The recovery goes on with what the cache has. */
+			r->stale = true;
+			r->stale_reason = strdup(rh_error_last());
+			err = 0;
+		}
+		if (r->stale && !r->stale_reason) {
+			err = rh_error_set(RH_ENOMEM, "out of memory");
+			goto done;
+		}
+	}
+	err = lfs_setup(r, url);
+done:
+	if (lockfd >= 0)
+		close(lockfd);
+	if (pass)
+		explicit_bzero(pass, strlen(pass));
+	free(bare);
+	free(user);
+	free(pass);
+	free(conn);
+	free(regdir);
+	free(dir);
+	free(lockpath);
+	return err;
+}
+
+int rh_registry_open_opts(struct rh_registry **out, const char *url, const char *cache_dir,
+			  const struct rh_registry_opts *opts)
+{
+	static const struct rh_registry_opts defaults = RH_REGISTRY_OPTS_INIT;
+	struct rh_registry *r = NULL;
+	int err = 0;
+
+	*out = NULL;
+	if (!opts)
+		opts = &defaults;
 	pthread_once(&git_once, git_init_once);
 	if (git_init_rc < 0) {
 		err = rh_error_set(RH_EIO, "cannot initialise libgit2: %s", git_msg());
@@ -104,57 +623,74 @@ int rh_registry_open(struct rh_registry **out, const char *url, const char *cach
 		err = rh_error_set(RH_EINVAL, "no registry given");
 		goto done;
 	}
-	if (strncmp(url, "file://", 7) == 0) {
-		path = url + 7;
-		if (path[0] != '/') {
-			err = rh_error_set(RH_EINVAL, "registry %s: a file:// URL needs an "
-					   "absolute path (file:///path/to/registry)", url);
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		err = rh_error_set(RH_ENOMEM, "out of memory opening registry");
+		goto done;
+	}
+	pthread_mutex_init(&r->lock, NULL);
+	r->url = rh_lfs_url_redact(url);
+	if (!r->url) {
+		err = rh_error_set(RH_ENOMEM, "out of memory opening registry");
+		goto done;
+	}
+	if (strncmp(url, "file://", 7) == 0 && url[7] != '/') {
+		err = rh_error_set(RH_EINVAL, "registry %s: a file:// URL needs an absolute path "
+				   "(file:///path/to/registry)", r->url);
+		goto done;
+	}
+	if (url_is_remote(url)) {
+		if (!cache_dir || !*cache_dir) {
+			err = rh_error_set(RH_EINVAL, "registry %s: a registry given by URL needs "
+					   "a cache directory to clone into", r->url);
 			goto done;
 		}
-	} else if (url_is_remote(url)) {
-		err = rh_error_set(RH_EUNSUPPORTED, "registry %s: remote registries (URL) are not "
-				   "supported yet: clone it and use the path", url);
+		err = open_url(r, url, cache_dir, opts);
 		goto done;
 	}
-	r = calloc(1, sizeof(*r));
-	if (!r || !(r->url = strdup(url))) {
-		err = rh_error_set(RH_ENOMEM, "out of memory opening registry %s", url);
-		goto done;
+	err = open_path(r, url);
+	if (err == 0) {
+		r->lfs_store = strdup(r->gitdir);
+		if (!r->lfs_store)
+			err = rh_error_set(RH_ENOMEM, "out of memory opening registry %s", r->url);
 	}
-	/* NO_SEARCH: a path that is not a repository must fail, not silently
-	 * open whatever repository contains it. */
-	rc = git_repository_open_ext(&r->repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
-	if (rc == GIT_ENOTFOUND) {
-		err = rh_error_set(RH_ENOTFOUND, "registry %s: not a git repository (or it does "
-				   "not exist)", url);
-		goto done;
-	}
-	if (rc < 0) {
-		err = rh_error_set(RH_EIO, "registry %s: cannot open: %s", url, git_msg());
-		goto done;
-	}
-	/* LFS objects live in the common directory, shared by worktrees. */
-	r->gitdir = strdup(git_repository_commondir(r->repo));
-	if (!r->gitdir) {
-		err = rh_error_set(RH_ENOMEM, "out of memory opening registry %s", url);
-		goto done;
-	}
-	err = rh_lfs_source_local_new(&r->lfs, r->gitdir);
-	if (err < 0)
-		goto done;
-	*out = r;
-	r = NULL;
 done:
+	if (err == 0) {
+		*out = r;
+		r = NULL;
+	}
 	rh_registry_free(r);
 	return err;
+}
+
+int rh_registry_open(struct rh_registry **out, const char *url, const char *cache_dir)
+{
+	return rh_registry_open_opts(out, url, cache_dir, NULL);
+}
+
+bool rh_registry_is_stale(const struct rh_registry *r, const char **why)
+{
+	if (why)
+		*why = r->stale ? r->stale_reason : NULL;
+	return r->stale;
+}
+
+const char *rh_registry_name(const struct rh_registry *r)
+{
+	return r->url;
 }
 
 void rh_registry_free(struct rh_registry *r)
 {
 	if (!r)
 		return;
-	rh_lfs_source_free(r->lfs);
+	rh_lfs_remote_free(r->lfs_remote);
 	git_repository_free(r->repo);
+	pthread_mutex_destroy(&r->lock);
+	free(r->lfs_store);
+	free(r->lfs_problem);
+	free(r->stale_reason);
+	free(r->cache_dir);
 	free(r->gitdir);
 	free(r->url);
 	free(r);
@@ -232,7 +768,7 @@ static int collect_version(const char *refname, void *payload)
 
 static int cmp_str(const void *a, const void *b)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	return strverscmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* RH_ENOTFOUND naming the versions that do exist for `name`. */
@@ -432,8 +968,8 @@ done:
 	return err;
 }
 
-int rh_registry_resolve(struct rh_model_version **out, struct rh_registry *r, const char *name,
-			const char *version, const char *commit)
+static int resolve_locked(struct rh_model_version **out, struct rh_registry *r, const char *name,
+			  const char *version, const char *commit)
 {
 	struct rh_model_version *v = NULL;
 	git_object *tag_obj = NULL;
@@ -567,43 +1103,292 @@ done:
 	return err;
 }
 
-struct mem_reader {
-	const unsigned char *data;
-	size_t len;
-	size_t off;
-};
-
-static long mem_read(void *user, void *buf, size_t len)
+int rh_registry_resolve(struct rh_model_version **out, struct rh_registry *r, const char *name,
+			const char *version, const char *commit)
 {
-	struct mem_reader *m = user;
-	size_t n = m->len - m->off;
+	int err;
 
-	if (n > len)
-		n = len;
-	memcpy(buf, m->data + m->off, n);
-	m->off += n;
-	return (long)n;
+	pthread_mutex_lock(&r->lock);
+	err = resolve_locked(out, r, name, version, commit);
+	pthread_mutex_unlock(&r->lock);
+	return err;
 }
 
-/* Opens the bytes of one manifest file: an LFS object or the blob itself.
- * The pointer must agree with the manifest, so a registry whose pointer
- * and manifest disagree fails here rather than in the sink. */
-static int file_open(struct rh_registry *r, const struct rh_model_version *v,
-		     const struct rh_manifest_file *mf, git_tree *tree, git_blob **blob,
-		     struct mem_reader *mem, struct rh_lfs_reader *rd, const char *where)
+/* ---- listing ----------------------------------------------------------------- */
+
+/* "refs/tags/NAME/VERSION" -> NAME, VERSION (new), when both are valid. */
+static bool split_tag(const char *refname, char **name, char **version)
 {
+	const char *rest = refname + strlen("refs/tags/");
+	const char *slash = strchr(rest, '/');
+
+	*name = NULL;
+	*version = NULL;
+	if (strncmp(refname, "refs/tags/", 10) != 0 || !slash || strchr(slash + 1, '/'))
+		return false;
+	*name = strndup(rest, (size_t)(slash - rest));
+	*version = strdup(slash + 1);
+	if (!*name || !*version || check_name("name", *name, RH_MODEL_NAME_MAX) < 0 ||
+	    check_name("version", *version, RH_MODEL_VERSION_MAX) < 0) {
+		free(*name);
+		free(*version);
+		*name = *version = NULL;
+		rh_error_clear();
+		return false;
+	}
+	return true;
+}
+
+static int cmp_version_json(const void *a, const void *b)
+{
+	return strverscmp(json_string_value(*(json_t *const *)a),
+			  json_string_value(*(json_t *const *)b));
+}
+
+struct list_ctx {
+	json_t *out;
+	bool oom;
+};
+
+static int collect_tag(const char *refname, void *payload)
+{
+	struct list_ctx *lc = payload;
+	char *name, *version;
+	json_t *arr;
+
+	if (!split_tag(refname, &name, &version))
+		return 0;
+	arr = json_object_get(lc->out, name);
+	if (!arr) {
+		arr = json_array();
+		if (!arr || json_object_set_new(lc->out, name, arr) != 0)
+			lc->oom = true;
+	}
+	if (!lc->oom && json_array_append_new(arr, json_string(version)) != 0)
+		lc->oom = true;
+	free(name);
+	free(version);
+	return lc->oom ? 1 : 0;
+}
+
+int rh_registry_list(json_t **out, struct rh_registry *r)
+{
+	struct list_ctx lc = { json_object(), false };
+	const char *key;
+	json_t *arr;
+	int err = 0;
+
+	*out = NULL;
+	if (!lc.out) {
+		err = rh_error_set(RH_ENOMEM, "out of memory");
+		goto done;
+	}
+	pthread_mutex_lock(&r->lock);
+	git_reference_foreach_name(r->repo, collect_tag, &lc);
+	pthread_mutex_unlock(&r->lock);
+	if (lc.oom) {
+		err = rh_error_set(RH_ENOMEM, "out of memory listing registry %s", r->url);
+		goto done;
+	}
+	json_object_foreach(lc.out, key, arr) {
+		size_t n = json_array_size(arr);
+		json_t **items = calloc(n ? n : 1, sizeof(*items));
+
+		if (!items) {
+			err = rh_error_set(RH_ENOMEM, "out of memory");
+			goto done;
+		}
+		for (size_t i = 0; i < n; i++)
+			items[i] = json_incref(json_array_get(arr, i));
+		qsort(items, n, sizeof(*items), cmp_version_json);
+		json_array_clear(arr);
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(arr, items[i]);
+		free(items);
+	}
+	*out = lc.out;
+	lc.out = NULL;
+done:
+	json_decref(lc.out);
+	return err;
+}
+
+/* ---- file sources ---------------------------------------------------------- */
+
+struct reg_source {
+	struct rh_source src; /* first: rh_registry_source_free casts back */
+	int fd;               /* -1 for memory */
+	unsigned char *data;  /* owned copy of a plain blob */
+	char *name;
+};
+
+static long src_read_fd(void *user, uint64_t offset, void *buf, size_t len)
+{
+	struct reg_source *s = user;
+	size_t done = 0;
+
+	if (offset >= s->src.size)
+		return 0;
+	if (len > s->src.size - offset)
+		len = (size_t)(s->src.size - offset);
+	if (len > (size_t)LONG_MAX)
+		len = (size_t)LONG_MAX;
+	while (done < len) {
+		ssize_t n = pread(s->fd, (char *)buf + done, len - done, (off_t)(offset + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return rh_error_set_errno(RH_EIO, errno, "cannot read %s", s->name);
+		if (n == 0)
+			return rh_error_set(RH_EIO, "%s shrank while being read", s->name);
+		done += (size_t)n;
+	}
+	return (long)done;
+}
+
+static long src_read_mem(void *user, uint64_t offset, void *buf, size_t len)
+{
+	struct reg_source *s = user;
+
+	if (offset >= s->src.size)
+		return 0;
+	if (len > s->src.size - offset)
+		len = (size_t)(s->src.size - offset);
+	memcpy(buf, s->data + offset, len);
+	return (long)len;
+}
+
+void rh_registry_source_free(struct rh_source *src)
+{
+	struct reg_source *s = (struct reg_source *)src;
+
+	if (!s)
+		return;
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->data);
+	free(s->name);
+	free(s);
+}
+
+static struct reg_source *source_new(const char *name)
+{
+	struct reg_source *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->fd = -1;
+	s->name = strdup(name);
+	if (!s->name) {
+		free(s);
+		return NULL;
+	}
+	s->src.user = s;
+	s->src.name = s->name;
+	return s;
+}
+
+/* Opens `path` as the object of pointer `p`: it must be a regular file of
+ * the pointer's size. RH_ENOTFOUND when it does not exist. */
+static int source_open_file(struct reg_source *s, const char *path, const struct rh_lfs_pointer *p)
+{
+	struct stat sb;
+
+	s->fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (s->fd < 0)
+		return errno == ENOENT ? RH_ENOTFOUND
+				       : rh_error_set_errno(RH_EIO, errno, "cannot open %s", path);
+	if (fstat(s->fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+		return rh_error_set(RH_EIO, "%s is not a regular file", path);
+	if ((uint64_t)sb.st_size != p->size)
+		return rh_error_set(RH_EVERIFY, "LFS object %s has %llu bytes but its pointer says "
+				    "%llu", path, (unsigned long long)sb.st_size,
+				    (unsigned long long)p->size);
+	s->src.size = p->size;
+	s->src.read_at = src_read_fd;
+	return 0;
+}
+
+/* A cache object, fetched first when missing. The download runs outside
+ * the registry lock: other files download at the same time. */
+static int cached_object(struct reg_source *s, struct rh_registry *r,
+			 const struct rh_model_version *v, const struct rh_lfs_pointer *p,
+			 struct rh_cancel *cancel)
+{
+	struct rh_lfs_fetch_opts fo = RH_LFS_FETCH_OPTS_INIT;
+	struct rh_cache_tmp tmp = { -1, NULL, NULL };
+	char *path = rh_cache_object_path(r->cache_dir, p->oid);
+	char *ref = NULL;
+	int err;
+
+	if (!path) {
+		err = rh_error_set(RH_ENOMEM, "out of memory");
+		goto done;
+	}
+	err = source_open_file(s, path, p);
+	if (err != RH_ENOTFOUND && err != RH_EVERIFY)
+		goto done;
+	if (err == RH_EVERIFY) {
+		/* A damaged cache entry: fetch it again rather than fail. */
+		close(s->fd);
+		s->fd = -1;
+		unlink(path);
+	}
+	if (asprintf(&ref, "refs/tags/%s/%s", v->name, v->version) < 0) {
+		ref = NULL;
+		err = rh_error_set(RH_ENOMEM, "out of memory");
+		goto done;
+	}
+	fo.ref = ref;
+	fo.cancel = cancel;
+	err = rh_cache_tmp_open(&tmp, r->cache_dir, p->oid);
+	if (err < 0)
+		goto done;
+	err = rh_lfs_fetch(r->lfs_remote, p, tmp.fd, &fo);
+	if (err < 0)
+		goto done;
+	err = rh_cache_tmp_commit(&tmp, p->size);
+	if (err < 0)
+		goto done;
+	err = source_open_file(s, path, p);
+	if (err == RH_ENOTFOUND)
+		err = rh_error_set(RH_EIO, "cache object %s vanished after download (cache gc "
+				   "running?): try again", path);
+done:
+	rh_cache_tmp_abort(&tmp);
+	free(path);
+	free(ref);
+	return err;
+}
+
+/* Reads the pointer or blob of one manifest file (under the registry lock):
+ * a plain blob is copied into s; an LFS pointer is returned in *ptr. */
+static int read_entry(struct rh_registry *r, const struct rh_model_version *v,
+		      const struct rh_manifest_file *mf, struct reg_source *s,
+		      struct rh_lfs_pointer *ptr, bool *is_lfs, const char *where)
+{
+	git_commit *commit = NULL;
+	git_tree *tree = NULL;
 	git_tree_entry *entry = NULL;
-	struct rh_lfs_pointer ptr;
+	git_blob *blob = NULL;
+	git_oid oid;
 	char *gpath = NULL;
 	const void *raw;
 	size_t len;
 	int rc;
 	int err = 0;
 
-	(void)v;
+	*is_lfs = false;
 	if (asprintf(&gpath, "models/%s/%s", v->name, mf->path) < 0) {
 		gpath = NULL;
 		err = rh_error_set(RH_ENOMEM, "out of memory reading %s", where);
+		goto done;
+	}
+	if (git_oid_fromstr(&oid, v->commit) < 0 || git_commit_lookup(&commit, r->repo, &oid) < 0 ||
+	    git_commit_tree(&tree, commit) < 0) {
+		err = rh_error_set(RH_EIO, "registry %s: cannot read commit %s: %s", r->url,
+				   v->commit, git_msg());
 		goto done;
 	}
 	rc = git_tree_entry_bypath(&entry, tree, gpath);
@@ -617,26 +1402,71 @@ static int file_open(struct rh_registry *r, const struct rh_model_version *v,
 		err = rh_error_set(RH_EINVAL, "%s is not a regular file in the commit", where);
 		goto done;
 	}
-	if (git_blob_lookup(blob, r->repo, git_tree_entry_id(entry)) < 0) {
+	if (git_blob_lookup(&blob, r->repo, git_tree_entry_id(entry)) < 0) {
 		err = rh_error_set(RH_EIO, "%s: cannot read: %s", where, git_msg());
 		goto done;
 	}
-	raw = git_blob_rawcontent(*blob);
-	len = (size_t)git_blob_rawsize(*blob);
+	raw = git_blob_rawcontent(blob);
+	len = (size_t)git_blob_rawsize(blob);
 	if (!rh_lfs_pointer_detect(raw, len)) {
-		mem->data = raw;
-		mem->len = len;
-		mem->off = 0;
-		rd->read = mem_read;
-		rd->user = mem;
-		rd->close = NULL;
+		s->data = malloc(len ? len : 1);
+		if (!s->data) {
+			err = rh_error_set(RH_ENOMEM, "out of memory reading %s", where);
+			goto done;
+		}
+		memcpy(s->data, raw, len);
+		s->src.size = len;
+		s->src.read_at = src_read_mem;
 		goto done;
 	}
-	err = rh_lfs_pointer_parse(&ptr, raw, len);
+	err = rh_lfs_pointer_parse(ptr, raw, len);
 	if (err < 0) {
 		rh_error_prefix(err, "%s: malformed Git LFS pointer", where);
 		goto done;
 	}
+	*is_lfs = true;
+done:
+	git_blob_free(blob);
+	git_tree_entry_free(entry);
+	git_tree_free(tree);
+	git_commit_free(commit);
+	free(gpath);
+	return err;
+}
+
+int rh_registry_file_source(struct rh_source **out, struct rh_registry *r,
+			    const struct rh_model_version *v, size_t index,
+			    struct rh_cancel *cancel)
+{
+	const struct rh_manifest_file *mf;
+	struct reg_source *s = NULL;
+	struct rh_lfs_pointer ptr;
+	char *objpath = NULL;
+	char where[1024];
+	bool is_lfs = false;
+	int err = 0;
+
+	*out = NULL;
+	if (index >= v->n_files) {
+		err = rh_error_set(RH_EINVAL, "file index %zu out of range (%zu files)", index,
+				   v->n_files);
+		goto done;
+	}
+	mf = &v->files[index];
+	snprintf(where, sizeof(where), "%s@%.12s:models/%s/%s", r->url, v->commit, v->name,
+		 mf->path);
+	s = source_new(where);
+	if (!s) {
+		err = rh_error_set(RH_ENOMEM, "out of memory reading %s", where);
+		goto done;
+	}
+	pthread_mutex_lock(&r->lock);
+	err = read_entry(r, v, mf, s, &ptr, &is_lfs, where);
+	pthread_mutex_unlock(&r->lock);
+	if (err < 0 || !is_lfs)
+		goto done;
+	/* The pointer must agree with the manifest, so a registry whose
+	 * pointer and manifest disagree fails here rather than in the sink. */
 	if (strcmp(ptr.oid, mf->sha256) != 0 || ptr.size != mf->size) {
 		err = rh_error_set(RH_EVERIFY, "%s: the Git LFS pointer (oid %s, size %llu) does "
 				   "not match the manifest (sha256 %s, size %llu)", where, ptr.oid,
@@ -644,102 +1474,185 @@ static int file_open(struct rh_registry *r, const struct rh_model_version *v,
 				   (unsigned long long)mf->size);
 		goto done;
 	}
-	err = r->lfs->open(r->lfs, &ptr, rd);
-	if (err < 0)
-		rh_error_prefix(err, "%s", where);
-done:
-	git_tree_entry_free(entry);
-	free(gpath);
-	return err;
-}
+	if (r->lfs_store) {
+		objpath = rh_lfs_local_object_path(r->lfs_store, ptr.oid);
+		if (!objpath) {
+			err = rh_error_set(RH_ENOMEM, "out of memory");
+			goto done;
+		}
+		err = source_open_file(s, objpath, &ptr);
+		if (err == RH_ENOTFOUND) {
+			err = rh_error_set(RH_ENOTFOUND, "%s: LFS object %s is not in the "
+					   "local LFS store (%s): run `git lfs fetch --all` in "
+					   "the registry, or `git lfs push --all` to it", where,
+					   ptr.oid, objpath);
+		} else if (err == RH_EVERIFY) {
+			char msg[512];
 
-static int sync_one(struct rh_sink *sink, const char *path, uint64_t size, const char *sha256,
-		    rh_sink_read_fn readfn, void *user, struct rh_sync_stats *st)
-{
-	int err = sink->ops->put(sink, path, size, sha256, readfn, user);
-
-	if (err == 0) {
-		st->bytes_sent += size;
-		st->files++;
+			snprintf(msg, sizeof(msg), "%s", rh_error_last());
+			err = rh_error_set(err, "%s: %s: run `git lfs fsck` in the registry", where,
+					   msg);
+		} else if (err < 0) {
+			rh_error_prefix(err, "%s", where);
+		}
+	} else if (r->lfs_remote) {
+		err = cached_object(s, r, v, &ptr, cancel);
+		if (err < 0 && err != RH_ECANCELLED)
+			rh_error_prefix(err, "%s", where);
+	} else {
+		err = rh_error_set(RH_EUNSUPPORTED, "%s is a Git LFS object, but %s", where,
+				   r->lfs_problem ? r->lfs_problem : "the registry has no LFS "
+				   "source");
 	}
+	if (err == 0)
+		posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+done:
+	free(objpath);
+	if (err == 0) {
+		*out = &s->src;
+		s = NULL;
+	}
+	rh_registry_source_free(s ? &s->src : NULL);
 	return err;
 }
 
-int rh_registry_sync(struct rh_registry *r, const struct rh_model_version *v, struct rh_sink *sink,
-		     struct rh_cancel *cancel, struct rh_sync_stats *stats)
+/* ---- cache gc ------------------------------------------------------------- */
+
+struct gc_ctx {
+	git_repository *repo;
+	json_t *keep; /* set: oid -> true */
+	bool oom;
+};
+
+/* Adds every file sha256 of the manifest at tag `refname` to the keep set;
+ * tags that are not model versions, or whose manifest is unreadable, add
+ * nothing. */
+static int gc_collect(const char *refname, void *payload)
 {
-	struct rh_sync_stats st = { 0 };
-	struct rh_cancel *saved_cancel = sink->cancel;
-	git_commit *commit = NULL;
-	git_tree *tree = NULL;
-	git_oid oid;
-	double t0 = now_mono();
-	char where[1024];
-	bool present;
+	struct gc_ctx *g = payload;
+	git_object *obj = NULL;
+	git_object *blob = NULL;
+	json_t *m = NULL;
+	char *name, *version;
+	char *spec = NULL;
+
+	if (!split_tag(refname, &name, &version))
+		return 0;
+	if (asprintf(&spec, "%s^{commit}:models/%s/manifest.json", refname, name) < 0) {
+		spec = NULL;
+		g->oom = true;
+		goto done;
+	}
+	if (git_revparse_single(&blob, g->repo, spec) < 0 ||
+	    git_object_type(blob) != GIT_OBJECT_BLOB)
+		goto done;
+	m = json_loadb(git_blob_rawcontent((git_blob *)blob),
+		       (size_t)git_blob_rawsize((git_blob *)blob), 0, NULL);
+	for (size_t i = 0; i < json_array_size(json_object_get(m, "files")); i++) {
+		const char *sha = json_string_value(json_object_get(
+			json_array_get(json_object_get(m, "files"), i), "sha256"));
+
+		if (sha && json_object_set_new(g->keep, sha, json_true()) != 0)
+			g->oom = true;
+	}
+done:
+	json_decref(m);
+	git_object_free(blob);
+	git_object_free(obj);
+	free(spec);
+	free(name);
+	free(version);
+	return g->oom ? 1 : 0;
+}
+
+static bool gc_keep(void *user, const char *oid)
+{
+	return json_object_get(user, oid) != NULL;
+}
+
+/* ".clone-<key>-<rand>" whose <key>.lock is free: a clone that died. */
+static void gc_dead_clone(const char *regdir, const char *entry)
+{
+	char key[17];
+	char *lockpath = NULL;
+	char *path = NULL;
+	int fd;
+
+	if (strlen(entry) < 7 + 16 || sscanf(entry + 7, "%16[0-9a-f]", key) != 1)
+		return;
+	if (asprintf(&lockpath, "%s/%s.lock", regdir, key) < 0 ||
+	    asprintf(&path, "%s/%s", regdir, entry) < 0)
+		goto done;
+	fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		goto done;
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		rh_fs_rm_rf(path);
+	close(fd);
+done:
+	free(lockpath);
+	free(path);
+}
+
+int rh_registry_cache_gc(const char *cache_dir, uint64_t *freed, uint64_t *kept)
+{
+	struct gc_ctx g = { NULL, json_object(), false };
+	char *regdir = NULL;
+	DIR *d = NULL;
+	struct dirent *e;
 	int err = 0;
 
-	if (!sink->cancel)
-		sink->cancel = cancel;
-	if (git_oid_fromstr(&oid, v->commit) < 0 || git_commit_lookup(&commit, r->repo, &oid) < 0 ||
-	    git_commit_tree(&tree, commit) < 0) {
-		err = rh_error_set(RH_EIO, "registry %s: cannot read commit %s: %s", r->url,
-				   v->commit, git_msg());
+	if (freed)
+		*freed = 0;
+	if (kept)
+		*kept = 0;
+	pthread_once(&git_once, git_init_once);
+	if (!g.keep || asprintf(&regdir, "%s/registries", cache_dir) < 0) {
+		regdir = NULL;
+		err = rh_error_set(RH_ENOMEM, "out of memory");
 		goto done;
 	}
-	for (size_t i = 0; i < v->n_files; i++) {
-		const struct rh_manifest_file *mf = &v->files[i];
-		struct rh_lfs_reader rd = { 0 };
-		struct mem_reader mem = { 0 };
-		git_blob *blob = NULL;
-
-		if (cancel && rh_cancel_is_fired(cancel)) {
-			err = rh_error_set(RH_ECANCELLED, "cancelled syncing %s %s to %s", v->name,
-					   v->version, sink->url);
-			goto done;
-		}
-		snprintf(where, sizeof(where), "%s@%.12s:models/%s/%s", r->url, v->commit,
-			 v->name, mf->path);
-		err = file_open(r, v, mf, tree, &blob, &mem, &rd, where);
-		if (err == 0) {
-			err = sink->ops->has(sink, mf->path, mf->size, mf->sha256, &present);
-			if (err == 0 && present) {
-				st.bytes_skipped += mf->size;
-				st.files++;
-			} else if (err == 0) {
-				err = sync_one(sink, mf->path, mf->size, mf->sha256, rd.read,
-					       rd.user, &st);
-			}
-			if (err < 0 && err != RH_ECANCELLED)
-				rh_error_prefix(err, "%s", where);
-		}
-		if (rd.close)
-			rd.close(rd.user);
-		git_blob_free(blob);
-		if (err < 0)
-			goto done;
-	}
-	/* The manifest last: its presence on the target says the set is whole. */
-	err = sink->ops->has(sink, "manifest.json", v->manifest_len, v->manifest_sha256,
-			     &present);
-	if (err == 0 && present) {
-		st.bytes_skipped += v->manifest_len;
-		st.files++;
-	} else if (err == 0) {
-		struct mem_reader mem = { (const unsigned char *)v->manifest_text, v->manifest_len,
-					  0 };
-
-		err = sync_one(sink, "manifest.json", v->manifest_len, v->manifest_sha256,
-			       mem_read, &mem, &st);
-	}
-	if (err < 0)
+	d = opendir(regdir);
+	if (!d && errno != ENOENT) {
+		err = rh_error_set_errno(RH_EIO, errno, "cannot read %s", regdir);
 		goto done;
-	err = sink->ops->commit(sink);
+	}
+	while (d && (e = readdir(d)) != NULL) {
+		char *path = NULL;
+
+		if (strncmp(e->d_name, ".clone-", 7) == 0) {
+			gc_dead_clone(regdir, e->d_name);
+			continue;
+		}
+		if (e->d_name[0] == '.' || strstr(e->d_name, ".lock"))
+			continue;
+		if (asprintf(&path, "%s/%s", regdir, e->d_name) < 0) {
+			err = rh_error_set(RH_ENOMEM, "out of memory");
+			goto done;
+		}
+		if (git_repository_open_bare(&g.repo, path) == 0) {
+			git_reference_foreach_name(g.repo, gc_collect, &g);
+			git_repository_free(g.repo);
+			g.repo = NULL;
+		} else if (is_dir(path)) {
+			/* An unreadable clone could hold references we cannot see:
+			 * removing objects now could throw away what it needs. */
+			err = rh_error_set(RH_EIO, "cache gc: cannot open cached registry %s: %s; "
+					   "remove it and run gc again", path, git_msg());
+			free(path);
+			goto done;
+		}
+		free(path);
+		if (g.oom) {
+			err = rh_error_set(RH_ENOMEM, "out of memory");
+			goto done;
+		}
+	}
+	err = rh_cache_sweep(cache_dir, gc_keep, g.keep, freed, kept);
 done:
-	sink->cancel = saved_cancel;
-	git_tree_free(tree);
-	git_commit_free(commit);
-	st.seconds = now_mono() - t0;
-	if (stats)
-		*stats = st;
+	if (d)
+		closedir(d);
+	json_decref(g.keep);
+	free(regdir);
 	return err;
 }

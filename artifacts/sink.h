@@ -1,57 +1,114 @@
 /*
- * sink.h - where a target's artifacts are written.
+ * sink.h - where a target's artifacts are written: a local directory, an
+ * SFTP server, or S3-compatible object storage.
  *
  * A sink is a versioned ops table with the base struct embedded first in
- * each implementation (libgit2 style). Implemented: file (a local
- * directory). SFTP and S3 follow the same contract.
+ * each implementation (libgit2 style), opened from a URL:
+ *   file:///abs/dir
+ *   sftp://user@host[:port]/abs/or/relative/dir
+ *   s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=eu-north1&style=path|virtual
  *
- * Order: open, then for each file either has() says it is already there
- * (skip) or put() streams it in; then commit() (makes the set visible and
- * durable); close() always. A put that fails leaves nothing under the final
- * name: data goes to a temporary name and is renamed only after its size
- * and sha256 matched.
+ * Order: open; then, for every file, has() (already there with this size
+ * and sha256? skip it) or put(); then commit() (writes the sink's manifest
+ * of what it holds and makes everything durable/visible); close() always.
+ *
+ * Every sink keeps a manifest of what it holds (".rehydra-sink.json" at its
+ * root: path -> size, sha256), so a re-sync asks has() and sends only what
+ * is missing or changed: an unchanged re-sync sends zero payload bytes.
+ *
+ * put() contract:
+ *   - bytes come from a random-access source (pread-like), so a sink may
+ *     send parts in parallel and resume at an offset;
+ *   - nothing appears under the final name until all `size` bytes are there
+ *     and verified against `sha256` (hashed as they stream; on resume the
+ *     sink must make sure the part it kept is the start of this same object,
+ *     e.g. a partial keyed by the sha256, and verify the whole at the end);
+ *   - a put cut off (connection lost, process killed) leaves a partial that
+ *     the next put() of the same (path, size, sha256) resumes from;
+ *   - a failed put never leaves a corrupt file under the final name;
+ *   - it returns RH_ECANCELLED soon after sink->cancel fires.
+ * Up to ops->max_parallel put() calls may run at once on one sink (from
+ * different threads); has() and commit() are never concurrent with put().
  */
 #ifndef RH_SINK_H
 #define RH_SINK_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct rh_cancel;
 
-/* Pulls up to `len` bytes into `buf`; returns the count, 0 at end, or a
- * negative RH_E* code. */
-typedef long (*rh_sink_read_fn)(void *user, void *buf, size_t len);
+/* A random-access byte source: read_at may be called from several threads
+ * at once with different offsets. Returns the count read (short only at
+ * the end), 0 at/after the end, or a negative RH_E* code with the message
+ * set. */
+struct rh_source {
+	uint64_t size;
+	long (*read_at)(void *user, uint64_t offset, void *buf, size_t len);
+	void *user;
+	const char *name; /* for messages: the registry file or cache object */
+	const void *data; /* rh_source_mem_init's bytes (its user is the source itself) */
+};
+
+struct rh_put_stats {
+	uint64_t bytes_sent;    /* payload bytes transferred by this put */
+	uint64_t bytes_resumed; /* bytes a partial already held (not sent again) */
+};
 
 struct rh_sink;
 
 struct rh_sink_ops {
 	unsigned version;
-	const char *scheme; /* "file", "sftp", "s3" */
-	/* True if `path` is present with this size and sha256 (hex). */
+	const char *scheme;    /* "file", "sftp", "s3" */
+	unsigned max_parallel; /* put() calls that may run at once, >= 1 */
 	int (*has)(struct rh_sink *s, const char *path, uint64_t size, const char *sha256,
 		   bool *present);
-	/* Streams `size` bytes from `read` to `path`, verifying sha256 (hex). */
 	int (*put)(struct rh_sink *s, const char *path, uint64_t size, const char *sha256,
-		   rh_sink_read_fn read, void *user);
+		   const struct rh_source *src, struct rh_put_stats *stats);
 	int (*commit)(struct rh_sink *s);
 	void (*close)(struct rh_sink *s);
 };
-#define RH_SINK_OPS_VERSION 1
+#define RH_SINK_OPS_VERSION 2
 
 struct rh_sink {
 	const struct rh_sink_ops *ops;
-	char *url;                /* for messages, e.g. "file:///tmp/ws/model" */
-	struct rh_cancel *cancel; /* may be NULL; put() stops with RH_ECANCELLED */
-	/* progress: called with bytes written so far in the current put */
-	void (*progress)(void *user, const char *path, uint64_t done, uint64_t total);
+	char *url;                /* for messages; never contains secrets */
+	char *location;           /* what ${model.path} becomes: a local or remote dir, s3:// */
+	struct rh_cancel *cancel; /* may be NULL */
+	/* Called (from put threads, serialised by the caller's lock) with the
+	 * number of payload bytes just moved; may be NULL. */
+	void (*progress)(void *user, uint64_t delta);
 	void *progress_user;
 };
 
-/* Opens a directory sink at `dir` (created 0700 if missing). *out is new;
- * free with rh_sink_close. */
+/* Options for rh_sink_open; zero-initialise with RH_SINK_OPTS_INIT. */
+struct rh_sink_opts {
+	unsigned version;
+	unsigned parallel;          /* connections/parts in flight; 0 = sink default */
+	/* sftp */
+	const char *known_hosts;    /* default ~/.ssh/known_hosts */
+	bool accept_new_host_key;   /* trust an unknown key and record it (never a changed one) */
+	const char *identity_file;  /* default: ssh-agent, then ~/.ssh/id_ed25519, id_rsa */
+	/* s3: credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+	 * AWS_SESSION_TOKEN; region/endpoint from the URL, else AWS_REGION /
+	 * AWS_ENDPOINT_URL */
+	uint64_t part_size;         /* multipart part size; 0 = default (16 MiB) */
+};
+#define RH_SINK_OPTS_VERSION 1
+#define RH_SINK_OPTS_INIT { RH_SINK_OPTS_VERSION, 0, NULL, false, NULL, 0 }
+
+/* Opens a sink by URL (scheme dispatch). *out is new; free with
+ * rh_sink_close. Errors name the URL (without credentials) and say what to
+ * do: an unknown host key names the key's fingerprint and the option that
+ * accepts it. */
+int rh_sink_open(struct rh_sink **out, const char *url, const struct rh_sink_opts *opts);
+
+/* The implementations (scheme-specific openers, called by rh_sink_open). */
 int rh_sink_file_open(struct rh_sink **out, const char *dir);
+int rh_sink_sftp_open(struct rh_sink **out, const char *url, const struct rh_sink_opts *opts);
+int rh_sink_s3_open(struct rh_sink **out, const char *url, const struct rh_sink_opts *opts);
 
 /* Calls ops->close; accepts NULL. */
 void rh_sink_close(struct rh_sink *s);
@@ -59,5 +116,14 @@ void rh_sink_close(struct rh_sink *s);
 /* Rejects manifest paths that could escape the sink root: empty, absolute,
  * "..", ".", empty segments, backslashes, control characters. */
 bool rh_sink_path_is_safe(const char *path);
+
+/* A source over a local file (pread). *out is new; free with
+ * rh_source_file_close. */
+int rh_source_file_open(struct rh_source **out, const char *path);
+void rh_source_file_close(struct rh_source *src);
+
+/* A source over memory: `data` (borrowed) must outlive the source, and the
+ * source must stay where it is while it is read (its user points to it). */
+void rh_source_mem_init(struct rh_source *src, const void *data, size_t len, const char *name);
 
 #endif

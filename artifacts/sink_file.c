@@ -1,11 +1,12 @@
 /*
  * sink_file.c - the file sink: a directory on this machine.
  *
- * Writes are crash-safe and confined. Each file is streamed into
- * "<name>.rh-part-<random>" next to its final name, hashed on the way, and
- * renamed into place only after its size and sha256 matched and the data
- * was fsync'ed; any failure unlinks the temporary, so neither the final name
- * nor a stray temporary survives a bad transfer. Paths are walked one
+ * Writes are crash-safe, resumable and confined. Each file is streamed into
+ * "<name>.rh-part-<sha256 prefix>" next to its final name, hashed on the
+ * way, and renamed into place only after its size and sha256 matched and the
+ * data was fsync'ed; a put that was cut off keeps its partial so the next
+ * put of the same object continues where it stopped, and any other failure
+ * removes it, so the final name never holds a bad file. Paths are walked one
  * component at a time with openat(O_NOFOLLOW) from a descriptor of the
  * root, so a symlink planted in the tree cannot redirect a write outside it
  * (we refuse every symlinked directory component: a sink's tree is ours).
@@ -22,15 +23,17 @@
 #include "fsutil.h"
 #include "sha256.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +41,10 @@
 #include "banned.h"
 
 #define FILE_SINK_BUF (1u << 20)
+#define FILE_SINK_CHUNK (1u << 20)   /* source reads: large, to keep the hasher busy */
+#define FILE_SINK_NBUF 4             /* chunks in flight between hasher and writer */
+#define FILE_SINK_KICK (8u << 20)    /* start writeback every this many bytes */
+#define FILE_SINK_PARALLEL 4
 #define FILE_SINK_STATE ".rehydra-sink.json"
 #define FILE_SINK_PART ".rh-part-"
 #define FILE_SINK_STATE_MAX (64u * 1024 * 1024)
@@ -46,6 +53,7 @@ struct file_sink {
 	struct rh_sink base; /* first: the ops see a struct rh_sink */
 	char *root;          /* absolute */
 	int root_fd;
+	pthread_mutex_t lock; /* guards files/dirty: puts run in parallel */
 	json_t *files;       /* state: path -> {size, sha256, mtime_ns, ctime_ns, ino} */
 	bool dirty;
 };
@@ -272,27 +280,288 @@ done:
 	return err;
 }
 
+/* ---- put ------------------------------------------------------------------
+ *
+ * Hashing is the slowest stage (one core, ~260 MB/s here), so it must never
+ * wait for the disk: the calling thread reads the source in 1 MiB chunks and
+ * hashes them while a writer thread writes the previous ones, through a ring
+ * of FILE_SINK_NBUF buffers (bounded memory whatever the file size). The
+ * writer starts writeback every FILE_SINK_KICK bytes (sync_file_range) and
+ * waits for the range before that, so dirty pages never pile up and the
+ * final fsync has little left to do.
+ *
+ * Resume: the bytes go to "<leaf>.rh-part-<first 16 hex of sha256>", which
+ * survives a cancel or a source that broke off, so the next put of the same
+ * object re-hashes what the partial holds and continues at its end. A
+ * partial that turns out not to be the start of the object (the final
+ * digest differs) is thrown away and the object is sent once more from the
+ * start. A flock on the partial keeps two processes off the same one.
+ */
+
+struct put_job {
+	struct file_sink *fs;
+	const char *path;
+	const struct rh_source *src;
+	int fd;
+	size_t bufsize;
+	uint8_t *buf[FILE_SINK_NBUF];
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	size_t len[FILE_SINK_NBUF];
+	uint64_t off[FILE_SINK_NBUF];
+	unsigned head;    /* the next filled slot the writer takes */
+	unsigned filled;  /* slots filled and not yet written */
+	bool eof;         /* the reader fills no more */
+	int werrno;       /* the writer's errno, 0 while it is fine */
+	uint64_t written; /* bytes the writer wrote */
+};
+
+static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
+{
+	while (len > 0) {
+		ssize_t n = pwrite(fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		buf += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static void *put_writer(void *arg)
+{
+	struct put_job *j = arg;
+	uint64_t kicked = 0, prev_off = 0, prev_len = 0;
+	bool first = true;
+
+	pthread_mutex_lock(&j->lock);
+	for (;;) {
+		unsigned idx;
+		uint64_t end;
+		int rc;
+
+		while (j->filled == 0 && !j->eof)
+			pthread_cond_wait(&j->cond, &j->lock);
+		if (j->filled == 0)
+			break;
+		idx = j->head;
+		pthread_mutex_unlock(&j->lock);
+
+		rc = pwrite_all(j->fd, j->buf[idx], j->len[idx], j->off[idx]);
+		if (rc == 0 && j->fs->base.progress)
+			j->fs->base.progress(j->fs->base.progress_user, j->len[idx]);
+		end = j->off[idx] + j->len[idx];
+		if (first) {
+			kicked = j->off[idx];
+			first = false;
+		}
+		if (rc == 0 && end - kicked >= FILE_SINK_KICK) {
+			/* Hints only: fsync at the end reports any error. */
+			sync_file_range(j->fd, (off_t)kicked, (off_t)(end - kicked),
+					SYNC_FILE_RANGE_WRITE);
+			if (prev_len)
+				sync_file_range(j->fd, (off_t)prev_off, (off_t)prev_len,
+						SYNC_FILE_RANGE_WAIT_BEFORE |
+							SYNC_FILE_RANGE_WRITE |
+							SYNC_FILE_RANGE_WAIT_AFTER);
+			prev_off = kicked;
+			prev_len = end - kicked;
+			kicked = end;
+		}
+
+		pthread_mutex_lock(&j->lock);
+		if (rc < 0) {
+			j->werrno = -rc;
+			pthread_cond_broadcast(&j->cond);
+			break;
+		}
+		j->written += j->len[idx];
+		j->head = (j->head + 1) % FILE_SINK_NBUF;
+		j->filled--;
+		pthread_cond_broadcast(&j->cond);
+	}
+	pthread_mutex_unlock(&j->lock);
+	return NULL;
+}
+
+static bool sink_cancelled(const struct file_sink *fs)
+{
+	return fs->base.cancel && rh_cancel_is_fired(fs->base.cancel);
+}
+
+/* Hashes the first `have` bytes the partial holds into `c`. */
+static int put_hash_prefix(struct put_job *j, uint64_t have, struct rh_sha256 *c)
+{
+	uint64_t off = 0;
+
+	while (off < have) {
+		size_t want = have - off < j->bufsize ? (size_t)(have - off) : j->bufsize;
+		ssize_t n;
+
+		if (sink_cancelled(j->fs))
+			return rh_error_set(RH_ECANCELLED, "cancelled while resuming %s in sink %s",
+					    j->path, j->fs->base.url);
+		n = pread(j->fd, j->buf[0], want, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return rh_error_set_errno(RH_EIO, errno, "cannot read the partial of %s in "
+						  "sink %s", j->path, j->fs->base.url);
+		if (n == 0)
+			return rh_error_set(RH_EIO, "the partial of %s in sink %s shrank while it "
+					    "was read", j->path, j->fs->base.url);
+		rh_sha256_update(c, j->buf[0], (size_t)n);
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Streams bytes [from, size) of the source into the partial, hashing them
+ * into `c`. *src_failed tells whether the source (not the disk) failed. */
+static int put_stream(struct put_job *j, uint64_t from, uint64_t size, struct rh_sha256 *c,
+		      bool *src_failed)
+{
+	pthread_t tid;
+	uint64_t off = from;
+	int err = 0;
+
+	*src_failed = false;
+	j->head = j->filled = 0;
+	j->eof = false;
+	j->werrno = 0;
+	j->written = 0;
+	if (pthread_create(&tid, NULL, put_writer, j) != 0)
+		return rh_error_set(RH_ERROR, "cannot start a writer thread for %s in sink %s",
+				    j->path, j->fs->base.url);
+	while (off < size) {
+		size_t want = size - off < j->bufsize ? (size_t)(size - off) : j->bufsize;
+		size_t got = 0;
+		unsigned idx;
+		int werr;
+		long n = 0;
+
+		if (sink_cancelled(j->fs)) {
+			err = rh_error_set(RH_ECANCELLED, "cancelled while writing %s to sink %s",
+					   j->path, j->fs->base.url);
+			break;
+		}
+		pthread_mutex_lock(&j->lock);
+		while (j->filled == FILE_SINK_NBUF && !j->werrno)
+			pthread_cond_wait(&j->cond, &j->lock);
+		idx = (j->head + j->filled) % FILE_SINK_NBUF;
+		werr = j->werrno;
+		pthread_mutex_unlock(&j->lock);
+		if (werr)
+			break; /* reported after the join */
+		while (got < want) {
+			n = j->src->read_at(j->src->user, off + got, j->buf[idx] + got,
+					    want - got);
+			if (n <= 0)
+				break;
+			if ((size_t)n > want - got) {
+				n = rh_error_set(RH_ERROR, "the source of %s returned more bytes "
+						 "than asked", j->path);
+				break;
+			}
+			got += (size_t)n;
+		}
+		if (n < 0) {
+			*src_failed = true;
+			err = rh_error_prefix((int)n, "writing %s to sink %s", j->path,
+					      j->fs->base.url);
+			break;
+		}
+		if (got < want) {
+			*src_failed = true;
+			err = rh_error_set(RH_EVERIFY, "the source of %s ended after %llu bytes "
+					   "but the manifest says %llu", j->path,
+					   (unsigned long long)(off + got),
+					   (unsigned long long)size);
+			break;
+		}
+		rh_sha256_update(c, j->buf[idx], want);
+		pthread_mutex_lock(&j->lock);
+		j->len[idx] = want;
+		j->off[idx] = off;
+		j->filled++;
+		pthread_cond_broadcast(&j->cond);
+		pthread_mutex_unlock(&j->lock);
+		off += want;
+	}
+	/* The writer drains what was read even after a failure: those bytes
+	 * are good, and a longer partial is a shorter resume. */
+	pthread_mutex_lock(&j->lock);
+	j->eof = true;
+	pthread_cond_broadcast(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+	pthread_join(tid, NULL);
+	if (j->werrno && err == 0)
+		err = rh_error_set_errno(RH_EIO, j->werrno, "cannot write %s to sink %s%s",
+					 j->path, j->fs->base.url,
+					 j->werrno == ENOSPC || j->werrno == EDQUOT
+						 ? " (free space on the target and run again)"
+						 : "");
+	return err;
+}
+
+/* Removes partials of other objects at the same path (an older version's,
+ * or a temporary of an older rehydra), unless another process holds one. */
+static void put_drop_stale(int dirfd, const char *leaf, const char *keep)
+{
+	size_t ll = strlen(leaf), pl = strlen(FILE_SINK_PART);
+	struct dirent *e;
+	int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		int fd;
+
+		if (strncmp(e->d_name, leaf, ll) != 0 ||
+		    strncmp(e->d_name + ll, FILE_SINK_PART, pl) != 0 ||
+		    strcmp(e->d_name, keep) == 0)
+			continue;
+		fd = openat(dirfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+			close(fd);
+			continue;
+		}
+		unlinkat(dirfd, e->d_name, 0);
+		if (fd >= 0)
+			close(fd);
+	}
+	closedir(d);
+}
+
 static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, const char *sha256,
-			 rh_sink_read_fn readfn, void *user)
+			 const struct rh_source *src, struct rh_put_stats *stats)
 {
 	struct file_sink *fs = (struct file_sink *)s;
+	struct put_job j = { .fs = fs, .path = path, .src = src, .fd = -1,
+			     .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 	struct rh_sha256 c;
 	struct stat sb;
 	uint8_t digest[32];
-	uint8_t *buf = NULL;
-	char tmp[NAME_MAX + 1];
-	char rnd[17];
+	char part[NAME_MAX + 1];
 	char hex[65];
 	const char *leaf;
-	uint64_t done_bytes = 0;
-	size_t fill = 0;
-	bool eof = false;
-	bool have_tmp = false;
+	uint64_t have = 0;
+	uint64_t sent = 0;
+	bool keep_part = false;
+	bool src_failed = false;
 	int dirfd = -1;
-	int fd = -1;
 	int err = 0;
-	int rc;
 
+	if (stats)
+		stats->bytes_sent = stats->bytes_resumed = 0;
 	if (!file_sink_path_ok(path)) {
 		err = rh_error_set(RH_EINVAL, "refusing unsafe path \"%s\" for sink %s", path,
 				   s->url);
@@ -303,7 +572,17 @@ static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, con
 				   s->url);
 		goto done;
 	}
-	if (s->cancel && rh_cancel_is_fired(s->cancel)) {
+	if (!src || !src->read_at) {
+		err = rh_error_set(RH_EINVAL, "no source for %s in sink %s", path, s->url);
+		goto done;
+	}
+	if (src->size != size) {
+		err = rh_error_set(RH_EVERIFY, "the source of %s has %llu bytes but the manifest "
+				   "says %llu", path, (unsigned long long)src->size,
+				   (unsigned long long)size);
+		goto done;
+	}
+	if (sink_cancelled(fs)) {
 		err = rh_error_set(RH_ECANCELLED, "cancelled before writing %s to sink %s", path,
 				   s->url);
 		goto done;
@@ -311,111 +590,121 @@ static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, con
 	err = file_sink_parent(fs, path, true, &dirfd, &leaf);
 	if (err < 0)
 		goto done;
-	rh_fs_rand_hex(rnd);
-	if (snprintf(tmp, sizeof(tmp), "%s%s%s", leaf, FILE_SINK_PART, rnd) >= (int)sizeof(tmp)) {
+	if (snprintf(part, sizeof(part), "%s%s%.16s", leaf, FILE_SINK_PART, sha256) >=
+	    (int)sizeof(part)) {
 		err = rh_error_set(RH_EINVAL, "file name of %s is too long for sink %s", path,
 				   s->url);
 		goto done;
 	}
-	buf = malloc(FILE_SINK_BUF);
-	if (!buf) {
-		err = rh_error_set(RH_ENOMEM, "out of memory writing %s to sink %s", path, s->url);
-		goto done;
-	}
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
+	put_drop_stale(dirfd, leaf, part);
+	j.fd = openat(dirfd, part, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (j.fd < 0 && errno == ELOOP && unlinkat(dirfd, part, 0) == 0)
+		j.fd = openat(dirfd, part, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			      0600);
+	if (j.fd < 0) {
 		err = rh_error_set_errno(RH_EIO, errno, "cannot create a temporary for %s in sink "
 					 "%s", path, s->url);
 		goto done;
 	}
-	have_tmp = true;
-	rh_sha256_init(&c);
-	while (!eof) {
-		long n;
-
-		if (s->cancel && rh_cancel_is_fired(s->cancel)) {
-			err = rh_error_set(RH_ECANCELLED, "cancelled while writing %s to sink %s",
-					   path, s->url);
+	keep_part = true; /* until we know whether it is worth keeping */
+	if (flock(j.fd, LOCK_EX | LOCK_NB) != 0) {
+		err = rh_error_set(RH_EIO, "another process is writing %s to sink %s: wait for it "
+				   "or stop it", path, s->url);
+		goto done;
+	}
+	if (fstat(j.fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		err = rh_error_set(RH_EIO, "the temporary of %s in sink %s is not a regular file",
+				   path, s->url);
+		goto done;
+	}
+	have = (uint64_t)sb.st_size;
+	if (have > size) {
+		if (ftruncate(j.fd, 0) != 0) {
+			err = rh_error_set_errno(RH_EIO, errno, "cannot reset the partial of %s in "
+						 "sink %s", path, s->url);
 			goto done;
 		}
-		/* Fill the whole buffer first: sources may hand out small pieces and
-		 * large writes are what make the disk fast. */
-		n = readfn(user, buf + fill, FILE_SINK_BUF - fill);
-		if (n < 0) {
-			err = rh_error_prefix((int)n, "writing %s to sink %s", path, s->url);
+		have = 0;
+	}
+	j.bufsize = size < FILE_SINK_CHUNK ? (size ? (size_t)size : 1) : FILE_SINK_CHUNK;
+	for (int i = 0; i < FILE_SINK_NBUF; i++) {
+		j.buf[i] = malloc(j.bufsize);
+		if (!j.buf[i]) {
+			err = rh_error_set(RH_ENOMEM, "out of memory writing %s to sink %s", path,
+					   s->url);
 			goto done;
 		}
-		if ((uint64_t)n > FILE_SINK_BUF - fill) {
-			err = rh_error_set(RH_ERROR, "source of %s returned too many bytes", path);
+	}
+	for (;;) {
+		rh_sha256_init(&c);
+		err = put_hash_prefix(&j, have, &c);
+		if (err == 0)
+			err = put_stream(&j, have, size, &c, &src_failed);
+		sent += j.written;
+		if (err < 0) {
+			/* Worth resuming only when the bytes written so far are good:
+			 * a cancel or a source that broke off, not a bad source or disk. */
+			keep_part = err == RH_ECANCELLED || (src_failed && err != RH_EVERIFY);
 			goto done;
 		}
-		fill += (size_t)n;
-		if (n == 0)
-			eof = true;
-		if (done_bytes + fill > size) {
-			err = rh_error_set(RH_EVERIFY, "%s for sink %s is larger than the %llu "
-					   "bytes the manifest says", path, s->url,
-					   (unsigned long long)size);
-			goto done;
-		}
-		if (fill < FILE_SINK_BUF && !eof)
-			continue;
-		if (fill == 0)
+		rh_sha256_final(&c, digest);
+		rh_sha256_hex(hex, digest);
+		if (strcmp(hex, sha256) == 0)
 			break;
-		rh_sha256_update(&c, buf, fill);
-		rc = rh_fs_write_all(fd, buf, fill);
-		if (rc < 0) {
-			err = rh_error_set_errno(RH_EIO, -rc, "cannot write %s to sink %s", path,
-						 s->url);
+		if (have == 0) {
+			keep_part = false;
+			err = rh_error_set(RH_EVERIFY, "sha256 mismatch for %s in sink %s: "
+					   "expected %s, got %s", path, s->url, sha256, hex);
 			goto done;
 		}
-		done_bytes += fill;
-		fill = 0;
-		if (s->progress)
-			s->progress(s->progress_user, path, done_bytes, size);
+		/* The partial was not the start of this object: once more, whole. */
+		if (ftruncate(j.fd, 0) != 0) {
+			err = rh_error_set_errno(RH_EIO, errno, "cannot reset the partial of %s in "
+						 "sink %s", path, s->url);
+			keep_part = false;
+			goto done;
+		}
+		have = 0;
 	}
-	if (done_bytes != size) {
-		err = rh_error_set(RH_EVERIFY, "%s for sink %s ended after %llu of %llu bytes",
-				   path, s->url, (unsigned long long)done_bytes,
-				   (unsigned long long)size);
-		goto done;
-	}
-	rh_sha256_final(&c, digest);
-	rh_sha256_hex(hex, digest);
-	if (strcmp(hex, sha256) != 0) {
-		err = rh_error_set(RH_EVERIFY, "sha256 mismatch for %s in sink %s: expected %s, "
-				   "got %s", path, s->url, sha256, hex);
-		goto done;
-	}
-	if (fsync(fd) != 0) {
+	keep_part = false;
+	if (fsync(j.fd) != 0) {
 		err = rh_error_set_errno(RH_EIO, errno, "cannot flush %s to sink %s", path, s->url);
 		goto done;
 	}
-	if (close(fd) != 0) {
-		fd = -1;
-		err = rh_error_set_errno(RH_EIO, errno, "cannot write %s to sink %s", path, s->url);
-		goto done;
-	}
-	fd = -1;
-	if (renameat(dirfd, tmp, dirfd, leaf) != 0) {
+	if (renameat(dirfd, part, dirfd, leaf) != 0) {
 		err = rh_error_set_errno(RH_EIO, errno, "cannot move %s into place in sink %s",
 					 path, s->url);
 		goto done;
 	}
-	have_tmp = false;
 	/* Identity after the rename (the rename may change ctime). */
-	if (fstatat(dirfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) == 0)
+	if (fstatat(dirfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+		pthread_mutex_lock(&fs->lock);
 		err = file_sink_remember(fs, path, &sb, hex);
+		pthread_mutex_unlock(&fs->lock);
+	}
+	if (stats) {
+		stats->bytes_resumed = have;
+		stats->bytes_sent = sent;
+	}
 done:
-	if (fd >= 0)
-		close(fd);
-	if (have_tmp)
-		unlinkat(dirfd, tmp, 0);
-	if (err < 0 && fs->files)
-		json_object_del(fs->files, path); /* whatever is there now, we do not vouch */
+	if (err < 0 && !keep_part && j.fd >= 0)
+		unlinkat(dirfd, part, 0);
+	if (err < 0 && stats)
+		stats->bytes_sent = sent;
+	if (j.fd >= 0)
+		close(j.fd); /* drops the flock */
+	if (err < 0 && fs->files) {
+		/* whatever is under the final name now, we do not vouch for it */
+		pthread_mutex_lock(&fs->lock);
+		json_object_del(fs->files, path);
+		pthread_mutex_unlock(&fs->lock);
+	}
 	if (dirfd >= 0)
 		close(dirfd);
-	free(buf);
+	for (int i = 0; i < FILE_SINK_NBUF; i++)
+		free(j.buf[i]);
+	pthread_mutex_destroy(&j.lock);
+	pthread_cond_destroy(&j.cond);
 	return err;
 }
 
@@ -496,12 +785,15 @@ static void file_sink_close(struct rh_sink *s)
 	json_decref(fs->files);
 	free(fs->root);
 	free(s->url);
+	free(s->location);
+	pthread_mutex_destroy(&fs->lock);
 	free(fs);
 }
 
 static const struct rh_sink_ops file_sink_ops = {
 	.version = RH_SINK_OPS_VERSION,
 	.scheme = "file",
+	.max_parallel = FILE_SINK_PARALLEL,
 	.has = file_sink_has,
 	.put = file_sink_put,
 	.commit = file_sink_commit,
@@ -525,6 +817,7 @@ int rh_sink_file_open(struct rh_sink **out, const char *dir)
 	}
 	fs->root_fd = -1;
 	fs->base.ops = &file_sink_ops;
+	pthread_mutex_init(&fs->lock, NULL);
 	err = rh_fs_mkdir_p(dir);
 	if (err < 0) {
 		rh_error_prefix(err, "file sink %s", dir);
@@ -535,7 +828,8 @@ int rh_sink_file_open(struct rh_sink **out, const char *dir)
 		err = rh_error_set_errno(RH_EIO, errno, "cannot resolve sink directory %s", dir);
 		goto done;
 	}
-	if (asprintf(&fs->base.url, "file://%s", fs->root) < 0) {
+	fs->base.location = strdup(fs->root);
+	if (!fs->base.location || asprintf(&fs->base.url, "file://%s", fs->root) < 0) {
 		fs->base.url = NULL;
 		err = rh_error_set(RH_ENOMEM, "out of memory opening sink %s", dir);
 		goto done;

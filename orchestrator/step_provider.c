@@ -19,6 +19,7 @@
 #include "registry.h"
 #include "sink.h"
 #include "step_run.h"
+#include "sync.h"
 
 #include <errno.h>
 #include <math.h>
@@ -227,58 +228,24 @@ static void timer_stop(struct deadline_timer *t)
 
 struct sync_progress {
 	struct rh_step_ctx *ctx;
-	uint64_t total;
-	uint64_t base; /* bytes of files finished before the current one */
-	char *path;    /* the current file */
-	uint64_t cur_total;
-	double started;
-	double last_report;
 };
 
-static void on_sync_progress(void *user, const char *path, uint64_t done, uint64_t total)
+/* The sync calls this at most ~5 times a second; the engine shows it on a
+ * terminal only. */
+static void on_sync_progress(void *user, const struct rh_sync_progress *p)
 {
 	struct sync_progress *sp = user;
 	struct rh_step_ctx *ctx = sp->ctx;
-	double now = rh_clock_mono();
 	char text[160];
-	double moved, rate;
+	char eta[32] = "";
 
-	if (!sp->path || strcmp(sp->path, path) != 0) {
-		char *copy = strdup(path);
-
-		if (sp->path)
-			sp->base += sp->cur_total;
-		free(sp->path);
-		sp->path = copy;
-	}
-	sp->cur_total = total;
-	if (!ctx->progress || now - sp->last_report < RH_PROGRESS_EVERY_S)
+	if (!ctx->progress)
 		return;
-	sp->last_report = now;
-	moved = (double)(sp->base + done);
-	rate = now > sp->started ? moved / RH_MIB / (now - sp->started) : 0;
-	snprintf(text, sizeof(text), "%.1f MiB / %.1f MiB at %.1f MiB/s", moved / RH_MIB,
-		 (double)sp->total / RH_MIB, rate);
+	if (p->eta_s >= 0 && p->done < p->total)
+		snprintf(eta, sizeof(eta), ", %.0f s left", p->eta_s);
+	snprintf(text, sizeof(text), "%.1f MiB / %.1f MiB at %.1f MiB/s%s",
+		 (double)p->done / RH_MIB, (double)p->total / RH_MIB, p->rate / RH_MIB, eta);
 	ctx->progress(ctx->progress_user, ctx, text);
-}
-
-static const char *sink_path(struct rh_provider_ctx *p, const struct rh_sink *sink, char *buf,
-			     size_t size)
-{
-	const char *v = NULL;
-
-	pthread_mutex_lock(&p->lock);
-	v = json_string_value(json_object_get(p->outputs, "model_path"));
-	if (v)
-		snprintf(buf, size, "%s", v);
-	pthread_mutex_unlock(&p->lock);
-	if (v)
-		return buf;
-	if (sink->url && strncmp(sink->url, "file://", 7) == 0)
-		snprintf(buf, size, "%s", sink->url + 7);
-	else
-		snprintf(buf, size, "%s", sink->url ? sink->url : "");
-	return buf;
 }
 
 static int scope_model_string(char **out, struct rh_drill *d, const char *key)
@@ -304,8 +271,8 @@ int rh_step_sync_artifacts_run(struct rh_step_ctx *ctx)
 	struct rh_sync_stats stats = {0};
 	struct deadline_timer timer;
 	struct sync_progress sp = {.ctx = ctx};
+	struct rh_sync_opts sopts = RH_SYNC_OPTS_INIT;
 	char *url = NULL, *name = NULL, *version = NULL, *commit = NULL, *cache = NULL;
-	char where[4096];
 	bool timer_ready = false;
 	size_t n;
 	int rc;
@@ -336,7 +303,12 @@ int rh_step_sync_artifacts_run(struct rh_step_ctx *ctx)
 	timer_ready = true;
 	if (rc < 0)
 		goto done;
-	rc = rh_registry_open(&reg, url, cache);
+	{
+		struct rh_registry_opts ro = RH_REGISTRY_OPTS_INIT;
+
+		ro.cancel = &timer.token;
+		rc = rh_registry_open_opts(&reg, url, cache, &ro);
+	}
 	if (rc < 0)
 		goto fail;
 	rc = rh_registry_resolve(&v, reg, name, version, commit);
@@ -351,34 +323,44 @@ int rh_step_sync_artifacts_run(struct rh_step_ctx *ctx)
 	rc = p->ops->sink_open(&sink, p, ctx);
 	if (rc < 0)
 		goto fail;
-	sp.total = v->total_bytes;
-	sp.started = rh_clock_mono();
-	sp.last_report = 0;
-	sink->cancel = &timer.token;
-	sink->progress = on_sync_progress;
-	sink->progress_user = &sp;
-	rc = rh_registry_sync(reg, v, sink, &timer.token, &stats);
+	sopts.cancel = &timer.token;
+	sopts.progress = on_sync_progress;
+	sopts.progress_user = &sp;
+	rc = rh_sync_run(reg, v, sink, &sopts, &stats);
 	if (rc < 0)
 		goto fail;
-
-	sink_path(p, sink, where, sizeof(where));
 	{
-		double secs = stats.seconds > 0 ? stats.seconds : rh_clock_mono() - sp.started;
 		json_t *o = ctx->outputs;
+		const char *why = NULL;
+		struct {
+			const char *key;
+			uint64_t value;
+		} counts[] = {
+			{"files", stats.files},
+			{"files_sent", stats.files_sent},
+			{"files_skipped", stats.files_skipped},
+			{"bytes_sent", stats.bytes_sent},
+			{"bytes_skipped", stats.bytes_skipped},
+			{"bytes_resumed", stats.bytes_resumed},
+		};
 
 		if (json_object_set_new(o, "sha256", json_string(v->manifest_sha256)) < 0 ||
-		    json_object_set_new(o, "path", json_string(where)) < 0 ||
+		    json_object_set_new(o, "path", json_string(sink->location ? sink->location
+									  : sink->url)) < 0 ||
 		    json_object_set_new(o, "commit", json_string(v->commit)) < 0 ||
-		    json_object_set_new(o, "files", json_integer((json_int_t)stats.files)) < 0 ||
-		    json_object_set_new(o, "bytes_sent",
-					json_integer((json_int_t)stats.bytes_sent)) < 0 ||
-		    json_object_set_new(o, "bytes_skipped",
-					json_integer((json_int_t)stats.bytes_skipped)) < 0 ||
-		    json_object_set_new(o, "seconds", json_real(round3(secs))) < 0 ||
-		    json_object_set_new(
-			o, "throughput_mib_s",
-			json_real(secs > 0 ? round3((double)stats.bytes_sent / RH_MIB / secs)
-					   : 0)) < 0)
+		    json_object_set_new(o, "seconds", json_real(round3(stats.seconds))) < 0 ||
+		    json_object_set_new(o, "throughput_mib_s",
+					json_real(round3(stats.throughput_mib_s))) < 0)
+			rc = rh_error_set(RH_ENOMEM, "out of memory");
+		for (size_t i = 0; rc == 0 && i < sizeof(counts) / sizeof(counts[0]); i++)
+			if (json_object_set_new(o, counts[i].key,
+						json_integer((json_int_t)counts[i].value)) < 0)
+				rc = rh_error_set(RH_ENOMEM, "out of memory");
+		/* Served from a cached clone because the remote could not be
+		 * fetched: the drill worked, but the record must say from what. */
+		if (rc == 0 && rh_registry_is_stale(reg, &why) &&
+		    json_object_set_new(o, "registry_stale",
+					json_string(why && *why ? why : "fetch failed")) < 0)
 			rc = rh_error_set(RH_ENOMEM, "out of memory");
 	}
 	goto done;
@@ -398,7 +380,6 @@ done:
 		rh_registry_free(reg);
 	if (timer_ready)
 		timer_stop(&timer);
-	free(sp.path);
 	free(url);
 	free(name);
 	free(version);

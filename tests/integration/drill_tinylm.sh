@@ -73,28 +73,30 @@ expect_eq "wrong model: teardown ran" ok \
 check "wrong model: nothing left behind" left_behind "$(jq -r .drill_id "$T/wrong.out")"
 
 # 4. A stack that never becomes healthy (never listens).
-jq '.stack.command = ["sleep", "600.4242"]
+NEVER="600.4242$$" # unique to this run: other drills may run beside it
+jq --arg t "$NEVER" '.stack.command = ["sleep", $t]
     | (.steps[] | select(.id=="answer") | .timeout_s) = 1.5' "$RUNBOOK" >"$T/never.json"
 drill_json "$T/never.out" "$T/never.json"
 expect_eq "never healthy: exit code" 3 "$RC"
 expect_eq "never healthy: teardown ran" ok \
 	"$(jq -r '.steps[] | select(.id=="teardown") | .status' "$T/never.out")"
-check "never healthy: stack process gone" no_process_matching "600.4242"
+check "never healthy: stack process gone" no_process_matching "$NEVER"
 check "never healthy: nothing left behind" left_behind "$(jq -r .drill_id "$T/never.out")"
 check "never healthy: the summary names the failed step" grep -q "answer" "$T/never.out.err"
 
 # 5. SIGINT in the middle: the stack is up, the probe is waiting.
-jq '.stack.command = ["sleep", "600.4343"]
+INT="600.4343$$"
+jq --arg t "$INT" '.stack.command = ["sleep", $t]
     | (.steps[] | select(.id=="answer") | .timeout_s) = 120' "$RUNBOOK" >"$T/int.json"
 "$REHYDRA" drill "$T/int.json" --var registry="$REG" --state-dir "$STATE" --json \
 	>"$T/int.out" 2>"$T/int.err" &
 pid=$!
 track "$pid"
 for _ in $(seq 1 200); do # up to 20 s for the stack to start
-	pgrep -f 600.4343 >/dev/null 2>&1 && break
+	pgrep -f "$INT" >/dev/null 2>&1 && break
 	sleep 0.1
 done
-check "sigint: the stack was running" pgrep -f 600.4343
+check "sigint: the stack was running" pgrep -f "$INT"
 sleep 0.3
 kill -INT "$pid"
 set +e
@@ -107,7 +109,7 @@ expect_eq "sigint: probe cancelled" cancelled \
 	"$(jq -r '.steps[] | select(.id=="answer") | .status' "$T/int.out")"
 expect_eq "sigint: teardown ran" ok \
 	"$(jq -r '.steps[] | select(.id=="teardown") | .status' "$T/int.out")"
-check "sigint: stack process gone" no_process_matching "600.4343"
+check "sigint: stack process gone" no_process_matching "$INT"
 check "sigint: nothing left behind" left_behind "$(jq -r .drill_id "$T/int.out")"
 
 finish

@@ -21,7 +21,9 @@ track() { RH_PIDS+=("$1"); }
 rh_cleanup() {
 	local p
 	for p in "${RH_PIDS[@]:-}"; do
-		[ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true
+		[ -n "$p" ] || continue
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true # reap quietly: no "Killed" job message
 	done
 	rm -rf "$T"
 }

@@ -6,12 +6,18 @@
  * install --local, *.bin tracked by LFS, commit, tag), spawned with
  * posix_spawnp and an argv (no shell), with HOME and the global git config
  * inside the temporary directory so the user's configuration is neither
- * read nor touched. Then it resolves and syncs versions into a file sink and
- * checks the bytes, the skip on re-sync, and every refusal.
+ * read nor touched. Then it resolves versions, reads their files through
+ * rh_registry_file_source and checks the bytes and every refusal; URL
+ * registries are bare repositories reached by file:// (cloned into a cache,
+ * fetched again, used stale when gone) and, for LFS over HTTP,
+ * tests/lfs-server/server.js.
  */
 #include "testlib.h"
 
+#include "../lfs-server/lfs_server.h"
+
 #include "error.h"
+#include "fsutil.h"
 #include "registry.h"
 #include "sha256.h"
 #include "sink.h"
@@ -19,6 +25,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -234,46 +241,6 @@ static char *fx_rev(struct fx *f, const char *rev)
 	return git_out(f, argv);
 }
 
-static bool file_equals(const char *path, const void *data, size_t len)
-{
-	FILE *fp = fopen(path, "rb");
-	unsigned char *got = malloc(len + 1);
-	size_t n = 0;
-	bool ok;
-
-	if (fp) {
-		n = fread(got, 1, len + 1, fp);
-		fclose(fp);
-	}
-	ok = fp && n == len && memcmp(got, data, len) == 0;
-	free(got);
-	return ok;
-}
-
-static int count_temps(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return 0;
-	while ((e = readdir(d)) != NULL) {
-		char *p;
-
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		p = rh_test_path(dir, e->d_name);
-		if (e->d_type == DT_DIR)
-			n += count_temps(p);
-		else if (strstr(e->d_name, ".rh-part-"))
-			n++;
-		free(p);
-	}
-	closedir(d);
-	return n;
-}
-
 /* The standard model: weights.bin (LFS) + config.json (plain), tagged
  * tiny/1.0.0 (annotated). Returns the weights (caller frees). */
 static unsigned char *fx_tiny(struct fx *f)
@@ -293,16 +260,48 @@ static unsigned char *fx_tiny(struct fx *f)
 	return w;
 }
 
-static void test_registry__resolve_and_sync(void)
+/* Reads all of `src` through read_at in uneven chunks (new buffer). */
+static unsigned char *read_all(struct rh_source *src)
+{
+	unsigned char *buf = malloc(src->size ? src->size : 1);
+	uint64_t off = 0;
+
+	CU_ASSERT_FATAL(buf != NULL);
+	while (off < src->size) {
+		long n = src->read_at(src->user, off, buf + off, 70001);
+
+		CU_ASSERT_FATAL(n > 0);
+		off += (uint64_t)n;
+	}
+	CU_ASSERT_EQUAL(src->read_at(src->user, off, buf, 10), 0);
+	return buf;
+}
+
+/* file_source for `index` gives exactly `data`. */
+static void expect_source(struct rh_registry *r, const struct rh_model_version *v, size_t index,
+			  const void *data, size_t len)
+{
+	struct rh_source *src = NULL;
+	unsigned char *got;
+
+	CU_ASSERT_EQUAL_FATAL(rh_registry_file_source(&src, r, v, index, NULL), 0);
+	CU_ASSERT_EQUAL(src->size, len);
+	got = read_all(src);
+	CU_ASSERT(memcmp(got, data, len) == 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(src->name, v->files[index].path));
+	free(got);
+	rh_registry_source_free(src);
+}
+
+static void test_registry__resolve_and_sources(void)
 {
 	struct fx f;
 	struct rh_registry *r = NULL;
 	struct rh_model_version *v = NULL;
-	struct rh_sink *sink = NULL;
-	struct rh_sync_stats st;
+	struct rh_source *src = NULL;
 	unsigned char *w;
+	unsigned char mid[100];
 	char *commit;
-	char *path;
 	char *mpath;
 	char *pointer;
 	char msha[65];
@@ -322,6 +321,7 @@ static void test_registry__resolve_and_sync(void)
 	}
 
 	CU_ASSERT_EQUAL_FATAL(rh_registry_open(&r, f.repo, NULL), 0);
+	CU_ASSERT_FALSE(rh_registry_is_stale(r, NULL));
 	CU_ASSERT_EQUAL_FATAL(rh_registry_resolve(&v, r, "tiny", "1.0.0", NULL), 0);
 	CU_ASSERT_STRING_EQUAL(v->commit, commit);
 	CU_ASSERT_EQUAL(v->n_files, 2);
@@ -335,39 +335,21 @@ static void test_registry__resolve_and_sync(void)
 	CU_ASSERT_STRING_EQUAL(v->manifest_sha256, msha);
 	CU_ASSERT_EQUAL(v->manifest_len, msize);
 
-	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, f.sink), 0);
-	CU_ASSERT_EQUAL(rh_registry_sync(r, v, sink, NULL, &st), 0);
-	CU_ASSERT_EQUAL(st.files, 3);
-	CU_ASSERT_EQUAL(st.bytes_sent, v->total_bytes + v->manifest_len);
-	CU_ASSERT_EQUAL(st.bytes_skipped, 0);
-	CU_ASSERT(st.seconds >= 0);
-	rh_sink_close(sink);
-	path = rh_test_path(f.sink, "weights.bin");
-	CU_ASSERT(file_equals(path, w, WEIGHTS_LEN));
-	free(path);
-	path = rh_test_path(f.sink, "conf/config.json");
-	CU_ASSERT(file_equals(path, "{\"layers\": 2}\n", 14));
-	free(path);
-	path = rh_test_path(f.sink, "manifest.json");
-	CU_ASSERT(file_equals(path, v->manifest_text, v->manifest_len));
-	free(path);
-
-	/* A second sync (new sink, same directory) sends nothing. */
-	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, f.sink), 0);
-	CU_ASSERT_EQUAL(rh_registry_sync(r, v, sink, NULL, &st), 0);
-	CU_ASSERT_EQUAL(st.bytes_sent, 0);
-	CU_ASSERT_EQUAL(st.bytes_skipped, v->total_bytes + v->manifest_len);
-	CU_ASSERT_EQUAL(st.files, 3);
-	rh_sink_close(sink);
+	expect_source(r, v, 0, w, WEIGHTS_LEN);
+	expect_source(r, v, 1, "{\"layers\": 2}\n", 14);
+	/* Random access, and reads past the end. */
+	CU_ASSERT_EQUAL_FATAL(rh_registry_file_source(&src, r, v, 0, NULL), 0);
+	CU_ASSERT_EQUAL(src->read_at(src->user, 1000000, mid, sizeof(mid)), (long)sizeof(mid));
+	CU_ASSERT(memcmp(mid, w + 1000000, sizeof(mid)) == 0);
+	CU_ASSERT_EQUAL(src->read_at(src->user, WEIGHTS_LEN - 5, mid, sizeof(mid)), 5);
+	CU_ASSERT_EQUAL(src->read_at(src->user, WEIGHTS_LEN + 5, mid, sizeof(mid)), 0);
+	rh_registry_source_free(src);
+	CU_ASSERT_EQUAL(rh_registry_file_source(&src, r, v, 2, NULL), RH_EINVAL);
+	CU_ASSERT_PTR_NULL(src);
 	rh_model_version_free(v);
 	v = NULL;
 
-	/* The commit pin, when right, is accepted; file:// URLs work too. */
-	rh_registry_free(r);
-	r = NULL;
-	path = xasprintf("file://%s", f.repo);
-	CU_ASSERT_EQUAL_FATAL(rh_registry_open(&r, path, NULL), 0);
-	free(path);
+	/* The commit pin, when right, is accepted. */
 	CU_ASSERT_EQUAL(rh_registry_resolve(&v, r, "tiny", "1.0.0", commit), 0);
 	rh_model_version_free(v);
 
@@ -383,14 +365,9 @@ static void test_registry__bare_and_lightweight(void)
 	struct fx f;
 	struct rh_registry *r = NULL;
 	struct rh_model_version *v = NULL;
-	struct rh_sink *sink = NULL;
-	struct rh_sync_stats st;
 	const char *data = "small plain model\n";
 	char *e = NULL;
 	char *bare;
-	char *bare_lfs_from;
-	char *bare_lfs_to;
-	char *path;
 
 	fx_init(&f);
 	fx_file(&f, "plain", "m.txt", data, strlen(data));
@@ -398,18 +375,10 @@ static void test_registry__bare_and_lightweight(void)
 	fx_version(&f, "plain", "0.1", e, false);
 	bare = rh_test_path(f.tmp, "bare.git");
 	GIT(&f, "clone", "-q", "--bare", f.repo, bare);
-	(void)bare_lfs_from;
-	(void)bare_lfs_to;
 
 	CU_ASSERT_EQUAL_FATAL(rh_registry_open(&r, bare, NULL), 0);
 	CU_ASSERT_EQUAL_FATAL(rh_registry_resolve(&v, r, "plain", "0.1", NULL), 0);
-	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, f.sink), 0);
-	CU_ASSERT_EQUAL(rh_registry_sync(r, v, sink, NULL, &st), 0);
-	CU_ASSERT_EQUAL(st.bytes_sent, strlen(data) + v->manifest_len);
-	path = rh_test_path(f.sink, "m.txt");
-	CU_ASSERT(file_equals(path, data, strlen(data)));
-	free(path);
-	rh_sink_close(sink);
+	expect_source(r, v, 0, data, strlen(data));
 	rh_model_version_free(v);
 	rh_registry_free(r);
 
@@ -423,15 +392,37 @@ static void test_registry__open_errors(void)
 	struct fx f;
 	struct rh_registry *r = NULL;
 	char *notrepo;
+	char *cache;
 
 	fx_init(&f);
-	CU_ASSERT_EQUAL(rh_registry_open(&r, "ssh://git@example.com/models.git", NULL),
-			RH_EUNSUPPORTED);
-	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "clone it and use the path"));
-	CU_ASSERT_EQUAL(rh_registry_open(&r, "https://example.com/models.git", NULL),
-			RH_EUNSUPPORTED);
-	CU_ASSERT_EQUAL(rh_registry_open(&r, "git@example.com:models.git", NULL),
-			RH_EUNSUPPORTED);
+	cache = rh_test_path(f.tmp, "cache");
+	/* URLs need a cache to clone into. */
+	CU_ASSERT_EQUAL(rh_registry_open(&r, "ssh://git@example.com/models.git", NULL), RH_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "cache directory"));
+	CU_ASSERT_EQUAL(rh_registry_open(&r, "git@example.com:models.git", NULL), RH_EINVAL);
+	CU_ASSERT_EQUAL(rh_registry_open(&r, "file://relative/path", cache), RH_EINVAL);
+	/* An unreachable server, first time: no clone, so an error that names
+	 * the registry without its credentials, and no partial clone left. */
+	CU_ASSERT_EQUAL(rh_registry_open(&r, "http://alice:s3cret@127.0.0.1:1/models.git",
+					 cache), RH_EIO);
+	show("unreachable");
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "http://127.0.0.1:1/models.git"));
+	CU_ASSERT_PTR_NULL(strstr(rh_error_last(), "s3cret"));
+	CU_ASSERT_PTR_NULL(strstr(rh_error_last(), "alice"));
+	{
+		char *regdir = rh_test_path(cache, "registries");
+		DIR *d = opendir(regdir);
+		struct dirent *de;
+		int dirs = 0;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+		while ((de = readdir(d)) != NULL)
+			if (de->d_name[0] != '.' || strncmp(de->d_name, ".clone-", 7) == 0)
+				dirs += strstr(de->d_name, ".lock") ? 0 : 1;
+		closedir(d);
+		CU_ASSERT_EQUAL(dirs, 0);
+		free(regdir);
+	}
 	CU_ASSERT_PTR_NULL(r);
 
 	/* A directory inside no repository is not found, and a plain directory
@@ -446,6 +437,43 @@ static void test_registry__open_errors(void)
 	free(notrepo);
 	CU_ASSERT_EQUAL(rh_registry_open(&r, "/nonexistent/registry", NULL), RH_ENOTFOUND);
 	CU_ASSERT_PTR_NULL(r);
+	free(cache);
+	fx_free(&f);
+}
+
+static void test_registry__pointer_manifest_mismatch(void)
+{
+	struct fx f;
+	struct rh_registry *r = NULL;
+	struct rh_model_version *v = NULL;
+	struct rh_source *src = NULL;
+	unsigned char *w = pattern(70000, 9);
+	char *e2;
+
+	fx_init(&f);
+	/* An LFS file whose manifest sha256 differs from its pointer's oid. */
+	fx_file(&f, "m", "w.bin", w, 70000);
+	{
+		unsigned char *other = malloc(70000);
+
+		memcpy(other, w, 70000);
+		other[5] ^= 1;
+		e2 = entry("w.bin", other, 70000);
+		free(other);
+	}
+	fx_version(&f, "m", "2", e2, true);
+	CU_ASSERT_EQUAL_FATAL(rh_registry_open(&r, f.repo, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(rh_registry_resolve(&v, r, "m", "2", NULL), 0);
+	CU_ASSERT_EQUAL(rh_registry_file_source(&src, r, v, 0, NULL), RH_EVERIFY);
+	CU_ASSERT_PTR_NULL(src);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "models/m/w.bin"));
+	show("pointer vs manifest");
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "does not match the manifest"));
+	rh_model_version_free(v);
+
+	rh_registry_free(r);
+	free(e2);
+	free(w);
 	fx_free(&f);
 }
 
@@ -518,87 +546,6 @@ static void test_registry__commit_pin_mismatch(void)
 	free(c1);
 	free(c2);
 	free(e2);
-	free(w);
-	fx_free(&f);
-}
-
-static void test_registry__bad_sha256_fails_sync(void)
-{
-	struct fx f;
-	struct rh_registry *r = NULL;
-	struct rh_model_version *v = NULL;
-	struct rh_sink *sink = NULL;
-	struct rh_sync_stats st;
-	const char *good = "good plain file\n";
-	const char *bad = "bytes the manifest does not describe\n";
-	unsigned char *w = pattern(70000, 9);
-	char *e1;
-	char *e2;
-	char *files;
-	char *final;
-	int err;
-
-	fx_init(&f);
-	/* config.txt's manifest entry describes other bytes of the same size. */
-	fx_file(&f, "m", "a-good.txt", good, strlen(good));
-	fx_file(&f, "m", "config.txt", bad, strlen(bad));
-	e1 = entry("a-good.txt", good, strlen(good));
-	{
-		char other[64];
-
-		memset(other, 'x', sizeof(other));
-		e2 = entry("config.txt", other, strlen(bad));
-	}
-	files = xasprintf("%s, %s", e1, e2);
-	fx_version(&f, "m", "1", files, true);
-
-	CU_ASSERT_EQUAL_FATAL(rh_registry_open(&r, f.repo, NULL), 0);
-	CU_ASSERT_EQUAL_FATAL(rh_registry_resolve(&v, r, "m", "1", NULL), 0);
-	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, f.sink), 0);
-	err = rh_registry_sync(r, v, sink, NULL, &st);
-	CU_ASSERT_EQUAL(err, RH_EVERIFY);
-	show("bad sha256");
-	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "config.txt"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "sha256"));
-	final = rh_test_path(f.sink, "config.txt");
-	CU_ASSERT_NOT_EQUAL(access(final, F_OK), 0);
-	free(final);
-	final = rh_test_path(f.sink, "manifest.json");
-	CU_ASSERT_NOT_EQUAL(access(final, F_OK), 0); /* the set is not whole */
-	free(final);
-	CU_ASSERT_EQUAL(count_temps(f.sink), 0);
-	rh_sink_close(sink);
-	rh_model_version_free(v);
-	v = NULL;
-	free(files);
-	free(e2);
-
-	/* An LFS file whose manifest sha256 differs from its pointer's oid. */
-	fx_file(&f, "m", "w.bin", w, 70000);
-	{
-		char other[70000];
-
-		memcpy(other, w, sizeof(other));
-		other[5] ^= 1;
-		e2 = entry("w.bin", other, sizeof(other));
-	}
-	fx_version(&f, "m", "2", e2, true);
-	CU_ASSERT_EQUAL_FATAL(rh_registry_resolve(&v, r, "m", "2", NULL), 0);
-	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, f.sink), 0);
-	CU_ASSERT_EQUAL(rh_registry_sync(r, v, sink, NULL, &st), RH_EVERIFY);
-	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "models/m/w.bin"));
-	show("pointer vs manifest");
-	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "does not match the manifest"));
-	final = rh_test_path(f.sink, "w.bin");
-	CU_ASSERT_NOT_EQUAL(access(final, F_OK), 0);
-	free(final);
-	CU_ASSERT_EQUAL(count_temps(f.sink), 0);
-	rh_sink_close(sink);
-	rh_model_version_free(v);
-
-	rh_registry_free(r);
-	free(e2);
-	free(e1);
 	free(w);
 	fx_free(&f);
 }
@@ -722,7 +669,7 @@ static void test_registry__malformed_lfs_pointer(void)
 	struct fx f;
 	struct rh_registry *r = NULL;
 	struct rh_model_version *v = NULL;
-	struct rh_sink *sink = NULL;
+	struct rh_source *src = NULL;
 	char sha[65];
 
 	rh_sha256_buf_hex(sha, "hello world\n", 12);
@@ -740,15 +687,15 @@ static void test_registry__malformed_lfs_pointer(void)
 		free(ptr);
 	}
 	CU_ASSERT_EQUAL_FATAL(rh_registry_open(&r, f.repo, NULL), 0);
-	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, f.sink), 0);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char ver[16];
 		int err;
 
 		snprintf(ver, sizeof(ver), "%zu", i);
 		CU_ASSERT_EQUAL_FATAL(rh_registry_resolve(&v, r, "m", ver, NULL), 0);
-		err = rh_registry_sync(r, v, sink, NULL, NULL);
+		err = rh_registry_file_source(&src, r, v, 0, NULL);
 		CU_ASSERT_EQUAL(err, RH_EINVAL);
+		CU_ASSERT_PTR_NULL(src);
 		show("pointer");
 		if (!strstr(rh_error_last(), cases[i].needle) ||
 		    !strstr(rh_error_last(), "models/m/p.txt") ||
@@ -759,13 +706,6 @@ static void test_registry__malformed_lfs_pointer(void)
 		rh_model_version_free(v);
 		v = NULL;
 	}
-	rh_sink_close(sink);
-	char *p = rh_test_path(f.sink, "p.txt");
-
-	CU_ASSERT_NOT_EQUAL(access(p, F_OK), 0);
-	free(p);
-
-	/* And the parser directly: a well-formed pointer parses. */
 	rh_registry_free(r);
 	fx_free(&f);
 }
@@ -775,11 +715,10 @@ static void test_registry__missing_lfs_object(void)
 	struct fx f;
 	struct rh_registry *r = NULL;
 	struct rh_model_version *v = NULL;
-	struct rh_sink *sink = NULL;
+	struct rh_source *src = NULL;
 	unsigned char *w;
 	char *obj;
 	char sha[65];
-	char *final;
 
 	fx_init(&f);
 	w = fx_tiny(&f);
@@ -789,32 +728,20 @@ static void test_registry__missing_lfs_object(void)
 
 	CU_ASSERT_EQUAL_FATAL(rh_registry_open(&r, f.repo, NULL), 0);
 	CU_ASSERT_EQUAL_FATAL(rh_registry_resolve(&v, r, "tiny", "1.0.0", NULL), 0);
-	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, f.sink), 0);
-	CU_ASSERT_EQUAL(rh_registry_sync(r, v, sink, NULL, NULL), RH_ENOTFOUND);
+	CU_ASSERT_EQUAL(rh_registry_file_source(&src, r, v, 0, NULL), RH_ENOTFOUND);
 	show("missing object");
 	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "git lfs fetch"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "models/tiny/weights.bin"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), sha));
-	final = rh_test_path(f.sink, "weights.bin");
-	CU_ASSERT_NOT_EQUAL(access(final, F_OK), 0);
-	free(final);
+	/* The plain file of the same version is still readable. */
+	expect_source(r, v, 1, "{\"layers\": 2}\n", 14);
 
-	/* A truncated object is caught by size before anything is written. */
+	/* A truncated object is caught by size before anything is read. */
 	write_bytes(obj, w, WEIGHTS_LEN - 1);
-	CU_ASSERT_EQUAL(rh_registry_sync(r, v, sink, NULL, NULL), RH_EVERIFY);
+	CU_ASSERT_EQUAL(rh_registry_file_source(&src, r, v, 0, NULL), RH_EVERIFY);
 	show("truncated object");
 	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "git lfs fsck"));
-	/* A corrupted object of the right size is caught by the sink's sha256. */
-	w[1000] ^= 1;
-	write_bytes(obj, w, WEIGHTS_LEN);
-	CU_ASSERT_EQUAL(rh_registry_sync(r, v, sink, NULL, NULL), RH_EVERIFY);
-	show("corrupt object");
-	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "weights.bin"));
-	CU_ASSERT_EQUAL(count_temps(f.sink), 0);
-	final = rh_test_path(f.sink, "weights.bin");
-	CU_ASSERT_NOT_EQUAL(access(final, F_OK), 0);
-	free(final);
-	rh_sink_close(sink);
+	CU_ASSERT_PTR_NULL(src);
 
 	rh_model_version_free(v);
 	rh_registry_free(r);
@@ -823,13 +750,367 @@ static void test_registry__missing_lfs_object(void)
 	fx_free(&f);
 }
 
+static void test_registry__list(void)
+{
+	struct fx f;
+	struct rh_registry *r = NULL;
+	json_t *l = NULL;
+	const char *d = "x\n";
+	char *e;
+	char *s;
+
+	fx_init(&f);
+	fx_file(&f, "a", "x.txt", d, 2);
+	e = entry("x.txt", d, 2);
+	fx_version(&f, "a", "1.10.0", e, false);
+	fx_version(&f, "a", "1.2.0", e, true);
+	fx_version(&f, "a", "1.9.1", e, false);
+	GIT(&f, "tag", "not-a-model");
+	GIT(&f, "tag", "deep/er/tag");
+	CU_ASSERT_EQUAL_FATAL(rh_registry_open(&r, f.repo, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(rh_registry_list(&l, r), 0);
+	s = json_dumps(l, JSON_COMPACT | JSON_SORT_KEYS);
+	CU_ASSERT_STRING_EQUAL(s, "{\"a\":[\"1.2.0\",\"1.9.1\",\"1.10.0\"]}");
+	free(s);
+	json_decref(l);
+	rh_registry_free(r);
+	free(e);
+	fx_free(&f);
+}
+
+/* The registry as a bare repository reached by file:// URL, as a remote
+ * would be: cloned into the cache, fetched again on the next open, used
+ * stale when the remote is gone. */
+static void test_registry__url_clone_and_fetch(void)
+{
+	struct fx f;
+	struct rh_registry *r = NULL;
+	struct rh_model_version *v = NULL;
+	struct rh_registry_opts o = RH_REGISTRY_OPTS_INIT;
+	unsigned char *w;
+	const char *d2 = "two\n";
+	char *e2;
+	char *bare;
+	char *url;
+	char *cache;
+	char *moved;
+	const char *why = NULL;
+	json_t *l = NULL;
+
+	fx_init(&f);
+	w = fx_tiny(&f);
+	bare = rh_test_path(f.tmp, "remote.git");
+	cache = rh_test_path(f.tmp, "cache");
+	GIT(&f, "init", "-q", "--bare", bare);
+	GIT(&f, "remote", "add", "origin", bare);
+	GIT(&f, "push", "-q", "origin", "main", "--tags");
+	/* The LFS objects of a file:// remote are its own store's. */
+	GIT(&f, "lfs", "push", "--all", "origin");
+	url = xasprintf("file://%s", bare);
+
+	CU_ASSERT_EQUAL_FATAL(rh_registry_open(&r, url, cache), 0);
+	CU_ASSERT_FALSE(rh_registry_is_stale(r, &why));
+	CU_ASSERT_PTR_NULL(why);
+	CU_ASSERT_EQUAL_FATAL(rh_registry_resolve(&v, r, "tiny", "1.0.0", NULL), 0);
+	expect_source(r, v, 0, w, WEIGHTS_LEN);
+	expect_source(r, v, 1, "{\"layers\": 2}\n", 14);
+	rh_model_version_free(v);
+	v = NULL;
+	rh_registry_free(r);
+	r = NULL;
+	{
+		char *regdir = rh_test_path(cache, "registries");
+		char *head = NULL;
+		DIR *dd = opendir(regdir);
+		struct dirent *de;
+		int clones = 0;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(dd);
+		while ((de = readdir(dd)) != NULL) {
+			CU_ASSERT(strncmp(de->d_name, ".clone-", 7) != 0);
+			if (strlen(de->d_name) == 16) {
+				clones++;
+				head = xasprintf("%s/%s/refs/tags/tiny/1.0.0", regdir, de->d_name);
+			}
+		}
+		closedir(dd);
+		CU_ASSERT_EQUAL(clones, 1);
+		CU_ASSERT(head && access(head, F_OK) == 0);
+		free(head);
+		free(regdir);
+	}
+
+	/* A version published upstream is seen on the next open; a deleted
+	 * tag disappears. */
+	fx_file(&f, "tiny", "two.txt", d2, strlen(d2));
+	e2 = entry("two.txt", d2, strlen(d2));
+	fx_version(&f, "tiny", "2.0.0", e2, true);
+	GIT(&f, "tag", "other/1");
+	GIT(&f, "push", "-q", "origin", "main", "--tags");
+	CU_ASSERT_EQUAL_FATAL(rh_registry_open(&r, url, cache), 0);
+	CU_ASSERT_EQUAL_FATAL(rh_registry_resolve(&v, r, "tiny", "2.0.0", NULL), 0);
+	expect_source(r, v, 0, d2, strlen(d2));
+	rh_model_version_free(v);
+	v = NULL;
+	rh_registry_free(r);
+	r = NULL;
+	GIT(&f, "push", "-q", "origin", ":refs/tags/other/1");
+	CU_ASSERT_EQUAL_FATAL(rh_registry_open(&r, url, cache), 0);
+	CU_ASSERT_EQUAL_FATAL(rh_registry_list(&l, r), 0);
+	CU_ASSERT_PTR_NULL(json_object_get(l, "other"));
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(l, "tiny")), 2);
+	json_decref(l);
+	rh_registry_free(r);
+	r = NULL;
+
+	/* The remote is gone: the cached clone is used, and says so. */
+	moved = rh_test_path(f.tmp, "remote-moved.git");
+	CU_ASSERT_EQUAL_FATAL(rename(bare, moved), 0);
+	CU_ASSERT_EQUAL_FATAL(rh_registry_open(&r, url, cache), 0);
+	CU_ASSERT_TRUE(rh_registry_is_stale(r, &why));
+	CU_ASSERT_PTR_NOT_NULL(why);
+	if (why)
+		CU_ASSERT_PTR_NOT_NULL(strstr(why, "cannot fetch"));
+	CU_ASSERT_EQUAL(rh_registry_resolve(&v, r, "tiny", "2.0.0", NULL), 0);
+	rh_model_version_free(v);
+	v = NULL;
+	rh_registry_free(r);
+	r = NULL;
+	/* Offline: no fetch at all; no clone -> not found. */
+	o.offline = true;
+	CU_ASSERT_EQUAL_FATAL(rh_registry_open_opts(&r, url, cache, &o), 0);
+	CU_ASSERT_TRUE(rh_registry_is_stale(r, NULL));
+	rh_registry_free(r);
+	r = NULL;
+	free(url);
+	url = xasprintf("file://%s/nothing.git", f.tmp);
+	CU_ASSERT_EQUAL(rh_registry_open_opts(&r, url, cache, &o), RH_ENOTFOUND);
+	CU_ASSERT_PTR_NULL(r);
+	/* Never fetched and unreachable: an error, not an empty registry. */
+	CU_ASSERT_EQUAL(rh_registry_open(&r, url, cache), RH_EIO);
+	CU_ASSERT_PTR_NULL(r);
+	CU_ASSERT_EQUAL(rename(moved, bare), 0);
+
+	free(moved);
+	free(url);
+	free(cache);
+	free(bare);
+	free(e2);
+	free(w);
+	fx_free(&f);
+}
+
+/* ---- through an LFS server --------------------------------------------------- */
+
+struct src_job {
+	struct rh_registry *r;
+	const struct rh_model_version *v;
+	size_t index;
+	int rc;
+	char sha[65];
+};
+
+static void *src_thread(void *arg)
+{
+	struct src_job *j = arg;
+	struct rh_source *src = NULL;
+	struct rh_sha256 c;
+	unsigned char buf[65536];
+	uint8_t dg[32];
+	uint64_t off = 0;
+
+	j->rc = rh_registry_file_source(&src, j->r, j->v, j->index, NULL);
+	if (j->rc < 0)
+		return NULL;
+	rh_sha256_init(&c);
+	for (;;) {
+		long n = src->read_at(src->user, off, buf, sizeof(buf));
+
+		if (n <= 0) {
+			if (n < 0)
+				j->rc = (int)n;
+			break;
+		}
+		rh_sha256_update(&c, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	rh_sha256_final(&c, dg);
+	rh_sha256_hex(j->sha, dg);
+	rh_registry_source_free(src);
+	return NULL;
+}
+
+/* Copies the work tree's LFS objects into the test server's store, as
+ * `git lfs push` would (the integration test pushes with the real client). */
+static void copy_objects(struct fx *f, const char *store)
+{
+	const char *const argv[] = { "cp", "-r", ".git/lfs/objects/.", store, NULL };
+
+	CU_ASSERT_EQUAL_FATAL(rh_fs_mkdir_p(store), 0);
+	CU_ASSERT_EQUAL_FATAL(run_in(f, NULL, argv), 0);
+}
+
+static int count_files(const char *dir, const char *needle)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		char *p;
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		p = rh_test_path(dir, e->d_name);
+		if (e->d_type == DT_DIR)
+			n += count_files(p, needle);
+		else if (!needle || strstr(e->d_name, needle))
+			n++;
+		free(p);
+	}
+	closedir(d);
+	return n;
+}
+
+static void test_registry__lfs_server(void)
+{
+	struct fx f;
+	struct lfs_server srv;
+	struct rh_registry *r = NULL;
+	struct rh_model_version *v = NULL;
+	struct rh_source *src = NULL;
+	struct src_job jobs[4];
+	pthread_t th[4];
+	unsigned char *data[4];
+	char *files = NULL;
+	char *store;
+	char *bare;
+	char *url;
+	char *cache;
+	char *objects;
+	char *cfg;
+	uint64_t freed = 0, kept = 0;
+
+	fx_init(&f);
+	store = rh_test_path(f.tmp, "lfs-store");
+	if (lfs_server_start(&srv, store, "t0ken") != 0) {
+		CU_FAIL("cannot start tests/lfs-server/server.js");
+		free(store);
+		fx_free(&f);
+		return;
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		char name[32];
+		char *e;
+		char *joined;
+
+		snprintf(name, sizeof(name), "shard-%u.bin", i);
+		data[i] = pattern(400000 + i * 1000, 20 + i);
+		fx_file(&f, "big", name, data[i], 400000 + i * 1000);
+		e = entry(name, data[i], 400000 + i * 1000);
+		joined = files ? xasprintf("%s, %s", files, e) : xasprintf("%s", e);
+		free(files);
+		free(e);
+		files = joined;
+	}
+	cfg = xasprintf("%s/.lfsconfig", f.repo);
+	{
+		char *text = xasprintf("[lfs]\n\turl = %s/reg/info/lfs\n", srv.url);
+
+		write_bytes(cfg, text, strlen(text));
+		free(text);
+	}
+	fx_version(&f, "big", "1", files, true);
+	{
+		/* The server's layout: <store>/<repo>/aa/bb/oid. */
+		char *reg = xasprintf("%s/reg", store);
+
+		copy_objects(&f, reg);
+		free(reg);
+	}
+	bare = rh_test_path(f.tmp, "remote.git");
+	cache = rh_test_path(f.tmp, "cache");
+	GIT(&f, "clone", "-q", "--bare", f.repo, bare);
+	url = xasprintf("file://%s", bare);
+
+	/* No token: the server refuses, the message says what to do. */
+	unsetenv("REHYDRA_LFS_TOKEN");
+	CU_ASSERT_EQUAL_FATAL(rh_registry_open(&r, url, cache), 0);
+	CU_ASSERT_EQUAL_FATAL(rh_registry_resolve(&v, r, "big", "1", NULL), 0);
+	CU_ASSERT_EQUAL(rh_registry_file_source(&src, r, v, 0, NULL), RH_EIO);
+	show("no token");
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "401"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "models/big/shard-0.bin"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "REHYDRA_LFS_TOKEN"));
+	rh_model_version_free(v);
+	v = NULL;
+	rh_registry_free(r);
+	r = NULL;
+
+	/* With the token, four files at once from four threads. */
+	setenv("REHYDRA_LFS_TOKEN", "t0ken", 1);
+	CU_ASSERT_EQUAL_FATAL(rh_registry_open(&r, url, cache), 0);
+	CU_ASSERT_EQUAL_FATAL(rh_registry_resolve(&v, r, "big", "1", NULL), 0);
+	for (unsigned i = 0; i < 4; i++) {
+		jobs[i] = (struct src_job){ r, v, i, -1, "" };
+		pthread_create(&th[i], NULL, src_thread, &jobs[i]);
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CU_ASSERT_EQUAL(jobs[i].rc, 0);
+		if (jobs[i].rc < 0)
+			fprintf(stderr, "\n  job %u failed\n", i);
+		CU_ASSERT_STRING_EQUAL(jobs[i].sha, v->files[i].sha256);
+	}
+	objects = rh_test_path(cache, "objects");
+	CU_ASSERT_EQUAL(count_files(objects, NULL), 4);
+	CU_ASSERT_EQUAL(count_files(objects, ".tmp-"), 0);
+	CU_ASSERT_EQUAL(lfs_server_stat(&srv, "get"), 4);
+	/* Cached: read again without the server. */
+	lfs_server_stop(&srv);
+	expect_source(r, v, 2, data[2], 402000);
+	rh_model_version_free(v);
+	v = NULL;
+	rh_registry_free(r);
+	r = NULL;
+
+	/* gc keeps what a tag references, removes the rest. */
+	{
+		char *junk = xasprintf("%s/ab/cd/abcd%060d", objects, 0);
+
+		write_bytes(junk, "junk", 4);
+		CU_ASSERT_EQUAL(rh_registry_cache_gc(cache, &freed, &kept), 0);
+		CU_ASSERT_EQUAL(freed, 4);
+		CU_ASSERT_EQUAL(kept, 400000 * 4 + 6000);
+		CU_ASSERT_NOT_EQUAL(access(junk, F_OK), 0);
+		CU_ASSERT_EQUAL(count_files(objects, NULL), 4);
+		free(junk);
+	}
+	unsetenv("REHYDRA_LFS_TOKEN");
+	for (unsigned i = 0; i < 4; i++)
+		free(data[i]);
+	free(objects);
+	free(cfg);
+	free(url);
+	free(cache);
+	free(bare);
+	free(files);
+	free(store);
+	fx_free(&f);
+}
+
 RH_TEST_MAIN("registry",
-	     { "resolve_and_sync", test_registry__resolve_and_sync },
+	     { "resolve_and_sources", test_registry__resolve_and_sources },
 	     { "bare_and_lightweight", test_registry__bare_and_lightweight },
 	     { "open_errors", test_registry__open_errors },
 	     { "unknown_version", test_registry__unknown_version },
 	     { "commit_pin_mismatch", test_registry__commit_pin_mismatch },
-	     { "bad_sha256_fails_sync", test_registry__bad_sha256_fails_sync },
+	     { "pointer_manifest_mismatch", test_registry__pointer_manifest_mismatch },
 	     { "manifest_validation", test_registry__manifest_validation },
 	     { "malformed_lfs_pointer", test_registry__malformed_lfs_pointer },
-	     { "missing_lfs_object", test_registry__missing_lfs_object })
+	     { "missing_lfs_object", test_registry__missing_lfs_object },
+	     { "list", test_registry__list },
+	     { "url_clone_and_fetch", test_registry__url_clone_and_fetch },
+	     { "lfs_server", test_registry__lfs_server })

@@ -1,10 +1,14 @@
 /*
- * test_sink.c - the file sink: verified, atomic, confined writes.
+ * test_sink.c - the file sink: verified, atomic, confined, resumable writes,
+ * and what every sink shares (URL dispatch, the path rule, the sources).
  *
  * Each failure path (wrong sha256, short or long input, a reader error,
- * cancellation, unsafe paths, symlinks out of the root) must leave neither
- * the final name nor a temporary behind; has() must skip unchanged files
- * using the state file and notice changed ones.
+ * cancellation, unsafe paths, symlinks out of the root, a write the disk
+ * refuses) must leave nothing under the final name; a put cut off keeps a
+ * partial that the next put of the same object resumes from (reading only
+ * the rest of the source), a partial of another object is discarded, and
+ * has() must skip unchanged files using the state file and notice changed
+ * ones.
  */
 #include "testlib.h"
 
@@ -15,36 +19,61 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+/* A random-access test source over memory. `data_len` may differ from the
+ * size it claims (src.size) to fake short sources. */
 struct src {
+	struct rh_source s;
 	const unsigned char *data;
-	size_t len;
-	size_t off;
-	size_t chunk;            /* max bytes per read */
-	long fail_after;         /* return this error once off >= fail_at (0: never) */
-	size_t fail_at;
-	struct rh_cancel *fire;  /* fired once off >= fail_at, if set */
+	size_t data_len;
+	size_t chunk;           /* max bytes per read; 0: as asked */
+	long fail_err;          /* reads at offset >= fail_at return this (0: never) */
+	uint64_t fail_at;
+	struct rh_cancel *fire; /* fired once a read reaches fail_at, if set */
+	uint64_t min_off;       /* the lowest offset read */
+	atomic_ulong reads;
 };
 
-static long src_read(void *user, void *buf, size_t len)
+static long src_read_at(void *user, uint64_t off, void *buf, size_t len)
 {
 	struct src *s = user;
-	size_t n = s->len - s->off;
+	size_t n;
 
-	if (s->fail_after && s->off >= s->fail_at)
-		return rh_error_set((int)s->fail_after, "test source failed on purpose");
-	if (s->fire && s->off >= s->fail_at)
+	s->reads++;
+	if (off < s->min_off)
+		s->min_off = off;
+	if (s->fail_err && off >= s->fail_at)
+		return rh_error_set((int)s->fail_err, "test source failed on purpose");
+	if (s->fire && off >= s->fail_at)
 		rh_cancel_fire(s->fire);
+	if (off >= s->data_len)
+		return 0;
+	n = s->data_len - (size_t)off;
 	if (n > len)
 		n = len;
 	if (s->chunk && n > s->chunk)
 		n = s->chunk;
-	memcpy(buf, s->data + s->off, n);
-	s->off += n;
+	memcpy(buf, s->data + off, n);
 	return (long)n;
+}
+
+static void src_init(struct src *s, const unsigned char *data, size_t len)
+{
+	memset(s, 0, sizeof(*s));
+	s->s.size = len;
+	s->s.read_at = src_read_at;
+	s->s.user = s;
+	s->s.name = "test source";
+	s->data = data;
+	s->data_len = len;
+	s->min_off = UINT64_MAX;
 }
 
 static unsigned char *pattern(size_t len, unsigned seed)
@@ -106,16 +135,44 @@ static bool file_equals(const char *path, const unsigned char *data, size_t len)
 	return ok;
 }
 
-static uint64_t progress_last;
+static off_t file_size(const char *dir, const char *needle)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	off_t size = -1;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		if (strstr(e->d_name, needle)) {
+			char *p = rh_test_path(dir, e->d_name);
+			struct stat sb;
+
+			if (stat(p, &sb) == 0)
+				size = sb.st_size;
+			free(p);
+		}
+	}
+	closedir(d);
+	return size;
+}
+
+static uint64_t progress_sum;
 static unsigned progress_calls;
 
-static void on_progress(void *user, const char *path, uint64_t done, uint64_t total)
+static void on_progress(void *user, uint64_t delta)
 {
 	(void)user;
-	(void)path;
-	CU_ASSERT(done <= total);
-	progress_last = done;
+	progress_sum += delta;
 	progress_calls++;
+}
+
+static int put(struct rh_sink *sink, const char *path, uint64_t size, const char *sha,
+	       struct src *s, struct rh_put_stats *st)
+{
+	struct rh_put_stats dummy;
+
+	return sink->ops->put(sink, path, size, sha, &s->s, st ? st : &dummy);
 }
 
 static void test_sink__put_ok(void)
@@ -123,37 +180,49 @@ static void test_sink__put_ok(void)
 	char *tmp = rh_test_tmpdir();
 	char *root = rh_test_path(tmp, "deep/sink");
 	char *final = rh_test_path(root, "a/b/weights.bin");
-	size_t len = 3 * 1024 * 1024 + 17; /* not a multiple of the 1 MiB buffer */
+	size_t len = 3 * 1024 * 1024 + 17; /* not a multiple of the 1 MiB chunk */
 	unsigned char *data = pattern(len, 1);
-	struct src s = { data, len, 0, 100000, 0, 0, NULL };
+	struct rh_put_stats st = { 99, 99 };
 	struct rh_sink *sink = NULL;
+	struct src s;
 	struct stat sb;
 	char sha[65];
 	char want_url[4200];
 
 	rh_sha256_buf_hex(sha, data, len);
+	src_init(&s, data, len);
+	s.chunk = 100000; /* short reads are fine in the middle */
 	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, root), 0);
 	snprintf(want_url, sizeof(want_url), "file://%s", root);
 	CU_ASSERT_STRING_EQUAL(sink->url, want_url);
+	CU_ASSERT_STRING_EQUAL(sink->location, root);
+	CU_ASSERT_STRING_EQUAL(sink->ops->scheme, "file");
+	CU_ASSERT(sink->ops->max_parallel >= 2);
+	CU_ASSERT_EQUAL(sink->ops->version, RH_SINK_OPS_VERSION);
 	CU_ASSERT_EQUAL(stat(root, &sb), 0);
 	CU_ASSERT_EQUAL(sb.st_mode & 0777, 0700);
 
 	progress_calls = 0;
+	progress_sum = 0;
 	sink->progress = on_progress;
-	CU_ASSERT_EQUAL(sink->ops->put(sink, "a/b/weights.bin", len, sha, src_read, &s), 0);
+	CU_ASSERT_EQUAL(put(sink, "a/b/weights.bin", len, sha, &s, &st), 0);
 	CU_ASSERT(file_equals(final, data, len));
 	CU_ASSERT(progress_calls >= 3);
-	CU_ASSERT_EQUAL(progress_last, len);
+	CU_ASSERT_EQUAL(progress_sum, len);
+	CU_ASSERT_EQUAL(st.bytes_sent, len);
+	CU_ASSERT_EQUAL(st.bytes_resumed, 0);
 	CU_ASSERT_EQUAL(count_files(root, ".rh-part-"), 0);
 	CU_ASSERT_EQUAL(sink->ops->commit(sink), 0);
 	CU_ASSERT_EQUAL(count_files(root, ".rh-part-"), 0);
 
 	/* An empty file is a file too. */
-	struct src empty = { data, 0, 0, 0, 0, 0, NULL };
+	struct src empty;
 	char esha[65];
 
+	src_init(&empty, data, 0);
 	rh_sha256_buf_hex(esha, "", 0);
-	CU_ASSERT_EQUAL(sink->ops->put(sink, "empty", 0, esha, src_read, &empty), 0);
+	CU_ASSERT_EQUAL(put(sink, "empty", 0, esha, &empty, &st), 0);
+	CU_ASSERT_EQUAL(st.bytes_sent, 0);
 	free(final);
 	final = rh_test_path(root, "empty");
 	CU_ASSERT(file_equals(final, data, 0));
@@ -171,9 +240,11 @@ static void test_sink__bad_data_leaves_nothing(void)
 {
 	char *tmp = rh_test_tmpdir();
 	char *final = rh_test_path(tmp, "x/f.bin");
+	char *xdir = rh_test_path(tmp, "x");
 	size_t len = 1500000;
 	unsigned char *data = pattern(len, 2);
 	struct rh_sink *sink = NULL;
+	struct src s;
 	char sha[65];
 	char wrong[65];
 	int err;
@@ -183,10 +254,9 @@ static void test_sink__bad_data_leaves_nothing(void)
 	wrong[0] = wrong[0] == '0' ? '1' : '0';
 	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, tmp), 0);
 
-	/* Wrong sha256. */
-	struct src s1 = { data, len, 0, 0, 0, 0, NULL };
-
-	err = sink->ops->put(sink, "x/f.bin", len, wrong, src_read, &s1);
+	/* Wrong sha256: the partial goes too (it is not worth resuming). */
+	src_init(&s, data, len);
+	err = put(sink, "x/f.bin", len, wrong, &s, NULL);
 	CU_ASSERT_EQUAL(err, RH_EVERIFY);
 	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "x/f.bin"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), sink->url));
@@ -194,40 +264,43 @@ static void test_sink__bad_data_leaves_nothing(void)
 	CU_ASSERT_NOT_EQUAL(access(final, F_OK), 0);
 	CU_ASSERT_EQUAL(count_files(tmp, NULL), 0);
 
-	/* Short input: the source ends before the promised size. */
-	struct src s2 = { data, len - 1, 0, 0, 0, 0, NULL };
-
-	CU_ASSERT_EQUAL(sink->ops->put(sink, "x/f.bin", len, sha, src_read, &s2), RH_EVERIFY);
+	/* Short input: the source ends before the size it claims. */
+	src_init(&s, data, len);
+	s.data_len = len - 1;
+	CU_ASSERT_EQUAL(put(sink, "x/f.bin", len, sha, &s, NULL), RH_EVERIFY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "ended"));
 	CU_ASSERT_NOT_EQUAL(access(final, F_OK), 0);
 	CU_ASSERT_EQUAL(count_files(tmp, NULL), 0);
 
-	/* Long input. */
-	struct src s3 = { data, len, 0, 0, 0, 0, NULL };
-
-	CU_ASSERT_EQUAL(sink->ops->put(sink, "x/f.bin", len - 10, sha, src_read, &s3),
-			RH_EVERIFY);
-	CU_ASSERT_EQUAL(count_files(tmp, NULL), 0);
-
-	/* The source fails half-way (a network error, say). */
-	struct src s4 = { data, len, 0, 300000, RH_EIO, 1100000, NULL };
-
-	CU_ASSERT_EQUAL(sink->ops->put(sink, "x/f.bin", len, sha, src_read, &s4), RH_EIO);
-	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "failed on purpose"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "x/f.bin"));
+	/* A source larger than the manifest says: refused before a byte. */
+	src_init(&s, data, len);
+	CU_ASSERT_EQUAL(put(sink, "x/f.bin", len - 10, sha, &s, NULL), RH_EVERIFY);
+	CU_ASSERT_EQUAL(s.reads, 0);
 	CU_ASSERT_EQUAL(count_files(tmp, NULL), 0);
 
 	/* A bad digest string is refused before anything is written. */
-	struct src s5 = { data, len, 0, 0, 0, 0, NULL };
-
-	CU_ASSERT_EQUAL(sink->ops->put(sink, "x/f.bin", len, "ABC", src_read, &s5), RH_EINVAL);
+	src_init(&s, data, len);
+	CU_ASSERT_EQUAL(put(sink, "x/f.bin", len, "ABC", &s, NULL), RH_EINVAL);
 	CU_ASSERT_EQUAL(count_files(tmp, NULL), 0);
 
-	/* A failed put over an existing good file leaves the good file. */
-	struct src s6 = { data, len, 0, 0, 0, 0, NULL };
-	struct src s7 = { data, len, 0, 0, 0, 0, NULL };
+	/* The source fails half-way (a network error, say): the final name
+	 * stays absent, the partial stays for a resume. */
+	src_init(&s, data, len);
+	s.chunk = 300000;
+	s.fail_err = RH_EIO;
+	s.fail_at = 1100000;
+	CU_ASSERT_EQUAL(put(sink, "x/f.bin", len, sha, &s, NULL), RH_EIO);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "failed on purpose"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "x/f.bin"));
+	CU_ASSERT_NOT_EQUAL(access(final, F_OK), 0);
+	CU_ASSERT_EQUAL(count_files(tmp, NULL), 1);
+	CU_ASSERT_EQUAL(count_files(tmp, ".rh-part-"), 1);
 
-	CU_ASSERT_EQUAL(sink->ops->put(sink, "x/f.bin", len, sha, src_read, &s6), 0);
-	CU_ASSERT_EQUAL(sink->ops->put(sink, "x/f.bin", len, wrong, src_read, &s7), RH_EVERIFY);
+	/* A failed put over an existing good file leaves the good file. */
+	src_init(&s, data, len);
+	CU_ASSERT_EQUAL(put(sink, "x/f.bin", len, sha, &s, NULL), 0);
+	src_init(&s, data, len);
+	CU_ASSERT_EQUAL(put(sink, "x/f.bin", len, wrong, &s, NULL), RH_EVERIFY);
 	CU_ASSERT(file_equals(final, data, len));
 	CU_ASSERT_EQUAL(count_files(tmp, ".rh-part-"), 0);
 
@@ -235,6 +308,40 @@ static void test_sink__bad_data_leaves_nothing(void)
 	rh_test_rm_rf(tmp);
 	free(data);
 	free(final);
+	free(xdir);
+	free(tmp);
+}
+
+/* A disk that refuses writes (here RLIMIT_FSIZE, as a full disk would with
+ * ENOSPC): a clear error, and no partial left to eat the space. */
+static void test_sink__write_refused(void)
+{
+	char *tmp = rh_test_tmpdir();
+	size_t len = 3u << 20;
+	unsigned char *data = pattern(len, 9);
+	struct rh_sink *sink = NULL;
+	struct rlimit old, lim;
+	struct src s;
+	char sha[65];
+	int err;
+
+	rh_sha256_buf_hex(sha, data, len);
+	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, tmp), 0);
+	CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_IGN);
+	lim = old;
+	lim.rlim_cur = 1u << 20;
+	CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	src_init(&s, data, len);
+	err = put(sink, "big.bin", len, sha, &s, NULL);
+	setrlimit(RLIMIT_FSIZE, &old);
+	signal(SIGXFSZ, SIG_DFL);
+	CU_ASSERT_EQUAL(err, RH_EIO);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "cannot write big.bin"));
+	CU_ASSERT_EQUAL(count_files(tmp, NULL), 0);
+	rh_sink_close(sink);
+	rh_test_rm_rf(tmp);
+	free(data);
 	free(tmp);
 }
 
@@ -246,6 +353,7 @@ static void test_sink__unsafe_paths(void)
 	static const char *const good[] = { "a", "a/b.c", "..a", "a..b", ".hidden", "a/.b",
 					    "x/y/z/w.bin", NULL };
 	char *tmp = rh_test_tmpdir();
+	char *root = rh_test_path(tmp, "root");
 	struct rh_sink *sink = NULL;
 	char sha[65];
 
@@ -256,13 +364,14 @@ static void test_sink__unsafe_paths(void)
 		CU_ASSERT_FALSE(rh_sink_path_is_safe(bad[i]));
 	CU_ASSERT_FALSE(rh_sink_path_is_safe(NULL));
 
-	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, tmp), 0);
+	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, root), 0);
 	for (size_t i = 0; bad[i]; i++) {
-		struct src s = { (const unsigned char *)"x", 1, 0, 0, 0, 0, NULL };
+		struct src s;
 		bool present = true;
 
-		CU_ASSERT_EQUAL(sink->ops->put(sink, bad[i], 1, sha, src_read, &s), RH_EINVAL);
-		CU_ASSERT_EQUAL(s.off, 0); /* refused before reading */
+		src_init(&s, (const unsigned char *)"x", 1);
+		CU_ASSERT_EQUAL(put(sink, bad[i], 1, sha, &s, NULL), RH_EINVAL);
+		CU_ASSERT_EQUAL(s.reads, 0); /* refused before reading */
 		CU_ASSERT_EQUAL(sink->ops->has(sink, bad[i], 1, sha, &present), RH_EINVAL);
 		CU_ASSERT_FALSE(present);
 	}
@@ -270,11 +379,9 @@ static void test_sink__unsafe_paths(void)
 	rh_sink_close(sink);
 
 	/* Nothing escaped into the parent either. */
-	char *parent_x = rh_test_path(tmp, "../x");
-
-	CU_ASSERT_NOT_EQUAL(access(parent_x, F_OK), 0);
-	free(parent_x);
+	CU_ASSERT_EQUAL(count_files(tmp, NULL), 0);
 	rh_test_rm_rf(tmp);
+	free(root);
 	free(tmp);
 }
 
@@ -288,8 +395,12 @@ static void test_sink__symlink_escape(void)
 	char *okdir = rh_test_path(root, "ok");
 	char *victim = rh_test_path(outside, "victim");
 	char *flink = rh_test_path(root, "file-link");
+	char *plink = NULL;
 	struct rh_sink *sink = NULL;
+	struct src s;
+	struct stat sb;
 	char sha[65];
+	char part[300];
 	bool present = true;
 
 	rh_sha256_buf_hex(sha, "data", 4);
@@ -299,14 +410,12 @@ static void test_sink__symlink_escape(void)
 	CU_ASSERT_EQUAL_FATAL(mkdir(okdir, 0700), 0);
 	CU_ASSERT_EQUAL_FATAL(symlink(outside, deep_link), 0);
 
-	struct src s1 = { (const unsigned char *)"data", 4, 0, 0, 0, 0, NULL };
-	struct src s2 = { (const unsigned char *)"data", 4, 0, 0, 0, 0, NULL };
-
-	CU_ASSERT_EQUAL(sink->ops->put(sink, "evil/x", 4, sha, src_read, &s1), RH_EINVAL);
+	src_init(&s, (const unsigned char *)"data", 4);
+	CU_ASSERT_EQUAL(put(sink, "evil/x", 4, sha, &s, NULL), RH_EINVAL);
 	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "symlink"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "evil/x"));
-	CU_ASSERT_EQUAL(sink->ops->put(sink, "ok/evil2/sub/x", 4, sha, src_read, &s2),
-			RH_EINVAL);
+	src_init(&s, (const unsigned char *)"data", 4);
+	CU_ASSERT_EQUAL(put(sink, "ok/evil2/sub/x", 4, sha, &s, NULL), RH_EINVAL);
 	CU_ASSERT_EQUAL(count_files(outside, NULL), 0);
 	CU_ASSERT_EQUAL(sink->ops->has(sink, "evil/x", 4, sha, &present), RH_EINVAL);
 	CU_ASSERT_FALSE(present);
@@ -317,18 +426,27 @@ static void test_sink__symlink_escape(void)
 	present = true;
 	CU_ASSERT_EQUAL(sink->ops->has(sink, "file-link", 4, sha, &present), 0);
 	CU_ASSERT_FALSE(present);
-	struct src s3 = { (const unsigned char *)"data", 4, 0, 0, 0, 0, NULL };
-
-	CU_ASSERT_EQUAL(sink->ops->put(sink, "file-link", 4, sha, src_read, &s3), 0);
+	src_init(&s, (const unsigned char *)"data", 4);
+	CU_ASSERT_EQUAL(put(sink, "file-link", 4, sha, &s, NULL), 0);
 	CU_ASSERT(file_equals(victim, (const unsigned char *)"keep", 4));
 	CU_ASSERT(file_equals(flink, (const unsigned char *)"data", 4));
-	struct stat sb;
-
 	CU_ASSERT_EQUAL(lstat(flink, &sb), 0);
 	CU_ASSERT(S_ISREG(sb.st_mode));
 
+	/* A symlink planted under the partial's name is not written through. */
+	snprintf(part, sizeof(part), "planted.rh-part-%.16s", sha);
+	plink = rh_test_path(root, part);
+	CU_ASSERT_EQUAL_FATAL(symlink(victim, plink), 0);
+	src_init(&s, (const unsigned char *)"data", 4);
+	CU_ASSERT_EQUAL(put(sink, "planted", 4, sha, &s, NULL), 0);
+	CU_ASSERT(file_equals(victim, (const unsigned char *)"keep", 4));
+	free(plink);
+	plink = rh_test_path(root, "planted");
+	CU_ASSERT(file_equals(plink, (const unsigned char *)"data", 4));
+
 	rh_sink_close(sink);
 	rh_test_rm_rf(tmp);
+	free(plink);
 	free(flink);
 	free(victim);
 	free(okdir);
@@ -347,6 +465,7 @@ static void test_sink__has_and_skip(void)
 	size_t len = 200000;
 	unsigned char *data = pattern(len, 3);
 	struct rh_sink *sink = NULL;
+	struct src s;
 	char sha[65];
 	char other[65];
 	bool present = false;
@@ -357,9 +476,8 @@ static void test_sink__has_and_skip(void)
 	CU_ASSERT_EQUAL(sink->ops->has(sink, "m/w.bin", len, sha, &present), 0);
 	CU_ASSERT_FALSE(present);
 
-	struct src s = { data, len, 0, 0, 0, 0, NULL };
-
-	CU_ASSERT_EQUAL(sink->ops->put(sink, "m/w.bin", len, sha, src_read, &s), 0);
+	src_init(&s, data, len);
+	CU_ASSERT_EQUAL(put(sink, "m/w.bin", len, sha, &s, NULL), 0);
 	CU_ASSERT_EQUAL(sink->ops->has(sink, "m/w.bin", len, sha, &present), 0);
 	CU_ASSERT_TRUE(present);
 	CU_ASSERT_EQUAL(sink->ops->has(sink, "m/w.bin", len, other, &present), 0);
@@ -418,9 +536,9 @@ static void test_sink__has_and_skip(void)
 
 	/* A damaged state file only costs a re-hash. */
 	rh_test_write_file(state, "{ not json");
-	s.off = 0;
+	src_init(&s, data, len);
 	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, tmp), 0);
-	CU_ASSERT_EQUAL(sink->ops->put(sink, "m/w.bin", len, sha, src_read, &s), 0);
+	CU_ASSERT_EQUAL(put(sink, "m/w.bin", len, sha, &s, NULL), 0);
 	CU_ASSERT_EQUAL(sink->ops->commit(sink), 0);
 	rh_sink_close(sink);
 	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, tmp), 0);
@@ -442,6 +560,7 @@ static void test_sink__cancel_mid_put(void)
 	unsigned char *data = pattern(len, 4);
 	struct rh_cancel cancel;
 	struct rh_sink *sink = NULL;
+	struct src s;
 	char sha[65];
 
 	rh_sha256_buf_hex(sha, data, len);
@@ -449,19 +568,21 @@ static void test_sink__cancel_mid_put(void)
 	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, tmp), 0);
 	sink->cancel = &cancel;
 
-	struct src s = { data, len, 0, 0, 0, 2 * 1024 * 1024, &cancel };
-
-	CU_ASSERT_EQUAL(sink->ops->put(sink, "big.bin", len, sha, src_read, &s), RH_ECANCELLED);
-	CU_ASSERT(s.off < len);
+	src_init(&s, data, len);
+	s.fire = &cancel;
+	s.fail_at = 2 * 1024 * 1024;
+	CU_ASSERT_EQUAL(put(sink, "big.bin", len, sha, &s, NULL), RH_ECANCELLED);
 	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "big.bin"));
-	CU_ASSERT_EQUAL(count_files(tmp, NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "cancelled"));
+	/* No final name; the partial is kept for the next run. */
+	CU_ASSERT_EQUAL(count_files(tmp, NULL), 1);
+	CU_ASSERT_EQUAL(count_files(tmp, ".rh-part-"), 1);
 
 	/* Once fired, nothing starts. */
-	struct src s2 = { data, len, 0, 0, 0, 0, NULL };
-
-	CU_ASSERT_EQUAL(sink->ops->put(sink, "big.bin", len, sha, src_read, &s2), RH_ECANCELLED);
-	CU_ASSERT_EQUAL(s2.off, 0);
-	CU_ASSERT_EQUAL(count_files(tmp, NULL), 0);
+	src_init(&s, data, len);
+	CU_ASSERT_EQUAL(put(sink, "big.bin", len, sha, &s, NULL), RH_ECANCELLED);
+	CU_ASSERT_EQUAL(s.reads, 0);
+	CU_ASSERT_EQUAL(count_files(tmp, ".rh-part-"), 1);
 
 	rh_sink_close(sink);
 	rh_cancel_clear(&cancel);
@@ -470,10 +591,291 @@ static void test_sink__cancel_mid_put(void)
 	free(tmp);
 }
 
+/* A put cut off at ~5 MiB of 12 MiB; the next put of the same object reads
+ * only the rest of the source and still verifies the whole. */
+static void test_sink__resume(void)
+{
+	char *tmp = rh_test_tmpdir();
+	char *final = rh_test_path(tmp, "w/shard.bin");
+	char *wdir = rh_test_path(tmp, "w");
+	size_t len = 12u << 20;
+	unsigned char *data = pattern(len, 5);
+	struct rh_put_stats st;
+	struct rh_sink *sink = NULL;
+	struct src s;
+	off_t kept;
+	char sha[65];
+
+	rh_sha256_buf_hex(sha, data, len);
+	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, tmp), 0);
+	src_init(&s, data, len);
+	s.fail_err = RH_EIO;
+	s.fail_at = 5u << 20;
+	CU_ASSERT_EQUAL(put(sink, "w/shard.bin", len, sha, &s, &st), RH_EIO);
+	kept = file_size(wdir, ".rh-part-");
+	CU_ASSERT(kept > 0 && kept <= (off_t)(5u << 20));
+	CU_ASSERT_EQUAL(st.bytes_sent, (uint64_t)kept);
+	rh_sink_close(sink);
+
+	/* Another process (a new sink) resumes it. */
+	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, tmp), 0);
+	progress_sum = 0;
+	sink->progress = on_progress;
+	src_init(&s, data, len);
+	CU_ASSERT_EQUAL(put(sink, "w/shard.bin", len, sha, &s, &st), 0);
+	CU_ASSERT_EQUAL(st.bytes_resumed, (uint64_t)kept);
+	CU_ASSERT_EQUAL(st.bytes_sent, len - (uint64_t)kept);
+	CU_ASSERT_EQUAL(progress_sum, len - (uint64_t)kept);
+	CU_ASSERT_EQUAL(s.min_off, (uint64_t)kept); /* only the rest was read */
+	CU_ASSERT(file_equals(final, data, len));
+	CU_ASSERT_EQUAL(count_files(tmp, ".rh-part-"), 0);
+	rh_sink_close(sink);
+
+	rh_test_rm_rf(tmp);
+	free(data);
+	free(wdir);
+	free(final);
+	free(tmp);
+}
+
+/* A partial of another object at the same path is discarded, and a partial
+ * under the right name whose bytes are wrong costs one full resend. */
+static void test_sink__resume_wrong_partial(void)
+{
+	char *tmp = rh_test_tmpdir();
+	char *final = rh_test_path(tmp, "f.bin");
+	size_t len = 3u << 20;
+	unsigned char *a = pattern(len, 6);
+	unsigned char *b = pattern(len, 7);
+	struct rh_put_stats st;
+	struct rh_sink *sink = NULL;
+	struct src s;
+	char sha_a[65], sha_b[65];
+	char part[300];
+	char *ppath;
+
+	rh_sha256_buf_hex(sha_a, a, len);
+	rh_sha256_buf_hex(sha_b, b, len);
+	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, tmp), 0);
+
+	/* Object A is cut off; then the registry moves on to object B. */
+	src_init(&s, a, len);
+	s.fail_err = RH_EIO;
+	s.fail_at = 2u << 20;
+	CU_ASSERT_EQUAL(put(sink, "f.bin", len, sha_a, &s, NULL), RH_EIO);
+	CU_ASSERT_EQUAL(count_files(tmp, ".rh-part-"), 1);
+	src_init(&s, b, len);
+	CU_ASSERT_EQUAL(put(sink, "f.bin", len, sha_b, &s, &st), 0);
+	CU_ASSERT_EQUAL(st.bytes_resumed, 0);
+	CU_ASSERT_EQUAL(st.bytes_sent, len);
+	CU_ASSERT_EQUAL(s.min_off, 0);
+	CU_ASSERT(file_equals(final, b, len));
+	CU_ASSERT_EQUAL(count_files(tmp, ".rh-part-"), 0);
+
+	/* A's partial name, but bytes of B in it: the whole is resent once. */
+	snprintf(part, sizeof(part), "f.bin.rh-part-%.16s", sha_a);
+	ppath = rh_test_path(tmp, part);
+	{
+		FILE *f = fopen(ppath, "wb");
+
+		CU_ASSERT_FATAL(f != NULL);
+		CU_ASSERT_EQUAL(fwrite(b, 1, len / 2, f), len / 2);
+		fclose(f);
+	}
+	src_init(&s, a, len);
+	CU_ASSERT_EQUAL(put(sink, "f.bin", len, sha_a, &s, &st), 0);
+	CU_ASSERT_EQUAL(st.bytes_resumed, 0);
+	CU_ASSERT_EQUAL(st.bytes_sent, len + len / 2);
+	CU_ASSERT(file_equals(final, a, len));
+	CU_ASSERT_EQUAL(count_files(tmp, ".rh-part-"), 0);
+
+	/* A partial longer than the object is reset, not trusted. */
+	{
+		FILE *f = fopen(ppath, "wb");
+
+		CU_ASSERT_FATAL(f != NULL);
+		CU_ASSERT_EQUAL(fwrite(b, 1, len, f), len);
+		CU_ASSERT_EQUAL(fwrite(b, 1, 10, f), 10);
+		fclose(f);
+	}
+	src_init(&s, a, len);
+	CU_ASSERT_EQUAL(put(sink, "f.bin", len, sha_a, &s, &st), 0);
+	CU_ASSERT_EQUAL(st.bytes_resumed, 0);
+	CU_ASSERT_EQUAL(st.bytes_sent, len);
+	CU_ASSERT(file_equals(final, a, len));
+
+	rh_sink_close(sink);
+	rh_test_rm_rf(tmp);
+	free(ppath);
+	free(a);
+	free(b);
+	free(final);
+	free(tmp);
+}
+
+struct par_job {
+	struct rh_sink *sink;
+	pthread_barrier_t *go;
+	char path[32];
+	unsigned char *data;
+	size_t len;
+	char sha[65];
+	int rc;
+};
+
+static void *par_put(void *arg)
+{
+	struct par_job *j = arg;
+	struct rh_put_stats st;
+	struct src s;
+
+	src_init(&s, j->data, j->len);
+	pthread_barrier_wait(j->go);
+	j->rc = j->sink->ops->put(j->sink, j->path, j->len, j->sha, &s.s, &st);
+	if (j->rc == 0 && st.bytes_sent != j->len)
+		j->rc = -100;
+	return NULL;
+}
+
+static void test_sink__parallel_puts(void)
+{
+	enum { N = 4 };
+	char *tmp = rh_test_tmpdir();
+	struct par_job jobs[N];
+	pthread_t tids[N];
+	pthread_barrier_t go;
+	struct rh_sink *sink = NULL;
+	bool present;
+
+	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, tmp), 0);
+	CU_ASSERT_FATAL(sink->ops->max_parallel >= N);
+	progress_sum = 0;
+	sink->progress = NULL;
+	pthread_barrier_init(&go, NULL, N);
+	for (int i = 0; i < N; i++) {
+		jobs[i].sink = sink;
+		jobs[i].go = &go;
+		snprintf(jobs[i].path, sizeof(jobs[i].path), "d%d/part-%d.bin", i % 2, i);
+		jobs[i].len = (2u << 20) + (size_t)i * 4099;
+		jobs[i].data = pattern(jobs[i].len, 20 + (unsigned)i);
+		rh_sha256_buf_hex(jobs[i].sha, jobs[i].data, jobs[i].len);
+		jobs[i].rc = -1;
+		CU_ASSERT_EQUAL_FATAL(pthread_create(&tids[i], NULL, par_put, &jobs[i]), 0);
+	}
+	for (int i = 0; i < N; i++)
+		pthread_join(tids[i], NULL);
+	pthread_barrier_destroy(&go);
+	for (int i = 0; i < N; i++) {
+		char *p = rh_test_path(tmp, jobs[i].path);
+
+		CU_ASSERT_EQUAL(jobs[i].rc, 0);
+		CU_ASSERT(file_equals(p, jobs[i].data, jobs[i].len));
+		free(p);
+	}
+	CU_ASSERT_EQUAL(count_files(tmp, ".rh-part-"), 0);
+	CU_ASSERT_EQUAL(sink->ops->commit(sink), 0);
+	rh_sink_close(sink);
+	/* Every put was recorded in the state, despite running at once. */
+	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, tmp), 0);
+	for (int i = 0; i < N; i++) {
+		present = false;
+		CU_ASSERT_EQUAL(sink->ops->has(sink, jobs[i].path, jobs[i].len, jobs[i].sha,
+					       &present), 0);
+		CU_ASSERT_TRUE(present);
+		free(jobs[i].data);
+	}
+	rh_sink_close(sink);
+	rh_test_rm_rf(tmp);
+	free(tmp);
+}
+
+static void test_sink__open_by_url(void)
+{
+	static const struct rh_sink_opts opts = RH_SINK_OPTS_INIT;
+	struct rh_sink_opts bad_version = RH_SINK_OPTS_INIT;
+	char *tmp = rh_test_tmpdir();
+	char *want = rh_test_path(tmp, "a b");
+	struct rh_sink *sink = NULL;
+	char url[4200];
+
+	snprintf(url, sizeof(url), "file://%s/a%%20b", tmp);
+	CU_ASSERT_EQUAL(rh_sink_open(&sink, url, &opts), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sink);
+	CU_ASSERT_STRING_EQUAL(sink->location, want);
+	CU_ASSERT_STRING_EQUAL(sink->ops->scheme, "file");
+	rh_sink_close(sink);
+	sink = NULL;
+	/* A plain absolute path is a file target too; opts may be NULL. */
+	CU_ASSERT_EQUAL(rh_sink_open(&sink, want, NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(sink);
+	rh_sink_close(sink);
+	sink = NULL;
+
+	CU_ASSERT_EQUAL(rh_sink_open(&sink, "file://relative/dir", &opts), RH_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "absolute"));
+	CU_ASSERT_EQUAL(rh_sink_open(&sink, "file:///x/%zz", &opts), RH_EINVAL);
+	CU_ASSERT_EQUAL(rh_sink_open(&sink, "", &opts), RH_EINVAL);
+	CU_ASSERT_EQUAL(rh_sink_open(&sink, "ftp://user:hunter2@host/dir", &opts), RH_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "ftp://user:***@host/dir"));
+	CU_ASSERT_PTR_NULL(strstr(rh_error_last(), "hunter2"));
+	bad_version.version = 99;
+	CU_ASSERT_EQUAL(rh_sink_open(&sink, url, &bad_version), RH_EINVAL);
+	CU_ASSERT_PTR_NULL(sink);
+
+	rh_test_rm_rf(tmp);
+	free(want);
+	free(tmp);
+}
+
+static void test_sink__sources(void)
+{
+	char *tmp = rh_test_tmpdir();
+	char *path = rh_test_path(tmp, "f");
+	struct rh_source *src = NULL;
+	struct rh_source mem;
+	char buf[16];
+
+	rh_test_write_file(path, "0123456789");
+	CU_ASSERT_EQUAL_FATAL(rh_source_file_open(&src, path), 0);
+	CU_ASSERT_EQUAL(src->size, 10);
+	CU_ASSERT_STRING_EQUAL(src->name, path);
+	CU_ASSERT_EQUAL(src->read_at(src->user, 3, buf, 4), 4);
+	CU_ASSERT_EQUAL(memcmp(buf, "3456", 4), 0);
+	CU_ASSERT_EQUAL(src->read_at(src->user, 8, buf, 16), 2); /* short only at the end */
+	CU_ASSERT_EQUAL(memcmp(buf, "89", 2), 0);
+	CU_ASSERT_EQUAL(src->read_at(src->user, 10, buf, 16), 0);
+	CU_ASSERT_EQUAL(src->read_at(src->user, 1000, buf, 16), 0);
+	rh_source_file_close(src);
+	rh_source_file_close(NULL);
+
+	CU_ASSERT_EQUAL(rh_source_file_open(&src, "/nonexistent/rehydra/x"), RH_ENOTFOUND);
+	CU_ASSERT_PTR_NULL(src);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "/nonexistent/rehydra/x"));
+	CU_ASSERT_EQUAL(rh_source_file_open(&src, tmp), RH_EINVAL);
+
+	rh_source_mem_init(&mem, "abcdef", 6, "mem");
+	CU_ASSERT_EQUAL(mem.size, 6);
+	CU_ASSERT_EQUAL(mem.read_at(mem.user, 4, buf, 16), 2);
+	CU_ASSERT_EQUAL(memcmp(buf, "ef", 2), 0);
+	CU_ASSERT_EQUAL(mem.read_at(mem.user, 6, buf, 16), 0);
+	CU_ASSERT_EQUAL(mem.read_at(mem.user, 0, buf, 3), 3);
+	CU_ASSERT_EQUAL(memcmp(buf, "abc", 3), 0);
+
+	rh_test_rm_rf(tmp);
+	free(path);
+	free(tmp);
+}
+
 RH_TEST_MAIN("sink",
 	     { "put_ok", test_sink__put_ok },
 	     { "bad_data_leaves_nothing", test_sink__bad_data_leaves_nothing },
+	     { "write_refused", test_sink__write_refused },
 	     { "unsafe_paths", test_sink__unsafe_paths },
 	     { "symlink_escape", test_sink__symlink_escape },
 	     { "has_and_skip", test_sink__has_and_skip },
-	     { "cancel_mid_put", test_sink__cancel_mid_put })
+	     { "cancel_mid_put", test_sink__cancel_mid_put },
+	     { "resume", test_sink__resume },
+	     { "resume_wrong_partial", test_sink__resume_wrong_partial },
+	     { "parallel_puts", test_sink__parallel_puts },
+	     { "open_by_url", test_sink__open_by_url },
+	     { "sources", test_sink__sources })

@@ -1,0 +1,797 @@
+/*
+ * cmd_registry.c - `rehydra registry`: look into a model registry, check
+ * it, add versions to it, and copy versions to targets ahead of a drill.
+ *
+ * Pre-staging is what makes a drill fast: `registry sync` run the day
+ * before leaves the target holding the version, and the drill's
+ * sync_artifacts then moves only the delta. The subcommands share the
+ * registry (--registry, else $REHYDRA_REGISTRY) and the cache
+ * (<state dir>/cache). Long transfers show one progress line on a terminal
+ * (bytes, rate, ETA) and nothing otherwise; an interrupt cancels cleanly,
+ * keeping partial transfers for the next run to resume.
+ */
+#include "cancel.h"
+#include "clock.h"
+#include "cli.h"
+#include "error.h"
+#include "publish.h"
+#include "registry.h"
+#include "sink.h"
+#include "sync.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "banned.h"
+
+#define MIB (1024.0 * 1024.0)
+#define MAX_INPUTS 4096
+
+struct reg_args {
+	const char *sub;
+	const char *registry;
+	const char *state_dir;
+	const char *to;
+	const char *license;
+	const char *meta;
+	const char *known_hosts;
+	const char *identity;
+	unsigned parallel;
+	bool accept_new_host_key;
+	bool json;
+	bool quiet;
+	const char *pos[MAX_INPUTS]; /* positional arguments after the subcommand */
+	size_t n_pos;
+};
+
+/* ---- output ----------------------------------------------------------------- */
+
+static void fmt_bytes(char *out, size_t size, double b)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int u = 0;
+
+	while (b >= 1024.0 && u < 4) {
+		b /= 1024.0;
+		u++;
+	}
+	if (u == 0)
+		snprintf(out, size, "%.0f B", b);
+	else
+		snprintf(out, size, "%.1f %s", b, unit[u]);
+}
+
+struct progress_ui {
+	bool on;         /* a terminal, not --quiet */
+	bool line_open;
+	const char *what;
+	/* publish: our own rate, over the last second */
+	uint64_t done;
+	double t_mark;
+	uint64_t b_mark;
+	double rate;
+	double last;
+};
+
+static void ui_line(struct progress_ui *ui, uint64_t done, uint64_t total, double rate, double eta)
+{
+	char d[32], t[32], r[32], e[32] = "";
+
+	fmt_bytes(d, sizeof(d), (double)done);
+	fmt_bytes(t, sizeof(t), (double)total);
+	fmt_bytes(r, sizeof(r), rate);
+	if (eta >= 0 && done < total)
+		snprintf(e, sizeof(e), "  eta %.0f s", eta);
+	fprintf(stderr, "\r\033[K%s %s / %s (%.0f%%)  %s/s%s", ui->what, d, t,
+		total ? 100.0 * (double)done / (double)total : 100.0, r, e);
+	fflush(stderr);
+	ui->line_open = true;
+}
+
+static void ui_end(struct progress_ui *ui)
+{
+	if (ui->line_open) {
+		fputs("\r\033[K", stderr);
+		fflush(stderr);
+		ui->line_open = false;
+	}
+}
+
+static void on_sync_progress(void *user, const struct rh_sync_progress *p)
+{
+	struct progress_ui *ui = user;
+
+	if (ui->on)
+		ui_line(ui, p->done, p->total, p->rate, p->eta_s);
+}
+
+static void on_publish_progress(void *user, uint64_t delta, uint64_t total)
+{
+	struct progress_ui *ui = user;
+	double now = rh_clock_mono();
+
+	ui->done += delta;
+	if (!ui->on)
+		return;
+	if (ui->t_mark == 0) {
+		ui->t_mark = now;
+		ui->b_mark = 0;
+	}
+	if (now - ui->t_mark >= 1.0) {
+		ui->rate = (double)(ui->done - ui->b_mark) / (now - ui->t_mark);
+		ui->t_mark = now;
+		ui->b_mark = ui->done;
+	}
+	if (now - ui->last < 0.2 && ui->done < total)
+		return;
+	ui->last = now;
+	ui_line(ui, ui->done, total, ui->rate,
+		ui->rate > 0 ? (double)(total - ui->done) / ui->rate : -1);
+}
+
+/* ---- signals: an interrupt cancels the work, which then ends cleanly ---- */
+
+struct sig_watch {
+	sigset_t set;
+	sigset_t old;
+	struct rh_cancel *cancel;
+	pthread_t tid;
+	bool running;
+	volatile bool fired;
+};
+
+static void *sig_thread(void *arg)
+{
+	struct sig_watch *sw = arg;
+
+	for (;;) {
+		int sig;
+
+		if (sigwait(&sw->set, &sig) != 0)
+			continue;
+		if (sig == SIGUSR1)
+			break;
+		sw->fired = true;
+		rh_cancel_fire(sw->cancel);
+	}
+	return NULL;
+}
+
+static void sig_start(struct sig_watch *sw, struct rh_cancel *cancel)
+{
+	sigemptyset(&sw->set);
+	sigaddset(&sw->set, SIGINT);
+	sigaddset(&sw->set, SIGTERM);
+	sigaddset(&sw->set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &sw->set, &sw->old);
+	sw->cancel = cancel;
+	sw->running = pthread_create(&sw->tid, NULL, sig_thread, sw) == 0;
+}
+
+static void sig_stop(struct sig_watch *sw)
+{
+	if (sw->running) {
+		pthread_kill(sw->tid, SIGUSR1);
+		pthread_join(sw->tid, NULL);
+		sw->running = false;
+	}
+}
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static int fail(const char *sub, int err)
+{
+	fprintf(stderr, "rehydra registry %s: %s\n", sub, rh_error_last());
+	if (err == RH_ECANCELLED)
+		return RH_EXIT_INTERRUPTED;
+	return RH_EXIT_FAILED;
+}
+
+/* Bad input (exit 2) when the registry or the version does not exist or is
+ * malformed; anything else is a failure (exit 3). */
+static int fail_input(const char *sub, int err)
+{
+	fprintf(stderr, "rehydra registry %s: %s\n", sub, rh_error_last());
+	return err == RH_EINVAL || err == RH_ENOTFOUND ? RH_EXIT_USAGE : RH_EXIT_FAILED;
+}
+
+/* Splits "NAME@VERSION" in place; *version NULL when there is no '@'. */
+static int split_ref(char *ref, char **name, char **version, bool need_version)
+{
+	char *at = strchr(ref, '@');
+
+	*name = ref;
+	*version = NULL;
+	if (at) {
+		*at = '\0';
+		*version = at + 1;
+	}
+	if (!**name || (at && !**version) || (need_version && !at))
+		return -1;
+	return 0;
+}
+
+/* A registry given as a relative path is made absolute (the library wants
+ * absolute paths or URLs). New string. */
+static char *registry_url(const struct reg_args *a)
+{
+	const char *r = a->registry ? a->registry : getenv("REHYDRA_REGISTRY");
+	struct stat sb;
+
+	if (!r || !*r)
+		return NULL;
+	if (r[0] != '/' && !strstr(r, "://") && stat(r, &sb) == 0) {
+		char *abs = realpath(r, NULL);
+
+		if (abs)
+			return abs;
+	}
+	return strdup(r);
+}
+
+static char *cache_dir(const struct reg_args *a)
+{
+	char *state = a->state_dir ? strdup(a->state_dir) : rh_cli_default_state_dir();
+	char *out = NULL;
+
+	if (state && asprintf(&out, "%s/cache", state) < 0)
+		out = NULL;
+	free(state);
+	return out;
+}
+
+static int open_registry(struct rh_registry **reg, const struct reg_args *a, const char *sub)
+{
+	char *url = registry_url(a);
+	char *cache = cache_dir(a);
+	const char *why = NULL;
+	int rc = 0;
+	int err;
+
+	if (!url) {
+		rc = rh_cli_usage_error(&rh_cmd_registry, "%s: no registry: pass --registry URL or "
+					"set REHYDRA_REGISTRY", sub);
+		goto done;
+	}
+	err = rh_registry_open(reg, url, cache);
+	if (err < 0) {
+		rc = fail_input(sub, err);
+		goto done;
+	}
+	if (rh_registry_is_stale(*reg, &why))
+		fprintf(stderr, "rehydra registry %s: warning: using the cached copy of %s, "
+			"which could not be fetched (%s): versions published since are missing\n",
+			sub, rh_registry_name(*reg), why ? why : "unknown reason");
+done:
+	free(url);
+	free(cache);
+	return rc;
+}
+
+/* ---- subcommands -------------------------------------------------------------- */
+
+static int reg_list(struct reg_args *a)
+{
+	struct rh_registry *reg = NULL;
+	json_t *all = NULL;
+	const char *name;
+	json_t *versions;
+	int rc;
+	int err;
+
+	if (a->n_pos)
+		return rh_cli_usage_error(&rh_cmd_registry, "list takes no arguments");
+	if ((rc = open_registry(&reg, a, "list")) != 0)
+		return rc;
+	err = rh_registry_list(&all, reg);
+	if (err < 0) {
+		rc = fail("list", err);
+		goto done;
+	}
+	if (a->json) {
+		json_dumpf(all, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+		fputc('\n', stdout);
+		goto done;
+	}
+	if (json_object_size(all) == 0)
+		printf("no models (no tags NAME/VERSION)\n");
+	json_object_foreach(all, name, versions) {
+		size_t i;
+		json_t *ver;
+
+		printf("%s", name);
+		json_array_foreach(versions, i, ver)
+			printf("%s%s", i ? ", " : "  ", json_string_value(ver));
+		printf("\n");
+	}
+done:
+	json_decref(all);
+	rh_registry_free(reg);
+	return rc;
+}
+
+static void print_meta(const char *label, json_t *val)
+{
+	char *text;
+
+	if (!val)
+		return;
+	text = json_is_string(val) ? strdup(json_string_value(val))
+				   : json_dumps(val, JSON_COMPACT | JSON_SORT_KEYS);
+	printf("  %-9s %s\n", label, text ? text : "?");
+	free(text);
+}
+
+static int reg_show(struct reg_args *a)
+{
+	struct rh_registry *reg = NULL;
+	struct rh_model_version *v = NULL;
+	json_t *all = NULL, *versions = NULL;
+	char *ref = NULL, *name, *version;
+	char sz[32];
+	int rc = 0;
+	int err;
+
+	if (a->n_pos != 1)
+		return rh_cli_usage_error(&rh_cmd_registry, "show takes one NAME[@VERSION]");
+	ref = strdup(a->pos[0]);
+	if (!ref || split_ref(ref, &name, &version, false) < 0) {
+		rc = rh_cli_usage_error(&rh_cmd_registry, "show: expected NAME[@VERSION], got "
+					"'%s'", a->pos[0]);
+		goto done;
+	}
+	if ((rc = open_registry(&reg, a, "show")) != 0)
+		goto done;
+	if (!version) {
+		/* The newest version (the list is sorted) stands for the model. */
+		err = rh_registry_list(&all, reg);
+		if (err < 0) {
+			rc = fail("show", err);
+			goto done;
+		}
+		versions = json_object_get(all, name);
+		if (json_array_size(versions) == 0) {
+			rh_error_set(RH_ENOTFOUND, "the registry has no model %s (see 'rehydra "
+				     "registry list')", name);
+			rc = fail_input("show", RH_ENOTFOUND);
+			goto done;
+		}
+		version = (char *)json_string_value(
+			json_array_get(versions, json_array_size(versions) - 1));
+	}
+	err = rh_registry_resolve(&v, reg, name, version, NULL);
+	if (err < 0) {
+		rc = fail_input("show", err);
+		goto done;
+	}
+	if (a->json) {
+		json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:O}", "name", v->name, "version",
+				      v->version, "commit", v->commit, "manifest_sha256",
+				      v->manifest_sha256, "total_bytes",
+				      (json_int_t)v->total_bytes, "manifest", v->manifest);
+
+		if (o && versions)
+			json_object_set(o, "versions", versions);
+		if (o)
+			json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		fputc('\n', stdout);
+		json_decref(o);
+		goto done;
+	}
+	fmt_bytes(sz, sizeof(sz), (double)v->total_bytes);
+	printf("%s@%s\n", v->name, v->version);
+	if (versions) {
+		size_t i;
+		json_t *ver;
+
+		printf("  versions ");
+		json_array_foreach(versions, i, ver)
+			printf("%s%s", i ? ", " : " ", json_string_value(ver));
+		printf("\n");
+	}
+	printf("  commit    %s\n", v->commit);
+	printf("  manifest  sha256 %s\n", v->manifest_sha256);
+	print_meta("description", json_object_get(v->manifest, "description"));
+	print_meta("license", json_object_get(v->manifest, "license"));
+	print_meta("serving", json_object_get(v->manifest, "serving"));
+	print_meta("export", json_object_get(v->manifest, "export"));
+	printf("  files     %zu, %s\n", v->n_files, sz);
+	for (size_t i = 0; i < v->n_files; i++) {
+		fmt_bytes(sz, sizeof(sz), (double)v->files[i].size);
+		printf("    %12s  %.16s  %s\n", sz, v->files[i].sha256, v->files[i].path);
+	}
+done:
+	rh_model_version_free(v);
+	rh_registry_free(reg);
+	json_decref(all);
+	free(ref);
+	return rc;
+}
+
+/* Opens the registry and resolves NAME@VERSION (positional argument 0). */
+static int open_version(struct rh_registry **reg, struct rh_model_version **v,
+			struct reg_args *a, const char *sub)
+{
+	char *ref = strdup(a->pos[0]);
+	char *name, *version;
+	int rc = 0;
+	int err;
+
+	if (!ref || split_ref(ref, &name, &version, true) < 0) {
+		rc = rh_cli_usage_error(&rh_cmd_registry, "%s: expected NAME@VERSION, got '%s'",
+					sub, a->pos[0]);
+		goto done;
+	}
+	if ((rc = open_registry(reg, a, sub)) != 0)
+		goto done;
+	err = rh_registry_resolve(v, *reg, name, version, NULL);
+	if (err < 0)
+		rc = fail_input(sub, err);
+done:
+	free(ref);
+	return rc;
+}
+
+static int reg_verify(struct reg_args *a)
+{
+	struct rh_registry *reg = NULL;
+	struct rh_model_version *v = NULL;
+	struct rh_cancel cancel;
+	struct sig_watch sw = { 0 };
+	double t0 = rh_clock_mono();
+	size_t bad = 0;
+	char sz[32];
+	int rc;
+	int err;
+
+	if (a->n_pos != 1)
+		return rh_cli_usage_error(&rh_cmd_registry, "verify takes one NAME@VERSION");
+	if ((rc = open_version(&reg, &v, a, "verify")) != 0)
+		goto done;
+	if (rh_cancel_init(&cancel) < 0) {
+		rc = fail("verify", RH_ERROR);
+		goto done;
+	}
+	sig_start(&sw, &cancel);
+	if (!a->quiet && isatty(STDERR_FILENO)) {
+		fprintf(stderr, "verifying %s@%s (%zu files)...", v->name, v->version, v->n_files);
+		fflush(stderr);
+	}
+	err = rh_sync_verify(reg, v, &cancel, &bad);
+	if (!a->quiet && isatty(STDERR_FILENO))
+		fputs("\r\033[K", stderr);
+	sig_stop(&sw);
+	rh_cancel_clear(&cancel);
+	if (err < 0) {
+		rc = fail("verify", err);
+		if (bad)
+			fprintf(stderr, "rehydra registry verify: %zu of %zu files are bad\n", bad,
+				v->n_files);
+		goto done;
+	}
+	fmt_bytes(sz, sizeof(sz), (double)v->total_bytes);
+	printf("%s@%s ok: %zu files, %s match the manifest (sha256 %.16s) in %.2f s\n",
+	       v->name, v->version, v->n_files, sz, v->manifest_sha256, rh_clock_mono() - t0);
+done:
+	rh_model_version_free(v);
+	rh_registry_free(reg);
+	return rc;
+}
+
+static int reg_publish(struct reg_args *a)
+{
+	struct rh_publish_opts po = RH_PUBLISH_OPTS_INIT;
+	struct rh_publish_result res;
+	struct progress_ui ui = { .what = "publishing" };
+	struct rh_cancel cancel;
+	struct sig_watch sw = { 0 };
+	json_error_t jerr;
+	json_t *meta = NULL;
+	char *url = NULL, *ref = NULL, *name, *version;
+	char sz[32], st[32];
+	int rc = 0;
+	int err;
+
+	if (a->n_pos < 2)
+		return rh_cli_usage_error(&rh_cmd_registry, "publish takes NAME@VERSION and at "
+					  "least one FILE or DIRECTORY");
+	ref = strdup(a->pos[0]);
+	if (!ref || split_ref(ref, &name, &version, true) < 0) {
+		rc = rh_cli_usage_error(&rh_cmd_registry, "publish: expected NAME@VERSION, got "
+					"'%s'", a->pos[0]);
+		goto done;
+	}
+	url = registry_url(a);
+	if (!url) {
+		rc = rh_cli_usage_error(&rh_cmd_registry, "publish: no registry: pass --registry "
+					"PATH or set REHYDRA_REGISTRY");
+		goto done;
+	}
+	if (a->meta) {
+		meta = json_load_file(a->meta, JSON_REJECT_DUPLICATES, &jerr);
+		if (!meta) {
+			fprintf(stderr, "rehydra registry publish: %s:%d:%d: %s\n", a->meta,
+				jerr.line, jerr.column, jerr.text);
+			rc = RH_EXIT_USAGE;
+			goto done;
+		}
+	}
+	if (rh_cancel_init(&cancel) < 0) {
+		rc = fail("publish", RH_ERROR);
+		goto done;
+	}
+	po.license = a->license;
+	po.meta = meta;
+	po.meta_name = a->meta;
+	po.cancel = &cancel;
+	po.progress = on_publish_progress;
+	po.progress_user = &ui;
+	ui.on = !a->quiet && isatty(STDERR_FILENO);
+	sig_start(&sw, &cancel);
+	err = rh_registry_publish(&res, url, name, version, a->pos + 1, a->n_pos - 1, &po);
+	ui_end(&ui);
+	sig_stop(&sw);
+	rh_cancel_clear(&cancel);
+	if (err < 0) {
+		rc = err == RH_ECANCELLED ? fail("publish", err) : fail_input("publish", err);
+		goto done;
+	}
+	fmt_bytes(sz, sizeof(sz), (double)res.bytes);
+	fmt_bytes(st, sizeof(st), (double)res.bytes_stored);
+	printf("published %s@%s: %zu files, %s (%s new in the LFS store), commit %.12s, "
+	       "manifest sha256 %.16s, in %.2f s\n", name, version, res.files, sz, st,
+	       res.commit, res.manifest_sha256, res.seconds);
+done:
+	json_decref(meta);
+	free(url);
+	free(ref);
+	return rc;
+}
+
+static int reg_sync(struct reg_args *a)
+{
+	struct rh_registry *reg = NULL;
+	struct rh_model_version *v = NULL;
+	struct rh_sink *sink = NULL;
+	struct rh_sink_opts so = RH_SINK_OPTS_INIT;
+	struct rh_sync_opts opts = RH_SYNC_OPTS_INIT;
+	struct rh_sync_stats st = { 0 };
+	struct progress_ui ui = { .what = "syncing" };
+	struct rh_cancel cancel;
+	struct sig_watch sw = { 0 };
+	bool cancel_ready = false;
+	char sent[32], skipped[32], resumed[32];
+	int rc;
+	int err;
+
+	if (a->n_pos != 1)
+		return rh_cli_usage_error(&rh_cmd_registry, "sync takes one NAME@VERSION");
+	if (!a->to)
+		return rh_cli_usage_error(&rh_cmd_registry,
+					  "sync needs --to TARGET_URL (file:///dir, "
+					  "sftp://user@host/dir, s3://bucket/prefix)");
+	if ((rc = open_version(&reg, &v, a, "sync")) != 0)
+		goto done;
+	so.parallel = a->parallel;
+	so.known_hosts = a->known_hosts;
+	so.accept_new_host_key = a->accept_new_host_key;
+	so.identity_file = a->identity;
+	err = rh_sink_open(&sink, a->to, &so);
+	if (err < 0) {
+		rc = fail_input("sync", err);
+		goto done;
+	}
+	if (rh_cancel_init(&cancel) < 0) {
+		rc = fail("sync", RH_ERROR);
+		goto done;
+	}
+	cancel_ready = true;
+	opts.parallel = a->parallel;
+	opts.cancel = &cancel;
+	opts.progress = on_sync_progress;
+	opts.progress_user = &ui;
+	ui.on = !a->quiet && isatty(STDERR_FILENO);
+	sig_start(&sw, &cancel);
+	err = rh_sync_run(reg, v, sink, &opts, &st);
+	ui_end(&ui);
+	sig_stop(&sw);
+	fmt_bytes(sent, sizeof(sent), (double)st.bytes_sent);
+	fmt_bytes(skipped, sizeof(skipped), (double)st.bytes_skipped);
+	fmt_bytes(resumed, sizeof(resumed), (double)st.bytes_resumed);
+	if (err < 0) {
+		rc = fail("sync", err);
+		if (st.bytes_sent || st.files_sent)
+			fprintf(stderr, "rehydra registry sync: %s sent before it stopped; run "
+				"it again to resume\n", sent);
+		goto done;
+	}
+	printf("synced %s@%s to %s: %llu files sent, %llu skipped; %s sent, %s skipped, %s "
+	       "resumed in %.2f s (%.1f MiB/s)\n", v->name, v->version, sink->url,
+	       (unsigned long long)st.files_sent, (unsigned long long)st.files_skipped, sent,
+	       skipped, resumed, st.seconds, st.throughput_mib_s);
+done:
+	if (cancel_ready)
+		rh_cancel_clear(&cancel);
+	rh_sink_close(sink);
+	rh_model_version_free(v);
+	rh_registry_free(reg);
+	return rc;
+}
+
+static int reg_cache(struct reg_args *a)
+{
+	char *cache = NULL;
+	char f[32], k[32];
+	uint64_t freed = 0, kept = 0;
+	int rc = 0;
+	int err;
+
+	if (a->n_pos != 1 || strcmp(a->pos[0], "gc") != 0)
+		return rh_cli_usage_error(&rh_cmd_registry, "cache takes one action: gc");
+	cache = cache_dir(a);
+	if (!cache)
+		return rh_cli_usage_error(&rh_cmd_registry, "cache gc: no state directory: set "
+					  "HOME or XDG_STATE_HOME, or pass --state-dir");
+	err = rh_registry_cache_gc(cache, &freed, &kept);
+	if (err < 0) {
+		rc = fail("cache gc", err);
+		goto done;
+	}
+	fmt_bytes(f, sizeof(f), (double)freed);
+	fmt_bytes(k, sizeof(k), (double)kept);
+	printf("cache %s: freed %s, kept %s\n", cache, f, k);
+done:
+	free(cache);
+	return rc;
+}
+
+/* ---- parsing -------------------------------------------------------------------- */
+
+static int parse_unsigned(const char *s, unsigned *out, unsigned max)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v == 0 || v > max)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int cmd_registry_run(int argc, char **argv)
+{
+	static const char *const with_value[] = { "--registry", "--state-dir", "--to",
+						  "--license", "--meta", "--known-hosts",
+						  "--identity", "--parallel", NULL };
+	struct reg_args a = { 0 };
+	bool dashdash = false;
+
+	if (argc < 2)
+		return rh_cli_usage_error(&rh_cmd_registry, "no subcommand (list, show, verify, "
+					  "publish, sync, cache)");
+	a.sub = argv[1];
+	for (int i = 2; i < argc; i++) {
+		const char *arg = argv[i];
+		const char *val = NULL;
+
+		if (!dashdash && strcmp(arg, "--") == 0) {
+			dashdash = true;
+			continue;
+		}
+		if (dashdash || arg[0] != '-' || !arg[1]) {
+			if (a.n_pos == MAX_INPUTS)
+				return rh_cli_usage_error(&rh_cmd_registry,
+							  "more than %d arguments", MAX_INPUTS);
+			a.pos[a.n_pos++] = arg;
+			continue;
+		}
+		for (size_t k = 0; with_value[k]; k++) {
+			if (strcmp(arg, with_value[k]) == 0) {
+				if (i + 1 >= argc || !argv[i + 1][0])
+					return rh_cli_usage_error(&rh_cmd_registry,
+								  "%s needs a value", arg);
+				val = argv[++i];
+			}
+		}
+		if (strcmp(arg, "--registry") == 0) {
+			a.registry = val;
+		} else if (strcmp(arg, "--state-dir") == 0) {
+			a.state_dir = val;
+		} else if (strcmp(arg, "--to") == 0) {
+			a.to = val;
+		} else if (strcmp(arg, "--license") == 0) {
+			a.license = val;
+		} else if (strcmp(arg, "--meta") == 0) {
+			a.meta = val;
+		} else if (strcmp(arg, "--known-hosts") == 0) {
+			a.known_hosts = val;
+		} else if (strcmp(arg, "--identity") == 0) {
+			a.identity = val;
+		} else if (strcmp(arg, "--parallel") == 0) {
+			if (parse_unsigned(val, &a.parallel, 64) < 0)
+				return rh_cli_usage_error(&rh_cmd_registry, "--parallel expects a "
+							  "number from 1 to 64, got '%s'", val);
+		} else if (strcmp(arg, "--accept-new-host-key") == 0) {
+			a.accept_new_host_key = true;
+		} else if (strcmp(arg, "--json") == 0) {
+			a.json = true;
+		} else if (strcmp(arg, "-q") == 0 || strcmp(arg, "--quiet") == 0) {
+			a.quiet = true;
+		} else {
+			return rh_cli_usage_error(&rh_cmd_registry, "unknown option '%s'", arg);
+		}
+	}
+	if (strcmp(a.sub, "list") == 0)
+		return reg_list(&a);
+	if (strcmp(a.sub, "show") == 0)
+		return reg_show(&a);
+	if (strcmp(a.sub, "verify") == 0)
+		return reg_verify(&a);
+	if (strcmp(a.sub, "publish") == 0)
+		return reg_publish(&a);
+	if (strcmp(a.sub, "sync") == 0)
+		return reg_sync(&a);
+	if (strcmp(a.sub, "cache") == 0)
+		return reg_cache(&a);
+	return rh_cli_usage_error(&rh_cmd_registry, "'%s' is not a subcommand (list, show, "
+				  "verify, publish, sync, cache)", a.sub);
+}
+
+const struct rh_command rh_cmd_registry = {
+	.name = "registry",
+	.summary = "List, show, verify, publish and sync model versions",
+	.usage =
+		"usage: rehydra registry <subcommand> [options]\n\n"
+		"A registry is a git repository (a path, file://, ssh:// or https:// URL):\n"
+		"models/NAME/manifest.json lists every file with path, size and sha256, large\n"
+		"files are Git LFS objects, and the tag NAME/VERSION pins a version.\n\n"
+		"subcommands:\n"
+		"  list                      every model and its versions\n"
+		"  show NAME[@VERSION]       a version's commit, metadata and files (default:\n"
+		"                            the last version)\n"
+		"  verify NAME@VERSION       read every byte and check it against the manifest\n"
+		"  publish NAME@VERSION FILE|DIR...\n"
+		"                            commit and tag a new version in a local registry,\n"
+		"                            writing LFS pointers and objects (a directory adds\n"
+		"                            every file under it)\n"
+		"  sync NAME@VERSION --to TARGET\n"
+		"                            copy a version to a target ahead of a drill; only\n"
+		"                            missing or changed files move, cut-off transfers\n"
+		"                            resume (TARGET: file:///dir,\n"
+		"                            sftp://user@host[:port]/dir,\n"
+		"                            s3://bucket/prefix?endpoint=URL&region=R)\n"
+		"  cache gc                  remove cached LFS objects no cached version uses\n\n"
+		"options:\n"
+		"  --registry URL            the registry (default $REHYDRA_REGISTRY)\n"
+		"  --state-dir DIR           the cache is DIR/cache (default\n"
+		"                            $XDG_STATE_HOME/rehydra or ~/.local/state/rehydra)\n"
+		"  --json                    list, show: print JSON\n"
+		"  -q, --quiet               no progress line\n"
+		"  publish: --license L      the license (overrides --meta's)\n"
+		"           --meta FILE      JSON with license, description, serving, export\n"
+		"  sync:    --parallel N     files (and connections) in flight (default: the\n"
+		"                            target's, 4 for file and sftp)\n"
+		"           --known-hosts F  sftp: known_hosts file (default ~/.ssh/known_hosts)\n"
+		"           --accept-new-host-key\n"
+		"                            sftp: trust and record an unknown host key (never a\n"
+		"                            changed one)\n"
+		"           --identity F     sftp: private key (default: ssh-agent, then\n"
+		"                            ~/.ssh/id_ed25519, ~/.ssh/id_rsa)\n\n"
+		"S3 credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and\n"
+		"AWS_SESSION_TOKEN; the region and endpoint from the URL, else AWS_REGION and\n"
+		"AWS_ENDPOINT_URL.\n\n"
+		"exit status: 0 ok, 2 bad input (arguments, unknown model or version, bad\n"
+		"files), 3 failed (a transfer, a bad byte), 130 interrupted (partial transfers\n"
+		"are kept and resume on the next run)\n",
+	.run = cmd_registry_run,
+};
