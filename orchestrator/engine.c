@@ -321,6 +321,7 @@ int rh_drill_init(struct rh_drill *d, struct rh_runbook *rb, const char *state_d
 					 d->state_dir, d->dir);
 		if (rc < 0)
 			goto done;
+		d->provider->rb = rb;
 	}
 done:
 	free(steps_dir);

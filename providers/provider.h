@@ -29,6 +29,7 @@
 #include <jansson.h>
 #include <pthread.h>
 
+struct rh_runbook;
 struct rh_step_ctx;
 struct rh_sink;
 
@@ -41,6 +42,10 @@ struct rh_provider_ctx {
 	json_t *outputs;        /* owned: what provision learnt (host, port, ...) */
 	void *priv;             /* the adapter's own state; freed by ops->free */
 	pthread_mutex_t lock;   /* hooks may run concurrently (sync during provision) */
+	/* The runbook (borrowed, may be NULL): adapters that render a stack
+	 * (the cloud ones) read its stack and model. Set by whoever creates
+	 * the context when it has one (the engine, `rehydra render`). */
+	const struct rh_runbook *rb;
 };
 
 struct rh_provider_ops {
@@ -54,6 +59,10 @@ struct rh_provider_ops {
 	const char *const *output_keys;
 
 	int (*validate)(const json_t *target, const char *pointer, struct rh_diags *d);
+	/* Optional: checks, before T0 and before anything is created, that this
+	 * machine can drive the target at all (e.g. a terraform binary exists).
+	 * A failure is bad input: the drill exits 2 with the message. */
+	int (*preflight)(const json_t *target);
 	int (*provision)(struct rh_provider_ctx *p, struct rh_step_ctx *s);
 	/* *out: a new sink where this target's artifacts go (after provision). */
 	int (*sink_open)(struct rh_sink **out, struct rh_provider_ctx *p, struct rh_step_ctx *s);
@@ -79,5 +88,8 @@ int rh_provider_ctx_new(struct rh_provider_ctx **out, const struct rh_provider_o
 void rh_provider_ctx_free(struct rh_provider_ctx *p);
 
 extern const struct rh_provider_ops rh_provider_local;
+extern const struct rh_provider_ops rh_provider_aws;
+extern const struct rh_provider_ops rh_provider_alibaba;
+extern const struct rh_provider_ops rh_provider_nebius;
 
 #endif

@@ -1,0 +1,1132 @@
+/*
+ * cloud.c - the shared body of the Terraform-backed adapters.
+ *
+ * A cloud target is a Terraform working directory per drill: rendered from
+ * templates/<cloud>/ and the catalog, applied with the driver in
+ * terraform.c, read back with `terraform output`, and destroyed at the end
+ * with a leak check on the state. Rendering writes every runbook value into
+ * terraform.tfvars.json with jansson, so a value is JSON data and never
+ * HCL text: a quote, "${" or "%{" in it cannot become Terraform code.
+ *
+ * Provision holds the context's lock for its whole run: a sink or deploy
+ * asked for meanwhile waits for the outputs rather than failing.
+ */
+#include "cloud.h"
+#include "catalog.h"
+#include "clock.h"
+#include "engine.h"
+#include "error.h"
+#include "fsutil.h"
+#include "interp.h"
+#include "runbook.h"
+#include "sink.h"
+#include "steps.h"
+#include "terraform.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "banned.h"
+
+static const char *const cloud_outputs[] = { "endpoint", "ssh_host", "ssh_user", "bucket",
+					     "instance_id", NULL };
+
+struct cloud_state {
+	char *bin;       /* terraform/tofu found for this drill */
+	char *workdir;   /* <drill dir>/terraform */
+	char *sink_url;  /* s3://bucket/model?endpoint=...: set once applied */
+	json_t *placement; /* region, jurisdiction, accelerator, offering */
+	bool applied;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+const char *rh_cloud_str(const json_t *target, const char *key, const char *dflt)
+{
+	const char *s = json_string_value(json_object_get(target, key));
+
+	return s ? s : dflt;
+}
+
+long long rh_cloud_int(const json_t *target, const char *key, long long dflt)
+{
+	const json_t *v = json_object_get(target, key);
+
+	if (json_is_integer(v))
+		return json_integer_value(v);
+	if (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v))
+		return (long long)json_real_value(v);
+	return dflt;
+}
+
+void rh_cloud_label(char *buf, size_t size, const char *drill_id, size_t max)
+{
+	char tmp[256];
+	size_t n = 0, len;
+	bool dash = true; /* no leading '-' */
+
+	for (const char *c = drill_id; *c && n + 1 < sizeof(tmp); c++) {
+		unsigned char ch = (unsigned char)tolower((unsigned char)*c);
+
+		if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) {
+			tmp[n++] = (char)ch;
+			dash = false;
+		} else if (!dash) {
+			tmp[n++] = '-';
+			dash = true;
+		}
+	}
+	while (n > 0 && tmp[n - 1] == '-')
+		n--;
+	tmp[n] = '\0';
+	if (max >= size)
+		max = size - 1;
+	len = n;
+	if (len <= max) {
+		snprintf(buf, size, "%s", n ? tmp : "drill");
+		return;
+	}
+	/* keep the head and the last 6 characters (the drill's random hex) */
+	snprintf(buf, size, "%.*s-%s", (int)(max - 7), tmp, tmp + n - 6);
+	for (size_t i = max - 7; i > 0 && buf[i - 1] == '-'; i--)
+		memmove(buf + i - 1, buf + i, strlen(buf + i) + 1);
+}
+
+static int oom(void)
+{
+	return rh_error_set(RH_ENOMEM, "out of memory in the cloud provider");
+}
+
+static int set_new(json_t *obj, const char *key, json_t *val)
+{
+	return json_object_set_new(obj, key, val) == 0 ? 0 : oom();
+}
+
+static struct cloud_state *state_get(struct rh_provider_ctx *p, int *err)
+{
+	struct cloud_state *st = p->priv;
+
+	*err = 0;
+	if (st)
+		return st;
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		*err = oom();
+		return NULL;
+	}
+	p->priv = st;
+	return st;
+}
+
+void rh_cloud_free(struct rh_provider_ctx *p)
+{
+	struct cloud_state *st = p->priv;
+
+	if (!st)
+		return;
+	free(st->bin);
+	free(st->workdir);
+	free(st->sink_url);
+	json_decref(st->placement);
+	free(st);
+	p->priv = NULL;
+}
+
+/* ---- validation --------------------------------------------------------- */
+
+static bool has_ref(const char *s)
+{
+	return s && strstr(s, "${") != NULL;
+}
+
+static bool is_cidr(const char *s)
+{
+	unsigned a, b, c, d, m;
+	char tail;
+
+	if (sscanf(s, "%u.%u.%u.%u/%u%c", &a, &b, &c, &d, &m, &tail) != 5)
+		return false;
+	return a < 256 && b < 256 && c < 256 && d < 256 && m <= 32;
+}
+
+static int diag(struct rh_diags *d, const char *pointer, const char *key, const char *fmt,
+		const char *arg)
+{
+	char *ptr = key ? rh_pointer_join(pointer, key) : NULL;
+	int rc;
+
+	if (key && !ptr)
+		return oom();
+	rc = rh_diags_add(d, ptr ? ptr : pointer, false, fmt, arg);
+	free(ptr);
+	return rc < 0 ? rc : RH_EINVAL;
+}
+
+int rh_cloud_validate(const struct rh_cloud_def *def, const json_t *target, const char *pointer,
+		      struct rh_diags *d)
+{
+	static const char *const strings[] = { "accelerator", "allowed_cidr", "operator_cidr",
+					       "ssh_public_key", "terraform", "instance_type",
+					       "image", "zone", "project_id", "storage_group_id",
+					       "platform", "preset", "image_family", NULL };
+	static const char *const ints[] = { "serving_port", "disk_gb", NULL };
+	json_t *cat = NULL;
+	const json_t *unused;
+	const char *region = rh_cloud_str(target, "region", NULL);
+	const char *acc = rh_cloud_str(target, "accelerator", NULL);
+	int rc = 0, r;
+
+	for (size_t i = 0; def->required_keys[i]; i++)
+		if (!json_object_get(target, def->required_keys[i]))
+			rc = rh_diags_add(d, pointer, false, "the %s provider needs target.%s",
+					  def->name, def->required_keys[i]) < 0
+				 ? RH_ENOMEM
+				 : RH_EINVAL;
+	for (size_t i = 0; strings[i]; i++) {
+		const json_t *v = json_object_get(target, strings[i]);
+
+		if (v && (!json_is_string(v) || (json_string_length(v) == 0 &&
+						 strcmp(strings[i], "ssh_public_key") != 0)))
+			rc = diag(d, pointer, strings[i], "%s must be a non-empty string",
+				  strings[i]);
+	}
+	for (size_t i = 0; ints[i]; i++) {
+		const json_t *v = json_object_get(target, ints[i]);
+		long long n = rh_cloud_int(target, ints[i], -1);
+		bool port = strcmp(ints[i], "serving_port") == 0;
+
+		if (v && (n < (port ? 1 : 20) || n > (port ? 65535 : 16384)))
+			rc = diag(d, pointer, ints[i],
+				  port ? "%s must be an integer port 1..65535"
+				       : "%s must be an integer number of GiB, 20..16384",
+				  ints[i]);
+	}
+	for (int k = 0; k < 2; k++) {
+		const char *key = k ? "operator_cidr" : "allowed_cidr";
+		const char *v = rh_cloud_str(target, key, NULL);
+
+		if (v && *v && !has_ref(v) && !is_cidr(v))
+			rc = diag(d, pointer, key, "expected an IPv4 CIDR such as 203.0.113.0/24, "
+						   "got \"%s\"",
+				  v);
+	}
+	if (!region) {
+		rc = diag(d, pointer, NULL, "the %s provider needs target.region", def->name);
+		goto done;
+	}
+	if (has_ref(region) || !acc || has_ref(acc))
+		goto done; /* checked again at render time, once expanded */
+	r = rh_catalog_load(&cat, def->name);
+	if (r == 0)
+		r = rh_catalog_region(&unused, cat, region);
+	if (r == 0)
+		r = rh_catalog_accelerator(&unused, cat, acc, region);
+	if (r == RH_ENOMEM) {
+		rc = r;
+	} else if (r < 0) {
+		char *ptr = rh_pointer_join(pointer, r == RH_ENOTFOUND && cat &&
+						     !json_object_get(json_object_get(cat, "regions"),
+								      region)
+						 ? "region"
+						 : "accelerator");
+
+		rc = rh_diags_add(d, ptr ? ptr : pointer, false, "%s", rh_error_last()) < 0
+			 ? RH_ENOMEM
+			 : RH_EINVAL;
+		free(ptr);
+	}
+done:
+	json_decref(cat);
+	return rc == RH_ENOMEM ? rc : 0;
+}
+
+/* ---- rendering ---------------------------------------------------------- */
+
+static json_t *env_scope(const struct rh_runbook *rb)
+{
+	json_t *env = json_object();
+
+	for (size_t i = 0; env && i < rb->n_env_allow; i++) {
+		const char *v = getenv(rb->env_allow[i]);
+
+		if (v && json_object_set_new(env, rb->env_allow[i], json_string(v)) < 0) {
+			json_decref(env);
+			return NULL;
+		}
+	}
+	return env;
+}
+
+/* The namespaces known before anything runs (no target, no model). */
+static json_t *base_scope(const struct rh_runbook *rb, const char *drill_id,
+			  const char *drill_dir)
+{
+	json_t *env = env_scope(rb);
+
+	if (!env)
+		return NULL;
+	return json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s}, s:O, s:o, s:{}}",
+			 "runbook", "name", rb->name, "dir", rb->dir ? rb->dir : "", "path",
+			 rb->path ? rb->path : "", "sha256", rb->sha256, "drill", "id", drill_id,
+			 "dir", drill_dir ? drill_dir : "", "rehydra", "bindir", "", "version",
+			 RH_VERSION, "vars", rb->vars ? rb->vars : json_object(), "env", env,
+			 "steps");
+}
+
+static int expand_string(json_t *model, const char *key, const char *raw, const json_t *scope)
+{
+	char *val = NULL;
+	int rc;
+
+	if (!raw)
+		return 0;
+	rc = rh_interp_expand(&val, raw, scope);
+	if (rc < 0)
+		return rh_error_prefix(rc, "model.%s", key);
+	rc = set_new(model, key, json_string(val));
+	free(val);
+	return rc;
+}
+
+/* What the stack sees on the instance (see cloud.h). */
+static int stack_scope(json_t *scope, const struct rh_runbook *rb, const json_t *target,
+		       long long port, const char *bucket)
+{
+	json_t *t = json_deep_copy(target);
+	json_t *model = json_object();
+	int rc;
+
+	if (!t || !model || json_object_set_new(t, "host", json_string("0.0.0.0")) < 0 ||
+	    json_object_set_new(t, "port", json_integer(port)) < 0 ||
+	    json_object_set_new(t, "bucket", json_string(bucket)) < 0 ||
+	    json_object_set_new(model, "path", json_string(RH_CLOUD_MODEL_DIR)) < 0) {
+		json_decref(t);
+		json_decref(model);
+		return oom();
+	}
+	if (json_object_set_new(scope, "target", t) < 0) {
+		json_decref(model);
+		return oom();
+	}
+	if (json_object_set_new(scope, "model", model) < 0)
+		return oom();
+	if (!rb->model.present)
+		return 0;
+	if ((rc = expand_string(model, "name", rb->model.name, scope)) < 0 ||
+	    (rc = expand_string(model, "version", rb->model.version, scope)) < 0 ||
+	    (rc = expand_string(model, "registry", rb->model.registry, scope)) < 0 ||
+	    (rc = expand_string(model, "commit", rb->model.commit, scope)) < 0)
+		return rc;
+	return 0;
+}
+
+static int expand_stack(json_t **cmd, json_t **env, const struct rh_runbook *rb,
+			const json_t *scope)
+{
+	const json_t *stack = rb->stack;
+	int rc;
+
+	*cmd = NULL;
+	*env = NULL;
+	if (!json_is_array(json_object_get(stack, "command")))
+		return rh_error_set(RH_EINVAL, "the runbook has no stack.command: a cloud target "
+					       "starts the stack from cloud-init and needs one");
+	rc = rh_interp_expand_json(cmd, json_object_get(stack, "command"), scope);
+	if (rc == 0)
+		rc = json_object_get(stack, "env")
+			 ? rh_interp_expand_json(env, json_object_get(stack, "env"), scope)
+			 : ((*env = json_object()) ? 0 : oom());
+	if (rc == RH_ENOTFOUND)
+		rh_error_prefix(rc, "stack: the instance starts the stack at boot, before rehydra "
+				    "learns that value; a cloud stack may use ${target.host} "
+				    "(0.0.0.0), ${target.port}, ${target.bucket}, ${model.path}, "
+				    "${model.name|version}, vars, env, runbook and drill");
+	else if (rc < 0)
+		rh_error_prefix(rc, "stack");
+	return rc;
+}
+
+static int dump_to(int dirfd, const char *where, const char *name, const json_t *obj)
+{
+	char *text = json_dumps(obj, JSON_SORT_KEYS | JSON_INDENT(2));
+	char *withnl = NULL;
+	int rc;
+
+	if (!text || asprintf(&withnl, "%s\n", text) < 0) {
+		free(text);
+		return oom();
+	}
+	rc = rh_fs_write_atomic_at(dirfd, where, name, withnl, strlen(withnl));
+	free(text);
+	free(withnl);
+	return rc;
+}
+
+static int read_all(char **out, size_t *len, const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *buf = NULL;
+	size_t cap = 0, n = 0, got;
+	int rc = 0;
+
+	*out = NULL;
+	if (!f)
+		return rh_error_set_errno(RH_EIO, errno, "cannot read %s", path);
+	do {
+		if (n == cap) {
+			char *nb = realloc(buf, cap ? cap * 2 : 8192);
+
+			if (!nb) {
+				rc = oom();
+				goto done;
+			}
+			buf = nb;
+			cap = cap ? cap * 2 : 8192;
+		}
+		got = fread(buf + n, 1, cap - n, f);
+		n += got;
+	} while (got > 0);
+	if (ferror(f)) {
+		rc = rh_error_set(RH_EIO, "cannot read %s", path);
+		goto done;
+	}
+	*out = buf;
+	*len = n;
+	buf = NULL;
+done:
+	free(buf);
+	fclose(f);
+	return rc;
+}
+
+/* Copies templates/<name>/ (regular files, not dotfiles) into dir/module. */
+static int copy_module(const char *name, const char *dir)
+{
+	char *tdir = NULL, *mdir = NULL;
+	char src[PATH_MAX];
+	DIR *dp = NULL;
+	struct dirent *de;
+	int mfd = -1, rc;
+
+	rc = rh_data_dir(&tdir, "templates");
+	if (rc < 0)
+		goto done;
+	if (asprintf(&mdir, "%s/module", dir) < 0) {
+		mdir = NULL;
+		rc = oom();
+		goto done;
+	}
+	rc = rh_fs_mkdir_p(mdir);
+	if (rc < 0)
+		goto done;
+	mfd = open(mdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	snprintf(src, sizeof(src), "%s/%s", tdir, name);
+	dp = opendir(src);
+	if (mfd < 0 || !dp) {
+		rc = rh_error_set_errno(RH_EIO, errno, "cannot open %s", mfd < 0 ? mdir : src);
+		goto done;
+	}
+	while ((de = readdir(dp)) != NULL) {
+		char path[PATH_MAX + 256];
+		struct stat sb;
+		char *data = NULL;
+		size_t len = 0;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", src, de->d_name);
+		if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+			continue;
+		rc = read_all(&data, &len, path);
+		if (rc == 0)
+			rc = rh_fs_write_atomic_at(mfd, mdir, de->d_name, data, len);
+		free(data);
+		if (rc < 0)
+			goto done;
+	}
+done:
+	if (dp)
+		closedir(dp);
+	if (mfd >= 0)
+		close(mfd);
+	free(tdir);
+	free(mdir);
+	return rc;
+}
+
+static json_t *root_module(const struct rh_cloud_def *def, const json_t *cat,
+			   const json_t *tfvars)
+{
+	const json_t *tf = json_object_get(cat, "terraform");
+	json_t *root, *vars, *mod, *outs, *prov;
+	const char *key;
+	json_t *val;
+
+	prov = def->provider_block();
+	root = json_pack("{s:s, s:{s:s, s:{s:{s:O, s:O}}}, s:{s:o}, s:{}, s:{s:{s:s}}, s:{}}",
+			 "//", "generated by rehydra render from templates/ and the catalog; "
+			       "values are in terraform.tfvars.json",
+			 "terraform", "required_version", ">= 1.5.0", "required_providers",
+			 def->tf_provider, "source", json_object_get(tf, "source"), "version",
+			 json_object_get(tf, "version"), "provider", def->tf_provider, prov,
+			 "variable", "module", "rehydra", "source", "./module", "output");
+	if (!root)
+		return NULL;
+	vars = json_object_get(root, "variable");
+	mod = json_object_get(json_object_get(root, "module"), "rehydra");
+	outs = json_object_get(root, "output");
+	json_object_foreach((json_t *)tfvars, key, val)
+	{
+		char *ref = NULL;
+
+		if (asprintf(&ref, "${var.%s}", key) < 0 ||
+		    json_object_set_new(vars, key, json_object()) < 0 ||
+		    json_object_set_new(mod, key, json_string(ref)) < 0) {
+			free(ref);
+			json_decref(root);
+			return NULL;
+		}
+		free(ref);
+	}
+	for (size_t i = 0; cloud_outputs[i]; i++) {
+		char *ref = NULL;
+
+		if (asprintf(&ref, "${module.rehydra.%s}", cloud_outputs[i]) < 0 ||
+		    json_object_set_new(outs, cloud_outputs[i], json_pack("{s:s}", "value", ref)) <
+			0) {
+			free(ref);
+			json_decref(root);
+			return NULL;
+		}
+		free(ref);
+	}
+	return root;
+}
+
+/* Renders into `dir`. *placement_out (may be NULL) gets a new object
+ * describing where the stack lands; *sink_url_out (may be NULL) the sink. */
+static int render_into(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
+		       const char *dir, json_t **placement_out, char **sink_url_out)
+{
+	const struct rh_runbook *rb = p->rb;
+	json_t *scope = NULL, *target = NULL, *cat = NULL, *tfvars = NULL, *root = NULL;
+	json_t *cmd = NULL, *env = NULL, *labels = NULL;
+	const json_t *region_e, *acc;
+	const char *region, *cls;
+	char label[64], rlabel[64], name[72];
+	long long port;
+	int dfd = -1, rc;
+
+	if (placement_out)
+		*placement_out = NULL;
+	if (sink_url_out)
+		*sink_url_out = NULL;
+	if (!rb)
+		return rh_error_set(RH_EINVAL, "%s provider: rendering needs the runbook", def->name);
+	scope = base_scope(rb, p->drill_id, p->drill_dir);
+	if (!scope) {
+		rc = oom();
+		goto done;
+	}
+	rc = rh_interp_expand_json(&target, p->target, scope);
+	if (rc < 0) {
+		rh_error_prefix(rc, "target");
+		goto done;
+	}
+	rc = rh_catalog_load(&cat, def->name);
+	if (rc < 0)
+		goto done;
+	region = rh_cloud_str(target, "region", "");
+	cls = rh_cloud_str(target, "accelerator", "");
+	if ((rc = rh_catalog_region(&region_e, cat, region)) < 0 ||
+	    (rc = rh_catalog_accelerator(&acc, cat, cls, region)) < 0)
+		goto done;
+
+	rh_cloud_label(label, sizeof(label), p->drill_id, 60);
+	rh_cloud_label(rlabel, sizeof(rlabel), rb->name, 63);
+	snprintf(name, sizeof(name), "rh-%s", label);
+	port = rh_cloud_int(target, "serving_port", RH_CLOUD_DEFAULT_PORT);
+
+	rc = stack_scope(scope, rb, target, port, name);
+	if (rc == 0)
+		rc = expand_stack(&cmd, &env, rb, scope);
+	if (rc < 0)
+		goto done;
+	labels = json_pack("{s:s, s:s, s:s}", "rehydra-drill", label, "rehydra-runbook", rlabel,
+			   "managed-by", "rehydra");
+	tfvars = labels ? json_pack("{s:s, s:s, s:O, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:s, "
+				    "s:s, s:s, s:s, s:s, s:O, s:O}",
+				    "drill_id", p->drill_id, "name", name, "labels", labels,
+				    "region", region, "accelerator", cls, "disk_gb",
+				    (json_int_t)rh_cloud_int(target, "disk_gb",
+							     RH_CLOUD_DEFAULT_DISK_GB),
+				    "serving_port", (json_int_t)port, "allowed_cidr",
+				    rh_cloud_str(target, "allowed_cidr", ""), "operator_cidr",
+				    rh_cloud_str(target, "operator_cidr", ""), "ssh_user",
+				    rh_cloud_str(cat, "ssh_user", "rehydra"), "ssh_public_key",
+				    rh_cloud_str(target, "ssh_public_key", ""), "bucket", name,
+				    "artifact_prefix", RH_CLOUD_PREFIX, "s3_endpoint",
+				    rh_cloud_str(json_object_get(region_e, "object_storage"),
+						 "endpoint", ""),
+				    "model_dir", RH_CLOUD_MODEL_DIR, "stack_command", cmd,
+				    "stack_env", env)
+			  : NULL;
+	if (!tfvars) {
+		rc = oom();
+		goto done;
+	}
+	rc = def->tfvars(tfvars, target, acc);
+	if (rc < 0)
+		goto done;
+	root = root_module(def, cat, tfvars);
+	if (!root) {
+		rc = oom();
+		goto done;
+	}
+	rc = rh_fs_mkdir_p(dir);
+	if (rc == 0)
+		rc = copy_module(def->name, dir);
+	if (rc < 0)
+		goto done;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		rc = rh_error_set_errno(RH_EIO, errno, "cannot open %s", dir);
+		goto done;
+	}
+	if ((rc = dump_to(dfd, dir, "terraform.tfvars.json", tfvars)) < 0 ||
+	    (rc = dump_to(dfd, dir, "main.tf.json", root)) < 0)
+		goto done;
+
+	if (placement_out) {
+		json_t *pl = json_pack("{s:s, s:s, s:O, s:s, s:O, s:O}", "provider", def->name,
+				       "region", region, "jurisdiction",
+				       json_object_get(region_e, "jurisdiction"), "accelerator", cls,
+				       "catalog_as_of", json_object_get(cat, "as_of"), "status",
+				       json_object_get(acc, "status"));
+		const char *k[] = { "instance_type", "platform", "preset", NULL };
+
+		for (size_t i = 0; pl && k[i]; i++)
+			if (json_object_get(tfvars, k[i]) &&
+			    json_object_set(pl, k[i], json_object_get(tfvars, k[i])) < 0) {
+				json_decref(pl);
+				pl = NULL;
+			}
+		if (!pl) {
+			rc = oom();
+			goto done;
+		}
+		*placement_out = pl;
+	}
+	if (sink_url_out) {
+		const json_t *os = json_object_get(region_e, "object_storage");
+
+		if (asprintf(sink_url_out, "s3://%s/%s?endpoint=%s&region=%s&style=%s", name,
+			     RH_CLOUD_PREFIX, rh_cloud_str(os, "endpoint", ""), region,
+			     rh_cloud_str(os, "style", "virtual")) < 0) {
+			*sink_url_out = NULL;
+			rc = oom();
+			goto done;
+		}
+	}
+done:
+	if (dfd >= 0)
+		close(dfd);
+	json_decref(scope);
+	json_decref(target);
+	json_decref(cat);
+	json_decref(tfvars);
+	json_decref(root);
+	json_decref(cmd);
+	json_decref(env);
+	json_decref(labels);
+	return rc;
+}
+
+int rh_cloud_render(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
+		    const char *out_dir)
+{
+	int rc = render_into(def, p, out_dir, NULL, NULL);
+
+	return rc < 0 ? rh_error_prefix(rc, "%s provider: render", def->name) : 0;
+}
+
+int rh_cloud_describe(const struct rh_cloud_def *def, json_t **out)
+{
+	return rh_catalog_load(out, def->name);
+}
+
+/* ---- running terraform for a drill ------------------------------------- */
+
+struct progress_glue {
+	struct rh_step_ctx *s;
+};
+
+static void on_progress(void *user, const char *text)
+{
+	struct progress_glue *g = user;
+
+	if (g->s && g->s->progress)
+		g->s->progress(g->s->progress_user, g->s, text);
+}
+
+/* "<log_prefix>.terraform-<what>" (new). */
+static char *log_prefix(struct rh_step_ctx *s, const char *workdir, const char *what)
+{
+	char *out = NULL;
+
+	if (asprintf(&out, "%s.terraform-%s", s && s->log_prefix ? s->log_prefix : workdir,
+		     what) < 0)
+		return NULL;
+	return out;
+}
+
+static int tf(struct cloud_state *st, struct rh_step_ctx *s, const char *what,
+	      const char *const *args, struct rh_tf_stream *stream, char **log_out)
+{
+	struct progress_glue glue = { .s = s };
+	struct rh_tf_run run = { 0 };
+	char *lp = log_prefix(s, st->workdir, what);
+	int rc;
+
+	if (log_out)
+		*log_out = NULL;
+	if (!lp)
+		return oom();
+	run.bin = st->bin;
+	run.dir = st->workdir;
+	run.args = args;
+	run.log_prefix = lp;
+	run.deadline = s ? s->deadline : 0;
+	run.cancel = s ? s->cancel : NULL;
+	run.stream = stream;
+	run.progress = on_progress;
+	run.progress_user = &glue;
+	rc = rh_tf_run(&run);
+	if (log_out)
+		*log_out = lp;
+	else
+		free(lp);
+	return rc;
+}
+
+static int workdir_path(char **out, struct rh_provider_ctx *p)
+{
+	int n;
+
+	if (p->drill_dir)
+		n = asprintf(out, "%s/terraform", p->drill_dir);
+	else if (p->state_dir)
+		n = asprintf(out, "%s/terraform/%s", p->state_dir, p->drill_id);
+	else
+		return rh_error_set(RH_EINVAL, "no drill directory for the terraform state");
+	if (n < 0) {
+		*out = NULL;
+		return oom();
+	}
+	return 0;
+}
+
+static int prepare(struct cloud_state *st, struct rh_provider_ctx *p)
+{
+	int rc;
+
+	if (!st->workdir && (rc = workdir_path(&st->workdir, p)) < 0)
+		return rc;
+	if (!st->bin &&
+	    (rc = rh_tf_find(&st->bin, rh_cloud_str(p->target, "terraform", NULL))) < 0)
+		return rc;
+	return 0;
+}
+
+static json_t *tf_record(const struct cloud_state *st, const struct rh_tf_stream *stream)
+{
+	json_t *o = json_pack("{s:s, s:O, s:O}", "workdir", st->workdir, "resources",
+			      stream->resources, "changes",
+			      stream->summary ? stream->summary : json_null());
+
+	if (o && stream->tf_version)
+		json_object_set_new(o, "version", json_string(stream->tf_version));
+	return o;
+}
+
+/* Stream errors, else the process error: into one message (rc kept). */
+static int tf_failed(int rc, const struct rh_tf_stream *stream, const char *what)
+{
+	char errs[2048];
+	char first[512];
+
+	snprintf(first, sizeof(first), "%s", rh_error_last());
+	if (stream && rh_tf_stream_errors(stream, errs, sizeof(errs)) > 0 && rc == RH_ERROR)
+		return rh_error_set(rc, "terraform %s failed: %s (%s)", what, errs, first);
+	return rh_error_set(rc, "%s", first);
+}
+
+static int read_outputs(json_t **out, const char *log_prefix_path)
+{
+	char path[PATH_MAX];
+	json_error_t jerr;
+	json_t *o;
+
+	*out = NULL;
+	snprintf(path, sizeof(path), "%s.stdout", log_prefix_path);
+	o = json_load_file(path, 0, &jerr);
+	if (!json_is_object(o)) {
+		json_decref(o);
+		return rh_error_set(RH_EIO, "terraform output -json printed no JSON object "
+					    "(%s:%d: %s)",
+				    path, jerr.line, jerr.text);
+	}
+	*out = o;
+	return 0;
+}
+
+static int set_outputs(json_t *dst, const json_t *tfout, long long port)
+{
+	const char *host;
+
+	for (size_t i = 0; cloud_outputs[i]; i++) {
+		const json_t *v = json_object_get(json_object_get(tfout, cloud_outputs[i]), "value");
+
+		if (!json_is_string(v))
+			return rh_error_set(RH_EIO, "terraform output '%s' is missing or not a "
+						    "string: the module in the working directory "
+						    "does not match this rehydra",
+					    cloud_outputs[i]);
+		if (set_new(dst, cloud_outputs[i], json_deep_copy(v)) < 0)
+			return RH_ENOMEM;
+	}
+	host = json_string_value(json_object_get(dst, "ssh_host"));
+	if (set_new(dst, "host", json_string(host)) < 0 ||
+	    set_new(dst, "port", json_integer(port)) < 0)
+		return RH_ENOMEM;
+	return 0;
+}
+
+int rh_cloud_provision(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
+		       struct rh_step_ctx *s)
+{
+	static const char *const init_args[] = { "init", "-input=false", "-no-color", NULL };
+	static const char *const apply_args[] = { "apply", "-auto-approve", "-input=false",
+						  "-json", NULL };
+	static const char *const output_args[] = { "output", "-no-color", "-json", NULL };
+	struct rh_tf_stream stream;
+	struct cloud_state *st;
+	json_t *tfout = NULL, *placement = NULL, *rec = NULL;
+	char *sink_url = NULL, *out_log = NULL;
+	bool stream_ready = false;
+	int rc;
+
+	pthread_mutex_lock(&p->lock);
+	st = state_get(p, &rc);
+	if (!st)
+		goto done;
+	if (!p->rb && s && s->drill)
+		p->rb = s->drill->rb;
+	rc = prepare(st, p);
+	if (rc < 0)
+		goto done;
+	rc = render_into(def, p, st->workdir, &placement, &sink_url);
+	if (rc < 0)
+		goto done;
+	json_decref(st->placement);
+	st->placement = placement;
+	placement = NULL;
+	free(st->sink_url);
+	st->sink_url = sink_url;
+	sink_url = NULL;
+
+	rc = tf(st, s, "init", init_args, NULL, NULL);
+	if (rc < 0) {
+		tf_failed(rc, NULL, "init");
+		goto done;
+	}
+	rc = rh_tf_stream_init(&stream);
+	if (rc < 0)
+		goto done;
+	stream_ready = true;
+	rc = tf(st, s, "apply", apply_args, &stream, NULL);
+	rec = tf_record(st, &stream);
+	if (s && s->outputs && rec)
+		json_object_set(s->outputs, "terraform", rec);
+	if (s && s->outputs && st->placement)
+		json_object_set(s->outputs, "placement", st->placement);
+	if (rc < 0) {
+		tf_failed(rc, &stream, "apply");
+		goto done;
+	}
+	st->applied = true;
+	rc = tf(st, s, "output", output_args, NULL, &out_log);
+	if (rc == 0)
+		rc = read_outputs(&tfout, out_log);
+	if (rc < 0)
+		goto done;
+	rc = set_outputs(p->outputs, tfout,
+			 rh_cloud_int(p->target, "serving_port", RH_CLOUD_DEFAULT_PORT));
+	if (rc == 0 && s && s->outputs)
+		rc = set_outputs(s->outputs, tfout,
+				 rh_cloud_int(p->target, "serving_port", RH_CLOUD_DEFAULT_PORT));
+done:
+	/* the step glue names the provider and the hook */
+	pthread_mutex_unlock(&p->lock);
+	if (stream_ready)
+		rh_tf_stream_release(&stream);
+	json_decref(tfout);
+	json_decref(placement);
+	json_decref(rec);
+	free(sink_url);
+	free(out_log);
+	return rc;
+}
+
+int rh_cloud_sink_open(const struct rh_cloud_def *def, struct rh_sink **out,
+		       struct rh_provider_ctx *p, struct rh_step_ctx *s)
+{
+	struct rh_sink_opts opts = RH_SINK_OPTS_INIT;
+	struct cloud_state *st;
+	char *url = NULL;
+	int rc = 0;
+
+	(void)s;
+	*out = NULL;
+	pthread_mutex_lock(&p->lock);
+	st = p->priv;
+	if (!st || !st->applied || !st->sink_url) {
+		rc = rh_error_set(RH_EINVAL, "%s provider: the target is not provisioned yet: add "
+					     "a provision step to this step's `after`",
+				  def->name);
+		goto done;
+	}
+	url = strdup(st->sink_url);
+	if (!url)
+		rc = oom();
+done:
+	pthread_mutex_unlock(&p->lock);
+	if (rc == 0) {
+		rc = rh_sink_open(out, url, &opts);
+		if (rc < 0)
+			rh_error_prefix(rc, "%s provider: the region's bucket", def->name);
+	}
+	free(url);
+	return rc;
+}
+
+int rh_cloud_deploy(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
+		    struct rh_step_ctx *s, const json_t *command, const json_t *env)
+{
+	struct cloud_state *st;
+	int rc = 0;
+
+	(void)command;
+	(void)env;
+	pthread_mutex_lock(&p->lock);
+	st = p->priv;
+	if (!st || !st->applied) {
+		rc = rh_error_set(RH_EINVAL, "%s provider: the target is not provisioned yet: add "
+					     "a provision step to this step's `after`",
+				  def->name);
+		goto done;
+	}
+	/* cloud-init started rehydra-boot at first boot; it starts the stack
+	 * as soon as the sync's manifest is in the bucket. Nothing to do but
+	 * say so: the probes that follow measure when it answers. */
+	if (s && s->outputs)
+		rc = set_new(s->outputs, "started_by", json_string("cloud-init")) < 0 ||
+				     set_new(s->outputs, "unit", json_string("rehydra-stack")) < 0
+			 ? RH_ENOMEM
+			 : 0;
+done:
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+static bool exists(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return lstat(path, &sb) == 0;
+}
+
+/* `terraform state list` into a new array of addresses. */
+static int state_list(json_t **out, struct cloud_state *st, struct rh_step_ctx *s)
+{
+	static const char *const args[] = { "state", "list", "-no-color", NULL };
+	char *lp = NULL;
+	char path[PATH_MAX];
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	FILE *f;
+	int rc;
+
+	*out = NULL;
+	rc = tf(st, s, "state-list", args, NULL, &lp);
+	if (rc < 0)
+		goto done;
+	snprintf(path, sizeof(path), "%s.stdout", lp);
+	f = fopen(path, "re");
+	*out = json_array();
+	if (!f || !*out) {
+		if (f)
+			fclose(f);
+		rc = f ? oom() : rh_error_set_errno(RH_EIO, errno, "cannot read %s", path);
+		goto done;
+	}
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
+			line[--n] = '\0';
+		if (n > 0 && json_array_append_new(*out, json_string(line)) < 0) {
+			rc = oom();
+			break;
+		}
+	}
+	free(line);
+	fclose(f);
+done:
+	free(lp);
+	return rc;
+}
+
+static void shell_word(char *buf, size_t size, const char *s)
+{
+	bool plain = *s != '\0';
+
+	for (const char *c = s; *c; c++)
+		if (!(isalnum((unsigned char)*c) || strchr("/._-+=:,@", *c)))
+			plain = false;
+	if (plain)
+		snprintf(buf, size, "%s", s);
+	else
+		snprintf(buf, size, "'%s'", s); /* our own paths: no single quotes in them */
+}
+
+/* After destroy (destroy_rc its result, its message current): lists the
+ * state, records leak_check ("clean", the addresses left, or "unknown")
+ * and, unless all is clean, fails loudly with the commands that finish the
+ * job by hand. */
+static int leak_verdict(struct cloud_state *st, struct rh_step_ctx *s, int destroy_rc)
+{
+	char why[2048], listed[1024] = "", cmd_bin[PATH_MAX + 2], cmd_dir[PATH_MAX + 16];
+	char arg[PATH_MAX + 8];
+	json_t *left = NULL, *a;
+	size_t i, pos = 0;
+	int lrc, rc = 0;
+
+	snprintf(why, sizeof(why), "%s", destroy_rc < 0 ? rh_error_last() : "");
+	lrc = destroy_rc == RH_ECANCELLED ? RH_ECANCELLED : state_list(&left, st, s);
+	if (s && s->outputs &&
+	    set_new(s->outputs, "leak_check",
+		    lrc < 0			   ? json_string("unknown")
+		    : json_array_size(left) == 0 ? json_string("clean")
+						   : json_deep_copy(left)) < 0) {
+		rc = RH_ENOMEM;
+		goto done;
+	}
+	if (destroy_rc == 0 && lrc == 0 && json_array_size(left) == 0) {
+		st->applied = false;
+		goto done;
+	}
+	json_array_foreach(left, i, a)
+	{
+		int n = snprintf(listed + pos, sizeof(listed) - pos, "%s%s", i ? ", " : "",
+				 json_string_value(a));
+
+		if (n < 0 || (size_t)n >= sizeof(listed) - pos)
+			break;
+		pos += (size_t)n;
+	}
+	shell_word(cmd_bin, sizeof(cmd_bin), st->bin);
+	snprintf(arg, sizeof(arg), "-chdir=%s", st->workdir);
+	shell_word(cmd_dir, sizeof(cmd_dir), arg);
+	rc = rh_error_set(destroy_rc < 0 ? destroy_rc : RH_ERROR,
+			  "TEARDOWN INCOMPLETE: %s%s%s%s; cloud resources may still be running "
+			  "and billing: finish with `%s %s destroy -auto-approve` (same cloud "
+			  "credentials in the environment), then check `%s %s state list` is "
+			  "empty",
+			  why[0] ? why : "destroy finished but the state is not empty",
+			  lrc < 0 ? "; the leak check could not read the state" : "",
+			  pos ? "; still in state: " : "", listed, cmd_bin, cmd_dir, cmd_bin,
+			  cmd_dir);
+done:
+	json_decref(left);
+	return rc;
+}
+
+int rh_cloud_teardown(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
+		      struct rh_step_ctx *s)
+{
+	static const char *const init_args[] = { "init", "-input=false", "-no-color", NULL };
+	static const char *const destroy_args[] = { "destroy", "-auto-approve", "-input=false",
+						    "-json", NULL };
+	struct rh_tf_stream stream;
+	struct cloud_state *st;
+	json_t *rec = NULL;
+	bool stream_ready = false;
+	int rc, destroy_rc;
+
+	pthread_mutex_lock(&p->lock);
+	st = state_get(p, &rc);
+	if (!st)
+		goto done;
+	if (!st->workdir && (rc = workdir_path(&st->workdir, p)) < 0)
+		goto done;
+	/* Nothing applied, nothing to destroy: no init ever ran here. */
+	if (!exists(st->workdir, "terraform.tfstate") && !exists(st->workdir, ".terraform")) {
+		if (s && s->outputs)
+			rc = set_new(s->outputs, "leak_check", json_string("clean"));
+		goto done;
+	}
+	rc = prepare(st, p);
+	if (rc < 0) {
+		rh_error_prefix(rc, "TEARDOWN INCOMPLETE: %s resources may be left behind in %s; "
+				    "once a binary is installed, finish with: terraform -chdir=%s "
+				    "destroy -auto-approve",
+				def->name, st->workdir, st->workdir);
+		goto done;
+	}
+	/* provision may have failed before init finished */
+	if (!exists(st->workdir, ".terraform")) {
+		destroy_rc = tf(st, s, "init", init_args, NULL, NULL);
+		if (destroy_rc < 0) {
+			tf_failed(destroy_rc, NULL, "init");
+			rc = leak_verdict(st, s, destroy_rc);
+			goto done;
+		}
+	}
+	rc = rh_tf_stream_init(&stream);
+	if (rc < 0)
+		goto done;
+	stream_ready = true;
+	destroy_rc = tf(st, s, "destroy", destroy_args, &stream, NULL);
+	rec = tf_record(st, &stream);
+	if (s && s->outputs && rec)
+		json_object_set(s->outputs, "terraform", rec);
+	if (destroy_rc < 0)
+		tf_failed(destroy_rc, &stream, "destroy");
+	rc = leak_verdict(st, s, destroy_rc);
+done:
+	pthread_mutex_unlock(&p->lock);
+	if (stream_ready)
+		rh_tf_stream_release(&stream);
+	json_decref(rec);
+	return rc;
+}
+
+int rh_cloud_preflight(const json_t *target)
+{
+	char *bin = NULL;
+	int rc = rh_tf_find(&bin, rh_cloud_str(target, "terraform", NULL));
+
+	free(bin);
+	return rc;
+}

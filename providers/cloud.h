@@ -1,0 +1,83 @@
+/*
+ * cloud.h - what the Terraform-backed adapters (aws, alibaba, nebius) share.
+ *
+ * The three clouds differ in their Terraform module (templates/<name>/),
+ * their catalog (providers/catalog/<name>.json), a few target keys and the
+ * way those keys become module inputs. Everything else -- rendering the
+ * working directory, running terraform, reading its outputs, the sink in
+ * the region's bucket, teardown with a leak check -- is done once, here,
+ * driven by a small const description per cloud.
+ *
+ * The rendered working directory (<drill dir>/terraform in a drill, --out
+ * for `rehydra render`):
+ *   module/            templates/<name>/ copied byte for byte
+ *   main.tf.json       root module: pinned provider, module call, outputs;
+ *                      only constant expressions, never a runbook value
+ *   terraform.tfvars.json  every value, as JSON data
+ * Both JSON files are written with sorted keys and no timestamps, so the
+ * same inputs give byte-identical files.
+ *
+ * The stack on the instance. cloud-init starts it at boot, before rehydra
+ * has learnt anything about the instance, so stack.command and stack.env
+ * are expanded at render time against: ${target.host} = 0.0.0.0 (the bind
+ * address), ${target.port} = serving_port, ${target.bucket},
+ * ${model.path} = /opt/rehydra/model (where the instance copies the
+ * artifacts), ${model.name|version|registry}, vars, env, runbook, drill.
+ * Anything else (model.sha256, steps.*) is an error that says so.
+ */
+#ifndef RH_CLOUD_H
+#define RH_CLOUD_H
+
+#include "diag.h"
+#include "provider.h"
+
+#include <jansson.h>
+
+struct rh_cloud_def {
+	const char *name;          /* adapter and catalog name: "aws" */
+	const char *tf_provider;   /* Terraform local name: "aws", "alicloud", "nebius" */
+	const char *const *required_keys; /* target keys a runbook must set */
+	/* Adds the cloud's own module inputs to `vars` from the (expanded)
+	 * target, the catalog's accelerator and region entries. */
+	int (*tfvars)(json_t *vars, const json_t *target, const json_t *acc);
+	/* The root module's provider block (new), constant expressions only. */
+	json_t *(*provider_block)(void);
+};
+
+extern const struct rh_cloud_def rh_cloud_aws;
+extern const struct rh_cloud_def rh_cloud_alibaba;
+extern const struct rh_cloud_def rh_cloud_nebius;
+
+#define RH_CLOUD_MODEL_DIR "/opt/rehydra/model"
+#define RH_CLOUD_PREFIX "model"
+#define RH_CLOUD_DEFAULT_PORT 8000
+#define RH_CLOUD_DEFAULT_DISK_GB 200
+
+/* The generic hooks; each adapter file wraps them with its definition. */
+int rh_cloud_validate(const struct rh_cloud_def *def, const json_t *target, const char *pointer,
+		      struct rh_diags *d);
+int rh_cloud_provision(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
+		       struct rh_step_ctx *s);
+int rh_cloud_sink_open(const struct rh_cloud_def *def, struct rh_sink **out,
+		       struct rh_provider_ctx *p, struct rh_step_ctx *s);
+int rh_cloud_deploy(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
+		    struct rh_step_ctx *s, const json_t *command, const json_t *env);
+int rh_cloud_teardown(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
+		      struct rh_step_ctx *s);
+int rh_cloud_render(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
+		    const char *out_dir);
+int rh_cloud_describe(const struct rh_cloud_def *def, json_t **out);
+/* The provider ops' preflight: a terraform/tofu binary can be found. */
+int rh_cloud_preflight(const json_t *target);
+void rh_cloud_free(struct rh_provider_ctx *p);
+
+/* Helpers the definitions use: a target string/integer with a default. */
+const char *rh_cloud_str(const json_t *target, const char *key, const char *dflt);
+long long rh_cloud_int(const json_t *target, const char *key, long long dflt);
+
+/* "20261121T0433Z-Name_x" -> "20261121t0433z-name-x": lowercase letters,
+ * digits and '-', at most `max` bytes (keeping the tail, which holds the
+ * drill's random suffix). Always NUL-terminates `buf` (size > max). */
+void rh_cloud_label(char *buf, size_t size, const char *drill_id, size_t max);
+
+#endif

@@ -1,0 +1,200 @@
+# rehydra's AWS target: a VPC with one public subnet, a security group that
+# opens only the serving port (to allowed_cidr) and SSH (to operator_cidr),
+# an S3 bucket for the artifacts in the same region, and one GPU instance
+# whose cloud-init waits for the artifacts and starts the stack.
+#
+# Resource types and arguments as documented in the Terraform Registry,
+# hashicorp/aws 6.x: aws_vpc, aws_internet_gateway, aws_subnet,
+# aws_route_table, aws_route_table_association, aws_security_group,
+# aws_vpc_security_group_ingress_rule / _egress_rule, aws_s3_bucket,
+# aws_s3_bucket_public_access_block, aws_iam_role, aws_iam_role_policy,
+# aws_iam_instance_profile, aws_instance; data sources aws_ami and
+# aws_availability_zones. Every resource that takes `tags` gets var.labels;
+# the root module also sets them as the provider's default_tags. Three
+# resources have no tags argument (route table association, public access
+# block, inline role policy); they die with their tagged parents.
+
+locals {
+  bucket_name = aws_s3_bucket.artifacts.bucket
+  public_ip   = aws_instance.gpu.public_ip
+  instance_id = aws_instance.gpu.id
+
+  boot_config = {
+    bucket      = var.bucket
+    prefix      = var.artifact_prefix
+    endpoint    = var.s3_endpoint
+    region      = var.region
+    credentials = "instance"
+    model_dir   = var.model_dir
+    port        = var.serving_port
+    command     = var.stack_command
+    env         = var.stack_env
+    drill_id    = var.drill_id
+  }
+
+  # cloud-config built with yamlencode/jsonencode: values are data.
+  user_data = "#cloud-config\n${yamlencode({
+    users = ["default", {
+      name                = var.ssh_user
+      sudo                = "ALL=(ALL) NOPASSWD:ALL"
+      shell               = "/bin/bash"
+      ssh_authorized_keys = var.ssh_public_key == "" ? [] : [var.ssh_public_key]
+    }]
+    write_files = [
+      { path = "/etc/rehydra/stack.json", permissions = "0600", content = jsonencode(local.boot_config) },
+      { path = "/usr/local/sbin/rehydra-boot", permissions = "0755", content = file("${path.module}/boot.py") },
+    ]
+    runcmd = [["systemd-run", "--unit=rehydra-boot", "--property=Restart=on-failure",
+    "/usr/bin/python3", "/usr/local/sbin/rehydra-boot", "/etc/rehydra/stack.json"]]
+  })}"
+}
+
+data "aws_availability_zones" "available" {
+  state = "available"
+}
+
+data "aws_ami" "gpu" {
+  most_recent = true
+  owners      = ["amazon"]
+  filter {
+    name   = "name"
+    values = ["Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"]
+  }
+}
+
+resource "aws_vpc" "this" {
+  cidr_block           = "10.42.0.0/16"
+  enable_dns_support   = true
+  enable_dns_hostnames = true
+  tags                 = merge(var.labels, { Name = var.name })
+}
+
+resource "aws_internet_gateway" "this" {
+  vpc_id = aws_vpc.this.id
+  tags   = merge(var.labels, { Name = var.name })
+}
+
+resource "aws_subnet" "this" {
+  vpc_id                  = aws_vpc.this.id
+  cidr_block              = "10.42.1.0/24"
+  availability_zone       = data.aws_availability_zones.available.names[0]
+  map_public_ip_on_launch = true
+  tags                    = merge(var.labels, { Name = var.name })
+}
+
+resource "aws_route_table" "this" {
+  vpc_id = aws_vpc.this.id
+  route {
+    cidr_block = "0.0.0.0/0"
+    gateway_id = aws_internet_gateway.this.id
+  }
+  tags = merge(var.labels, { Name = var.name })
+}
+
+resource "aws_route_table_association" "this" {
+  subnet_id      = aws_subnet.this.id
+  route_table_id = aws_route_table.this.id
+}
+
+resource "aws_security_group" "this" {
+  name        = var.name
+  description = "rehydra drill ${var.drill_id}: serving port and SSH only"
+  vpc_id      = aws_vpc.this.id
+  tags        = merge(var.labels, { Name = var.name })
+}
+
+resource "aws_vpc_security_group_ingress_rule" "serving" {
+  security_group_id = aws_security_group.this.id
+  description       = "inference endpoint"
+  cidr_ipv4         = var.allowed_cidr
+  ip_protocol       = "tcp"
+  from_port         = var.serving_port
+  to_port           = var.serving_port
+  tags              = var.labels
+}
+
+resource "aws_vpc_security_group_ingress_rule" "ssh" {
+  security_group_id = aws_security_group.this.id
+  description       = "operator SSH"
+  cidr_ipv4         = var.operator_cidr
+  ip_protocol       = "tcp"
+  from_port         = 22
+  to_port           = 22
+  tags              = var.labels
+}
+
+resource "aws_vpc_security_group_egress_rule" "all" {
+  security_group_id = aws_security_group.this.id
+  description       = "artifacts, packages"
+  cidr_ipv4         = "0.0.0.0/0"
+  ip_protocol       = "-1"
+  tags              = var.labels
+}
+
+resource "aws_s3_bucket" "artifacts" {
+  bucket        = var.bucket
+  force_destroy = true # teardown must not fail on the model copy
+  tags          = var.labels
+}
+
+resource "aws_s3_bucket_public_access_block" "artifacts" {
+  bucket                  = aws_s3_bucket.artifacts.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_iam_role" "instance" {
+  name = var.name
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Action    = "sts:AssumeRole"
+      Principal = { Service = "ec2.amazonaws.com" }
+    }]
+  })
+  tags = var.labels
+}
+
+resource "aws_iam_role_policy" "read_artifacts" {
+  name = "read-artifacts"
+  role = aws_iam_role.instance.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      { Effect = "Allow", Action = ["s3:ListBucket"], Resource = [aws_s3_bucket.artifacts.arn] },
+      { Effect = "Allow", Action = ["s3:GetObject"], Resource = ["${aws_s3_bucket.artifacts.arn}/*"] },
+    ]
+  })
+}
+
+resource "aws_iam_instance_profile" "instance" {
+  name = var.name
+  role = aws_iam_role.instance.name
+  tags = var.labels
+}
+
+resource "aws_instance" "gpu" {
+  ami                         = var.image_id != "" ? var.image_id : data.aws_ami.gpu.id
+  instance_type               = var.instance_type
+  subnet_id                   = aws_subnet.this.id
+  vpc_security_group_ids      = [aws_security_group.this.id]
+  iam_instance_profile        = aws_iam_instance_profile.instance.name
+  associate_public_ip_address = true
+  user_data                   = local.user_data
+  user_data_replace_on_change = true
+
+  metadata_options {
+    http_tokens = "required"
+  }
+
+  root_block_device {
+    volume_size = var.disk_gb
+    volume_type = "gp3"
+    tags        = var.labels
+  }
+
+  tags = merge(var.labels, { Name = var.name })
+}
