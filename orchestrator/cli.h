@@ -33,7 +33,11 @@ struct rh_command {
 extern const struct rh_command rh_cmd_drill;
 extern const struct rh_command rh_cmd_plan;
 extern const struct rh_command rh_cmd_validate;
+extern const struct rh_command rh_cmd_audit;
 extern const struct rh_command rh_cmd_help;
+extern const struct rh_command rh_cmd_render;
+extern const struct rh_command rh_cmd_providers;
+extern const struct rh_command rh_cmd_registry;
 
 /* NULL-terminated; defined in main.c. */
 extern const struct rh_command *const rh_commands[];

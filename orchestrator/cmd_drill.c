@@ -7,10 +7,18 @@
  * them (sigwait), so the engine's threads never run signal handlers: the
  * first SIGINT/SIGTERM interrupts the drill (teardown still runs), the
  * second says so, the third abandons the teardown.
+ *
+ * Every drill that reaches a verdict (met, missed, failed, interrupted) is
+ * then appended to the audit journal: a drill that happened but is missing
+ * from the journal would make the evidence lie, so a failed append is an
+ * error the user sees (exit 3), even though the record file is written.
  */
 #include "cli.h"
 #include "engine.h"
 #include "error.h"
+#include "provider.h"
+#include "journal.h"
+#include "metrics.h"
 #include "record.h"
 #include "runbook.h"
 #include "steps.h"
@@ -227,6 +235,69 @@ static void print_summary(struct ui *ui, const struct rh_drill *d, const char *r
 	fflush(f);
 }
 
+/* A scenario names a rehearsal ("H20 unavailable in CN"): printable UTF-8. */
+static bool scenario_ok(const char *s)
+{
+	size_t n = strlen(s);
+	json_t *utf8;
+	bool ok;
+
+	if (n == 0 || n > 128)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
+	utf8 = json_string(s); /* NULL when not valid UTF-8 */
+	ok = utf8 != NULL;
+	json_decref(utf8);
+	return ok;
+}
+
+/* Appends the record to the journal and writes the metrics file. Prints
+ * what went wrong; returns false then. */
+static bool journal_and_metrics(const char *state_dir, const json_t *record,
+				const char *prom_file, const struct ui *ui)
+{
+	struct rh_journal *j = NULL;
+	uint64_t seq = 0;
+	bool journaled = false, ok = true;
+
+	if (rh_journal_open(&j, state_dir) < 0 || rh_journal_append(j, record, &seq) < 0) {
+		fprintf(stderr, "rehydra drill: the drill was not added to the audit journal: %s\n",
+			rh_error_last());
+		ok = false;
+	} else {
+		journaled = true;
+		if (!ui->quiet)
+			fprintf(ui->out, "journal  entry %llu in %s\n", (unsigned long long)seq,
+				rh_journal_path(j));
+	}
+	if (prom_file) {
+		struct rh_metrics *m = NULL;
+		int rc;
+
+		/* From the journal when it took the record; else this drill
+		 * alone, so the file still says how it went. */
+		if (journaled) {
+			rc = rh_metrics_write_journal(j, prom_file);
+		} else {
+			rc = rh_metrics_new(&m, false);
+			if (rc == 0)
+				rc = rh_metrics_add(m, record);
+			if (rc == 0)
+				rc = rh_metrics_write(m, prom_file);
+			rh_metrics_free(m);
+		}
+		if (rc < 0) {
+			fprintf(stderr, "rehydra drill: cannot write the metrics file %s: %s\n",
+				prom_file, rh_error_last());
+			ok = false;
+		}
+	}
+	rh_journal_close(j);
+	return ok;
+}
+
 static int cmd_drill_run(int argc, char **argv)
 {
 	struct rh_var_override overrides[RH_CLI_MAX_VARS];
@@ -238,9 +309,11 @@ static int cmd_drill_run(int argc, char **argv)
 	struct sig_state sig = { 0 };
 	pthread_t sig_tid;
 	bool sig_started = false, drill_ready = false;
-	bool json_out = false, no_color = false;
+	bool json_out = false, no_color = false, record_ok = false;
 	const char *file = NULL;
 	const char *state_arg = NULL;
+	const char *scenario = NULL;
+	const char *prom_file = NULL;
 	char *state_dir = NULL;
 	char record_path[4200];
 	json_t *record = NULL;
@@ -258,6 +331,16 @@ static int cmd_drill_run(int argc, char **argv)
 			if (i + 1 >= argc || !argv[i + 1][0])
 				return rh_cli_usage_error(&rh_cmd_drill, "--state-dir needs a directory");
 			state_arg = argv[++i];
+		} else if (strcmp(argv[i], "--scenario") == 0) {
+			if (i + 1 >= argc || !scenario_ok(argv[i + 1]))
+				return rh_cli_usage_error(&rh_cmd_drill, "--scenario needs a name: "
+							  "1 to 128 printable characters");
+			scenario = argv[++i];
+		} else if (strcmp(argv[i], "--prom-file") == 0) {
+			if (i + 1 >= argc || !argv[i + 1][0])
+				return rh_cli_usage_error(&rh_cmd_drill,
+							  "--prom-file needs a file");
+			prom_file = argv[++i];
 		} else if (strcmp(argv[i], "--json") == 0) {
 			json_out = true;
 		} else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
@@ -280,6 +363,11 @@ static int cmd_drill_run(int argc, char **argv)
 	if (rc)
 		goto done;
 	rc = RH_EXIT_FAILED;
+	if (rb->provider && rb->provider->preflight && rb->provider->preflight(rb->target) < 0) {
+		fprintf(stderr, "rehydra drill: %s: %s\n", file, rh_error_last());
+		rc = RH_EXIT_USAGE;
+		goto done;
+	}
 	state_dir = state_arg ? strdup(state_arg) : rh_cli_default_state_dir();
 	if (!state_dir) {
 		rc = rh_cli_usage_error(&rh_cmd_drill, "no state directory: set HOME or "
@@ -348,20 +436,30 @@ static int cmd_drill_run(int argc, char **argv)
 	sig_started = false;
 
 	snprintf(record_path, sizeof(record_path), "%s/record.json", drill.dir);
-	if (rh_record_build(&record, &drill) < 0 || rh_record_write(&drill, record) < 0) {
-		fprintf(stderr, "rehydra drill: cannot write the drill record %s: %s\n",
-			record_path, rh_error_last());
+	if (rh_record_build(&record, &drill) < 0 ||
+	    json_object_set_new(record, "scenario",
+				scenario ? json_string(scenario) : json_null()) < 0) {
+		fprintf(stderr, "rehydra drill: cannot build the drill record: %s\n",
+			rh_error_last());
 		rc = RH_EXIT_FAILED;
 		goto done;
 	}
+	/* A record file that cannot be written does not keep the drill out
+	 * of the journal: it happened. */
+	record_ok = rh_record_write(&drill, record) == 0;
+	if (!record_ok)
+		fprintf(stderr, "rehydra drill: cannot write the drill record %s: %s\n",
+			record_path, rh_error_last());
 	if (!ui.quiet)
-		print_summary(&ui, &drill, record_path);
+		print_summary(&ui, &drill, record_ok ? record_path : NULL);
+	rc = rh_verdict_exit_code(drill.verdict);
+	if (!journal_and_metrics(state_dir, record, prom_file, &ui) || !record_ok)
+		rc = RH_EXIT_FAILED;
 	if (json_out) {
 		json_dumpf(record, stdout, RH_RECORD_JSON_FLAGS);
 		fputc('\n', stdout);
 		fflush(stdout);
 	}
-	rc = rh_verdict_exit_code(drill.verdict);
 done:
 	if (sig_started) {
 		pthread_kill(sig_tid, SIGUSR1);
@@ -384,15 +482,22 @@ const struct rh_command rh_cmd_drill = {
 		 "in parallel, and measures the RTO: T0 to the first successful step marked\n"
 		 "restores_service. Teardown steps (when: always) run after success, failure or\n"
 		 "an interrupt. The drill record (JSON) is written to\n"
-		 "STATE_DIR/drills/<drill id>/record.json, step logs beside it in steps/.\n\n"
+		 "STATE_DIR/drills/<drill id>/record.json, step logs beside it in steps/, and\n"
+		 "appended to the audit journal STATE_DIR/journal/journal.jsonl (see 'rehydra\n"
+		 "audit').\n\n"
 		 "options:\n"
 		 "  --var NAME=VALUE   override a runbook var (repeatable)\n"
 		 "  --state-dir DIR    where drills are recorded (default $XDG_STATE_HOME/rehydra\n"
 		 "                     or ~/.local/state/rehydra)\n"
+		 "  --scenario NAME    record the drill as a rehearsal of scenario NAME\n"
+		 "                     (e.g. \"H20 unavailable in CN\"); reports group by it\n"
+		 "  --prom-file FILE   write Prometheus metrics (textfile format) of the latest\n"
+		 "                     drill per runbook, target and scenario to FILE\n"
 		 "  --json             print the drill record on stdout (the timeline goes to stderr)\n"
 		 "  -q, --quiet        no timeline or summary\n"
 		 "  --no-color         no colour even on a terminal (NO_COLOR is honoured too)\n\n"
 		 "exit status: 0 restored within the RTO target, 1 restored but target missed,\n"
-		 "2 bad input (nothing ran), 3 not restored, 130 interrupted (teardown ran)\n",
+		 "2 bad input (nothing ran), 3 not restored or not journaled, 130 interrupted\n"
+		 "(teardown ran)\n",
 	.run = cmd_drill_run,
 };

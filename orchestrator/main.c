@@ -18,6 +18,10 @@ const struct rh_command *const rh_commands[] = {
 	&rh_cmd_drill,
 	&rh_cmd_plan,
 	&rh_cmd_validate,
+	&rh_cmd_audit,
+	&rh_cmd_registry,
+	&rh_cmd_render,
+	&rh_cmd_providers,
 	&rh_cmd_help,
 	NULL,
 };

@@ -1,0 +1,715 @@
+/*
+ * cmd_audit.c - `rehydra audit`: the audit journal for people and CI.
+ *
+ * Subcommands: verify (the hash chain), list and show (what was rehearsed,
+ * when, with what result), report (aggregates, via report.h), repair (set
+ * aside a torn last entry), push (mirror to a git remote, via mirror.h).
+ * Everything reads the journal streaming, so a journal of years of drills
+ * costs seconds, not memory. Exit status: 0 success, 1 the journal does not
+ * verify or the operation failed, 2 bad usage or no journal.
+ */
+#include "cli.h"
+#include "error.h"
+#include "fsutil.h"
+#include "journal.h"
+#include "metrics.h"
+#include "mirror.h"
+#include "report.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "banned.h"
+
+#define EXIT_BAD 1 /* the journal does not verify, or the operation failed */
+
+/* What list, the filters (report.h), the report (report.c reads these and
+ * nothing else) and the metrics (metrics.c) read of a record: reading only
+ * these makes a big journal several times faster (journal.h). A field
+ * missing here reads as absent, so keep it in step with report.c. */
+static const char *const record_fields[] = {
+	"drill_id", "runbook", "scenario", "target", "t0", "finished", "verdict", "rto_s",
+	"rto_target_s", "overhead_s", "steps[].id", "steps[].status", "steps[].end_s",
+	"steps[].duration_s", "steps[].error", NULL,
+};
+
+struct audit_opts {
+	const char *sub;
+	const char *arg;        /* show ID, push REMOTE */
+	const char *state_arg;
+	const char *journal_file;
+	const char *format;
+	const char *out;
+	const char *prom_file;
+	const char *branch;
+	bool json;
+	struct rh_report_filter filter;
+	const char *since_text, *until_text;
+};
+
+static int usage(const char *fmt, const char *what)
+{
+	return rh_cli_usage_error(&rh_cmd_audit, fmt, what);
+}
+
+static bool takes_filters(const char *sub)
+{
+	return strcmp(sub, "list") == 0 || strcmp(sub, "report") == 0;
+}
+
+static int parse_args(struct audit_opts *o, int argc, char **argv)
+{
+	static const char *const subs[] = { "verify", "list", "show", "report", "repair", "push" };
+	bool known = false;
+
+	if (argc < 2)
+		return usage("%s", "no subcommand: verify, list, show, report, repair or push");
+	o->sub = argv[1];
+	for (size_t k = 0; k < sizeof(subs) / sizeof(subs[0]); k++)
+		known |= strcmp(o->sub, subs[k]) == 0;
+	if (!known)
+		return usage("'%s' is not an audit subcommand (verify, list, show, report, "
+			     "repair, push)", o->sub);
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+		const char **slot = NULL;
+
+		if (strcmp(a, "--state-dir") == 0)
+			slot = &o->state_arg;
+		else if (strcmp(a, "--journal") == 0)
+			slot = &o->journal_file;
+		else if (strcmp(a, "--format") == 0 && strcmp(o->sub, "report") == 0)
+			slot = &o->format;
+		else if (strcmp(a, "--out") == 0 && strcmp(o->sub, "report") == 0)
+			slot = &o->out;
+		else if (strcmp(a, "--prom-file") == 0 && strcmp(o->sub, "report") == 0)
+			slot = &o->prom_file;
+		else if (strcmp(a, "--branch") == 0 && strcmp(o->sub, "push") == 0)
+			slot = &o->branch;
+		else if (takes_filters(o->sub) && strcmp(a, "--runbook") == 0)
+			slot = &o->filter.runbook;
+		else if (takes_filters(o->sub) && strcmp(a, "--target") == 0)
+			slot = &o->filter.target;
+		else if (takes_filters(o->sub) && strcmp(a, "--scenario") == 0)
+			slot = &o->filter.scenario;
+		else if (takes_filters(o->sub) && strcmp(a, "--verdict") == 0)
+			slot = &o->filter.verdict;
+		else if (takes_filters(o->sub) && strcmp(a, "--since") == 0)
+			slot = &o->since_text;
+		else if (takes_filters(o->sub) && strcmp(a, "--until") == 0)
+			slot = &o->until_text;
+
+		if (slot) {
+			if (i + 1 >= argc || !argv[i + 1][0])
+				return usage("%s needs a value", a);
+			*slot = argv[++i];
+		} else if (strcmp(a, "--json") == 0 && strcmp(o->sub, "report") != 0 &&
+			   strcmp(o->sub, "push") != 0 && strcmp(o->sub, "repair") != 0) {
+			o->json = true;
+		} else if (a[0] == '-' && a[1]) {
+			return usage("unknown option '%s' for this subcommand", a);
+		} else if (!o->arg && (strcmp(o->sub, "show") == 0 ||
+				       strcmp(o->sub, "push") == 0)) {
+			o->arg = a;
+		} else {
+			return usage("unexpected argument '%s'", a);
+		}
+	}
+	if (!o->arg && strcmp(o->sub, "show") == 0)
+		return usage("%s", "show needs an entry: a seq number or a drill id (or a unique "
+				   "prefix of one)");
+	if (!o->arg && strcmp(o->sub, "push") == 0)
+		return usage("%s", "push needs a remote: a path or URL of a git repository");
+	if (o->journal_file && o->state_arg)
+		return usage("%s", "--journal and --state-dir exclude each other");
+	if (o->journal_file && strcmp(o->sub, "push") == 0)
+		return usage("%s", "push mirrors the state directory's journal; use --state-dir");
+	if (o->filter.verdict && strcmp(o->filter.verdict, "met") != 0 &&
+	    strcmp(o->filter.verdict, "missed") != 0 && strcmp(o->filter.verdict, "failed") != 0 &&
+	    strcmp(o->filter.verdict, "interrupted") != 0)
+		return usage("--verdict must be met, missed, failed or interrupted, not '%s'",
+			     o->filter.verdict);
+	if (o->since_text && rh_report_time_parse(o->since_text, &o->filter.since) < 0)
+		return usage("--since: %s", rh_error_last());
+	if (o->until_text && rh_report_time_parse(o->until_text, &o->filter.until) < 0)
+		return usage("--until: %s", rh_error_last());
+	return 0;
+}
+
+/* Opens the journal to read: --journal FILE or STATE_DIR's; nothing is
+ * created. Prints the problem and returns an exit code on failure. */
+static int open_journal(struct rh_journal **j, const struct audit_opts *o, char **state_out)
+{
+	char *state = NULL, *path = NULL;
+	size_t n;
+	int rc = 0;
+
+	*j = NULL;
+	if (o->journal_file) {
+		if (rh_journal_open_file(j, o->journal_file) < 0) {
+			fprintf(stderr, "rehydra audit %s: %s\n", o->sub, rh_error_last());
+			return RH_EXIT_USAGE;
+		}
+		return 0;
+	}
+	state = o->state_arg ? strdup(o->state_arg) : rh_cli_default_state_dir();
+	if (!state)
+		return usage("%s", "no state directory: set HOME or XDG_STATE_HOME, or pass "
+				   "--state-dir");
+	n = strlen(state) + 32;
+	path = malloc(n);
+	if (!path) {
+		rc = EXIT_BAD;
+		goto done;
+	}
+	snprintf(path, n, "%s/journal/journal.jsonl", state);
+	if (rh_journal_open_file(j, path) < 0) {
+		if (access(path, F_OK) != 0)
+			fprintf(stderr, "rehydra audit %s: no journal at %s: no drill has been "
+					"recorded with this state directory (see --state-dir)\n",
+				o->sub, path);
+		else
+			fprintf(stderr, "rehydra audit %s: %s\n", o->sub, rh_error_last());
+		rc = RH_EXIT_USAGE;
+		goto done;
+	}
+	if (state_out) {
+		*state_out = state;
+		state = NULL;
+	}
+done:
+	free(state);
+	free(path);
+	return rc;
+}
+
+/* ---- verify -------------------------------------------------------------- */
+
+static const char *problem_kind_name(enum rh_journal_problem_kind k)
+{
+	switch (k) {
+	case RH_JOURNAL_OK: return "ok";
+	case RH_JOURNAL_TORN_TAIL: return "torn_tail";
+	case RH_JOURNAL_BAD_LINE: return "bad_line";
+	case RH_JOURNAL_BAD_HASH: return "bad_hash";
+	case RH_JOURNAL_BROKEN_LINK: return "broken_link";
+	case RH_JOURNAL_BAD_SEQ: return "bad_seq";
+	case RH_JOURNAL_NO_GENESIS: return "no_genesis";
+	}
+	return "?";
+}
+
+static int run_verify(struct rh_journal *j, const struct audit_opts *o)
+{
+	struct rh_journal_problem pb;
+	uint64_t n = 0;
+	int rc = rh_journal_verify(j, &pb, &n);
+
+	if (rc < 0 && rc != RH_EVERIFY) {
+		fprintf(stderr, "rehydra audit verify: %s\n", rh_error_last());
+		return EXIT_BAD;
+	}
+	if (o->json) {
+		json_t *out = json_pack("{s:s, s:b, s:I, s:s}", "journal", rh_journal_path(j),
+					"intact", rc == 0, "entries", (json_int_t)n, "last_hash",
+					pb.last_hash);
+
+		if (out && rc != 0)
+			json_object_set_new(out, "problem",
+					    json_pack("{s:s, s:I, s:I, s:s}", "kind",
+						      problem_kind_name(pb.kind), "line",
+						      (json_int_t)pb.line, "seq",
+						      (json_int_t)pb.seq, "message", pb.message));
+		json_dumpf(out, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+		json_decref(out);
+	} else if (rc == 0) {
+		printf("%s: %" PRIu64 " entries, chain intact, last hash %s\n", rh_journal_path(j),
+		       n, pb.last_hash);
+	} else {
+		fprintf(stderr, "%s: %s\n", rh_journal_path(j), pb.message);
+		if (n)
+			fprintf(stderr, "  the %" PRIu64 " entries before line %zu are intact "
+					"(last hash %s)\n", n, pb.line, pb.last_hash);
+	}
+	return rc == 0 ? 0 : EXIT_BAD;
+}
+
+/* ---- list ------------------------------------------------------------------ */
+
+struct list_state {
+	const struct audit_opts *o;
+	uint64_t shown;
+};
+
+static void fmt_seconds(char *buf, size_t size, const json_t *v)
+{
+	if (json_is_number(v))
+		snprintf(buf, size, "%.3f s", json_number_value(v));
+	else
+		snprintf(buf, size, "-");
+}
+
+static int list_one(const struct rh_journal_entry *e, void *user)
+{
+	struct list_state *st = user;
+	const json_t *r = e->record;
+	const char *runbook, *t0, *verdict, *scenario;
+	char target[256], rto[32], rto_target[32];
+
+	if (!r || !rh_report_filter_match(&st->o->filter, r))
+		return 0;
+	runbook = json_string_value(json_object_get(json_object_get(r, "runbook"), "name"));
+	t0 = json_string_value(json_object_get(r, "t0"));
+	verdict = json_string_value(json_object_get(r, "verdict"));
+	scenario = rh_metrics_scenario_label(r);
+	rh_metrics_target_label(target, sizeof(target), r);
+	st->shown++;
+	if (st->o->json) {
+		json_t *row = json_pack("{s:I, s:s, s:s?, s:s?, s:s?, s:s, s:s, s:s?, s:O, s:O}",
+					"seq", (json_int_t)e->seq, "hash", e->hash, "drill_id",
+					json_string_value(json_object_get(r, "drill_id")), "t0", t0,
+					"runbook", runbook, "target", target, "scenario", scenario,
+					"verdict", verdict, "rto_s",
+					json_object_get(r, "rto_s") ? json_object_get(r, "rto_s")
+								    : json_null(),
+					"rto_target_s",
+					json_object_get(r, "rto_target_s")
+						? json_object_get(r, "rto_target_s")
+						: json_null());
+
+		if (!row)
+			return rh_error_set(RH_ENOMEM, "out of memory listing the journal");
+		json_dumpf(row, stdout, JSON_COMPACT | JSON_REAL_PRECISION(15));
+		fputc('\n', stdout);
+		json_decref(row);
+		return 0;
+	}
+	if (st->shown == 1)
+		printf("%-6s %-24s %-20s %-16s %-16s %-11s %10s %10s\n", "SEQ", "T0", "RUNBOOK",
+		       "TARGET", "SCENARIO", "VERDICT", "RTO", "RTO TARGET");
+	fmt_seconds(rto, sizeof(rto), json_object_get(r, "rto_s"));
+	fmt_seconds(rto_target, sizeof(rto_target), json_object_get(r, "rto_target_s"));
+	printf("%-6" PRIu64 " %-24s %-20s %-16s %-16s %-11s %10s %10s\n", e->seq, t0 ? t0 : "-",
+	       runbook ? runbook : "-", target, scenario, verdict ? verdict : "-", rto, rto_target);
+	return 0;
+}
+
+static int run_list(struct rh_journal *j, const struct audit_opts *o)
+{
+	struct list_state st = { o, 0 };
+	int rc = rh_journal_foreach_fields(j, record_fields, list_one, &st);
+
+	fflush(stdout);
+	if (rc < 0) {
+		fprintf(stderr, "rehydra audit list: %s\n", rh_error_last());
+		return EXIT_BAD;
+	}
+	if (!st.shown && !o->json)
+		fprintf(stderr, "no drill in %s matches\n", rh_journal_path(j));
+	return 0;
+}
+
+/* ---- show ------------------------------------------------------------------ */
+
+#define SHOW_MAX_CANDIDATES 5
+
+struct show_state {
+	const char *id;
+	bool by_seq;
+	uint64_t seq;
+	size_t id_len;
+	json_t *found;   /* the entry chosen so far (exact match wins) */
+	bool exact;
+	size_t matches;
+	char candidates[SHOW_MAX_CANDIDATES][100];
+};
+
+static json_t *entry_json(const struct rh_journal_entry *e)
+{
+	json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s}", "seq", (json_int_t)e->seq, "line",
+			      (json_int_t)e->line, "kind", e->kind, "at", e->at, "prev", e->prev,
+			      "hash", e->hash);
+
+	if (o && e->record)
+		json_object_set_new(o, "record", json_deep_copy(e->record));
+	return o;
+}
+
+static int show_one(const struct rh_journal_entry *e, void *user)
+{
+	struct show_state *st = user;
+	const char *id;
+	bool exact;
+
+	if (st->by_seq) {
+		if (e->seq != st->seq)
+			return 0;
+		st->found = entry_json(e);
+		st->matches = 1;
+		return st->found ? 1 : rh_error_set(RH_ENOMEM, "out of memory");
+	}
+	id = json_string_value(json_object_get(e->record, "drill_id"));
+	if (!id || strncmp(id, st->id, st->id_len) != 0)
+		return 0;
+	exact = id[st->id_len] == '\0';
+	if (st->matches < SHOW_MAX_CANDIDATES)
+		snprintf(st->candidates[st->matches], sizeof(st->candidates[0]), "%s (seq %" PRIu64
+			 ")", id, e->seq);
+	st->matches++;
+	if (!st->found || (exact && !st->exact)) {
+		json_decref(st->found);
+		st->found = entry_json(e);
+		st->exact = exact;
+		if (!st->found)
+			return rh_error_set(RH_ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+static const char *jstr(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "-";
+}
+
+static void print_entry(const json_t *e)
+{
+	const json_t *r = json_object_get(e, "record");
+	const json_t *steps = json_object_get(r, "steps");
+	const json_t *path = json_object_get(r, "critical_path");
+	char target[256], rto[32], rto_target[32];
+	size_t i;
+	json_t *v;
+
+	printf("entry     seq %" JSON_INTEGER_FORMAT ", line %" JSON_INTEGER_FORMAT
+	       ", appended %s\n", json_integer_value(json_object_get(e, "seq")),
+	       json_integer_value(json_object_get(e, "line")), jstr(e, "at"));
+	printf("hash      %s\nprev      %s\n", jstr(e, "hash"), jstr(e, "prev"));
+	if (!r) {
+		printf("kind      %s\n", jstr(e, "kind"));
+		return;
+	}
+	rh_metrics_target_label(target, sizeof(target), r);
+	fmt_seconds(rto, sizeof(rto), json_object_get(r, "rto_s"));
+	fmt_seconds(rto_target, sizeof(rto_target), json_object_get(r, "rto_target_s"));
+	printf("drill     %s\n", jstr(r, "drill_id"));
+	printf("runbook   %s (%s, sha256 %s)\n", jstr(json_object_get(r, "runbook"), "name"),
+	       jstr(json_object_get(r, "runbook"), "path"),
+	       jstr(json_object_get(r, "runbook"), "sha256"));
+	printf("target    %s\nscenario  %s\n", target, rh_metrics_scenario_label(r));
+	if (json_is_object(json_object_get(r, "model")))
+		printf("model     %s %s (commit %s)\n", jstr(json_object_get(r, "model"), "name"),
+		       jstr(json_object_get(r, "model"), "version"),
+		       jstr(json_object_get(r, "model"), "commit"));
+	printf("t0        %s\nfinished  %s\n", jstr(r, "t0"), jstr(r, "finished"));
+	printf("verdict   %s  rto %s  target %s\n", jstr(r, "verdict"), rto, rto_target);
+	if (json_array_size(path)) {
+		printf("critical  ");
+		json_array_foreach(path, i, v)
+			printf("%s%s", i ? " -> " : "", json_string_value(v) ? json_string_value(v)
+									   : "?");
+		printf("\n");
+	}
+	if (json_array_size(steps)) {
+		printf("steps\n  %-18s %-15s %-10s %8s %10s  %s\n", "ID", "DO", "STATUS",
+		       "ATTEMPTS", "DURATION", "ERROR");
+		json_array_foreach(steps, i, v)
+		{
+			char dur[32];
+
+			fmt_seconds(dur, sizeof(dur), json_object_get(v, "duration_s"));
+			printf("  %-18s %-15s %-10s %8" JSON_INTEGER_FORMAT " %10s  %s\n",
+			       jstr(v, "id"), jstr(v, "do"), jstr(v, "status"),
+			       json_integer_value(json_object_get(v, "attempts")), dur,
+			       json_is_string(json_object_get(v, "error")) ? jstr(v, "error") : "");
+		}
+	}
+	printf("host      %s, rehydra %s\n", jstr(json_object_get(r, "host"), "name"),
+	       jstr(r, "rehydra_version"));
+}
+
+static int run_show(struct rh_journal *j, const struct audit_opts *o)
+{
+	struct show_state st = { 0 };
+	const char *p;
+	int rc, code = 0;
+
+	st.id = o->arg;
+	st.id_len = strlen(o->arg);
+	st.by_seq = st.id_len > 0 && st.id_len <= 19;
+	for (p = o->arg; *p && st.by_seq; p++)
+		st.by_seq = *p >= '0' && *p <= '9';
+	if (st.by_seq)
+		st.seq = strtoull(o->arg, NULL, 10);
+	rc = rh_journal_foreach(j, show_one, &st);
+	if (rc >= 0 && !st.found && st.by_seq) {
+		/* "20261121" is no seq here: try it as the start of a drill id */
+		st.by_seq = false;
+		rc = rh_journal_foreach(j, show_one, &st);
+	}
+	if (rc < 0 && !(st.found && st.by_seq)) {
+		fprintf(stderr, "rehydra audit show: %s\n", rh_error_last());
+		code = EXIT_BAD;
+		goto done;
+	}
+	if (!st.found) {
+		fprintf(stderr, "rehydra audit show: no entry with seq or drill id '%s' in %s (see "
+				"'rehydra audit list')\n", o->arg, rh_journal_path(j));
+		code = RH_EXIT_USAGE;
+		goto done;
+	}
+	if (!st.exact && st.matches > 1) {
+		fprintf(stderr, "rehydra audit show: '%s' names %zu drills; give more of the id:\n",
+			o->arg, st.matches);
+		for (size_t k = 0; k < st.matches && k < SHOW_MAX_CANDIDATES; k++)
+			fprintf(stderr, "  %s\n", st.candidates[k]);
+		if (st.matches > SHOW_MAX_CANDIDATES)
+			fprintf(stderr, "  ...\n");
+		code = RH_EXIT_USAGE;
+		goto done;
+	}
+	if (o->json) {
+		json_dumpf(st.found, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
+		fputc('\n', stdout);
+	} else {
+		print_entry(st.found);
+	}
+done:
+	json_decref(st.found);
+	return code;
+}
+
+/* ---- report ---------------------------------------------------------------- */
+
+struct report_state {
+	struct rh_report *report;
+	struct rh_metrics *metrics; /* NULL without --prom-file */
+	const struct rh_report_filter *filter;
+};
+
+static int report_one(const struct rh_journal_entry *e, void *user)
+{
+	struct report_state *st = user;
+	int rc;
+
+	if (!e->record)
+		return 0;
+	rc = rh_report_add(st->report, e->record, e->seq);
+	if (rc == 0 && st->metrics && rh_report_filter_match(st->filter, e->record))
+		rc = rh_metrics_add(st->metrics, e->record);
+	return rc;
+}
+
+/* Writes the report to --out atomically, or to stdout. */
+static int write_report(struct rh_report *r, enum rh_report_format fmt, const char *out)
+{
+	char *text = NULL, *dir = NULL;
+	size_t len = 0;
+	const char *slash, *name;
+	FILE *mem;
+	int dfd = -1;
+	int rc;
+
+	if (!out) {
+		rc = rh_report_write(r, fmt, stdout);
+		if (fflush(stdout) != 0 && rc == 0)
+			rc = rh_error_set_errno(RH_EIO, errno, "cannot write the report");
+		return rc;
+	}
+	/* whole, then renamed into place: a CI job never reads half a report */
+	mem = open_memstream(&text, &len);
+	if (!mem)
+		return rh_error_set_errno(RH_ENOMEM, errno, "cannot buffer the report");
+	rc = rh_report_write(r, fmt, mem);
+	if (fclose(mem) != 0 && rc == 0)
+		rc = rh_error_set(RH_ENOMEM, "cannot buffer the report");
+	if (rc < 0)
+		goto done;
+	slash = strrchr(out, '/');
+	name = slash ? slash + 1 : out;
+	dir = slash ? strndup(out, slash == out ? 1 : (size_t)(slash - out)) : strdup(".");
+	if (!dir || !*name) {
+		rc = rh_error_set(RH_EINVAL, "--out %s: not a file name", out);
+		goto done;
+	}
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		rc = rh_error_set_errno(RH_EIO, errno, "cannot open the directory %s", dir);
+		goto done;
+	}
+	rc = rh_fs_write_atomic_at(dfd, dir, name, text, len);
+done:
+	if (dfd >= 0)
+		close(dfd);
+	free(dir);
+	free(text);
+	return rc;
+}
+
+static int run_report(struct rh_journal *j, const struct audit_opts *o)
+{
+	struct report_state st = { NULL, NULL, &o->filter };
+	enum rh_report_format fmt = RH_REPORT_MD;
+	int code = EXIT_BAD;
+
+	if (o->format && rh_report_format_parse(o->format, &fmt) < 0)
+		return usage("--format: %s", rh_error_last());
+	if (rh_report_new(&st.report, &o->filter) < 0 ||
+	    (o->prom_file && rh_metrics_new(&st.metrics, true) < 0)) {
+		fprintf(stderr, "rehydra audit report: %s\n", rh_error_last());
+		goto done;
+	}
+	if (rh_journal_foreach_fields(j, record_fields, report_one, &st) < 0) {
+		fprintf(stderr, "rehydra audit report: %s\n", rh_error_last());
+		goto done;
+	}
+	if (write_report(st.report, fmt, o->out) < 0) {
+		fprintf(stderr, "rehydra audit report: %s\n", rh_error_last());
+		goto done;
+	}
+	if (st.metrics && rh_metrics_write(st.metrics, o->prom_file) < 0) {
+		fprintf(stderr, "rehydra audit report: cannot write the metrics file %s: %s\n",
+			o->prom_file, rh_error_last());
+		goto done;
+	}
+	code = 0;
+done:
+	rh_metrics_free(st.metrics);
+	rh_report_free(st.report);
+	return code;
+}
+
+/* ---- repair, push ---------------------------------------------------------- */
+
+static int run_repair(struct rh_journal *j)
+{
+	struct rh_journal_problem pb;
+	char moved[PATH_MAX];
+	uint64_t n = 0;
+
+	if (rh_journal_repair(j, moved, sizeof(moved)) < 0) {
+		fprintf(stderr, "rehydra audit repair: %s\n", rh_error_last());
+		return EXIT_BAD;
+	}
+	if (!moved[0]) {
+		rh_journal_verify(j, &pb, &n);
+		printf("%s: nothing to repair: %" PRIu64 " entries, chain intact\n",
+		       rh_journal_path(j), n);
+		return 0;
+	}
+	if (rh_journal_verify(j, &pb, &n) < 0) {
+		fprintf(stderr, "rehydra audit repair: set the torn entry aside in %s, but the "
+				"journal still does not verify: %s\n", moved, pb.message);
+		return EXIT_BAD;
+	}
+	printf("%s: set the incomplete last entry aside in %s; %" PRIu64 " entries, chain "
+	       "intact, last hash %s\n", rh_journal_path(j), moved, n, pb.last_hash);
+	return 0;
+}
+
+static int run_push(struct rh_journal *j, const struct audit_opts *o)
+{
+	struct rh_journal_problem pb;
+	struct rh_mirror_result res;
+	const char *path = rh_journal_path(j);
+	const char *slash = strrchr(path, '/');
+	char mirror[PATH_MAX];
+	uint64_t n = 0;
+
+	if (rh_journal_verify(j, &pb, &n) < 0) {
+		fprintf(stderr, "rehydra audit push: %s: %s\nnot pushing a journal that does not "
+				"verify\n", path, pb.message[0] ? pb.message : rh_error_last());
+		return EXIT_BAD;
+	}
+	snprintf(mirror, sizeof(mirror), "%.*s/mirror.git", slash ? (int)(slash - path) : 1,
+		 slash ? path : ".");
+	if (rh_mirror_push(&res, path, mirror, o->arg, o->branch) < 0) {
+		fprintf(stderr, "rehydra audit push: %s\n", rh_error_last());
+		return EXIT_BAD;
+	}
+	if (res.pushed)
+		printf("pushed %" PRIu64 " journal entries to %s branch %s: commit %.12s\n",
+		       res.lines, o->arg, o->branch ? o->branch : RH_MIRROR_BRANCH, res.commit);
+	else
+		printf("%s branch %s is up to date: %" PRIu64 " entries, commit %.12s\n", o->arg,
+		       o->branch ? o->branch : RH_MIRROR_BRANCH, res.lines, res.commit);
+	return 0;
+}
+
+static int cmd_audit_run(int argc, char **argv)
+{
+	struct audit_opts o = { 0 };
+	struct rh_journal *j = NULL;
+	int rc;
+
+	rc = parse_args(&o, argc, argv);
+	if (rc)
+		return rc;
+	rc = open_journal(&j, &o, NULL);
+	if (rc)
+		return rc;
+	if (strcmp(o.sub, "verify") == 0)
+		rc = run_verify(j, &o);
+	else if (strcmp(o.sub, "list") == 0)
+		rc = run_list(j, &o);
+	else if (strcmp(o.sub, "show") == 0)
+		rc = run_show(j, &o);
+	else if (strcmp(o.sub, "report") == 0)
+		rc = run_report(j, &o);
+	else if (strcmp(o.sub, "repair") == 0)
+		rc = run_repair(j);
+	else
+		rc = run_push(j, &o);
+	rh_journal_close(j);
+	return rc;
+}
+
+const struct rh_command rh_cmd_audit = {
+	.name = "audit",
+	.summary = "Verify, list, report on and mirror the journal of drills",
+	.usage =
+	"usage: rehydra audit verify [--json]\n"
+	"       rehydra audit list [FILTERS] [--json]\n"
+	"       rehydra audit show ID [--json]\n"
+	"       rehydra audit report [FILTERS] [--format md|html|json|csv|junit] [--out FILE]\n"
+	"                            [--prom-file FILE]\n"
+	"       rehydra audit repair\n"
+	"       rehydra audit push REMOTE [--branch NAME]\n\n"
+	"Every drill (met, missed, failed or interrupted) appends its record to the audit\n"
+	"journal STATE_DIR/journal/journal.jsonl, each entry carrying the sha256 of the one\n"
+	"before it, so an edited, deleted, reordered or truncated entry shows.\n\n"
+	"  verify   check the whole chain; names the first problem and its line\n"
+	"  list     one line per drill: seq, t0, runbook, target, scenario, verdict, RTO\n"
+	"           and RTO target (--json: one JSON object per line)\n"
+	"  show ID  one entry: ID is a seq number, a drill id or a unique prefix of one\n"
+	"  report   per runbook x target x scenario: drills, pass rate, RTO p50/p95/max,\n"
+	"           the slowest step, the trend; --out writes FILE atomically; --prom-file\n"
+	"           writes Prometheus metrics of the latest drill per group\n"
+	"  repair   set aside a torn last entry (an append cut off by a crash) so the\n"
+	"           journal verifies again; other damage is refused, never \"fixed\"\n"
+	"  push     commit the journal into STATE_DIR/journal/mirror.git and push it to\n"
+	"           the git REMOTE (a path, file://, ssh:// via the ssh agent) on branch\n"
+	"           'journal' (or --branch); only new entries travel; a remote branch that\n"
+	"           has diverged is refused, never force-pushed\n\n"
+	"filters (list, report):\n"
+	"  --runbook NAME     --target PROVIDER[:REGION]   --scenario NAME ('-': none)\n"
+	"  --verdict met|missed|failed|interrupted\n"
+	"  --since TIME       --until TIME   (YYYY-MM-DD or RFC 3339; since <= t0 < until)\n\n"
+	"options:\n"
+	"  --state-dir DIR    the state directory (default $XDG_STATE_HOME/rehydra or\n"
+	"                     ~/.local/state/rehydra)\n"
+	"  --journal FILE     read this journal file instead (e.g. rebuilt from a mirror)\n\n"
+	"exit status: 0 ok, 1 the journal does not verify or the operation failed,\n"
+	"2 bad usage or no journal\n",
+	.run = cmd_audit_run,
+};

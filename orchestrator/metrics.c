@@ -1,0 +1,404 @@
+/*
+ * metrics.c - Prometheus metrics of drills as a node_exporter textfile (see
+ * metrics.h).
+ *
+ * Scheduled drills (cron, timers, CI) are watched by the monitoring people
+ * already have: the textfile collector picks up a file, so rehydra only has
+ * to write a correct one, atomically (a half-written file would be scraped
+ * as garbage). The gauges describe the latest drill per runbook, target and
+ * scenario so that one file serves every drill run on the machine; they are
+ * rebuilt from the journal, which is the one place that knows them all.
+ */
+#include "metrics.h"
+
+#include "error.h"
+#include "fsutil.h"
+#include "journal.h"
+#include "report.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "banned.h"
+
+enum { V_MET, V_MISSED, V_FAILED, V_INTERRUPTED, V_OTHER, V_COUNT };
+
+static const char *const verdict_names[V_COUNT] = { "met", "missed", "failed", "interrupted",
+						    "other" };
+
+struct group {
+	char *runbook, *target, *scenario;
+	double rto, rto_target, overhead, last_ts;
+	bool success;
+	uint64_t count[V_COUNT];
+};
+
+struct rh_metrics {
+	bool with_totals;
+	json_t *index; /* group key -> index into groups */
+	struct group *groups;
+	size_t n, cap;
+};
+
+const char *const rh_metrics_fields[] = {
+	"runbook.name", "scenario", "target", "t0", "finished", "verdict", "rto_s",
+	"rto_target_s", "overhead_s", NULL,
+};
+
+int rh_metrics_new(struct rh_metrics **out, bool with_totals)
+{
+	struct rh_metrics *m = calloc(1, sizeof(*m));
+
+	*out = NULL;
+	if (!m || !(m->index = json_object())) {
+		free(m);
+		return rh_error_set(RH_ENOMEM, "out of memory for the metrics");
+	}
+	m->with_totals = with_totals;
+	*out = m;
+	return 0;
+}
+
+void rh_metrics_free(struct rh_metrics *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->n; i++) {
+		free(m->groups[i].runbook);
+		free(m->groups[i].target);
+		free(m->groups[i].scenario);
+	}
+	free(m->groups);
+	json_decref(m->index);
+	free(m);
+}
+
+void rh_metrics_target_label(char *buf, size_t size, const json_t *record)
+{
+	const json_t *t = json_object_get(record, "target");
+	const char *prov = json_string_value(json_object_get(t, "provider"));
+	const char *reg = json_string_value(json_object_get(t, "region"));
+
+	if (!prov)
+		snprintf(buf, size, "-");
+	else if (!reg || !*reg)
+		snprintf(buf, size, "%s", prov);
+	else
+		snprintf(buf, size, "%s:%s", prov, reg);
+}
+
+const char *rh_metrics_scenario_label(const json_t *record)
+{
+	const json_t *s = json_object_get(record, "scenario");
+	const char *name = json_is_object(s) ? json_string_value(json_object_get(s, "name"))
+					     : json_string_value(s);
+
+	return name && *name ? name : "-";
+}
+
+static double num_or_nan(const json_t *v)
+{
+	return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static struct group *find_group(struct rh_metrics *m, const char *runbook, const char *target,
+				const char *scenario)
+{
+	size_t klen = strlen(runbook) + strlen(target) + strlen(scenario) + 3;
+	char *key = malloc(klen);
+	struct group *g = NULL;
+	json_t *idx;
+
+	if (!key)
+		return NULL;
+	/* \x1f cannot be told from text by a reader, but no name holds it */
+	snprintf(key, klen, "%s\x1f%s\x1f%s", runbook, target, scenario);
+	idx = json_object_get(m->index, key);
+	if (idx) {
+		g = &m->groups[json_integer_value(idx)];
+		goto done;
+	}
+	if (m->n == m->cap) {
+		size_t ncap = m->cap ? m->cap * 2 : 16;
+		struct group *ng = realloc(m->groups, ncap * sizeof(*ng));
+
+		if (!ng)
+			goto done;
+		m->groups = ng;
+		m->cap = ncap;
+	}
+	g = &m->groups[m->n];
+	memset(g, 0, sizeof(*g));
+	g->runbook = strdup(runbook);
+	g->target = strdup(target);
+	g->scenario = strdup(scenario);
+	if (!g->runbook || !g->target || !g->scenario ||
+	    json_object_set_new(m->index, key, json_integer((json_int_t)m->n)) < 0) {
+		free(g->runbook);
+		free(g->target);
+		free(g->scenario);
+		g = NULL;
+		goto done;
+	}
+	m->n++;
+done:
+	free(key);
+	return g;
+}
+
+int rh_metrics_add(struct rh_metrics *m, const json_t *record)
+{
+	const char *runbook = json_string_value(json_object_get(json_object_get(record, "runbook"),
+								"name"));
+	const char *scenario = rh_metrics_scenario_label(record);
+	const char *verdict = json_string_value(json_object_get(record, "verdict"));
+	const char *when = json_string_value(json_object_get(record, "finished"));
+	char target[512];
+	struct group *g;
+	time_t ts;
+	int v;
+
+	if (!runbook)
+		return 0;
+	rh_metrics_target_label(target, sizeof(target), record);
+	g = find_group(m, runbook, target, scenario);
+	if (!g)
+		return rh_error_set(RH_ENOMEM, "out of memory for the metrics");
+	for (v = 0; v < V_OTHER; v++)
+		if (verdict && strcmp(verdict, verdict_names[v]) == 0)
+			break;
+	g->count[v]++;
+	g->success = v == V_MET;
+	g->rto = num_or_nan(json_object_get(record, "rto_s"));
+	g->rto_target = num_or_nan(json_object_get(record, "rto_target_s"));
+	g->overhead = num_or_nan(json_object_get(record, "overhead_s"));
+	if (!when)
+		when = json_string_value(json_object_get(record, "t0"));
+	g->last_ts = when && rh_report_time_parse(when, &ts) == 0 ? (double)ts : NAN;
+	return 0;
+}
+
+/* A growing text buffer; `failed` sticks on the first allocation failure. */
+struct buf {
+	char *p;
+	size_t len, cap;
+	bool failed;
+};
+
+static void buf_add(struct buf *b, const char *s, size_t n)
+{
+	if (b->failed)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t ncap = b->cap ? b->cap : 4096;
+		char *np;
+
+		while (ncap < b->len + n + 1)
+			ncap *= 2;
+		np = realloc(b->p, ncap);
+		if (!np) {
+			b->failed = true;
+			return;
+		}
+		b->p = np;
+		b->cap = ncap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void buf_str(struct buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+/* A label value, escaped as the exposition format wants: \\ \" \n. */
+static void buf_label(struct buf *b, const char *name, const char *value, bool first)
+{
+	if (!first)
+		buf_str(b, ",");
+	buf_str(b, name);
+	buf_str(b, "=\"");
+	for (const char *p = value; *p; p++) {
+		if (*p == '\\')
+			buf_str(b, "\\\\");
+		else if (*p == '"')
+			buf_str(b, "\\\"");
+		else if (*p == '\n')
+			buf_str(b, "\\n");
+		else
+			buf_add(b, p, 1);
+	}
+	buf_str(b, "\"");
+}
+
+static void buf_value(struct buf *b, double v)
+{
+	char num[64];
+
+	if (isnan(v))
+		snprintf(num, sizeof(num), " NaN\n");
+	else if (isinf(v))
+		snprintf(num, sizeof(num), " %sInf\n", v > 0 ? "+" : "-");
+	else
+		snprintf(num, sizeof(num), " %.15g\n", v);
+	buf_str(b, num);
+}
+
+static void buf_series_start(struct buf *b, const char *metric, const struct group *g)
+{
+	buf_str(b, metric);
+	buf_str(b, "{");
+	buf_label(b, "runbook", g->runbook, true);
+	buf_label(b, "target", g->target, false);
+	buf_label(b, "scenario", g->scenario, false);
+}
+
+static void buf_family(struct buf *b, const char *metric, const char *type, const char *help)
+{
+	buf_str(b, "# HELP ");
+	buf_str(b, metric);
+	buf_str(b, " ");
+	buf_str(b, help);
+	buf_str(b, "\n# TYPE ");
+	buf_str(b, metric);
+	buf_str(b, " ");
+	buf_str(b, type);
+	buf_str(b, "\n");
+}
+
+enum gauge { G_RTO, G_TARGET, G_SUCCESS, G_LAST, G_OVERHEAD, G_COUNT };
+
+static const struct {
+	const char *name, *help;
+} gauges[G_COUNT] = {
+	{ "rehydra_drill_rto_seconds",
+	  "Achieved RTO of the latest drill: T0 to the first correct answer (NaN when the "
+	  "service was not restored)." },
+	{ "rehydra_drill_rto_target_seconds", "RTO target of the runbook of the latest drill." },
+	{ "rehydra_drill_success", "1 when the latest drill restored the service within its RTO "
+				   "target (verdict met), else 0." },
+	{ "rehydra_drill_last_timestamp_seconds",
+	  "When the latest drill finished, in seconds since the epoch." },
+	{ "rehydra_drill_overhead_seconds",
+	  "Orchestrator overhead of the latest drill: RTO minus the critical path's step time "
+	  "(NaN when the service was not restored)." },
+};
+
+static double gauge_value(const struct group *g, enum gauge k)
+{
+	switch (k) {
+	case G_RTO: return g->rto;
+	case G_TARGET: return g->rto_target;
+	case G_SUCCESS: return g->success ? 1 : 0;
+	case G_LAST: return g->last_ts;
+	case G_OVERHEAD: return g->overhead;
+	default: return NAN;
+	}
+}
+
+int rh_metrics_render(const struct rh_metrics *m, char **out, size_t *len)
+{
+	struct buf b = { 0 };
+
+	*out = NULL;
+	for (int k = 0; k < G_COUNT; k++) {
+		buf_family(&b, gauges[k].name, "gauge", gauges[k].help);
+		for (size_t i = 0; i < m->n; i++) {
+			double v = gauge_value(&m->groups[i], (enum gauge)k);
+
+			/* no target is no series, not NaN: nothing was promised */
+			if (k == G_TARGET && isnan(v))
+				continue;
+			buf_series_start(&b, gauges[k].name, &m->groups[i]);
+			buf_str(&b, "}");
+			buf_value(&b, v);
+		}
+	}
+	if (m->with_totals) {
+		buf_family(&b, "rehydra_drills_total", "counter",
+			   "Drills recorded in the audit journal, by verdict.");
+		for (size_t i = 0; i < m->n; i++) {
+			for (int v = 0; v < V_COUNT; v++) {
+				if (v == V_OTHER && !m->groups[i].count[v])
+					continue;
+				buf_series_start(&b, "rehydra_drills_total", &m->groups[i]);
+				buf_label(&b, "verdict", verdict_names[v], false);
+				buf_str(&b, "}");
+				buf_value(&b, (double)m->groups[i].count[v]);
+			}
+		}
+	}
+	if (b.failed || !b.p) {
+		free(b.p);
+		return rh_error_set(RH_ENOMEM, "out of memory rendering the metrics");
+	}
+	*out = b.p;
+	*len = b.len;
+	return 0;
+}
+
+int rh_metrics_write(const struct rh_metrics *m, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = NULL, *text = NULL;
+	const char *name = slash ? slash + 1 : path;
+	size_t len = 0;
+	int dfd = -1;
+	int rc;
+
+	if (!*name)
+		return rh_error_set(RH_EINVAL, "%s: the metrics file needs a file name", path);
+	dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+	if (!dir) {
+		rc = rh_error_set(RH_ENOMEM, "out of memory writing the metrics");
+		goto done;
+	}
+	rc = rh_metrics_render(m, &text, &len);
+	if (rc < 0)
+		goto done;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		rc = rh_error_set_errno(RH_EIO, errno, "cannot open the directory %s for the "
+					"metrics file", dir);
+		goto done;
+	}
+	rc = rh_fs_write_atomic_at(dfd, dir, name, text, len);
+	/* node_exporter runs as a user of its own and must read the file;
+	 * metrics hold names and numbers, nothing secret */
+	if (rc == 0 && fchmodat(dfd, name, 0644, 0) != 0)
+		rc = rh_error_set_errno(RH_EIO, errno, "cannot make %s readable", path);
+done:
+	if (dfd >= 0)
+		close(dfd);
+	free(dir);
+	free(text);
+	return rc;
+}
+
+static int add_entry(const struct rh_journal_entry *e, void *user)
+{
+	return e->record ? rh_metrics_add(user, e->record) : 0;
+}
+
+int rh_metrics_write_journal(struct rh_journal *j, const char *path)
+{
+	struct rh_metrics *m = NULL;
+	int rc = rh_metrics_new(&m, true);
+
+	if (rc == 0)
+		rc = rh_journal_foreach_fields(j, rh_metrics_fields, add_entry, m);
+	if (rc == 0)
+		rc = rh_metrics_write(m, path);
+	rh_metrics_free(m);
+	return rc;
+}
