@@ -132,7 +132,7 @@ struct s3_req {
 	const char *what;           /* for messages: "uploading part 3 of x" */
 };
 
-enum s3_part_state { PART_TODO, PART_KEPT, PART_SENT };
+enum s3_part_state { PART_PENDING, PART_KEPT, PART_SENT };
 
 struct s3_part {
 	uint64_t off;
@@ -1501,7 +1501,7 @@ static void s3_state_write(struct s3_upload *u, CURL *h)
 	for (unsigned i = 0; parts && i < u->nparts; i++) {
 		char num[16];
 
-		if (u->parts[i].state == PART_TODO)
+		if (u->parts[i].state == PART_PENDING)
 			continue;
 		snprintf(num, sizeof(num), "%u", i + 1);
 		json_object_set_new(parts, num, json_string(u->parts[i].etag));
@@ -1779,7 +1779,7 @@ static void *s3_worker(void *arg)
 		int err;
 
 		pthread_mutex_lock(&u->lock);
-		while (u->next < u->nparts && u->parts[u->next].state != PART_TODO)
+		while (u->next < u->nparts && u->parts[u->next].state != PART_PENDING)
 			u->next++;
 		if (atomic_load(&u->stop) || u->next >= u->nparts) {
 			pthread_mutex_unlock(&u->lock);
@@ -1798,19 +1798,19 @@ static void *s3_worker(void *arg)
 	return NULL;
 }
 
-/* Runs the workers over the TODO parts; with `hash`, the calling thread
+/* Runs the workers over the pending parts; with `hash`, the calling thread
  * hashes the source meanwhile. Returns the first error (message set). */
 static int s3_upload_round(struct s3_upload *u, bool hash, char sha_hex[65])
 {
 	pthread_t threads[S3_PARALLEL_MAX];
-	unsigned todo = 0;
+	unsigned pending = 0;
 	unsigned n;
 	unsigned started = 0;
 	int herr = 0;
 
 	for (unsigned i = 0; i < u->nparts; i++)
-		todo += u->parts[i].state == PART_TODO;
-	n = u->s->parallel < todo ? u->s->parallel : todo;
+		pending += u->parts[i].state == PART_PENDING;
+	n = u->s->parallel < pending ? u->s->parallel : pending;
 	u->next = 0;
 	for (unsigned i = 0; i < n; i++) {
 		if (pthread_create(&threads[started], NULL, s3_worker, u) != 0)
@@ -1992,7 +1992,7 @@ static int s3_put_multipart(struct s3_sink *s, const char *path, const char *key
 		struct s3_part *p = &u.parts[i];
 
 		if (p->state == PART_KEPT && !etag_is_md5(p->etag, p->local_md5)) {
-			p->state = PART_TODO; /* an old part of other bytes: send it again */
+			p->state = PART_PENDING; /* an old part of other bytes: send it again */
 			redo++;
 		} else if (p->state == PART_SENT && memcmp(p->sent_md5, p->local_md5, 16) != 0) {
 			err = rh_error_set(RH_EVERIFY, "%s changed while it was uploaded (part "

@@ -105,11 +105,11 @@ struct sync_run {
 	const struct rh_sync_opts *opts;
 	struct linked_cancel cancel;
 
-	size_t *todo; /* indexes into v->files still to put, largest first */
-	size_t n_todo;
+	size_t *pending; /* indexes into v->files still to put, largest first */
+	size_t n_pending;
 
 	pthread_mutex_t lock; /* everything below */
-	size_t next;          /* the next todo entry to hand out */
+	size_t next;          /* the next pending entry to hand out */
 	struct rh_sync_stats st;
 	int err;              /* the first failure */
 	char *err_msg;
@@ -199,11 +199,11 @@ static void *sync_worker(void *arg)
 		int err;
 
 		pthread_mutex_lock(&run->lock);
-		if (run->err || run->next == run->n_todo) {
+		if (run->err || run->next == run->n_pending) {
 			pthread_mutex_unlock(&run->lock);
 			break;
 		}
-		idx = run->todo[run->next++];
+		idx = run->pending[run->next++];
 		pthread_mutex_unlock(&run->lock);
 		mf = &v->files[idx];
 
@@ -248,8 +248,8 @@ static int sync_plan(struct sync_run *run)
 	const struct rh_model_version *v = run->v;
 	int err = 0;
 
-	run->todo = calloc(v->n_files ? v->n_files : 1, sizeof(*run->todo));
-	if (!run->todo)
+	run->pending = calloc(v->n_files ? v->n_files : 1, sizeof(*run->pending));
+	if (!run->pending)
 		return rh_error_set(RH_ENOMEM, "out of memory syncing %s %s", v->name, v->version);
 	for (size_t i = 0; i < v->n_files; i++) {
 		const struct rh_manifest_file *mf = &v->files[i];
@@ -270,11 +270,11 @@ static int sync_plan(struct sync_run *run)
 			run->st.files_skipped++;
 			run->st.bytes_skipped += mf->size;
 		} else {
-			run->todo[run->n_todo++] = i;
+			run->pending[run->n_pending++] = i;
 		}
 	}
-	if (err == 0 && run->n_todo > 1)
-		qsort_r(run->todo, run->n_todo, sizeof(*run->todo), cmp_size_desc, (void *)v);
+	if (err == 0 && run->n_pending > 1)
+		qsort_r(run->pending, run->n_pending, sizeof(*run->pending), cmp_size_desc, (void *)v);
 	return err;
 }
 
@@ -288,13 +288,13 @@ static int sync_put_all(struct sync_run *run)
 	size_t n;
 	int err = 0;
 
-	if (run->n_todo == 0)
+	if (run->n_pending == 0)
 		return 0;
 	if (want > max)
 		want = max;
 	if (want == 0)
 		want = 1;
-	n = want < run->n_todo ? want : run->n_todo;
+	n = want < run->n_pending ? want : run->n_pending;
 	tids = calloc(n, sizeof(*tids));
 	if (!tids)
 		return rh_error_set(RH_ENOMEM, "out of memory syncing %s %s", run->v->name,
@@ -409,7 +409,7 @@ done:
 		run.st.seconds > 0 ? (double)run.st.bytes_sent / SYNC_MIB / run.st.seconds : 0;
 	if (stats)
 		*stats = run.st;
-	free(run.todo);
+	free(run.pending);
 	free(run.err_msg);
 	pthread_mutex_destroy(&run.lock);
 	return err;
