@@ -16,6 +16,7 @@
 
 const struct rh_provider_ops *const rh_providers[] = {
 	&rh_provider_local,
+	&rh_provider_ssh,
 	&rh_provider_aws,
 	&rh_provider_alibaba,
 	&rh_provider_nebius,

@@ -88,6 +88,7 @@ int rh_provider_ctx_new(struct rh_provider_ctx **out, const struct rh_provider_o
 void rh_provider_ctx_free(struct rh_provider_ctx *p);
 
 extern const struct rh_provider_ops rh_provider_local;
+extern const struct rh_provider_ops rh_provider_ssh;
 extern const struct rh_provider_ops rh_provider_aws;
 extern const struct rh_provider_ops rh_provider_alibaba;
 extern const struct rh_provider_ops rh_provider_nebius;

@@ -67,6 +67,9 @@ HostKey $dir/host_ed25519
 AuthorizedKeysFile $dir/authorized_keys
 PidFile $dir/sshd.pid
 Subsystem sftp internal-sftp
+# bash sources ~/.bashrc for commands run by sshd unless SHLVL says it is
+# nested: keep the machine's dotfiles (pyenv init, ...) out of remote exec
+SetEnv SHLVL=2
 StrictModes no
 UsePAM no
 PermitRootLogin prohibit-password

@@ -160,6 +160,9 @@ static void sshd_test_write_config(struct sshd_test *t)
 		"AuthorizedKeysFile %s/authorized_keys\n"
 		"PidFile %s/sshd.pid\n"
 		"Subsystem sftp internal-sftp\n"
+		/* keep the machine's ~/.bashrc (pyenv init, ...) out of remote
+		 * exec: bash skips it for sshd-started shells when SHLVL >= 2 */
+		"SetEnv SHLVL=2\n"
 		"StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n"
 		"PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
 		"MaxStartups 64:30:128\nMaxSessions 64\nLogLevel ERROR\n",
