@@ -6,7 +6,8 @@
 # deterministic. Injection: hostile values stay JSON data in
 # terraform.tfvars.json and never reach a .tf or main.tf.json.
 #
-# RH_UPDATE_GOLDEN=1 rewrites tests/data/golden/ instead of comparing.
+# RH_UPDATE_GOLDEN=1 rewrites tests/data/golden/ (main.tf.json and
+# terraform.tfvars.json per tree) instead of comparing.
 source "$(dirname "$0")/lib.sh"
 
 TOOLS=$RH_SRC/tests/tools/node_modules
@@ -124,13 +125,18 @@ for rb in qwen3-alibaba-to-nebius qwen3-nebius-to-aws; do
 		check_tree "$p" "$out" "$n"
 		render "$p" "$rb" "$T/again-$n"
 		check "$n: a second render is byte-identical" diff -r "$out" "$T/again-$n"
+		# The module is the provider's template copied as it is; the golden
+		# files hold only what rendering generates, so a template edit does
+		# not mean regenerating every golden tree.
+		check "$n: module/ is templates/$p unchanged" diff -r "$RH_SRC/templates/$p" "$out/module"
 		if [ "${RH_UPDATE_GOLDEN:-}" = 1 ]; then
 			rm -rf "${GOLDEN:?}/$n"
-			mkdir -p "$GOLDEN"
-			cp -r "$out" "$GOLDEN/$n"
-			pass "$n: golden tree updated"
+			mkdir -p "$GOLDEN/$n"
+			cp "$out/main.tf.json" "$out/terraform.tfvars.json" "$GOLDEN/$n/"
+			pass "$n: golden files updated"
 		else
-			check "$n: matches tests/data/golden/$n" diff -r "$GOLDEN/$n" "$out"
+			check "$n: generated files match tests/data/golden/$n" \
+				diff -r -x module "$GOLDEN/$n" "$out"
 		fi
 	done
 done
