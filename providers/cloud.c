@@ -408,33 +408,16 @@ done:
 	return rc;
 }
 
-/* Copies templates/<name>/ (regular files, not dotfiles) into dir/module. */
-static int copy_module(const char *name, const char *dir)
+/* Copies the regular, non-dot files of `src` into the directory `mfd`
+ * (named `mdir` in messages), each written atomically. */
+static int copy_files(const char *src, int mfd, const char *mdir)
 {
-	char *tdir = NULL, *mdir = NULL;
-	char src[PATH_MAX];
-	DIR *dp = NULL;
+	DIR *dp = opendir(src);
 	struct dirent *de;
-	int mfd = -1, rc;
+	int rc = 0;
 
-	rc = rh_data_dir(&tdir, "templates");
-	if (rc < 0)
-		goto done;
-	if (asprintf(&mdir, "%s/module", dir) < 0) {
-		mdir = NULL;
-		rc = oom();
-		goto done;
-	}
-	rc = rh_fs_mkdir_p(mdir);
-	if (rc < 0)
-		goto done;
-	mfd = open(mdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	snprintf(src, sizeof(src), "%s/%s", tdir, name);
-	dp = opendir(src);
-	if (mfd < 0 || !dp) {
-		rc = rh_error_set_errno(RH_EIO, errno, "cannot open %s", mfd < 0 ? mdir : src);
-		goto done;
-	}
+	if (!dp)
+		return rh_error_set_errno(RH_EIO, errno, "cannot open %s", src);
 	while ((de = readdir(dp)) != NULL) {
 		char path[PATH_MAX + 256];
 		struct stat sb;
@@ -451,11 +434,44 @@ static int copy_module(const char *name, const char *dir)
 			rc = rh_fs_write_atomic_at(mfd, mdir, de->d_name, data, len);
 		free(data);
 		if (rc < 0)
-			goto done;
+			break;
 	}
+	closedir(dp);
+	return rc;
+}
+
+/* Builds dir/module from templates/common/ (what every cloud's module
+ * shares, e.g. the boot script) and then templates/<name>/, whose files win
+ * on a name clash. */
+static int copy_module(const char *name, const char *dir)
+{
+	char *tdir = NULL, *mdir = NULL;
+	char src[PATH_MAX];
+	int mfd = -1, rc;
+
+	rc = rh_data_dir(&tdir, "templates");
+	if (rc < 0)
+		goto done;
+	if (asprintf(&mdir, "%s/module", dir) < 0) {
+		mdir = NULL;
+		rc = oom();
+		goto done;
+	}
+	rc = rh_fs_mkdir_p(mdir);
+	if (rc < 0)
+		goto done;
+	mfd = open(mdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (mfd < 0) {
+		rc = rh_error_set_errno(RH_EIO, errno, "cannot open %s", mdir);
+		goto done;
+	}
+	snprintf(src, sizeof(src), "%s/common", tdir);
+	rc = copy_files(src, mfd, mdir);
+	if (rc < 0)
+		goto done;
+	snprintf(src, sizeof(src), "%s/%s", tdir, name);
+	rc = copy_files(src, mfd, mdir);
 done:
-	if (dp)
-		closedir(dp);
 	if (mfd >= 0)
 		close(mfd);
 	free(tdir);

@@ -125,10 +125,14 @@ for rb in qwen3-alibaba-to-nebius qwen3-nebius-to-aws; do
 		check_tree "$p" "$out" "$n"
 		render "$p" "$rb" "$T/again-$n"
 		check "$n: a second render is byte-identical" diff -r "$out" "$T/again-$n"
-		# The module is the provider's template copied as it is; the golden
-		# files hold only what rendering generates, so a template edit does
-		# not mean regenerating every golden tree.
-		check "$n: module/ is templates/$p unchanged" diff -r "$RH_SRC/templates/$p" "$out/module"
+		# The module is templates/common plus the provider's templates,
+		# copied as they are; the golden files hold only what rendering
+		# generates, so a template edit does not mean regenerating them.
+		rm -rf "$T/expect-module" && mkdir "$T/expect-module"
+		cp "$RH_SRC/templates/common/"* "$RH_SRC/templates/$p/"* "$T/expect-module/"
+		check "$n: module/ is templates/common + templates/$p unchanged" \
+			diff -r "$T/expect-module" "$out/module"
+		check "$n: module has the shared boot script" test -s "$out/module/boot.py"
 		if [ "${RH_UPDATE_GOLDEN:-}" = 1 ]; then
 			rm -rf "${GOLDEN:?}/$n"
 			mkdir -p "$GOLDEN/$n"
