@@ -20,11 +20,9 @@ rehydra="$build/rehydra"
 T=$(mktemp -d "${TMPDIR:-/tmp}/rh-bench-XXXXXX")
 trap 'rm -rf "$T"' EXIT
 
-# shellcheck disable=SC2046
-cc -O2 -std=c11 -D_GNU_SOURCE -I"$here/orchestrator" -I"$here/artifacts" -I"$here/providers" \
-	-o "$T/journal_gen" "$here/tests/bench/journal_gen.c" \
-	"$build/librehydra.a" "$build/librhcore.a" \
-	$(pkg-config --cflags --libs jansson libgit2 libcurl libssh2) -lpthread -lm
+# journal_gen is built by CMake beside the unit tests, against the same layers
+cmake --build "$build" --target journal_gen >/dev/null
+cp "$build/tests/journal_gen" "$T/journal_gen"
 
 # best of 3 wall-clock seconds of a command (output discarded)
 best() {
