@@ -199,16 +199,19 @@ static void self_bindir(char *buf, size_t size)
 
 /* Namespaces known before the first step runs; provision and sync add to
  * target and model, finished steps to steps. env holds only the names the
- * runbook allows, and only those that are set. */
-static int scope_build(struct rh_drill *d)
+ * runbook allows, and only those that are set. The one scope builder: the
+ * drill's scope and the provider context's render scope (rh_drill_provider_new)
+ * both come from here, differing only in `bindir`. *out is new. */
+static int scope_new(json_t **out, const struct rh_runbook *rb, const char *drill_id,
+		     const char *drill_dir, const char *bindir)
 {
-	const struct rh_runbook *rb = d->rb;
-	char bindir[PATH_MAX];
 	json_t *env = json_object();
 	json_t *target = rb->target ? json_deep_copy(rb->target) : json_object();
+	json_t *vars = rb->vars ? json_incref(rb->vars) : json_object();
+	json_t *scope;
 	int rc = 0;
 
-	self_bindir(bindir, sizeof(bindir));
+	*out = NULL;
 	for (size_t i = 0; env && i < rb->n_env_allow; i++) {
 		const char *v = getenv(rb->env_allow[i]);
 
@@ -217,22 +220,106 @@ static int scope_build(struct rh_drill *d)
 			env = NULL;
 		}
 	}
-	if (!env || !target) {
+	if (!env || !target || !vars) {
 		json_decref(env);
 		json_decref(target);
+		json_decref(vars);
 		return rh_error_set(RH_ENOMEM, "out of memory building the drill scope");
 	}
-	/* "o" steals env and target, also when json_pack fails. */
-	d->scope = json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s},"
-			     " s:O, s:o, s:o, s:{}}",
-			     "runbook", "name", rb->name, "dir", rb->dir, "path", rb->path,
-			     "sha256", rb->sha256,
-			     "drill", "id", d->id, "dir", d->dir,
-			     "rehydra", "bindir", bindir, "version", RH_VERSION,
-			     "vars", rb->vars, "env", env, "target", target, "steps");
-	if (!d->scope)
+	/* "o" steals env, target and vars, also when json_pack fails. */
+	scope = json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s},"
+			  " s:o, s:o, s:o, s:{}}",
+			  "runbook", "name", rb->name, "dir", rb->dir ? rb->dir : "", "path",
+			  rb->path ? rb->path : "", "sha256", rb->sha256, "drill", "id", drill_id,
+			  "dir", drill_dir ? drill_dir : "", "rehydra", "bindir", bindir, "version",
+			  RH_VERSION, "vars", vars, "env", env, "target", target, "steps");
+	if (!scope)
 		return rh_error_set(RH_ENOMEM, "out of memory building the drill scope");
-	rc = scope_model(d->scope, rb);
+	rc = scope_model(scope, rb);
+	if (rc < 0) {
+		json_decref(scope);
+		return rc;
+	}
+	*out = scope;
+	return 0;
+}
+
+static int scope_build(struct rh_drill *d)
+{
+	char bindir[PATH_MAX];
+
+	self_bindir(bindir, sizeof(bindir));
+	return scope_new(&d->scope, d->rb, d->id, d->dir, bindir);
+}
+
+/* ---- the provider context ---------------------------------------------- */
+
+/* The expander's user data: the render scope, read-only once built (so no
+ * lock: several hooks may expand at once). */
+static int provider_expand(void *user, json_t **out, const json_t *value, const json_t *bind)
+{
+	const json_t *scope = user;
+	json_t *merged = NULL;
+	const char *ns;
+	json_t *val;
+	int rc = 0;
+
+	*out = NULL;
+	if (!bind)
+		return rh_interp_expand_json(out, value, scope);
+	merged = json_copy((json_t *)scope);
+	if (!merged)
+		return rh_error_set(RH_ENOMEM, "out of memory expanding for the provider");
+	json_object_foreach((json_t *)bind, ns, val)
+	{
+		json_t *have = json_object_get(merged, ns);
+		json_t *ns_new = json_is_object(have) && json_is_object(val) ? json_copy(have)
+									 : json_incref(val);
+
+		if (!ns_new || (ns_new != val && json_object_update(ns_new, val) < 0) ||
+		    json_object_set_new(merged, ns, ns_new) < 0) {
+			rc = rh_error_set(RH_ENOMEM, "out of memory expanding for the provider");
+			goto done;
+		}
+	}
+	rc = rh_interp_expand_json(out, value, merged);
+done:
+	json_decref(merged);
+	return rc;
+}
+
+static void provider_scope_free(void *user)
+{
+	json_decref(user);
+}
+
+int rh_drill_provider_new(struct rh_provider_ctx **out, const struct rh_provider_ops *ops,
+			  const json_t *target, const struct rh_runbook *rb, const char *drill_id,
+			  const char *state_dir, const char *drill_dir)
+{
+	struct rh_provider_ctx *p = NULL;
+	json_t *scope = NULL;
+	int rc;
+
+	*out = NULL;
+	/* On the target, ${rehydra.bindir} (this machine's binaries) means
+	 * nothing: the render scope leaves it empty. */
+	rc = scope_new(&scope, rb, drill_id, drill_dir, "");
+	if (rc < 0)
+		goto done;
+	rc = rh_provider_ctx_new(&p, ops, target, drill_id, state_dir, drill_dir);
+	if (rc < 0)
+		goto done;
+	p->runbook.name = rb->name;
+	p->runbook.dir = rb->dir;
+	p->runbook.stack = rb->stack;
+	p->expander.expand = provider_expand;
+	p->expander.user = scope;
+	p->expander.free_user = provider_scope_free;
+	scope = NULL;
+	*out = p;
+done:
+	json_decref(scope);
 	return rc;
 }
 
@@ -317,11 +404,10 @@ int rh_drill_init(struct rh_drill *d, struct rh_runbook *rb, const char *state_d
 	if ((rc = rh_cancel_init(&d->interrupt)) < 0 || (rc = rh_cancel_init(&d->hard_stop)) < 0)
 		goto done;
 	if (rb->target && rb->provider) {
-		rc = rh_provider_ctx_new(&d->provider, rb->provider, rb->target, d->id,
-					 d->state_dir, d->dir);
+		rc = rh_drill_provider_new(&d->provider, rb->provider, rb->target, rb, d->id,
+					   d->state_dir, d->dir);
 		if (rc < 0)
 			goto done;
-		d->provider->rb = rb;
 	}
 done:
 	free(steps_dir);

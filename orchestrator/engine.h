@@ -40,6 +40,7 @@
 #include <time.h>
 
 struct rh_provider_ctx;
+struct rh_provider_ops;
 
 enum rh_step_status {
 	RH_STEP_PENDING = 0,
@@ -120,6 +121,17 @@ struct rh_engine_opts {
  * target, model, drill, rehydra namespaces). Nothing else is created.
  * Returns 0 or a negative code with the message set. */
 int rh_drill_init(struct rh_drill *d, struct rh_runbook *rb, const char *state_dir);
+
+/* Creates the provider context of `ops` on `target` for runbook `rb`: the
+ * runbook values the adapters read (ctx->runbook) and an expander over the
+ * render scope (the namespaces rh_drill_init builds, with rehydra.bindir
+ * empty: see provider.h). rh_drill_init calls it for the drill; `rehydra
+ * render` for its own target. rb, target and the strings are borrowed and
+ * must outlive *out (free it with rh_provider_ctx_free). Returns 0 or a
+ * negative code with the message set (a model value that does not expand). */
+int rh_drill_provider_new(struct rh_provider_ctx **out, const struct rh_provider_ops *ops,
+			  const json_t *target, const struct rh_runbook *rb, const char *drill_id,
+			  const char *state_dir, const char *drill_dir);
 
 /* Runs the drill to the end (see above). Returns 0 when the drill ran to a
  * verdict (whatever it is); a negative code only for internal errors. */

@@ -765,7 +765,7 @@ static void check_target(struct val *v, const json_t *doc)
 
 		check_keys(v, t, "/target", "target", base, v->rb->provider->target_keys);
 		if (v->rb->provider->validate)
-			note(v, v->rb->provider->validate(t, "/target", v->d));
+			note(v, v->rb->provider->validate(v->rb->provider, t, "/target", v->d));
 	}
 }
 

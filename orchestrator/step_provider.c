@@ -4,7 +4,10 @@
  *
  * They are thin on purpose: the engine knows adapters only through the ops
  * table in provider.h, and the registry/sink code does the transfers. What
- * lives here is the glue the adapters should not each reimplement: turning
+ * lives here is the glue the adapters should not each reimplement: the
+ * one place a step context becomes a struct rh_provider_call (the target
+ * expanded against the drill's scope, the deadline, cancel token, log
+ * prefix, progress and outputs: adapters see no engine structure), turning
  * the adapter's outputs into step outputs (which the engine exports to
  * ${target.*} and ${model.*}), expanding the runbook's stack against the
  * scope for deploy, and giving sync_artifacts a deadline (the registry API
@@ -73,6 +76,47 @@ static int merge_provider_outputs(struct rh_provider_ctx *p, struct rh_step_ctx 
 	return rc;
 }
 
+static void call_progress(void *user, const char *text)
+{
+	struct rh_step_ctx *ctx = user;
+
+	if (ctx->progress)
+		ctx->progress(ctx->progress_user, ctx, text);
+}
+
+/* Fills *c for one hook call of this attempt; *target_out (new) holds the
+ * expanded target the call borrows. The scope is shared with running
+ * steps, hence the engine lock. When the target does not expand, *c is
+ * still complete, with the unexpanded target (c->target NULL). */
+static int call_init(struct rh_provider_call *c, json_t **target_out, struct rh_step_ctx *ctx,
+		     const struct rh_provider_ctx *p)
+{
+	struct rh_drill *d = ctx->drill;
+	const json_t *grace = json_object_get(ctx->spec, "grace_s");
+	int rc = 0;
+
+	*c = (struct rh_provider_call)RH_PROVIDER_CALL_INIT;
+	*target_out = NULL;
+	c->deadline = ctx->deadline;
+	c->cancel = ctx->cancel;
+	c->log_prefix = ctx->log_prefix;
+	c->outputs = ctx->outputs;
+	c->grace_s = json_is_number(grace) && json_number_value(grace) >= 0
+			 ? json_number_value(grace)
+			 : -1.0;
+	c->progress = call_progress;
+	c->progress_user = ctx;
+	if (!p->target)
+		return 0;
+	pthread_mutex_lock(&d->lock);
+	rc = rh_interp_expand_json(target_out, p->target, d->scope);
+	pthread_mutex_unlock(&d->lock);
+	if (rc < 0)
+		return rh_error_prefix(rc, "step '%s': target", ctx->step->id);
+	c->target = *target_out;
+	return 0;
+}
+
 static int hook_failed(int rc, struct rh_step_ctx *ctx, const struct rh_provider_ctx *p)
 {
 	const char *msg = rh_error_last();
@@ -85,7 +129,9 @@ static int hook_failed(int rc, struct rh_step_ctx *ctx, const struct rh_provider
 
 int rh_step_provision_run(struct rh_step_ctx *ctx)
 {
+	struct rh_provider_call call;
 	struct rh_provider_ctx *p;
+	json_t *target = NULL;
 	int rc;
 
 	if ((rc = need_provider(&p, ctx)) < 0)
@@ -93,16 +139,24 @@ int rh_step_provision_run(struct rh_step_ctx *ctx)
 	if (!p->ops->provision)
 		return rh_error_set(RH_EUNSUPPORTED, "step '%s': provider %s cannot provision",
 				    ctx->step->id, p->ops->name);
+	if ((rc = call_init(&call, &target, ctx, p)) < 0)
+		goto done;
 	rh_error_clear();
-	rc = p->ops->provision(p, ctx);
+	rc = p->ops->provision(p, &call);
 	if (rc < 0)
-		return hook_failed(rc, ctx, p);
-	return merge_provider_outputs(p, ctx);
+		hook_failed(rc, ctx, p);
+	else
+		rc = merge_provider_outputs(p, ctx);
+done:
+	json_decref(target);
+	return rc;
 }
 
 int rh_step_teardown_run(struct rh_step_ctx *ctx)
 {
+	struct rh_provider_call call;
 	struct rh_provider_ctx *p;
+	json_t *target = NULL;
 	int rc;
 
 	if ((rc = need_provider(&p, ctx)) < 0)
@@ -110,8 +164,12 @@ int rh_step_teardown_run(struct rh_step_ctx *ctx)
 	if (!p->ops->teardown)
 		return rh_error_set(RH_EUNSUPPORTED, "step '%s': provider %s cannot tear down",
 				    ctx->step->id, p->ops->name);
+	/* teardown must run whatever the target's references say now: fall
+	 * back to the unexpanded target rather than leave resources behind. */
+	(void)call_init(&call, &target, ctx, p);
 	rh_error_clear();
-	rc = p->ops->teardown(p, ctx);
+	rc = p->ops->teardown(p, &call);
+	json_decref(target);
 	return rc < 0 ? hook_failed(rc, ctx, p) : 0;
 }
 
@@ -119,8 +177,9 @@ int rh_step_deploy_run(struct rh_step_ctx *ctx)
 {
 	struct rh_drill *d = ctx->drill;
 	const json_t *stack = d->rb->stack;
+	struct rh_provider_call call;
 	struct rh_provider_ctx *p;
-	json_t *command = NULL, *env = NULL;
+	json_t *command = NULL, *env = NULL, *target = NULL;
 	int rc;
 
 	if ((rc = need_provider(&p, ctx)) < 0)
@@ -144,8 +203,10 @@ int rh_step_deploy_run(struct rh_step_ctx *ctx)
 		rh_error_prefix(rc, "step '%s': stack", ctx->step->id);
 		goto done;
 	}
+	if ((rc = call_init(&call, &target, ctx, p)) < 0)
+		goto done;
 	rh_error_clear();
-	rc = p->ops->deploy(p, ctx, command, env);
+	rc = p->ops->deploy(p, &call, command, env);
 	if (rc < 0) {
 		hook_failed(rc, ctx, p);
 		goto done;
@@ -154,6 +215,7 @@ int rh_step_deploy_run(struct rh_step_ctx *ctx)
 done:
 	json_decref(command);
 	json_decref(env);
+	json_decref(target);
 	return rc;
 }
 
@@ -272,6 +334,8 @@ int rh_step_sync_artifacts_run(struct rh_step_ctx *ctx)
 	struct deadline_timer timer;
 	struct sync_progress sp = {.ctx = ctx};
 	struct rh_sync_opts sopts = RH_SYNC_OPTS_INIT;
+	struct rh_provider_call call;
+	json_t *target = NULL;
 	char *url = NULL, *name = NULL, *version = NULL, *commit = NULL, *cache = NULL;
 	bool timer_ready = false;
 	size_t n;
@@ -319,8 +383,11 @@ int rh_step_sync_artifacts_run(struct rh_step_ctx *ctx)
 		    rh_error_set(RH_EUNSUPPORTED, "provider %s has no artifact sink", p->ops->name);
 		goto fail;
 	}
+	rc = call_init(&call, &target, ctx, p);
+	if (rc < 0)
+		goto fail;
 	rh_error_clear();
-	rc = p->ops->sink_open(&sink, p, ctx);
+	rc = p->ops->sink_open(&sink, p, &call);
 	if (rc < 0)
 		goto fail;
 	sopts.cancel = &timer.token;
@@ -385,5 +452,6 @@ done:
 	free(version);
 	free(commit);
 	free(cache);
+	json_decref(target);
 	return rc;
 }

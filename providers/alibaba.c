@@ -21,8 +21,6 @@ static const char *const ali_target_keys[] = { "accelerator", "allowed_cidr", "o
 					       "instance_type", "image", "zone", "terraform", NULL };
 static const char *const ali_required[] = { "accelerator", "allowed_cidr", "operator_cidr",
 					    NULL };
-static const char *const ali_output_keys[] = { "endpoint", "host", "port", "ssh_host",
-					       "ssh_user", "bucket", "instance_id", NULL };
 
 static int ali_tfvars(json_t *vars, const json_t *target, const json_t *acc)
 {
@@ -49,63 +47,12 @@ static json_t *ali_provider_block(void)
 }
 
 const struct rh_cloud_def rh_cloud_alibaba = {
-	.name = "alibaba",
+	.ops = RH_CLOUD_OPS("alibaba",
+			    "Alibaba Cloud: VPC, vSwitch, security group, OSS bucket and a GPU ECS "
+		   "instance (Terraform, aliyun/alicloud)",
+			    ali_target_keys),
 	.tf_provider = "alicloud",
 	.required_keys = ali_required,
 	.tfvars = ali_tfvars,
 	.provider_block = ali_provider_block,
-};
-
-static int ali_validate(const json_t *target, const char *pointer, struct rh_diags *d)
-{
-	return rh_cloud_validate(&rh_cloud_alibaba, target, pointer, d);
-}
-
-static int ali_provision(struct rh_provider_ctx *p, struct rh_step_ctx *s)
-{
-	return rh_cloud_provision(&rh_cloud_alibaba, p, s);
-}
-
-static int ali_sink_open(struct rh_sink **out, struct rh_provider_ctx *p, struct rh_step_ctx *s)
-{
-	return rh_cloud_sink_open(&rh_cloud_alibaba, out, p, s);
-}
-
-static int ali_deploy(struct rh_provider_ctx *p, struct rh_step_ctx *s, const json_t *command,
-		      const json_t *env)
-{
-	return rh_cloud_deploy(&rh_cloud_alibaba, p, s, command, env);
-}
-
-static int ali_teardown(struct rh_provider_ctx *p, struct rh_step_ctx *s)
-{
-	return rh_cloud_teardown(&rh_cloud_alibaba, p, s);
-}
-
-static int ali_render(struct rh_provider_ctx *p, const char *out_dir)
-{
-	return rh_cloud_render(&rh_cloud_alibaba, p, out_dir);
-}
-
-static int ali_describe(json_t **out)
-{
-	return rh_cloud_describe(&rh_cloud_alibaba, out);
-}
-
-const struct rh_provider_ops rh_provider_alibaba = {
-	.version = RH_PROVIDER_OPS_VERSION,
-	.name = "alibaba",
-	.summary = "Alibaba Cloud: VPC, vSwitch, security group, OSS bucket and a GPU ECS "
-		   "instance (Terraform, aliyun/alicloud)",
-	.target_keys = ali_target_keys,
-	.output_keys = ali_output_keys,
-	.validate = ali_validate,
-	.preflight = rh_cloud_preflight,
-	.provision = ali_provision,
-	.sink_open = ali_sink_open,
-	.deploy = ali_deploy,
-	.teardown = ali_teardown,
-	.render = ali_render,
-	.describe = ali_describe,
-	.free = rh_cloud_free,
 };

@@ -21,8 +21,6 @@ static const char *const aws_target_keys[] = { "accelerator", "allowed_cidr", "o
 						"instance_type", "image", "terraform", NULL };
 static const char *const aws_required[] = { "accelerator", "allowed_cidr", "operator_cidr",
 					    NULL };
-static const char *const aws_output_keys[] = { "endpoint", "host", "port", "ssh_host",
-					       "ssh_user", "bucket", "instance_id", NULL };
 
 static int aws_tfvars(json_t *vars, const json_t *target, const json_t *acc)
 {
@@ -49,63 +47,12 @@ static json_t *aws_provider_block(void)
 }
 
 const struct rh_cloud_def rh_cloud_aws = {
-	.name = "aws",
+	.ops = RH_CLOUD_OPS("aws",
+			    "Amazon Web Services: VPC, security group, S3 bucket and a GPU EC2 instance "
+		   "(Terraform, hashicorp/aws)",
+			    aws_target_keys),
 	.tf_provider = "aws",
 	.required_keys = aws_required,
 	.tfvars = aws_tfvars,
 	.provider_block = aws_provider_block,
-};
-
-static int aws_validate(const json_t *target, const char *pointer, struct rh_diags *d)
-{
-	return rh_cloud_validate(&rh_cloud_aws, target, pointer, d);
-}
-
-static int aws_provision(struct rh_provider_ctx *p, struct rh_step_ctx *s)
-{
-	return rh_cloud_provision(&rh_cloud_aws, p, s);
-}
-
-static int aws_sink_open(struct rh_sink **out, struct rh_provider_ctx *p, struct rh_step_ctx *s)
-{
-	return rh_cloud_sink_open(&rh_cloud_aws, out, p, s);
-}
-
-static int aws_deploy(struct rh_provider_ctx *p, struct rh_step_ctx *s, const json_t *command,
-		      const json_t *env)
-{
-	return rh_cloud_deploy(&rh_cloud_aws, p, s, command, env);
-}
-
-static int aws_teardown(struct rh_provider_ctx *p, struct rh_step_ctx *s)
-{
-	return rh_cloud_teardown(&rh_cloud_aws, p, s);
-}
-
-static int aws_render(struct rh_provider_ctx *p, const char *out_dir)
-{
-	return rh_cloud_render(&rh_cloud_aws, p, out_dir);
-}
-
-static int aws_describe(json_t **out)
-{
-	return rh_cloud_describe(&rh_cloud_aws, out);
-}
-
-const struct rh_provider_ops rh_provider_aws = {
-	.version = RH_PROVIDER_OPS_VERSION,
-	.name = "aws",
-	.summary = "Amazon Web Services: VPC, security group, S3 bucket and a GPU EC2 instance "
-		   "(Terraform, hashicorp/aws)",
-	.target_keys = aws_target_keys,
-	.output_keys = aws_output_keys,
-	.validate = aws_validate,
-	.preflight = rh_cloud_preflight,
-	.provision = aws_provision,
-	.sink_open = aws_sink_open,
-	.deploy = aws_deploy,
-	.teardown = aws_teardown,
-	.render = aws_render,
-	.describe = aws_describe,
-	.free = rh_cloud_free,
 };

@@ -10,17 +10,18 @@
  *
  * Provision holds the context's lock for its whole run: a sink or deploy
  * asked for meanwhile waits for the outputs rather than failing.
+ *
+ * The same rendering serves `rehydra render` and a drill's provision, so
+ * it reads only what both give: the context's runbook values and the
+ * orchestrator's expander (never the drill's live scope), with the
+ * instance's own bindings for ${target.*} and ${model.path}.
  */
 #include "cloud.h"
 #include "catalog.h"
 #include "clock.h"
-#include "engine.h"
 #include "error.h"
 #include "fsutil.h"
-#include "interp.h"
-#include "runbook.h"
 #include "sink.h"
-#include "steps.h"
 #include "terraform.h"
 
 #include <ctype.h>
@@ -36,6 +37,9 @@
 #include <unistd.h>
 
 #include "banned.h"
+
+const char *const rh_cloud_output_keys[] = { "endpoint", "host", "port", "ssh_host",
+					     "ssh_user", "bucket", "instance_id", NULL };
 
 static const char *const cloud_outputs[] = { "endpoint", "ssh_host", "ssh_user", "bucket",
 					     "instance_id", NULL };
@@ -171,9 +175,10 @@ static int diag(struct rh_diags *d, const char *pointer, const char *key, const 
 	return rc < 0 ? rc : RH_EINVAL;
 }
 
-int rh_cloud_validate(const struct rh_cloud_def *def, const json_t *target, const char *pointer,
-		      struct rh_diags *d)
+int rh_cloud_validate(const struct rh_provider_ops *self, const json_t *target,
+		      const char *pointer, struct rh_diags *d)
 {
+	const struct rh_cloud_def *def = rh_cloud_def_of(self);
 	static const char *const strings[] = { "accelerator", "allowed_cidr", "operator_cidr",
 					       "ssh_public_key", "terraform", "instance_type",
 					       "image", "zone", "project_id", "storage_group_id",
@@ -188,7 +193,7 @@ int rh_cloud_validate(const struct rh_cloud_def *def, const json_t *target, cons
 	for (size_t i = 0; def->required_keys[i]; i++)
 		if (!json_object_get(target, def->required_keys[i]))
 			rc = rh_diags_add(d, pointer, false, "the %s provider needs target.%s",
-					  def->name, def->required_keys[i]) < 0
+					  def->ops.name, def->required_keys[i]) < 0
 				 ? RH_ENOMEM
 				 : RH_EINVAL;
 	for (size_t i = 0; strings[i]; i++) {
@@ -220,12 +225,12 @@ int rh_cloud_validate(const struct rh_cloud_def *def, const json_t *target, cons
 				  v);
 	}
 	if (!region) {
-		rc = diag(d, pointer, NULL, "the %s provider needs target.region", def->name);
+		rc = diag(d, pointer, NULL, "the %s provider needs target.region", def->ops.name);
 		goto done;
 	}
 	if (has_ref(region) || !acc || has_ref(acc))
 		goto done; /* checked again at render time, once expanded */
-	r = rh_catalog_load(&cat, def->name);
+	r = rh_catalog_load(&cat, def->ops.name);
 	if (r == 0)
 		r = rh_catalog_region(&unused, cat, region);
 	if (r == 0)
@@ -251,88 +256,25 @@ done:
 
 /* ---- rendering ---------------------------------------------------------- */
 
-static json_t *env_scope(const struct rh_runbook *rb)
-{
-	json_t *env = json_object();
-
-	for (size_t i = 0; env && i < rb->n_env_allow; i++) {
-		const char *v = getenv(rb->env_allow[i]);
-
-		if (v && json_object_set_new(env, rb->env_allow[i], json_string(v)) < 0) {
-			json_decref(env);
-			return NULL;
-		}
-	}
-	return env;
-}
-
-/* The namespaces known before anything runs (no target, no model). */
-static json_t *base_scope(const struct rh_runbook *rb, const char *drill_id,
-			  const char *drill_dir)
-{
-	json_t *env = env_scope(rb);
-
-	if (!env)
-		return NULL;
-	return json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s}, s:O, s:o, s:{}}",
-			 "runbook", "name", rb->name, "dir", rb->dir ? rb->dir : "", "path",
-			 rb->path ? rb->path : "", "sha256", rb->sha256, "drill", "id", drill_id,
-			 "dir", drill_dir ? drill_dir : "", "rehydra", "bindir", "", "version",
-			 RH_VERSION, "vars", rb->vars ? rb->vars : json_object(), "env", env,
-			 "steps");
-}
-
-static int expand_string(json_t *model, const char *key, const char *raw, const json_t *scope)
-{
-	char *val = NULL;
-	int rc;
-
-	if (!raw)
-		return 0;
-	rc = rh_interp_expand(&val, raw, scope);
-	if (rc < 0)
-		return rh_error_prefix(rc, "model.%s", key);
-	rc = set_new(model, key, json_string(val));
-	free(val);
-	return rc;
-}
-
-/* What the stack sees on the instance (see cloud.h). */
-static int stack_scope(json_t *scope, const struct rh_runbook *rb, const json_t *target,
-		       long long port, const char *bucket)
+/* The bindings the stack sees on the instance (see cloud.h), merged by the
+ * orchestrator's expander over its render scope; new, NULL on no memory. */
+static json_t *instance_bind(const json_t *target, long long port, const char *bucket)
 {
 	json_t *t = json_deep_copy(target);
-	json_t *model = json_object();
-	int rc;
 
-	if (!t || !model || json_object_set_new(t, "host", json_string("0.0.0.0")) < 0 ||
+	if (!t || json_object_set_new(t, "host", json_string("0.0.0.0")) < 0 ||
 	    json_object_set_new(t, "port", json_integer(port)) < 0 ||
-	    json_object_set_new(t, "bucket", json_string(bucket)) < 0 ||
-	    json_object_set_new(model, "path", json_string(RH_CLOUD_MODEL_DIR)) < 0) {
+	    json_object_set_new(t, "bucket", json_string(bucket)) < 0) {
 		json_decref(t);
-		json_decref(model);
-		return oom();
+		return NULL;
 	}
-	if (json_object_set_new(scope, "target", t) < 0) {
-		json_decref(model);
-		return oom();
-	}
-	if (json_object_set_new(scope, "model", model) < 0)
-		return oom();
-	if (!rb->model.present)
-		return 0;
-	if ((rc = expand_string(model, "name", rb->model.name, scope)) < 0 ||
-	    (rc = expand_string(model, "version", rb->model.version, scope)) < 0 ||
-	    (rc = expand_string(model, "registry", rb->model.registry, scope)) < 0 ||
-	    (rc = expand_string(model, "commit", rb->model.commit, scope)) < 0)
-		return rc;
-	return 0;
+	return json_pack("{s:o, s:{s:s}}", "target", t, "model", "path", RH_CLOUD_MODEL_DIR);
 }
 
-static int expand_stack(json_t **cmd, json_t **env, const struct rh_runbook *rb,
-			const json_t *scope)
+static int expand_stack(json_t **cmd, json_t **env, struct rh_provider_ctx *p,
+			const json_t *bind)
 {
-	const json_t *stack = rb->stack;
+	const json_t *stack = p->runbook.stack;
 	int rc;
 
 	*cmd = NULL;
@@ -340,10 +282,10 @@ static int expand_stack(json_t **cmd, json_t **env, const struct rh_runbook *rb,
 	if (!json_is_array(json_object_get(stack, "command")))
 		return rh_error_set(RH_EINVAL, "the runbook has no stack.command: a cloud target "
 					       "starts the stack from cloud-init and needs one");
-	rc = rh_interp_expand_json(cmd, json_object_get(stack, "command"), scope);
+	rc = rh_provider_expand(p, cmd, json_object_get(stack, "command"), bind);
 	if (rc == 0)
 		rc = json_object_get(stack, "env")
-			 ? rh_interp_expand_json(env, json_object_get(stack, "env"), scope)
+			 ? rh_provider_expand(p, env, json_object_get(stack, "env"), bind)
 			 : ((*env = json_object()) ? 0 : oom());
 	if (rc == RH_ENOTFOUND)
 		rh_error_prefix(rc, "stack: the instance starts the stack at boot, before rehydra "
@@ -533,8 +475,7 @@ static json_t *root_module(const struct rh_cloud_def *def, const json_t *cat,
 static int render_into(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
 		       const char *dir, json_t **placement_out, char **sink_url_out)
 {
-	const struct rh_runbook *rb = p->rb;
-	json_t *scope = NULL, *target = NULL, *cat = NULL, *tfvars = NULL, *root = NULL;
+	json_t *bind = NULL, *target = NULL, *cat = NULL, *tfvars = NULL, *root = NULL;
 	json_t *cmd = NULL, *env = NULL, *labels = NULL;
 	const json_t *region_e, *acc;
 	const char *region, *cls;
@@ -546,19 +487,15 @@ static int render_into(const struct rh_cloud_def *def, struct rh_provider_ctx *p
 		*placement_out = NULL;
 	if (sink_url_out)
 		*sink_url_out = NULL;
-	if (!rb)
-		return rh_error_set(RH_EINVAL, "%s provider: rendering needs the runbook", def->name);
-	scope = base_scope(rb, p->drill_id, p->drill_dir);
-	if (!scope) {
-		rc = oom();
-		goto done;
-	}
-	rc = rh_interp_expand_json(&target, p->target, scope);
+	if (!p->runbook.name)
+		return rh_error_set(RH_EINVAL, "%s provider: rendering needs the runbook",
+				    def->ops.name);
+	rc = rh_provider_expand(p, &target, p->target, NULL);
 	if (rc < 0) {
 		rh_error_prefix(rc, "target");
 		goto done;
 	}
-	rc = rh_catalog_load(&cat, def->name);
+	rc = rh_catalog_load(&cat, def->ops.name);
 	if (rc < 0)
 		goto done;
 	region = rh_cloud_str(target, "region", "");
@@ -568,13 +505,12 @@ static int render_into(const struct rh_cloud_def *def, struct rh_provider_ctx *p
 		goto done;
 
 	rh_cloud_label(label, sizeof(label), p->drill_id, 60);
-	rh_cloud_label(rlabel, sizeof(rlabel), rb->name, 63);
+	rh_cloud_label(rlabel, sizeof(rlabel), p->runbook.name, 63);
 	snprintf(name, sizeof(name), "rh-%s", label);
 	port = rh_cloud_int(target, "serving_port", RH_CLOUD_DEFAULT_PORT);
 
-	rc = stack_scope(scope, rb, target, port, name);
-	if (rc == 0)
-		rc = expand_stack(&cmd, &env, rb, scope);
+	bind = instance_bind(target, port, name);
+	rc = bind ? expand_stack(&cmd, &env, p, bind) : oom();
 	if (rc < 0)
 		goto done;
 	labels = json_pack("{s:s, s:s, s:s}", "rehydra-drill", label, "rehydra-runbook", rlabel,
@@ -610,7 +546,7 @@ static int render_into(const struct rh_cloud_def *def, struct rh_provider_ctx *p
 	}
 	rc = rh_fs_mkdir_p(dir);
 	if (rc == 0)
-		rc = copy_module(def->name, dir);
+		rc = copy_module(def->ops.name, dir);
 	if (rc < 0)
 		goto done;
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -623,7 +559,7 @@ static int render_into(const struct rh_cloud_def *def, struct rh_provider_ctx *p
 		goto done;
 
 	if (placement_out) {
-		json_t *pl = json_pack("{s:s, s:s, s:O, s:s, s:O, s:O}", "provider", def->name,
+		json_t *pl = json_pack("{s:s, s:s, s:O, s:s, s:O, s:O}", "provider", def->ops.name,
 				       "region", region, "jurisdiction",
 				       json_object_get(region_e, "jurisdiction"), "accelerator", cls,
 				       "catalog_as_of", json_object_get(cat, "as_of"), "status",
@@ -656,7 +592,7 @@ static int render_into(const struct rh_cloud_def *def, struct rh_provider_ctx *p
 done:
 	if (dfd >= 0)
 		close(dfd);
-	json_decref(scope);
+	json_decref(bind);
 	json_decref(target);
 	json_decref(cat);
 	json_decref(tfvars);
@@ -667,50 +603,37 @@ done:
 	return rc;
 }
 
-int rh_cloud_render(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
-		    const char *out_dir)
+int rh_cloud_render(struct rh_provider_ctx *p, const char *out_dir)
 {
+	const struct rh_cloud_def *def = rh_cloud_def_of(p->ops);
 	int rc = render_into(def, p, out_dir, NULL, NULL);
 
-	return rc < 0 ? rh_error_prefix(rc, "%s provider: render", def->name) : 0;
+	return rc < 0 ? rh_error_prefix(rc, "%s provider: render", def->ops.name) : 0;
 }
 
-int rh_cloud_describe(const struct rh_cloud_def *def, json_t **out)
+int rh_cloud_describe(const struct rh_provider_ops *self, json_t **out)
 {
-	return rh_catalog_load(out, def->name);
+	return rh_catalog_load(out, self->name);
 }
 
 /* ---- running terraform for a drill ------------------------------------- */
 
-struct progress_glue {
-	struct rh_step_ctx *s;
-};
-
-static void on_progress(void *user, const char *text)
-{
-	struct progress_glue *g = user;
-
-	if (g->s && g->s->progress)
-		g->s->progress(g->s->progress_user, g->s, text);
-}
-
 /* "<log_prefix>.terraform-<what>" (new). */
-static char *log_prefix(struct rh_step_ctx *s, const char *workdir, const char *what)
+static char *log_prefix(const struct rh_provider_call *c, const char *workdir, const char *what)
 {
 	char *out = NULL;
 
-	if (asprintf(&out, "%s.terraform-%s", s && s->log_prefix ? s->log_prefix : workdir,
+	if (asprintf(&out, "%s.terraform-%s", c && c->log_prefix ? c->log_prefix : workdir,
 		     what) < 0)
 		return NULL;
 	return out;
 }
 
-static int tf(struct cloud_state *st, struct rh_step_ctx *s, const char *what,
+static int tf(struct cloud_state *st, const struct rh_provider_call *c, const char *what,
 	      const char *const *args, struct rh_tf_stream *stream, char **log_out)
 {
-	struct progress_glue glue = { .s = s };
 	struct rh_tf_run run = { 0 };
-	char *lp = log_prefix(s, st->workdir, what);
+	char *lp = log_prefix(c, st->workdir, what);
 	int rc;
 
 	if (log_out)
@@ -721,11 +644,11 @@ static int tf(struct cloud_state *st, struct rh_step_ctx *s, const char *what,
 	run.dir = st->workdir;
 	run.args = args;
 	run.log_prefix = lp;
-	run.deadline = s ? s->deadline : 0;
-	run.cancel = s ? s->cancel : NULL;
+	run.deadline = c ? c->deadline : 0;
+	run.cancel = c ? c->cancel : NULL;
 	run.stream = stream;
-	run.progress = on_progress;
-	run.progress_user = &glue;
+	run.progress = c ? c->progress : NULL;
+	run.progress_user = c ? c->progress_user : NULL;
 	rc = rh_tf_run(&run);
 	if (log_out)
 		*log_out = lp;
@@ -827,9 +750,9 @@ static int set_outputs(json_t *dst, const json_t *tfout, long long port)
 	return 0;
 }
 
-int rh_cloud_provision(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
-		       struct rh_step_ctx *s)
+int rh_cloud_provision(struct rh_provider_ctx *p, const struct rh_provider_call *c)
 {
+	const struct rh_cloud_def *def = rh_cloud_def_of(p->ops);
 	static const char *const init_args[] = { "init", "-input=false", "-no-color", NULL };
 	static const char *const apply_args[] = { "apply", "-auto-approve", "-input=false",
 						  "-json", NULL };
@@ -845,8 +768,6 @@ int rh_cloud_provision(const struct rh_cloud_def *def, struct rh_provider_ctx *p
 	st = state_get(p, &rc);
 	if (!st)
 		goto done;
-	if (!p->rb && s && s->drill)
-		p->rb = s->drill->rb;
 	rc = prepare(st, p);
 	if (rc < 0)
 		goto done;
@@ -860,7 +781,7 @@ int rh_cloud_provision(const struct rh_cloud_def *def, struct rh_provider_ctx *p
 	st->sink_url = sink_url;
 	sink_url = NULL;
 
-	rc = tf(st, s, "init", init_args, NULL, NULL);
+	rc = tf(st, c, "init", init_args, NULL, NULL);
 	if (rc < 0) {
 		tf_failed(rc, NULL, "init");
 		goto done;
@@ -869,26 +790,26 @@ int rh_cloud_provision(const struct rh_cloud_def *def, struct rh_provider_ctx *p
 	if (rc < 0)
 		goto done;
 	stream_ready = true;
-	rc = tf(st, s, "apply", apply_args, &stream, NULL);
+	rc = tf(st, c, "apply", apply_args, &stream, NULL);
 	rec = tf_record(st, &stream);
-	if (s && s->outputs && rec)
-		json_object_set(s->outputs, "terraform", rec);
-	if (s && s->outputs && st->placement)
-		json_object_set(s->outputs, "placement", st->placement);
+	if (c && c->outputs && rec)
+		json_object_set(c->outputs, "terraform", rec);
+	if (c && c->outputs && st->placement)
+		json_object_set(c->outputs, "placement", st->placement);
 	if (rc < 0) {
 		tf_failed(rc, &stream, "apply");
 		goto done;
 	}
 	st->applied = true;
-	rc = tf(st, s, "output", output_args, NULL, &out_log);
+	rc = tf(st, c, "output", output_args, NULL, &out_log);
 	if (rc == 0)
 		rc = read_outputs(&tfout, out_log);
 	if (rc < 0)
 		goto done;
 	rc = set_outputs(p->outputs, tfout,
 			 rh_cloud_int(p->target, "serving_port", RH_CLOUD_DEFAULT_PORT));
-	if (rc == 0 && s && s->outputs)
-		rc = set_outputs(s->outputs, tfout,
+	if (rc == 0 && c && c->outputs)
+		rc = set_outputs(c->outputs, tfout,
 				 rh_cloud_int(p->target, "serving_port", RH_CLOUD_DEFAULT_PORT));
 done:
 	/* the step glue names the provider and the hook */
@@ -903,22 +824,23 @@ done:
 	return rc;
 }
 
-int rh_cloud_sink_open(const struct rh_cloud_def *def, struct rh_sink **out,
-		       struct rh_provider_ctx *p, struct rh_step_ctx *s)
+int rh_cloud_sink_open(struct rh_sink **out, struct rh_provider_ctx *p,
+		       const struct rh_provider_call *c)
 {
+	const struct rh_cloud_def *def = rh_cloud_def_of(p->ops);
 	struct rh_sink_opts opts = RH_SINK_OPTS_INIT;
 	struct cloud_state *st;
 	char *url = NULL;
 	int rc = 0;
 
-	(void)s;
+	(void)c;
 	*out = NULL;
 	pthread_mutex_lock(&p->lock);
 	st = p->priv;
 	if (!st || !st->applied || !st->sink_url) {
 		rc = rh_error_set(RH_EINVAL, "%s provider: the target is not provisioned yet: add "
 					     "a provision step to this step's `after`",
-				  def->name);
+				  def->ops.name);
 		goto done;
 	}
 	url = strdup(st->sink_url);
@@ -929,15 +851,16 @@ done:
 	if (rc == 0) {
 		rc = rh_sink_open(out, url, &opts);
 		if (rc < 0)
-			rh_error_prefix(rc, "%s provider: the region's bucket", def->name);
+			rh_error_prefix(rc, "%s provider: the region's bucket", def->ops.name);
 	}
 	free(url);
 	return rc;
 }
 
-int rh_cloud_deploy(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
-		    struct rh_step_ctx *s, const json_t *command, const json_t *env)
+int rh_cloud_deploy(struct rh_provider_ctx *p, const struct rh_provider_call *c,
+		    const json_t *command, const json_t *env)
 {
+	const struct rh_cloud_def *def = rh_cloud_def_of(p->ops);
 	struct cloud_state *st;
 	int rc = 0;
 
@@ -948,15 +871,15 @@ int rh_cloud_deploy(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
 	if (!st || !st->applied) {
 		rc = rh_error_set(RH_EINVAL, "%s provider: the target is not provisioned yet: add "
 					     "a provision step to this step's `after`",
-				  def->name);
+				  def->ops.name);
 		goto done;
 	}
 	/* cloud-init started rehydra-boot at first boot; it starts the stack
 	 * as soon as the sync's manifest is in the bucket. Nothing to do but
 	 * say so: the probes that follow measure when it answers. */
-	if (s && s->outputs)
-		rc = set_new(s->outputs, "started_by", json_string("cloud-init")) < 0 ||
-				     set_new(s->outputs, "unit", json_string("rehydra-stack")) < 0
+	if (c && c->outputs)
+		rc = set_new(c->outputs, "started_by", json_string("cloud-init")) < 0 ||
+				     set_new(c->outputs, "unit", json_string("rehydra-stack")) < 0
 			 ? RH_ENOMEM
 			 : 0;
 done:
@@ -974,7 +897,7 @@ static bool exists(const char *dir, const char *name)
 }
 
 /* `terraform state list` into a new array of addresses. */
-static int state_list(json_t **out, struct cloud_state *st, struct rh_step_ctx *s)
+static int state_list(json_t **out, struct cloud_state *st, const struct rh_provider_call *c)
 {
 	static const char *const args[] = { "state", "list", "-no-color", NULL };
 	char *lp = NULL;
@@ -986,7 +909,7 @@ static int state_list(json_t **out, struct cloud_state *st, struct rh_step_ctx *
 	int rc;
 
 	*out = NULL;
-	rc = tf(st, s, "state-list", args, NULL, &lp);
+	rc = tf(st, c, "state-list", args, NULL, &lp);
 	if (rc < 0)
 		goto done;
 	snprintf(path, sizeof(path), "%s.stdout", lp);
@@ -1030,7 +953,8 @@ static void shell_word(char *buf, size_t size, const char *s)
  * state, records leak_check ("clean", the addresses left, or "unknown")
  * and, unless all is clean, fails loudly with the commands that finish the
  * job by hand. */
-static int leak_verdict(struct cloud_state *st, struct rh_step_ctx *s, int destroy_rc)
+static int leak_verdict(struct cloud_state *st, const struct rh_provider_call *c,
+			int destroy_rc)
 {
 	char why[2048], listed[1024] = "", cmd_bin[PATH_MAX + 2], cmd_dir[PATH_MAX + 16];
 	char arg[PATH_MAX + 8];
@@ -1039,9 +963,9 @@ static int leak_verdict(struct cloud_state *st, struct rh_step_ctx *s, int destr
 	int lrc, rc = 0;
 
 	snprintf(why, sizeof(why), "%s", destroy_rc < 0 ? rh_error_last() : "");
-	lrc = destroy_rc == RH_ECANCELLED ? RH_ECANCELLED : state_list(&left, st, s);
-	if (s && s->outputs &&
-	    set_new(s->outputs, "leak_check",
+	lrc = destroy_rc == RH_ECANCELLED ? RH_ECANCELLED : state_list(&left, st, c);
+	if (c && c->outputs &&
+	    set_new(c->outputs, "leak_check",
 		    lrc < 0			   ? json_string("unknown")
 		    : json_array_size(left) == 0 ? json_string("clean")
 						   : json_deep_copy(left)) < 0) {
@@ -1078,9 +1002,9 @@ done:
 	return rc;
 }
 
-int rh_cloud_teardown(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
-		      struct rh_step_ctx *s)
+int rh_cloud_teardown(struct rh_provider_ctx *p, const struct rh_provider_call *c)
 {
+	const struct rh_cloud_def *def = rh_cloud_def_of(p->ops);
 	static const char *const init_args[] = { "init", "-input=false", "-no-color", NULL };
 	static const char *const destroy_args[] = { "destroy", "-auto-approve", "-input=false",
 						    "-json", NULL };
@@ -1098,8 +1022,8 @@ int rh_cloud_teardown(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
 		goto done;
 	/* Nothing applied, nothing to destroy: no init ever ran here. */
 	if (!exists(st->workdir, "terraform.tfstate") && !exists(st->workdir, ".terraform")) {
-		if (s && s->outputs)
-			rc = set_new(s->outputs, "leak_check", json_string("clean"));
+		if (c && c->outputs)
+			rc = set_new(c->outputs, "leak_check", json_string("clean"));
 		goto done;
 	}
 	rc = prepare(st, p);
@@ -1107,15 +1031,15 @@ int rh_cloud_teardown(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
 		rh_error_prefix(rc, "TEARDOWN INCOMPLETE: %s resources may be left behind in %s; "
 				    "once a binary is installed, finish with: terraform -chdir=%s "
 				    "destroy -auto-approve",
-				def->name, st->workdir, st->workdir);
+				def->ops.name, st->workdir, st->workdir);
 		goto done;
 	}
 	/* provision may have failed before init finished */
 	if (!exists(st->workdir, ".terraform")) {
-		destroy_rc = tf(st, s, "init", init_args, NULL, NULL);
+		destroy_rc = tf(st, c, "init", init_args, NULL, NULL);
 		if (destroy_rc < 0) {
 			tf_failed(destroy_rc, NULL, "init");
-			rc = leak_verdict(st, s, destroy_rc);
+			rc = leak_verdict(st, c, destroy_rc);
 			goto done;
 		}
 	}
@@ -1123,13 +1047,13 @@ int rh_cloud_teardown(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
 	if (rc < 0)
 		goto done;
 	stream_ready = true;
-	destroy_rc = tf(st, s, "destroy", destroy_args, &stream, NULL);
+	destroy_rc = tf(st, c, "destroy", destroy_args, &stream, NULL);
 	rec = tf_record(st, &stream);
-	if (s && s->outputs && rec)
-		json_object_set(s->outputs, "terraform", rec);
+	if (c && c->outputs && rec)
+		json_object_set(c->outputs, "terraform", rec);
 	if (destroy_rc < 0)
 		tf_failed(destroy_rc, &stream, "destroy");
-	rc = leak_verdict(st, s, destroy_rc);
+	rc = leak_verdict(st, c, destroy_rc);
 done:
 	pthread_mutex_unlock(&p->lock);
 	if (stream_ready)
@@ -1138,11 +1062,12 @@ done:
 	return rc;
 }
 
-int rh_cloud_preflight(const json_t *target)
+int rh_cloud_preflight(const struct rh_provider_ops *self, const json_t *target)
 {
 	char *bin = NULL;
 	int rc = rh_tf_find(&bin, rh_cloud_str(target, "terraform", NULL));
 
+	(void)self;
 	free(bin);
 	return rc;
 }

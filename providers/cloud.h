@@ -23,7 +23,15 @@
  * address), ${target.port} = serving_port, ${target.bucket},
  * ${model.path} = /opt/rehydra/model (where the instance copies the
  * artifacts), ${model.name|version|registry}, vars, env, runbook, drill.
- * Anything else (model.sha256, steps.*) is an error that says so.
+ * Anything else (model.sha256, steps.*) is an error that says so. The
+ * expansion is the orchestrator's (ctx->expander): this file only binds
+ * the target and model values above over its render scope.
+ *
+ * Shape. Each cloud is a const struct rh_cloud_def whose first member is
+ * its struct rh_provider_ops, filled by RH_CLOUD_OPS with the generic hooks
+ * below; rh_providers[] lists &rh_cloud_<name>.ops. A generic hook finds
+ * its definition from the ops it was reached through (ctx->ops or self),
+ * as libgit2's backends find their own state: no per-cloud forwarding.
  */
 #ifndef RH_CLOUD_H
 #define RH_CLOUD_H
@@ -34,8 +42,8 @@
 #include <jansson.h>
 
 struct rh_cloud_def {
-	const char *name;          /* adapter and catalog name: "aws" */
-	const char *tf_provider;   /* Terraform local name: "aws", "alicloud", "nebius" */
+	struct rh_provider_ops ops; /* first: rh_cloud_def_of() casts back */
+	const char *tf_provider;    /* Terraform local name: "aws", "alicloud", "nebius" */
 	const char *const *required_keys; /* target keys a runbook must set */
 	/* Adds the cloud's own module inputs to `vars` from the (expanded)
 	 * target, the catalog's accelerator and region entries. */
@@ -48,28 +56,47 @@ extern const struct rh_cloud_def rh_cloud_aws;
 extern const struct rh_cloud_def rh_cloud_alibaba;
 extern const struct rh_cloud_def rh_cloud_nebius;
 
+/* The definition an ops table of a cloud belongs to. */
+static inline const struct rh_cloud_def *rh_cloud_def_of(const struct rh_provider_ops *ops)
+{
+	return (const struct rh_cloud_def *)(const void *)ops;
+}
+
 #define RH_CLOUD_MODEL_DIR "/opt/rehydra/model"
 #define RH_CLOUD_PREFIX "model"
 #define RH_CLOUD_DEFAULT_PORT 8000
 #define RH_CLOUD_DEFAULT_DISK_GB 200
 
-/* The generic hooks; each adapter file wraps them with its definition. */
-int rh_cloud_validate(const struct rh_cloud_def *def, const json_t *target, const char *pointer,
-		      struct rh_diags *d);
-int rh_cloud_provision(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
-		       struct rh_step_ctx *s);
-int rh_cloud_sink_open(const struct rh_cloud_def *def, struct rh_sink **out,
-		       struct rh_provider_ctx *p, struct rh_step_ctx *s);
-int rh_cloud_deploy(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
-		    struct rh_step_ctx *s, const json_t *command, const json_t *env);
-int rh_cloud_teardown(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
-		      struct rh_step_ctx *s);
-int rh_cloud_render(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
-		    const char *out_dir);
-int rh_cloud_describe(const struct rh_cloud_def *def, json_t **out);
-/* The provider ops' preflight: a terraform/tofu binary can be found. */
-int rh_cloud_preflight(const json_t *target);
+/* What provision adds to ${target.*}, the same for every cloud. */
+extern const char *const rh_cloud_output_keys[];
+
+/* The generic hooks (contract in provider.h), shared by every cloud. */
+int rh_cloud_validate(const struct rh_provider_ops *self, const json_t *target,
+		      const char *pointer, struct rh_diags *d);
+/* A terraform/tofu binary can be found. */
+int rh_cloud_preflight(const struct rh_provider_ops *self, const json_t *target);
+int rh_cloud_provision(struct rh_provider_ctx *p, const struct rh_provider_call *c);
+int rh_cloud_sink_open(struct rh_sink **out, struct rh_provider_ctx *p,
+		       const struct rh_provider_call *c);
+int rh_cloud_deploy(struct rh_provider_ctx *p, const struct rh_provider_call *c,
+		    const json_t *command, const json_t *env);
+int rh_cloud_teardown(struct rh_provider_ctx *p, const struct rh_provider_call *c);
+int rh_cloud_render(struct rh_provider_ctx *p, const char *out_dir);
+int rh_cloud_describe(const struct rh_provider_ops *self, json_t **out);
 void rh_cloud_free(struct rh_provider_ctx *p);
+
+/* The base ops table of a cloud: its own name, summary and target keys,
+ * the shared outputs and hooks. */
+#define RH_CLOUD_OPS(name_, summary_, target_keys_)                                           \
+	{                                                                                      \
+		.version = RH_PROVIDER_OPS_VERSION, .name = (name_), .summary = (summary_),    \
+		.target_keys = (target_keys_), .output_keys = rh_cloud_output_keys,            \
+		.validate = rh_cloud_validate, .preflight = rh_cloud_preflight,                \
+		.provision = rh_cloud_provision, .sink_open = rh_cloud_sink_open,              \
+		.deploy = rh_cloud_deploy, .teardown = rh_cloud_teardown,                      \
+		.render = rh_cloud_render, .describe = rh_cloud_describe,                      \
+		.free = rh_cloud_free,                                                         \
+	}
 
 /* Helpers the definitions use: a target string/integer with a default. */
 const char *rh_cloud_str(const json_t *target, const char *key, const char *dflt);

@@ -16,7 +16,6 @@
 #include "fsutil.h"
 #include "sink.h"
 #include "process.h"
-#include "steps.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -52,12 +51,14 @@ static const char *const local_output_keys[] = { "host", "port", "workspace", NU
 static const char *const local_env_pass[] = { "PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR",
 					      NULL };
 
-static int local_validate(const json_t *target, const char *pointer, struct rh_diags *d)
+static int local_validate(const struct rh_provider_ops *self, const json_t *target,
+			  const char *pointer, struct rh_diags *d)
 {
 	const json_t *root = json_object_get(target, "workspace_root");
 	char *ptr = NULL;
 	int err = 0;
 
+	(void)self;
 	if (!root)
 		goto done;
 	ptr = rh_pointer_join(pointer, "workspace_root");
@@ -215,7 +216,7 @@ static int local_set_outputs(json_t *dst, const char *ws, int port)
 	return 0;
 }
 
-static int local_provision(struct rh_provider_ctx *p, struct rh_step_ctx *s)
+static int local_provision(struct rh_provider_ctx *p, const struct rh_provider_call *c)
 {
 	struct local_state *st;
 	char *root = NULL;
@@ -256,7 +257,7 @@ static int local_provision(struct rh_provider_ctx *p, struct rh_step_ctx *s)
 	err = local_set_outputs(p->outputs, st->workspace, port);
 	if (err < 0)
 		goto done;
-	err = local_set_outputs(s ? s->outputs : NULL, st->workspace, port);
+	err = local_set_outputs(c ? c->outputs : NULL, st->workspace, port);
 done:
 	if (err < 0)
 		rh_error_prefix(err, "local provider: provision");
@@ -267,13 +268,14 @@ done:
 	return err;
 }
 
-static int local_sink_open(struct rh_sink **out, struct rh_provider_ctx *p, struct rh_step_ctx *s)
+static int local_sink_open(struct rh_sink **out, struct rh_provider_ctx *p,
+			   const struct rh_provider_call *c)
 {
 	struct local_state *st;
 	char *dir = NULL;
 	int err = 0;
 
-	(void)s;
+	(void)c;
 	*out = NULL;
 	pthread_mutex_lock(&p->lock);
 	st = p->priv;
@@ -402,8 +404,8 @@ static int local_pidfile_write(const char *ws, pid_t pid)
 	return err;
 }
 
-static int local_deploy(struct rh_provider_ctx *p, struct rh_step_ctx *s, const json_t *command,
-			const json_t *env)
+static int local_deploy(struct rh_provider_ctx *p, const struct rh_provider_call *c,
+			const json_t *command, const json_t *env)
 {
 	struct rh_spawn_opts opts = { 0 };
 	struct local_state *st;
@@ -423,7 +425,7 @@ static int local_deploy(struct rh_provider_ctx *p, struct rh_step_ctx *s, const 
 					      "step to this step's `after`");
 		goto done;
 	}
-	if (s && s->cancel && rh_cancel_is_fired(s->cancel)) {
+	if (c && c->cancel && rh_cancel_is_fired(c->cancel)) {
 		err = rh_error_set(RH_ECANCELLED, "cancelled before starting the stack");
 		goto done;
 	}
@@ -472,7 +474,7 @@ static int local_deploy(struct rh_provider_ctx *p, struct rh_step_ctx *s, const 
 	if (err < 0)
 		goto done;
 
-	rc = rh_child_wait(&st->child, rh_clock_mono() + LOCAL_EARLY_EXIT_S, s ? s->cancel : NULL);
+	rc = rh_child_wait(&st->child, rh_clock_mono() + LOCAL_EARLY_EXIT_S, c ? c->cancel : NULL);
 	if (rc == 0) {
 		char how[64];
 		char last[512];
@@ -488,8 +490,8 @@ static int local_deploy(struct rh_provider_ctx *p, struct rh_step_ctx *s, const 
 		err = rh_error_set(RH_ECANCELLED, "cancelled while starting the stack");
 		goto done;
 	}
-	if (s && s->outputs)
-		json_object_set_new(s->outputs, "pid", json_integer(st->child.pid));
+	if (c && c->outputs)
+		json_object_set_new(c->outputs, "pid", json_integer(st->child.pid));
 	err = 0;
 done:
 	/* A deploy that failed leaves no stack (and no pid file naming one). */
@@ -512,24 +514,21 @@ done:
 	return err;
 }
 
-static double local_grace(const struct rh_step_ctx *s)
+static double local_grace(const struct rh_provider_call *c)
 {
-	const json_t *g = s && s->spec ? json_object_get(s->spec, "grace_s") : NULL;
-	double grace = json_is_number(g) ? json_number_value(g) : LOCAL_GRACE_DEFAULT_S;
+	double grace = c && c->grace_s >= 0 ? c->grace_s : LOCAL_GRACE_DEFAULT_S;
 	double left;
 
-	if (grace < 0)
-		grace = 0;
 	/* Leave time to kill and remove the workspace before the step's deadline. */
-	if (s && s->deadline > 0) {
-		left = s->deadline - rh_clock_mono() - 0.5;
+	if (c && c->deadline > 0) {
+		left = c->deadline - rh_clock_mono() - 0.5;
 		if (grace > left)
 			grace = left > 0 ? left : 0;
 	}
 	return grace;
 }
 
-static int local_teardown(struct rh_provider_ctx *p, struct rh_step_ctx *s)
+static int local_teardown(struct rh_provider_ctx *p, const struct rh_provider_call *c)
 {
 	struct local_state *st;
 	struct stat sb;
@@ -540,7 +539,7 @@ static int local_teardown(struct rh_provider_ctx *p, struct rh_step_ctx *s)
 	pthread_mutex_lock(&p->lock);
 	st = p->priv;
 	if (st && st->have_child) {
-		err = rh_child_stop(&st->child, local_grace(s));
+		err = rh_child_stop(&st->child, local_grace(c));
 		if (err < 0)
 			goto done;
 		rh_child_release(&st->child);

@@ -25,8 +25,6 @@ static const char *const neb_target_keys[] = { "accelerator", "allowed_cidr", "o
 					       "preset", "image_family", "terraform", NULL };
 static const char *const neb_required[] = { "accelerator", "allowed_cidr", "operator_cidr",
 					    "project_id", "storage_group_id", NULL };
-static const char *const neb_output_keys[] = { "endpoint", "host", "port", "ssh_host",
-					       "ssh_user", "bucket", "instance_id", NULL };
 
 static int neb_tfvars(json_t *vars, const json_t *target, const json_t *acc)
 {
@@ -58,63 +56,12 @@ static json_t *neb_provider_block(void)
 }
 
 const struct rh_cloud_def rh_cloud_nebius = {
-	.name = "nebius",
+	.ops = RH_CLOUD_OPS("nebius",
+			    "Nebius AI Cloud: network, security group, Object Storage bucket and a GPU VM "
+		   "(Terraform, nebius/nebius)",
+			    neb_target_keys),
 	.tf_provider = "nebius",
 	.required_keys = neb_required,
 	.tfvars = neb_tfvars,
 	.provider_block = neb_provider_block,
-};
-
-static int neb_validate(const json_t *target, const char *pointer, struct rh_diags *d)
-{
-	return rh_cloud_validate(&rh_cloud_nebius, target, pointer, d);
-}
-
-static int neb_provision(struct rh_provider_ctx *p, struct rh_step_ctx *s)
-{
-	return rh_cloud_provision(&rh_cloud_nebius, p, s);
-}
-
-static int neb_sink_open(struct rh_sink **out, struct rh_provider_ctx *p, struct rh_step_ctx *s)
-{
-	return rh_cloud_sink_open(&rh_cloud_nebius, out, p, s);
-}
-
-static int neb_deploy(struct rh_provider_ctx *p, struct rh_step_ctx *s, const json_t *command,
-		      const json_t *env)
-{
-	return rh_cloud_deploy(&rh_cloud_nebius, p, s, command, env);
-}
-
-static int neb_teardown(struct rh_provider_ctx *p, struct rh_step_ctx *s)
-{
-	return rh_cloud_teardown(&rh_cloud_nebius, p, s);
-}
-
-static int neb_render(struct rh_provider_ctx *p, const char *out_dir)
-{
-	return rh_cloud_render(&rh_cloud_nebius, p, out_dir);
-}
-
-static int neb_describe(json_t **out)
-{
-	return rh_cloud_describe(&rh_cloud_nebius, out);
-}
-
-const struct rh_provider_ops rh_provider_nebius = {
-	.version = RH_PROVIDER_OPS_VERSION,
-	.name = "nebius",
-	.summary = "Nebius AI Cloud: network, security group, Object Storage bucket and a GPU VM "
-		   "(Terraform, nebius/nebius)",
-	.target_keys = neb_target_keys,
-	.output_keys = neb_output_keys,
-	.validate = neb_validate,
-	.preflight = rh_cloud_preflight,
-	.provision = neb_provision,
-	.sink_open = neb_sink_open,
-	.deploy = neb_deploy,
-	.teardown = neb_teardown,
-	.render = neb_render,
-	.describe = neb_describe,
-	.free = rh_cloud_free,
 };

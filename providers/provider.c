@@ -7,6 +7,7 @@
  * learnt (outputs) and the adapter's private state between hooks.
  */
 #include "provider.h"
+#include "cloud.h"
 #include "error.h"
 
 #include <stdlib.h>
@@ -17,9 +18,9 @@
 const struct rh_provider_ops *const rh_providers[] = {
 	&rh_provider_local,
 	&rh_provider_ssh,
-	&rh_provider_aws,
-	&rh_provider_alibaba,
-	&rh_provider_nebius,
+	&rh_cloud_aws.ops,
+	&rh_cloud_alibaba.ops,
+	&rh_cloud_nebius.ops,
 	NULL,
 };
 
@@ -74,7 +75,27 @@ void rh_provider_ctx_free(struct rh_provider_ctx *p)
 		return;
 	if (p->ops && p->ops->free)
 		p->ops->free(p);
+	if (p->expander.free_user)
+		p->expander.free_user(p->expander.user);
 	json_decref(p->outputs);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
+}
+
+int rh_provider_expand(struct rh_provider_ctx *p, json_t **out, const json_t *value,
+		       const json_t *bind)
+{
+	*out = NULL;
+	if (!p->expander.expand)
+		return rh_error_set(RH_EUNSUPPORTED,
+				    "the %s provider was given no way to expand ${...}: its context "
+				    "was not created by the orchestrator",
+				    p->ops ? p->ops->name : "?");
+	return p->expander.expand(p->expander.user, out, value, bind);
+}
+
+const json_t *rh_provider_target(const struct rh_provider_ctx *p,
+				 const struct rh_provider_call *c)
+{
+	return c && c->target ? c->target : p->target;
 }

@@ -3,53 +3,124 @@
  *
  * One const struct rh_provider_ops per kind of target (local, ssh, aws,
  * alibaba, nebius), all compiled in and listed in rh_providers[] (no dlopen:
- * the tool must work when the primary region is gone). The engine and step
- * types reach an adapter only through this table.
+ * the tool must work when the primary region is gone). The orchestrator
+ * reaches an adapter only through this table, and an adapter sees nothing
+ * of the orchestrator: no runbook, drill, step or scope structure, only the
+ * plain values below. This header and the layers below it (base, artifacts)
+ * are all an adapter may include.
  *
- * Lifecycle per drill: rh_provider_ctx_new (when the runbook has a target),
- * then the provider steps call provision, sink_open, deploy, teardown in
- * whatever order the runbook's DAG gives, then rh_provider_ctx_free.
+ * Order of calls, per drill or render:
+ *   1. rh_provider_ctx_new, then the creator fills ctx->runbook and
+ *      ctx->expander (the orchestrator's rh_drill_provider_new does both);
+ *   2. provision, sink_open, deploy, teardown, each with a fresh
+ *      struct rh_provider_call, in whatever order the runbook's DAG gives
+ *      (teardown may come without provision, after a failed one, or twice);
+ *      or, for `rehydra render`, render alone;
+ *   3. rh_provider_ctx_free, which calls ops->free.
+ * validate, preflight and describe need no context and may be called at any
+ * time, from any thread.
  *
  * Hooks. Required: provision, sink_open, deploy, teardown. Optional (NULL
- * means "unsupported" and the caller says so): validate, render, describe.
- * Every state-changing hook is idempotent: the engine retries after
- * timeouts, so provision twice reuses what the first made, and teardown
- * must succeed after a partial provision, after a failed deploy, twice, or
- * with nothing provisioned at all.
+ * means "unsupported" and the caller says so): validate, preflight, render,
+ * describe, free. Every state-changing hook is idempotent: the engine
+ * retries after timeouts, so provision twice reuses what the first made,
+ * and teardown must succeed after a partial provision, after a failed
+ * deploy, twice, or with nothing provisioned at all. Hooks that get no
+ * context get their own ops table as `self`, so one generic implementation
+ * can serve several adapters that embed struct rh_provider_ops as their
+ * first member (the clouds do, see cloud.h).
  *
- * Hooks run in step threads. They must respect ctx->deadline and return
- * RH_ECANCELLED soon after ctx->cancel fires, with rh_error_last() set on
- * every failure. They never print.
+ * Hooks run in step threads, possibly concurrently for one context (a sync
+ * during a provision): they serialise on ctx->lock. They must respect
+ * call->deadline and return RH_ECANCELLED soon after call->cancel fires,
+ * with rh_error_last() set on every failure. They never print.
+ *
+ * Ownership. Everything a hook is given is borrowed for the duration of the
+ * call (the call struct and what it points to) or of the context (the ctx's
+ * strings, target, runbook values and expander, which the creator keeps
+ * alive until rh_provider_ctx_free). What a hook learns goes into
+ * ctx->outputs (owned by the context, read by the orchestrator under
+ * ctx->lock) and, for the step's record, into call->outputs.
+ *
+ * Extending. Both structs carry a version. A new optional hook or call
+ * field is added at the end with a bumped version and a NULL / zero default
+ * meaning "as before", so adapters and callers that do not know it keep
+ * working; a caller checks ops->version before calling a hook newer than
+ * version 2.
  */
 #ifndef RH_PROVIDER_H
 #define RH_PROVIDER_H
 
+#include "cancel.h"
 #include "diag.h"
 
 #include <jansson.h>
 #include <pthread.h>
 
-struct rh_runbook;
-struct rh_step_ctx;
 struct rh_sink;
+
+/* What an adapter may know of the runbook: plain values, borrowed, valid
+ * for the life of the context. Any of them may be NULL (a test, a render
+ * without a runbook). */
+struct rh_provider_runbook {
+	const char *name;    /* the runbook's name (cloud resource labels) */
+	const char *dir;     /* its directory: relative target paths resolve here */
+	const json_t *stack; /* its "stack" object, unexpanded */
+};
+
+/* Render-time expansion, owned by the orchestrator. expand() sets *out to
+ * a new copy of `value` (any JSON) with every ${...} in its strings
+ * expanded against the namespaces known before anything runs (runbook,
+ * vars, env, drill, model name/version/registry/commit, the raw target,
+ * rehydra with an empty bindir, steps empty). Each namespace of `bind`
+ * (an object of objects, may be NULL) is merged over the scope's one, key
+ * by key: that is how a cloud adapter says ${target.host} is 0.0.0.0 on
+ * the instance. Returns 0, RH_ENOTFOUND for an unknown reference, another
+ * negative code otherwise, with the message set. Thread-safe. */
+struct rh_provider_expander {
+	int (*expand)(void *user, json_t **out, const json_t *value, const json_t *bind);
+	void *user;                   /* owned: freed by free_user at ctx free */
+	void (*free_user)(void *user); /* may be NULL */
+};
 
 struct rh_provider_ctx {
 	const struct rh_provider_ops *ops;
-	const json_t *target;   /* borrowed: the runbook's target object */
+	const json_t *target;   /* borrowed: the runbook's target object, unexpanded */
 	const char *drill_id;   /* borrowed */
-	const char *state_dir;  /* borrowed */
-	const char *drill_dir;  /* borrowed: logs go under here */
+	const char *state_dir;  /* borrowed, may be NULL (render) */
+	const char *drill_dir;  /* borrowed, may be NULL (render): logs go under here */
+	struct rh_provider_runbook runbook;   /* set by the creator */
+	struct rh_provider_expander expander; /* set by the creator; expand may be NULL */
 	json_t *outputs;        /* owned: what provision learnt (host, port, ...) */
 	void *priv;             /* the adapter's own state; freed by ops->free */
 	pthread_mutex_t lock;   /* hooks may run concurrently (sync during provision) */
-	/* The runbook (borrowed, may be NULL): adapters that render a stack
-	 * (the cloud ones) read its stack and model. Set by whoever creates
-	 * the context when it has one (the engine, `rehydra render`). */
-	const struct rh_runbook *rb;
 };
 
+/* One hook call from a step: built by the orchestrator for each attempt. */
+struct rh_provider_call {
+	unsigned version;         /* RH_PROVIDER_CALL_VERSION */
+	double deadline;          /* absolute rh_clock_mono() seconds; 0: none */
+	struct rh_cancel *cancel; /* may be NULL */
+	/* The target with ${...} expanded against the drill's scope as it is
+	 * now (vars, env, earlier steps' outputs). NULL: use ctx->target. */
+	const json_t *target;
+	/* "<drill dir>/steps/<id>[.<attempt>]": logs go to this path plus a
+	 * suffix (".stdout", ".terraform-apply.stderr"). May be NULL. */
+	const char *log_prefix;
+	/* The step's outputs object, for the record; may be NULL. */
+	json_t *outputs;
+	/* teardown: seconds between SIGTERM and SIGKILL (the step's grace_s);
+	 * negative: the adapter's default. */
+	double grace_s;
+	/* Progress text for long calls (terraform apply); may be NULL. */
+	void (*progress)(void *user, const char *text);
+	void *progress_user;
+};
+#define RH_PROVIDER_CALL_VERSION 1
+#define RH_PROVIDER_CALL_INIT { RH_PROVIDER_CALL_VERSION, 0, NULL, NULL, NULL, NULL, -1.0, NULL, NULL }
+
 struct rh_provider_ops {
-	unsigned version;
+	unsigned version; /* RH_PROVIDER_OPS_VERSION */
 	const char *name;
 	const char *summary;
 	/* Keys the runbook's target object may have besides provider/region. */
@@ -58,39 +129,61 @@ struct rh_provider_ops {
 	 * provision step among the using step's dependencies. */
 	const char *const *output_keys;
 
-	int (*validate)(const json_t *target, const char *pointer, struct rh_diags *d);
+	/* Optional: checks the (unexpanded) target, reporting through `d`
+	 * against `pointer` (e.g. "/target"). Returns 0 (problems go to d) or
+	 * RH_ENOMEM. */
+	int (*validate)(const struct rh_provider_ops *self, const json_t *target,
+			const char *pointer, struct rh_diags *d);
 	/* Optional: checks, before T0 and before anything is created, that this
 	 * machine can drive the target at all (e.g. a terraform binary exists).
 	 * A failure is bad input: the drill exits 2 with the message. */
-	int (*preflight)(const json_t *target);
-	int (*provision)(struct rh_provider_ctx *p, struct rh_step_ctx *s);
+	int (*preflight)(const struct rh_provider_ops *self, const json_t *target);
+	/* Acquires the target; fills ctx->outputs (and call->outputs) with
+	 * output_keys. */
+	int (*provision)(struct rh_provider_ctx *p, const struct rh_provider_call *c);
 	/* *out: a new sink where this target's artifacts go (after provision). */
-	int (*sink_open)(struct rh_sink **out, struct rh_provider_ctx *p, struct rh_step_ctx *s);
-	/* Starts `command` (argv array, expanded) with `env` (object, may be NULL). */
-	int (*deploy)(struct rh_provider_ctx *p, struct rh_step_ctx *s, const json_t *command,
-		      const json_t *env);
-	int (*teardown)(struct rh_provider_ctx *p, struct rh_step_ctx *s);
+	int (*sink_open)(struct rh_sink **out, struct rh_provider_ctx *p,
+			 const struct rh_provider_call *c);
+	/* Starts `command` (argv array, expanded) with `env` (object, may be
+	 * NULL); both borrowed. */
+	int (*deploy)(struct rh_provider_ctx *p, const struct rh_provider_call *c,
+		      const json_t *command, const json_t *env);
+	int (*teardown)(struct rh_provider_ctx *p, const struct rh_provider_call *c);
+	/* Optional: writes what provision would create into out_dir, creating
+	 * nothing else (`rehydra render`). Uses ctx->runbook and ctx->expander. */
 	int (*render)(struct rh_provider_ctx *p, const char *out_dir);
-	int (*describe)(json_t **out);
+	/* Optional: *out is a new object describing the adapter's offer (the
+	 * clouds' catalog). */
+	int (*describe)(const struct rh_provider_ops *self, json_t **out);
+	/* Optional: frees ctx->priv. */
 	void (*free)(struct rh_provider_ctx *p);
 };
-#define RH_PROVIDER_OPS_VERSION 1
+#define RH_PROVIDER_OPS_VERSION 2
 
 /* NULL-terminated table of all adapters. */
 extern const struct rh_provider_ops *const rh_providers[];
 
 const struct rh_provider_ops *rh_provider_find(const char *name);
 
-/* *out is new. Returns 0 or RH_ENOMEM. */
+/* *out is new, with ctx->runbook and ctx->expander empty. Returns 0 or
+ * RH_ENOMEM. The strings and target are borrowed (see above). */
 int rh_provider_ctx_new(struct rh_provider_ctx **out, const struct rh_provider_ops *ops,
 			const json_t *target, const char *drill_id, const char *state_dir,
 			const char *drill_dir);
 void rh_provider_ctx_free(struct rh_provider_ctx *p);
 
+/* Calls ctx->expander.expand (see struct rh_provider_expander); fails with
+ * RH_EUNSUPPORTED when the creator set none. */
+int rh_provider_expand(struct rh_provider_ctx *p, json_t **out, const json_t *value,
+		       const json_t *bind);
+
+/* call->target when set, else ctx->target. */
+const json_t *rh_provider_target(const struct rh_provider_ctx *p,
+				 const struct rh_provider_call *c);
+
+/* The adapters with an ops table of their own; the clouds' tables are in
+ * their struct rh_cloud_def (cloud.h). */
 extern const struct rh_provider_ops rh_provider_local;
 extern const struct rh_provider_ops rh_provider_ssh;
-extern const struct rh_provider_ops rh_provider_aws;
-extern const struct rh_provider_ops rh_provider_alibaba;
-extern const struct rh_provider_ops rh_provider_nebius;
 
 #endif

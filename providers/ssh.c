@@ -20,13 +20,9 @@
 #include "provider.h"
 #include "clock.h"
 #include "cancel.h"
-#include "engine.h"
 #include "error.h"
-#include "interp.h"
-#include "runbook.h"
 #include "sink.h"
 #include "ssh.h"
-#include "steps.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -69,7 +65,8 @@ static int oom(void)
 	return rh_error_set(RH_ENOMEM, "out of memory in the ssh provider");
 }
 
-static int ssh_validate(const json_t *target, const char *pointer, struct rh_diags *d)
+static int ssh_validate(const struct rh_provider_ops *self, const json_t *target,
+			const char *pointer, struct rh_diags *d)
 {
 	static const char *const strs[] = { "inventory", "host", "accelerator", "known_hosts",
 					    "identity_file", NULL };
@@ -77,6 +74,7 @@ static int ssh_validate(const json_t *target, const char *pointer, struct rh_dia
 	char *ptr = NULL;
 	int err = 0;
 
+	(void)self;
 	for (size_t i = 0; strs[i] && err == 0; i++) {
 		v = json_object_get(target, strs[i]);
 		if (!v && i > 0)
@@ -132,52 +130,39 @@ static bool workdir_is_safe(const char *s)
 	return true;
 }
 
-/* Expands a target string against the drill's scope; *out is new. */
-static int target_str(char **out, struct rh_provider_ctx *p, struct rh_step_ctx *s,
+/* target.<key> as the call gives it (expanded by the orchestrator); *out
+ * is new, NULL when absent or "" (e.g. a var left at its default: "not
+ * set", use the default). */
+static int target_str(char **out, struct rh_provider_ctx *p, const struct rh_provider_call *call,
 		      const char *key)
 {
-	const char *raw = json_string_value(json_object_get(p->target, key));
-	struct rh_drill *d = s ? s->drill : NULL;
-	int rc;
+	const char *v = json_string_value(json_object_get(rh_provider_target(p, call), key));
 
 	*out = NULL;
-	if (!raw)
+	if (!v || !*v)
 		return 0;
-	if (!d || !d->scope) {
-		*out = strdup(raw);
-		return *out ? 0 : oom();
-	}
-	pthread_mutex_lock(&d->lock);
-	rc = rh_interp_expand(out, raw, d->scope);
-	pthread_mutex_unlock(&d->lock);
-	if (rc < 0)
-		rh_error_prefix(rc, "target.%s", key);
-	/* "" (e.g. a var left at its default) means "not set": use the default. */
-	if (rc == 0 && *out && !**out) {
-		free(*out);
-		*out = NULL;
-	}
-	return rc;
+	*out = strdup(v);
+	return *out ? 0 : oom();
 }
 
-/* target.<key> expanded and, when relative, made relative to the runbook's
+/* target.<key> and, when relative, made relative to the runbook's
  * directory. *out is new or NULL when the key is absent. */
-static int target_path(char **out, struct rh_provider_ctx *p, struct rh_step_ctx *s,
+static int target_path(char **out, struct rh_provider_ctx *p, const struct rh_provider_call *call,
 		       const char *key)
 {
-	const struct rh_runbook *rb = p->rb ? p->rb : (s && s->drill ? s->drill->rb : NULL);
+	const char *dir = p->runbook.dir;
 	char *v = NULL;
 	int rc;
 
 	*out = NULL;
-	rc = target_str(&v, p, s, key);
+	rc = target_str(&v, p, call, key);
 	if (rc < 0 || !v)
 		return rc;
-	if (v[0] == '/' || !rb || !rb->dir) {
+	if (v[0] == '/' || !dir) {
 		*out = v;
 		return 0;
 	}
-	if (asprintf(out, "%s/%s", rb->dir, v) < 0) {
+	if (asprintf(out, "%s/%s", dir, v) < 0) {
 		*out = NULL;
 		rc = oom();
 	}
@@ -353,7 +338,7 @@ static int host_user(char *buf, size_t size, const json_t *h)
 /* ---- remote commands ------------------------------------------------------ */
 
 static int ssh_open(struct rh_ssh **out, const struct ssh_state *st, const json_t *h,
-		    struct rh_step_ctx *s)
+		    const struct rh_provider_call *call)
 {
 	struct rh_ssh_opts o = RH_SSH_OPTS_INIT;
 	char user[256];
@@ -367,7 +352,7 @@ static int ssh_open(struct rh_ssh **out, const struct ssh_state *st, const json_
 	o.known_hosts = st->known_hosts;
 	o.identity_file = st->identity;
 	o.accept_new_host_key = st->accept_new;
-	o.cancel = s ? s->cancel : NULL;
+	o.cancel = call ? call->cancel : NULL;
 	o.io_timeout_s = SSH_CMD_TIMEOUT_S;
 	rc = rh_ssh_connect(out, hstr(h, "address", ""),
 			    (unsigned)(json_integer_value(json_object_get(h, "port")) ?
@@ -627,16 +612,17 @@ static int set_outputs(json_t *dst, const struct ssh_state *st)
 }
 
 /* Reads the connection settings from the target (once per drill). */
-static int state_settings(struct ssh_state *st, struct rh_provider_ctx *p, struct rh_step_ctx *s)
+static int state_settings(struct ssh_state *st, struct rh_provider_ctx *p,
+			  const struct rh_provider_call *call)
 {
 	int rc;
 
 	if (st->inv_path)
 		return 0;
 	st->accept_new = json_is_true(json_object_get(p->target, "accept_new_host_key"));
-	if ((rc = target_path(&st->known_hosts, p, s, "known_hosts")) < 0 ||
-	    (rc = target_path(&st->identity, p, s, "identity_file")) < 0 ||
-	    (rc = target_path(&st->inv_path, p, s, "inventory")) < 0)
+	if ((rc = target_path(&st->known_hosts, p, call, "known_hosts")) < 0 ||
+	    (rc = target_path(&st->identity, p, call, "identity_file")) < 0 ||
+	    (rc = target_path(&st->inv_path, p, call, "inventory")) < 0)
 		return rc;
 	if (!st->inv_path)
 		return rh_error_set(RH_EINVAL, "target.inventory is not set");
@@ -647,8 +633,8 @@ static int state_settings(struct ssh_state *st, struct rh_provider_ctx *p, struc
 
 /* Tries one host: connect, lock, workspace, port. On success the state
  * holds the host; *busy when another drill holds it. */
-static int try_host(struct ssh_state *st, struct rh_provider_ctx *p, struct rh_step_ctx *s,
-		    const json_t *h, bool *busy)
+static int try_host(struct ssh_state *st, struct rh_provider_ctx *p,
+		    const struct rh_provider_call *call, const json_t *h, bool *busy)
 {
 	struct rh_ssh *c = NULL;
 	const char *wd = hstr(h, "workdir", "");
@@ -659,7 +645,7 @@ static int try_host(struct ssh_state *st, struct rh_provider_ctx *p, struct rh_s
 	int rc;
 
 	*busy = false;
-	rc = ssh_open(&c, st, h, s);
+	rc = ssh_open(&c, st, h, call);
 	if (rc < 0)
 		goto done;
 	rc = lock_take(c, wd, hstr(h, "name", ""), p->drill_id, &lock, busy);
@@ -693,7 +679,7 @@ done:
 	return rc;
 }
 
-static int ssh_provision(struct rh_provider_ctx *p, struct rh_step_ctx *s)
+static int ssh_provision(struct rh_provider_ctx *p, const struct rh_provider_call *call)
 {
 	struct ssh_state *st;
 	json_t *hosts = NULL;
@@ -705,8 +691,6 @@ static int ssh_provision(struct rh_provider_ctx *p, struct rh_step_ctx *s)
 	int rc = 0;
 
 	pthread_mutex_lock(&p->lock);
-	if (!p->rb && s && s->drill)
-		p->rb = s->drill->rb;
 	st = state_get(p);
 	if (!st) {
 		rc = oom();
@@ -718,15 +702,15 @@ static int ssh_provision(struct rh_provider_ctx *p, struct rh_step_ctx *s)
 	}
 	if (st->host && st->port)
 		goto outputs; /* a retried provision keeps its host and port */
-	rc = state_settings(st, p, s);
+	rc = state_settings(st, p, call);
 	if (rc < 0)
 		goto done;
 	rc = inv_load(&hosts, st->inv_path);
 	if (rc < 0)
 		goto done;
-	if ((rc = target_str(&want, p, s, "host")) < 0 ||
-	    (rc = target_str(&region, p, s, "region")) < 0 ||
-	    (rc = target_str(&acc, p, s, "accelerator")) < 0)
+	if ((rc = target_str(&want, p, call, "host")) < 0 ||
+	    (rc = target_str(&region, p, call, "region")) < 0 ||
+	    (rc = target_str(&acc, p, call, "accelerator")) < 0)
 		goto done;
 	for (size_t i = 0; i < json_array_size(hosts); i++) {
 		const json_t *h = json_array_get(hosts, i);
@@ -734,12 +718,12 @@ static int ssh_provision(struct rh_provider_ctx *p, struct rh_step_ctx *s)
 
 		if (want ? strcmp(hstr(h, "name", ""), want) != 0 : !host_matches(h, region, acc))
 			continue;
-		if (s && s->cancel && rh_cancel_is_fired(s->cancel)) {
+		if (call && call->cancel && rh_cancel_is_fired(call->cancel)) {
 			rc = rh_error_set(RH_ECANCELLED, "cancelled while reserving a host");
 			goto done;
 		}
 		tried++;
-		rc = try_host(st, p, s, h, &busy);
+		rc = try_host(st, p, call, h, &busy);
 		if (rc < 0 || st->host)
 			break;
 		busy_n += busy;
@@ -762,8 +746,8 @@ static int ssh_provision(struct rh_provider_ctx *p, struct rh_step_ctx *s)
 	}
 outputs:
 	rc = set_outputs(p->outputs, st);
-	if (rc == 0 && s)
-		rc = set_outputs(s->outputs, st);
+	if (rc == 0 && call && call->outputs)
+		rc = set_outputs(call->outputs, st);
 done:
 	if (rc < 0)
 		rh_error_prefix(rc, "ssh provider: provision");
@@ -799,7 +783,8 @@ static int url_escape(char *buf, size_t size, const char *s)
 	return 0;
 }
 
-static int ssh_sink_open(struct rh_sink **out, struct rh_provider_ctx *p, struct rh_step_ctx *s)
+static int ssh_sink_open(struct rh_sink **out, struct rh_provider_ctx *p,
+			 const struct rh_provider_call *call)
 {
 	struct rh_sink_opts o = RH_SINK_OPTS_INIT;
 	struct ssh_state *st;
@@ -837,8 +822,8 @@ static int ssh_sink_open(struct rh_sink **out, struct rh_provider_ctx *p, struct
 	o.identity_file = st->identity;
 	o.accept_new_host_key = st->accept_new;
 	rc = rh_sink_open(out, url, &o);
-	if (rc == 0 && s)
-		(*out)->cancel = s->cancel;
+	if (rc == 0 && call)
+		(*out)->cancel = call->cancel;
 done:
 	if (rc < 0)
 		rh_error_prefix(rc, "ssh provider: sink");
@@ -1039,8 +1024,8 @@ static int group_stop(struct rh_ssh *c, long pgid, double grace)
 	return rc;
 }
 
-static int ssh_deploy(struct rh_provider_ctx *p, struct rh_step_ctx *s, const json_t *command,
-		      const json_t *env)
+static int ssh_deploy(struct rh_provider_ctx *p, const struct rh_provider_call *call,
+		      const json_t *command, const json_t *env)
 {
 	struct ssh_state *st;
 	struct rh_ssh *c = NULL;
@@ -1061,7 +1046,7 @@ static int ssh_deploy(struct rh_provider_ctx *p, struct rh_step_ctx *s, const js
 		rc = rh_error_set(RH_EINVAL, "stack.command must be a non-empty array of strings");
 		goto done;
 	}
-	rc = ssh_open(&c, st, st->host, s);
+	rc = ssh_open(&c, st, st->host, call);
 	if (rc < 0)
 		goto done;
 	if (st->pgid) {
@@ -1085,7 +1070,7 @@ static int ssh_deploy(struct rh_provider_ctx *p, struct rh_step_ctx *s, const js
 	for (int i = 0; i < 50 && st->pgid == 0 && rc == 0; i++) {
 		rc = read_pgid(c, st->workspace, &st->pgid);
 		if (rc == 0 && st->pgid == 0)
-			rc = rh_cancel_sleep(s ? s->cancel : NULL, 0.05);
+			rc = rh_cancel_sleep(call ? call->cancel : NULL, 0.05);
 	}
 	if (rc < 0)
 		goto done;
@@ -1094,7 +1079,7 @@ static int ssh_deploy(struct rh_provider_ctx *p, struct rh_step_ctx *s, const js
 				  rh_ssh_name(c), st->workspace);
 		goto done;
 	}
-	rc = rh_cancel_sleep(s ? s->cancel : NULL, SSH_EARLY_EXIT_S);
+	rc = rh_cancel_sleep(call ? call->cancel : NULL, SSH_EARLY_EXIT_S);
 	if (rc == 0)
 		rc = group_alive(c, st->pgid, &alive);
 	if (rc < 0)
@@ -1110,8 +1095,8 @@ static int ssh_deploy(struct rh_provider_ctx *p, struct rh_step_ctx *s, const js
 				  last[0] ? ": " : "", last, st->workspace);
 		goto done;
 	}
-	if (s && s->outputs)
-		json_object_set_new(s->outputs, "pid", json_integer(st->pgid));
+	if (call && call->outputs)
+		json_object_set_new(call->outputs, "pid", json_integer(st->pgid));
 done:
 	if (rc < 0)
 		rh_error_prefix(rc, "ssh provider: deploy");
@@ -1122,16 +1107,13 @@ done:
 	return rc;
 }
 
-static double grace_of(const struct rh_step_ctx *s)
+static double grace_of(const struct rh_provider_call *call)
 {
-	const json_t *g = s && s->spec ? json_object_get(s->spec, "grace_s") : NULL;
-	double grace = json_is_number(g) ? json_number_value(g) : SSH_GRACE_DEFAULT_S;
+	double grace = call && call->grace_s >= 0 ? call->grace_s : SSH_GRACE_DEFAULT_S;
 	double left;
 
-	if (grace < 0)
-		grace = 0;
-	if (s && s->deadline > 0) {
-		left = s->deadline - rh_clock_mono() - 2.0;
+	if (call && call->deadline > 0) {
+		left = call->deadline - rh_clock_mono() - 2.0;
 		if (grace > left)
 			grace = left > 0 ? left : 0;
 	}
@@ -1166,7 +1148,7 @@ static void fetch_logs(struct rh_ssh *c, const struct ssh_state *st, const char 
 	}
 }
 
-static int ssh_teardown(struct rh_provider_ctx *p, struct rh_step_ctx *s)
+static int ssh_teardown(struct rh_provider_ctx *p, const struct rh_provider_call *call)
 {
 	struct ssh_state *st;
 	struct rh_ssh *c = NULL;
@@ -1180,7 +1162,7 @@ static int ssh_teardown(struct rh_provider_ctx *p, struct rh_step_ctx *s)
 	st = p->priv;
 	if (!st || !st->host)
 		goto done; /* nothing was reserved: nothing to undo */
-	rc = ssh_open(&c, st, st->host, s);
+	rc = ssh_open(&c, st, st->host, call);
 	if (rc < 0)
 		goto done;
 	if (st->workspace) {
@@ -1190,7 +1172,7 @@ static int ssh_teardown(struct rh_provider_ctx *p, struct rh_step_ctx *s)
 				goto done;
 		}
 		if (st->pgid) {
-			rc = group_stop(c, st->pgid, grace_of(s));
+			rc = group_stop(c, st->pgid, grace_of(call));
 			if (rc < 0)
 				goto done;
 			st->pgid = 0;

@@ -363,7 +363,8 @@ static int cmd_drill_run(int argc, char **argv)
 	if (rc)
 		goto done;
 	rc = RH_EXIT_FAILED;
-	if (rb->provider && rb->provider->preflight && rb->provider->preflight(rb->target) < 0) {
+	if (rb->provider && rb->provider->preflight &&
+	    rb->provider->preflight(rb->provider, rb->target) < 0) {
 		fprintf(stderr, "rehydra drill: %s: %s\n", file, rh_error_last());
 		rc = RH_EXIT_USAGE;
 		goto done;

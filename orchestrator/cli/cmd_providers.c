@@ -102,7 +102,7 @@ static int show(const char *name, bool as_json)
 		return rh_cli_usage_error(&rh_cmd_providers, "no provider '%s': 'rehydra providers "
 							     "list' shows them",
 					  name);
-	if (ops->describe && ops->describe(&cat) < 0) {
+	if (ops->describe && ops->describe(ops, &cat) < 0) {
 		fprintf(stderr, "rehydra providers: %s\n", rh_error_last());
 		return RH_EXIT_FAILED;
 	}
@@ -144,7 +144,7 @@ static int list(void)
 		printf("%-9s %s\n", ops->name, ops->summary);
 		if (!ops->describe)
 			continue;
-		if (ops->describe(&cat) < 0) {
+		if (ops->describe(ops, &cat) < 0) {
 			fprintf(stderr, "rehydra providers: %s\n", rh_error_last());
 			rc = RH_EXIT_FAILED;
 			continue;

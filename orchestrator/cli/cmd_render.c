@@ -10,6 +10,7 @@
  * to; keys the other provider does not know are dropped.
  */
 #include "cli.h"
+#include "engine.h"
 #include "error.h"
 #include "provider.h"
 #include "runbook.h"
@@ -249,7 +250,7 @@ static int cmd_render_run(int argc, char **argv)
 		rc = RH_EXIT_FAILED;
 		goto done;
 	}
-	if (ops->validate && ops->validate(target, "", &diags) < 0) {
+	if (ops->validate && ops->validate(ops, target, "", &diags) < 0) {
 		fprintf(stderr, "rehydra render: %s\n", rh_error_last());
 		rc = RH_EXIT_FAILED;
 		goto done;
@@ -270,14 +271,10 @@ static int cmd_render_run(int argc, char **argv)
 		}
 		drill_id = default_id;
 	}
-	if (rh_provider_ctx_new(&p, ops, target, drill_id, NULL, NULL) < 0) {
-		fprintf(stderr, "rehydra render: %s\n", rh_error_last());
-		rc = RH_EXIT_FAILED;
-		goto done;
-	}
-	p->rb = rb;
 	rh_error_clear();
-	rc = ops->render(p, out);
+	rc = rh_drill_provider_new(&p, ops, target, rb, drill_id, NULL, NULL);
+	if (rc == 0)
+		rc = ops->render(p, out);
 	if (rc < 0) {
 		fprintf(stderr, "rehydra render: %s\n", rh_error_last());
 		rc = rc == RH_EIO || rc == RH_ENOMEM || rc == RH_ERROR ? RH_EXIT_FAILED

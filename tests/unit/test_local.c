@@ -1,6 +1,7 @@
 /*
  * test_local.c - the `local` provider adapter, driven as the engine would:
- * a provider context from the table, step contexts built by hand.
+ * a provider context from the table, provider calls built by hand (only
+ * provider.h: the adapter sees no engine structure).
  *
  * It checks what a drill relies on: provision gives a port and a private
  * workspace and is idempotent; deploy starts the stack in its own process
@@ -15,7 +16,6 @@
 #include "error.h"
 #include "provider.h"
 #include "sink.h"
-#include "steps.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -29,9 +29,8 @@ struct fx {
 	json_t *target;
 	struct rh_provider_ctx *p;
 	struct rh_cancel cancel;
-	json_t *spec;
 	json_t *outputs;
-	struct rh_step_ctx s;
+	struct rh_provider_call s;
 };
 
 static void fx_init(struct fx *f, json_t *target)
@@ -51,13 +50,13 @@ static void fx_init(struct fx *f, json_t *target)
 						  "20260101T000000Z-t-abc123", f->state,
 						  f->drill_dir), 0);
 	CU_ASSERT_EQUAL_FATAL(rh_cancel_init(&f->cancel), 0);
-	f->spec = json_pack("{s:s, s:f}", "do", "teardown", "grace_s", 2.0);
 	f->outputs = json_object();
+	f->s = (struct rh_provider_call)RH_PROVIDER_CALL_INIT;
 	f->s.deadline = rh_clock_mono() + 60;
 	f->s.cancel = &f->cancel;
-	f->s.spec = f->spec;
+	f->s.grace_s = 2.0;
 	f->s.outputs = f->outputs;
-	f->s.attempt = 1;
+	f->s.target = f->target;
 	f->s.log_prefix = f->drill_dir;
 }
 
@@ -65,7 +64,6 @@ static void fx_free(struct fx *f)
 {
 	rh_provider_ctx_free(f->p);
 	rh_cancel_clear(&f->cancel);
-	json_decref(f->spec);
 	json_decref(f->outputs);
 	json_decref(f->target);
 	rh_test_rm_rf(f->tmp);
@@ -107,17 +105,17 @@ static void test_local__table(void)
 	struct rh_diags d = RH_DIAGS_INIT;
 	json_t *t = json_pack("{s:s, s:i}", "provider", "local", "workspace_root", 3);
 
-	CU_ASSERT_EQUAL(ops->validate(t, "/target", &d), 0);
+	CU_ASSERT_EQUAL(ops->validate(ops, t, "/target", &d), 0);
 	CU_ASSERT_EQUAL(d.count, 1);
 	if (d.count)
 		CU_ASSERT_STRING_EQUAL(d.items[0].pointer, "/target/workspace_root");
 	rh_diags_clear(&d);
 	json_object_set_new(t, "workspace_root", json_string("relative/dir"));
-	CU_ASSERT_EQUAL(ops->validate(t, "/target", &d), 0);
+	CU_ASSERT_EQUAL(ops->validate(ops, t, "/target", &d), 0);
 	CU_ASSERT_EQUAL(d.count, 1);
 	rh_diags_clear(&d);
 	json_object_set_new(t, "workspace_root", json_string("/srv/ws"));
-	CU_ASSERT_EQUAL(ops->validate(t, "/target", &d), 0);
+	CU_ASSERT_EQUAL(ops->validate(ops, t, "/target", &d), 0);
 	CU_ASSERT_EQUAL(d.count, 0);
 	rh_diags_clear(&d);
 	json_decref(t);
