@@ -274,7 +274,7 @@ static int provider_expand(void *user, json_t **out, const json_t *value, const 
 	{
 		json_t *have = json_object_get(merged, ns);
 		json_t *ns_new = json_is_object(have) && json_is_object(val) ? json_copy(have)
-									 : json_incref(val);
+									     : json_incref(val);
 
 		if (!ns_new || (ns_new != val && json_object_update(ns_new, val) < 0) ||
 		    json_object_set_new(merged, ns, ns_new) < 0) {

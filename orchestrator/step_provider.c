@@ -403,17 +403,17 @@ int rh_step_sync_artifacts_run(struct rh_step_ctx *ctx)
 			const char *key;
 			uint64_t value;
 		} counts[] = {
-			{"files", stats.files},
-			{"files_sent", stats.files_sent},
-			{"files_skipped", stats.files_skipped},
-			{"bytes_sent", stats.bytes_sent},
-			{"bytes_skipped", stats.bytes_skipped},
-			{"bytes_resumed", stats.bytes_resumed},
+		    {"files", stats.files},
+		    {"files_sent", stats.files_sent},
+		    {"files_skipped", stats.files_skipped},
+		    {"bytes_sent", stats.bytes_sent},
+		    {"bytes_skipped", stats.bytes_skipped},
+		    {"bytes_resumed", stats.bytes_resumed},
 		};
 
 		if (json_object_set_new(o, "sha256", json_string(v->manifest_sha256)) < 0 ||
-		    json_object_set_new(o, "path", json_string(sink->location ? sink->location
-									  : sink->url)) < 0 ||
+		    json_object_set_new(
+			o, "path", json_string(sink->location ? sink->location : sink->url)) < 0 ||
 		    json_object_set_new(o, "commit", json_string(v->commit)) < 0 ||
 		    json_object_set_new(o, "seconds", json_real(round3(stats.seconds))) < 0 ||
 		    json_object_set_new(o, "throughput_mib_s",

@@ -16,24 +16,24 @@
 
 #include "banned.h"
 
-static const char *const aws_target_keys[] = { "accelerator", "allowed_cidr", "operator_cidr",
-						"serving_port", "ssh_public_key", "disk_gb",
-						"instance_type", "image", "terraform", NULL };
-static const char *const aws_required[] = { "accelerator", "allowed_cidr", "operator_cidr",
-					    NULL };
+static const char *const aws_target_keys[] = {
+    "accelerator", "allowed_cidr",  "operator_cidr", "serving_port", "ssh_public_key",
+    "disk_gb",	   "instance_type", "image",	     "terraform",    NULL};
+static const char *const aws_required[] = {"accelerator", "allowed_cidr", "operator_cidr", NULL};
 
 static int aws_tfvars(json_t *vars, const json_t *target, const json_t *acc)
 {
-	const char *type = rh_cloud_str(target, "instance_type",
-					rh_cloud_str(acc, "instance_type", NULL));
+	const char *type =
+	    rh_cloud_str(target, "instance_type", rh_cloud_str(acc, "instance_type", NULL));
 
 	if (!type)
-		return rh_error_set(RH_EINVAL, "%s has no verified instance type in the catalog: "
-					       "set target.instance_type",
+		return rh_error_set(RH_EINVAL,
+				    "%s has no verified instance type in the catalog: "
+				    "set target.instance_type",
 				    rh_cloud_str(target, "accelerator", "the accelerator"));
 	if (json_object_set_new(vars, "instance_type", json_string(type)) < 0 ||
-	    json_object_set_new(vars, "image_id",
-				json_string(rh_cloud_str(target, "image", ""))) < 0)
+	    json_object_set_new(vars, "image_id", json_string(rh_cloud_str(target, "image", ""))) <
+		0)
 		return rh_error_set(RH_ENOMEM, "out of memory");
 	return 0;
 }
@@ -47,12 +47,13 @@ static json_t *aws_provider_block(void)
 }
 
 const struct rh_cloud_def rh_cloud_aws = {
-	.ops = RH_CLOUD_OPS("aws",
-			    "Amazon Web Services: VPC, security group, S3 bucket and a GPU EC2 instance "
-		   "(Terraform, hashicorp/aws)",
-			    aws_target_keys),
-	.tf_provider = "aws",
-	.required_keys = aws_required,
-	.tfvars = aws_tfvars,
-	.provider_block = aws_provider_block,
+    .ops =
+	RH_CLOUD_OPS("aws",
+		     "Amazon Web Services: VPC, security group, S3 bucket and a GPU EC2 instance "
+		     "(Terraform, hashicorp/aws)",
+		     aws_target_keys),
+    .tf_provider = "aws",
+    .required_keys = aws_required,
+    .tfvars = aws_tfvars,
+    .provider_block = aws_provider_block,
 };

@@ -42,8 +42,8 @@
 #include <jansson.h>
 
 struct rh_cloud_def {
-	struct rh_provider_ops ops; /* first: rh_cloud_def_of() casts back */
-	const char *tf_provider;    /* Terraform local name: "aws", "alicloud", "nebius" */
+	struct rh_provider_ops ops;	  /* first: rh_cloud_def_of() casts back */
+	const char *tf_provider;	  /* Terraform local name: "aws", "alicloud", "nebius" */
 	const char *const *required_keys; /* target keys a runbook must set */
 	/* Adds the cloud's own module inputs to `vars` from the (expanded)
 	 * target, the catalog's accelerator and region entries. */
@@ -71,8 +71,8 @@ static inline const struct rh_cloud_def *rh_cloud_def_of(const struct rh_provide
 extern const char *const rh_cloud_output_keys[];
 
 /* The generic hooks (contract in provider.h), shared by every cloud. */
-int rh_cloud_validate(const struct rh_provider_ops *self, const json_t *target,
-		      const char *pointer, struct rh_diags *d);
+int rh_cloud_validate(const struct rh_provider_ops *self, const json_t *target, const char *pointer,
+		      struct rh_diags *d);
 /* A terraform/tofu binary can be found. */
 int rh_cloud_preflight(const struct rh_provider_ops *self, const json_t *target);
 int rh_cloud_provision(struct rh_provider_ctx *p, const struct rh_provider_call *c);
@@ -87,15 +87,14 @@ void rh_cloud_free(struct rh_provider_ctx *p);
 
 /* The base ops table of a cloud: its own name, summary and target keys,
  * the shared outputs and hooks. */
-#define RH_CLOUD_OPS(name_, summary_, target_keys_)                                           \
-	{                                                                                      \
-		.version = RH_PROVIDER_OPS_VERSION, .name = (name_), .summary = (summary_),    \
-		.target_keys = (target_keys_), .output_keys = rh_cloud_output_keys,            \
-		.validate = rh_cloud_validate, .preflight = rh_cloud_preflight,                \
-		.provision = rh_cloud_provision, .sink_open = rh_cloud_sink_open,              \
-		.deploy = rh_cloud_deploy, .teardown = rh_cloud_teardown,                      \
-		.render = rh_cloud_render, .describe = rh_cloud_describe,                      \
-		.free = rh_cloud_free,                                                         \
+#define RH_CLOUD_OPS(name_, summary_, target_keys_)                                                \
+	{                                                                                          \
+		.version = RH_PROVIDER_OPS_VERSION, .name = (name_), .summary = (summary_),        \
+		.target_keys = (target_keys_), .output_keys = rh_cloud_output_keys,                \
+		.validate = rh_cloud_validate, .preflight = rh_cloud_preflight,                    \
+		.provision = rh_cloud_provision, .sink_open = rh_cloud_sink_open,                  \
+		.deploy = rh_cloud_deploy, .teardown = rh_cloud_teardown,                          \
+		.render = rh_cloud_render, .describe = rh_cloud_describe, .free = rh_cloud_free,   \
 	}
 
 /* Helpers the definitions use: a target string/integer with a default. */

@@ -38,18 +38,18 @@
 #define LOCAL_GRACE_DEFAULT_S 5.0
 
 struct local_state {
-	char *workspace;         /* absolute, once provisioned */
+	char *workspace; /* absolute, once provisioned */
 	struct rh_child child;
 	bool have_child;
 };
 
-static const char *const local_target_keys[] = { "workspace_root", NULL };
-static const char *const local_output_keys[] = { "host", "port", "workspace", NULL };
+static const char *const local_target_keys[] = {"workspace_root", NULL};
+static const char *const local_output_keys[] = {"host", "port", "workspace", NULL};
 
 /* Environment variables a stack inherits from rehydra; everything else comes
  * from the runbook's stack.env, so a drill does not depend on who ran it. */
-static const char *const local_env_pass[] = { "PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR",
-					      NULL };
+static const char *const local_env_pass[] = {"PATH", "HOME",   "LANG", "LC_ALL",
+					     "TZ",   "TMPDIR", NULL};
 
 static int local_validate(const struct rh_provider_ops *self, const json_t *target,
 			  const char *pointer, struct rh_diags *d)
@@ -165,8 +165,10 @@ static int local_workspace_make(const char *root, const char *ws)
 		goto done;
 	}
 	if (!S_ISDIR(sb.st_mode) || sb.st_uid != geteuid()) {
-		err = rh_error_set(RH_EIO, "workspace %s exists but is not a directory owned by "
-					   "us: remove it or pick another workspace_root", ws);
+		err = rh_error_set(RH_EIO,
+				   "workspace %s exists but is not a directory owned by "
+				   "us: remove it or pick another workspace_root",
+				   ws);
 		goto done;
 	}
 done:
@@ -331,10 +333,13 @@ static int local_env_build(char ***out, const json_t *env)
 		}
 		n++;
 	}
-	json_object_foreach((json_t *)env, key, val) {
+	json_object_foreach((json_t *)env, key, val)
+	{
 		if (!json_is_string(val) || !*key || strchr(key, '=')) {
-			err = rh_error_set(RH_EINVAL, "stack.env.%s must be a string with a name "
-						      "without '='", key);
+			err = rh_error_set(RH_EINVAL,
+					   "stack.env.%s must be a string with a name "
+					   "without '='",
+					   key);
 			goto done;
 		}
 		if (asprintf(&v[n], "%s=%s", key, json_string_value(val)) < 0) {
@@ -407,7 +412,7 @@ static int local_pidfile_write(const char *ws, pid_t pid)
 static int local_deploy(struct rh_provider_ctx *p, const struct rh_provider_call *c,
 			const json_t *command, const json_t *env)
 {
-	struct rh_spawn_opts opts = { 0 };
+	struct rh_spawn_opts opts = {0};
 	struct local_state *st;
 	const char **argv = NULL;
 	char **envp = NULL;
@@ -481,9 +486,10 @@ static int local_deploy(struct rh_provider_ctx *p, const struct rh_provider_call
 
 		rh_child_describe(how, sizeof(how), st->child.status);
 		local_last_line(last, sizeof(last), err_path);
-		err = rh_error_set(RH_ERROR, "stack command %s %s right after starting%s%s "
-					     "(see %s)", argv[0], how, last[0] ? ": " : "", last,
-				   err_path);
+		err = rh_error_set(RH_ERROR,
+				   "stack command %s %s right after starting%s%s "
+				   "(see %s)",
+				   argv[0], how, last[0] ? ": " : "", last, err_path);
 		goto done;
 	}
 	if (rc == RH_ECANCELLED) {
@@ -590,17 +596,17 @@ static void local_free(struct rh_provider_ctx *p)
 }
 
 const struct rh_provider_ops rh_provider_local = {
-	.version = RH_PROVIDER_OPS_VERSION,
-	.name = "local",
-	.summary = "this machine: a workspace directory, a loopback port, a local process",
-	.target_keys = local_target_keys,
-	.output_keys = local_output_keys,
-	.validate = local_validate,
-	.provision = local_provision,
-	.sink_open = local_sink_open,
-	.deploy = local_deploy,
-	.teardown = local_teardown,
-	.render = NULL,
-	.describe = NULL,
-	.free = local_free,
+    .version = RH_PROVIDER_OPS_VERSION,
+    .name = "local",
+    .summary = "this machine: a workspace directory, a loopback port, a local process",
+    .target_keys = local_target_keys,
+    .output_keys = local_output_keys,
+    .validate = local_validate,
+    .provision = local_provision,
+    .sink_open = local_sink_open,
+    .deploy = local_deploy,
+    .teardown = local_teardown,
+    .render = NULL,
+    .describe = NULL,
+    .free = local_free,
 };

@@ -19,21 +19,32 @@
 
 #define NEBIUS_IMAGE_FAMILY "ubuntu22.04-cuda12"
 
-static const char *const neb_target_keys[] = { "accelerator", "allowed_cidr", "operator_cidr",
-					       "serving_port", "ssh_public_key", "disk_gb",
-					       "project_id", "storage_group_id", "platform",
-					       "preset", "image_family", "terraform", NULL };
-static const char *const neb_required[] = { "accelerator", "allowed_cidr", "operator_cidr",
-					    "project_id", "storage_group_id", NULL };
+static const char *const neb_target_keys[] = {"accelerator",
+					      "allowed_cidr",
+					      "operator_cidr",
+					      "serving_port",
+					      "ssh_public_key",
+					      "disk_gb",
+					      "project_id",
+					      "storage_group_id",
+					      "platform",
+					      "preset",
+					      "image_family",
+					      "terraform",
+					      NULL};
+static const char *const neb_required[] = {"accelerator", "allowed_cidr",     "operator_cidr",
+					   "project_id",  "storage_group_id", NULL};
 
 static int neb_tfvars(json_t *vars, const json_t *target, const json_t *acc)
 {
-	const char *platform = rh_cloud_str(target, "platform", rh_cloud_str(acc, "platform", NULL));
+	const char *platform =
+	    rh_cloud_str(target, "platform", rh_cloud_str(acc, "platform", NULL));
 	const char *preset = rh_cloud_str(target, "preset", rh_cloud_str(acc, "preset", NULL));
 
 	if (!platform || !preset)
-		return rh_error_set(RH_EINVAL, "%s has no verified platform/preset in the "
-					       "catalog: set target.platform and target.preset",
+		return rh_error_set(RH_EINVAL,
+				    "%s has no verified platform/preset in the "
+				    "catalog: set target.platform and target.preset",
 				    rh_cloud_str(target, "accelerator", "the accelerator"));
 	if (json_object_set_new(vars, "platform", json_string(platform)) < 0 ||
 	    json_object_set_new(vars, "preset", json_string(preset)) < 0 ||
@@ -41,9 +52,9 @@ static int neb_tfvars(json_t *vars, const json_t *target, const json_t *acc)
 				json_string(rh_cloud_str(target, "project_id", ""))) < 0 ||
 	    json_object_set_new(vars, "storage_group_id",
 				json_string(rh_cloud_str(target, "storage_group_id", ""))) < 0 ||
-	    json_object_set_new(vars, "image_family",
-				json_string(rh_cloud_str(target, "image_family",
-							 NEBIUS_IMAGE_FAMILY))) < 0)
+	    json_object_set_new(
+		vars, "image_family",
+		json_string(rh_cloud_str(target, "image_family", NEBIUS_IMAGE_FAMILY))) < 0)
 		return rh_error_set(RH_ENOMEM, "out of memory");
 	return 0;
 }
@@ -56,12 +67,13 @@ static json_t *neb_provider_block(void)
 }
 
 const struct rh_cloud_def rh_cloud_nebius = {
-	.ops = RH_CLOUD_OPS("nebius",
-			    "Nebius AI Cloud: network, security group, Object Storage bucket and a GPU VM "
-		   "(Terraform, nebius/nebius)",
-			    neb_target_keys),
-	.tf_provider = "nebius",
-	.required_keys = neb_required,
-	.tfvars = neb_tfvars,
-	.provider_block = neb_provider_block,
+    .ops =
+	RH_CLOUD_OPS("nebius",
+		     "Nebius AI Cloud: network, security group, Object Storage bucket and a GPU VM "
+		     "(Terraform, nebius/nebius)",
+		     neb_target_keys),
+    .tf_provider = "nebius",
+    .required_keys = neb_required,
+    .tfvars = neb_tfvars,
+    .provider_block = neb_provider_block,
 };

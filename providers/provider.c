@@ -16,12 +16,8 @@
 #include "banned.h"
 
 const struct rh_provider_ops *const rh_providers[] = {
-	&rh_provider_local,
-	&rh_provider_ssh,
-	&rh_cloud_aws.ops,
-	&rh_cloud_alibaba.ops,
-	&rh_cloud_nebius.ops,
-	NULL,
+    &rh_provider_local,	   &rh_provider_ssh,	 &rh_cloud_aws.ops,
+    &rh_cloud_alibaba.ops, &rh_cloud_nebius.ops, NULL,
 };
 
 const struct rh_provider_ops *rh_provider_find(const char *name)
@@ -87,15 +83,15 @@ int rh_provider_expand(struct rh_provider_ctx *p, json_t **out, const json_t *va
 {
 	*out = NULL;
 	if (!p->expander.expand)
-		return rh_error_set(RH_EUNSUPPORTED,
-				    "the %s provider was given no way to expand ${...}: its context "
-				    "was not created by the orchestrator",
-				    p->ops ? p->ops->name : "?");
+		return rh_error_set(
+		    RH_EUNSUPPORTED,
+		    "the %s provider was given no way to expand ${...}: its context "
+		    "was not created by the orchestrator",
+		    p->ops ? p->ops->name : "?");
 	return p->expander.expand(p->expander.user, out, value, bind);
 }
 
-const json_t *rh_provider_target(const struct rh_provider_ctx *p,
-				 const struct rh_provider_call *c)
+const json_t *rh_provider_target(const struct rh_provider_ctx *p, const struct rh_provider_call *c)
 {
 	return c && c->target ? c->target : p->target;
 }

@@ -79,27 +79,27 @@ struct rh_provider_runbook {
  * negative code otherwise, with the message set. Thread-safe. */
 struct rh_provider_expander {
 	int (*expand)(void *user, json_t **out, const json_t *value, const json_t *bind);
-	void *user;                   /* owned: freed by free_user at ctx free */
+	void *user;		       /* owned: freed by free_user at ctx free */
 	void (*free_user)(void *user); /* may be NULL */
 };
 
 struct rh_provider_ctx {
 	const struct rh_provider_ops *ops;
-	const json_t *target;   /* borrowed: the runbook's target object, unexpanded */
-	const char *drill_id;   /* borrowed */
-	const char *state_dir;  /* borrowed, may be NULL (render) */
-	const char *drill_dir;  /* borrowed, may be NULL (render): logs go under here */
-	struct rh_provider_runbook runbook;   /* set by the creator */
+	const json_t *target;		    /* borrowed: the runbook's target object, unexpanded */
+	const char *drill_id;		    /* borrowed */
+	const char *state_dir;		    /* borrowed, may be NULL (render) */
+	const char *drill_dir;		    /* borrowed, may be NULL (render): logs go under here */
+	struct rh_provider_runbook runbook; /* set by the creator */
 	struct rh_provider_expander expander; /* set by the creator; expand may be NULL */
-	json_t *outputs;        /* owned: what provision learnt (host, port, ...) */
-	void *priv;             /* the adapter's own state; freed by ops->free */
-	pthread_mutex_t lock;   /* hooks may run concurrently (sync during provision) */
+	json_t *outputs;		      /* owned: what provision learnt (host, port, ...) */
+	void *priv;			      /* the adapter's own state; freed by ops->free */
+	pthread_mutex_t lock; /* hooks may run concurrently (sync during provision) */
 };
 
 /* One hook call from a step: built by the orchestrator for each attempt. */
 struct rh_provider_call {
-	unsigned version;         /* RH_PROVIDER_CALL_VERSION */
-	double deadline;          /* absolute rh_clock_mono() seconds; 0: none */
+	unsigned version;	  /* RH_PROVIDER_CALL_VERSION */
+	double deadline;	  /* absolute rh_clock_mono() seconds; 0: none */
 	struct rh_cancel *cancel; /* may be NULL */
 	/* The target with ${...} expanded against the drill's scope as it is
 	 * now (vars, env, earlier steps' outputs). NULL: use ctx->target. */
@@ -117,7 +117,10 @@ struct rh_provider_call {
 	void *progress_user;
 };
 #define RH_PROVIDER_CALL_VERSION 1
-#define RH_PROVIDER_CALL_INIT { RH_PROVIDER_CALL_VERSION, 0, NULL, NULL, NULL, NULL, -1.0, NULL, NULL }
+#define RH_PROVIDER_CALL_INIT                                                                      \
+	{                                                                                          \
+		RH_PROVIDER_CALL_VERSION, 0, NULL, NULL, NULL, NULL, -1.0, NULL, NULL              \
+	}
 
 struct rh_provider_ops {
 	unsigned version; /* RH_PROVIDER_OPS_VERSION */
@@ -178,8 +181,7 @@ int rh_provider_expand(struct rh_provider_ctx *p, json_t **out, const json_t *va
 		       const json_t *bind);
 
 /* call->target when set, else ctx->target. */
-const json_t *rh_provider_target(const struct rh_provider_ctx *p,
-				 const struct rh_provider_call *c);
+const json_t *rh_provider_target(const struct rh_provider_ctx *p, const struct rh_provider_call *c);
 
 /* The adapters with an ops table of their own; the clouds' tables are in
  * their struct rh_cloud_def (cloud.h). */

@@ -44,21 +44,22 @@
 
 /* What provision learnt; teardown works from this alone. */
 struct ssh_state {
-	json_t *host;    /* the inventory entry reserved (owned), NULL before */
-	char *inv_path;  /* resolved inventory path (for messages) */
+	json_t *host;	/* the inventory entry reserved (owned), NULL before */
+	char *inv_path; /* resolved inventory path (for messages) */
 	char *known_hosts;
 	char *identity;
 	bool accept_new;
-	char *lock;      /* <workdir>/locks/<name> once we hold it */
+	char *lock;	 /* <workdir>/locks/<name> once we hold it */
 	char *workspace; /* <workdir>/<drill_id> */
-	long pgid;       /* the stack's process group, 0 = none started */
+	long pgid;	 /* the stack's process group, 0 = none started */
 	int port;
 };
 
-static const char *const ssh_target_keys[] = { "inventory", "host", "accelerator", "known_hosts",
-					       "identity_file", "accept_new_host_key", NULL };
-static const char *const ssh_output_keys[] = { "host", "port", "workspace", "ssh_host",
-					       "ssh_user", NULL };
+static const char *const ssh_target_keys[] = {"inventory",   "host",	      "accelerator",
+					      "known_hosts", "identity_file", "accept_new_host_key",
+					      NULL};
+static const char *const ssh_output_keys[] = {"host",	  "port",     "workspace",
+					      "ssh_host", "ssh_user", NULL};
 
 static int oom(void)
 {
@@ -68,8 +69,8 @@ static int oom(void)
 static int ssh_validate(const struct rh_provider_ops *self, const json_t *target,
 			const char *pointer, struct rh_diags *d)
 {
-	static const char *const strs[] = { "inventory", "host", "accelerator", "known_hosts",
-					    "identity_file", NULL };
+	static const char *const strs[] = {"inventory",	  "host",	   "accelerator",
+					   "known_hosts", "identity_file", NULL};
 	const json_t *v;
 	char *ptr = NULL;
 	int err = 0;
@@ -86,7 +87,8 @@ static int ssh_validate(const struct rh_provider_ops *self, const json_t *target
 			break;
 		}
 		if (!v)
-			err = rh_diags_add(d, ptr, false, "the ssh provider needs \"inventory\": the "
+			err = rh_diags_add(d, ptr, false,
+					   "the ssh provider needs \"inventory\": the "
 					   "path of a JSON file listing the hosts");
 		else if (!json_is_string(v) || json_string_length(v) == 0)
 			err = rh_diags_add(d, ptr, false, "%s must be a non-empty string", strs[i]);
@@ -120,8 +122,8 @@ static bool workdir_is_safe(const char *s)
 {
 	size_t n = strlen(s);
 
-	if (n < 2 || n > 1024 || s[0] != '/' || s[n - 1] == '/' || strstr(s, "//") || strstr(s, "/./") ||
-	    strstr(s, "/../") || (n >= 3 && strcmp(s + n - 3, "/..") == 0) ||
+	if (n < 2 || n > 1024 || s[0] != '/' || s[n - 1] == '/' || strstr(s, "//") ||
+	    strstr(s, "/./") || strstr(s, "/../") || (n >= 3 && strcmp(s + n - 3, "/..") == 0) ||
 	    (n >= 2 && strcmp(s + n - 2, "/.") == 0))
 		return false;
 	for (size_t i = 0; i < n; i++)
@@ -186,8 +188,8 @@ static int inv_opt_str(const char *file, size_t i, const json_t *h, const char *
 
 static int inv_port(const char *file, size_t i, const json_t *v, const char *key)
 {
-	if (v && (!json_is_integer(v) || json_integer_value(v) < 1 ||
-		  json_integer_value(v) > 65535))
+	if (v &&
+	    (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65535))
 		return inv_err(file, i, key, "must be an integer port 1..65535");
 	return 0;
 }
@@ -195,9 +197,9 @@ static int inv_port(const char *file, size_t i, const json_t *v, const char *key
 /* Checks one host entry; messages name the file and the field. */
 static int inv_host_check(const char *file, size_t i, const json_t *h, const json_t *hosts)
 {
-	static const char *const known[] = { "name", "address", "port", "user", "region",
-					     "jurisdiction", "accelerators", "workdir",
-					     "serve_host", "serve_port", "port_range", NULL };
+	static const char *const known[] = {"name",	  "address",	  "port",	  "user",
+					    "region",	  "jurisdiction", "accelerators", "workdir",
+					    "serve_host", "serve_port",	  "port_range",	  NULL};
 	const char *name = json_string_value(json_object_get(h, "name"));
 	const char *wd = json_string_value(json_object_get(h, "workdir"));
 	const json_t *v;
@@ -208,18 +210,21 @@ static int inv_host_check(const char *file, size_t i, const json_t *h, const jso
 	if (!json_is_object(h))
 		return rh_error_set(RH_EINVAL, "inventory %s: hosts[%zu] must be an object", file,
 				    i);
-	json_object_foreach((json_t *)h, key, val) {
+	json_object_foreach((json_t *)h, key, val)
+	{
 		size_t k = 0;
 
 		while (known[k] && strcmp(known[k], key) != 0)
 			k++;
 		if (!known[k])
-			return inv_err(file, i, key, "is not a known key (name, address, port, "
-					"user, region, jurisdiction, accelerators, workdir, "
-					"serve_host, serve_port, port_range)");
+			return inv_err(file, i, key,
+				       "is not a known key (name, address, port, "
+				       "user, region, jurisdiction, accelerators, workdir, "
+				       "serve_host, serve_port, port_range)");
 	}
 	if (!name_is_safe(name))
-		return inv_err(file, i, "name", "must be a string of letters, digits, '.', '_' "
+		return inv_err(file, i, "name",
+			       "must be a string of letters, digits, '.', '_' "
 			       "or '-' (it names the lock)");
 	for (size_t j = 0; j < i; j++)
 		if (strcmp(json_string_value(json_object_get(json_array_get(hosts, j), "name")),
@@ -229,7 +234,8 @@ static int inv_host_check(const char *file, size_t i, const json_t *h, const jso
 	    json_string_length(json_object_get(h, "address")) == 0)
 		return inv_err(file, i, "address", "is required: the host name or IP to ssh to");
 	if (!wd || !workdir_is_safe(wd))
-		return inv_err(file, i, "workdir", "is required: an absolute, normalised "
+		return inv_err(file, i, "workdir",
+			       "is required: an absolute, normalised "
 			       "directory other than / (e.g. \"/srv/rehydra\")");
 	if ((rc = inv_opt_str(file, i, h, "user")) < 0 ||
 	    (rc = inv_opt_str(file, i, h, "region")) < 0 ||
@@ -238,10 +244,12 @@ static int inv_host_check(const char *file, size_t i, const json_t *h, const jso
 	    (rc = inv_port(file, i, json_object_get(h, "serve_port"), "serve_port")) < 0)
 		return rc;
 	v = json_object_get(h, "jurisdiction");
-	if (v && (!json_is_object(v) ||
-		  (json_object_get(v, "country") && !json_is_string(json_object_get(v, "country"))) ||
-		  (json_object_get(v, "bloc") && !json_is_string(json_object_get(v, "bloc")))))
-		return inv_err(file, i, "jurisdiction", "must be {\"country\": \"..\", "
+	if (v &&
+	    (!json_is_object(v) ||
+	     (json_object_get(v, "country") && !json_is_string(json_object_get(v, "country"))) ||
+	     (json_object_get(v, "bloc") && !json_is_string(json_object_get(v, "bloc")))))
+		return inv_err(file, i, "jurisdiction",
+			       "must be {\"country\": \"..\", "
 			       "\"bloc\": \"..\"}");
 	v = json_object_get(h, "accelerators");
 	if (v) {
@@ -249,7 +257,8 @@ static int inv_host_check(const char *file, size_t i, const json_t *h, const jso
 			return inv_err(file, i, "accelerators", "must be an array of strings");
 		for (size_t k = 0; k < json_array_size(v); k++)
 			if (!json_is_string(json_array_get(v, k)))
-				return inv_err(file, i, "accelerators", "must be an array of "
+				return inv_err(file, i, "accelerators",
+					       "must be an array of "
 					       "strings");
 	}
 	v = json_object_get(h, "port_range");
@@ -258,8 +267,9 @@ static int inv_host_check(const char *file, size_t i, const json_t *h, const jso
 		    inv_port(file, i, json_array_get(v, 0), "port_range") < 0 ||
 		    inv_port(file, i, json_array_get(v, 1), "port_range") < 0 ||
 		    json_integer_value(json_array_get(v, 0)) >
-			    json_integer_value(json_array_get(v, 1)))
-			return inv_err(file, i, "port_range", "must be [first, last] ports with "
+			json_integer_value(json_array_get(v, 1)))
+			return inv_err(file, i, "port_range",
+				       "must be [first, last] ports with "
 				       "first <= last");
 	}
 	return 0;
@@ -277,12 +287,14 @@ static int inv_load(json_t **out, const char *file)
 	doc = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
 	if (!doc)
 		return rh_error_set(jerr.line > 0 ? RH_EINVAL : RH_EIO, "inventory %s%s%d: %s",
-				    file, jerr.line > 0 ? " line " : "", jerr.line > 0 ? jerr.line : 0,
-				    jerr.text);
+				    file, jerr.line > 0 ? " line " : "",
+				    jerr.line > 0 ? jerr.line : 0, jerr.text);
 	hosts = json_object_get(doc, "hosts");
 	if (!json_is_array(hosts) || json_array_size(hosts) == 0) {
-		rc = rh_error_set(RH_EINVAL, "inventory %s: expected {\"hosts\": [ ... ]} with at "
-				  "least one host", file);
+		rc = rh_error_set(RH_EINVAL,
+				  "inventory %s: expected {\"hosts\": [ ... ]} with at "
+				  "least one host",
+				  file);
 		goto done;
 	}
 	for (size_t i = 0; i < json_array_size(hosts) && rc == 0; i++)
@@ -327,7 +339,7 @@ static int host_user(char *buf, size_t size, const json_t *h)
 	if (!u) {
 		if (getpwuid_r(geteuid(), &pw, tmp, sizeof(tmp), &res) != 0 || !res)
 			return rh_error_set(RH_ERROR, "cannot find the local user name: set "
-					    "\"user\" in the inventory");
+						      "\"user\" in the inventory");
 		u = res->pw_name;
 	}
 	if ((size_t)snprintf(buf, size, "%s", u) >= size)
@@ -355,8 +367,10 @@ static int ssh_open(struct rh_ssh **out, const struct ssh_state *st, const json_
 	o.cancel = call ? call->cancel : NULL;
 	o.io_timeout_s = SSH_CMD_TIMEOUT_S;
 	rc = rh_ssh_connect(out, hstr(h, "address", ""),
-			    (unsigned)(json_integer_value(json_object_get(h, "port")) ?
-				       json_integer_value(json_object_get(h, "port")) : 22), &o);
+			    (unsigned)(json_integer_value(json_object_get(h, "port"))
+					   ? json_integer_value(json_object_get(h, "port"))
+					   : 22),
+			    &o);
 	if (rc < 0)
 		rh_error_prefix(rc, "host %s", hstr(h, "name", "?"));
 	return rc;
@@ -368,7 +382,7 @@ static int run(struct rh_ssh *c, const char *const argv[], const char *in, int *
 	       struct rh_ssh_exec_result *res_out)
 {
 	struct rh_ssh_exec_opts o = RH_SSH_EXEC_OPTS_INIT;
-	struct rh_ssh_exec_result res = { 0 };
+	struct rh_ssh_exec_result res = {0};
 	int rc;
 
 	o.stdin_data = in;
@@ -390,7 +404,7 @@ static int run(struct rh_ssh *c, const char *const argv[], const char *in, int *
  * stderr (the remote tool's own words). */
 static int run_ok(struct rh_ssh *c, const char *const argv[], const char *what)
 {
-	struct rh_ssh_exec_result res = { 0 };
+	struct rh_ssh_exec_result res = {0};
 	int status = -1;
 	int rc;
 
@@ -412,9 +426,9 @@ static int run_ok(struct rh_ssh *c, const char *const argv[], const char *what)
 /* Who holds <lock>: the drill id in <lock>/owner, "" if unreadable. */
 static int lock_owner(struct rh_ssh *c, const char *lock, char *buf, size_t size)
 {
-	struct rh_ssh_exec_result res = { 0 };
+	struct rh_ssh_exec_result res = {0};
 	char owner[PATH_MAX + 512];
-	const char *argv[] = { "cat", "--", owner, NULL };
+	const char *argv[] = {"cat", "--", owner, NULL};
 	int status = -1;
 	int rc;
 
@@ -435,17 +449,17 @@ static int lock_owner(struct rh_ssh *c, const char *lock, char *buf, size_t size
 
 /* Takes <workdir>/locks/<name> for this drill. *busy is set when another
  * drill holds it; holding it already (a retried provision) is success. */
-static int lock_take(struct rh_ssh *c, const char *workdir, const char *name,
-		     const char *drill_id, char **lock_out, bool *busy)
+static int lock_take(struct rh_ssh *c, const char *workdir, const char *name, const char *drill_id,
+		     char **lock_out, bool *busy)
 {
 	char locks[PATH_MAX];
 	char lock[PATH_MAX + 256];
 	char owner_path[PATH_MAX + 512];
 	char owner[256];
 	char *line = NULL;
-	const char *mk_locks[] = { "mkdir", "-p", "--", locks, NULL };
-	const char *mk_lock[] = { "mkdir", "--", lock, NULL };
-	const char *tee[] = { "tee", "--", owner_path, NULL };
+	const char *mk_locks[] = {"mkdir", "-p", "--", locks, NULL};
+	const char *mk_lock[] = {"mkdir", "--", lock, NULL};
+	const char *tee[] = {"tee", "--", owner_path, NULL};
 	int status = -1;
 	int rc;
 
@@ -479,7 +493,7 @@ static int lock_take(struct rh_ssh *c, const char *workdir, const char *name,
 			rc = rh_error_set(RH_EIO, "cannot record the lock owner in %s on %s",
 					  owner_path, rh_ssh_name(c));
 		if (rc < 0) {
-			const char *rm[] = { "rm", "-rf", "--", lock, NULL };
+			const char *rm[] = {"rm", "-rf", "--", lock, NULL};
 			int ignored;
 
 			run(c, rm, NULL, &ignored, NULL);
@@ -531,8 +545,8 @@ static bool port_in_use(const char *ss_out, int port)
 static int pick_port(struct rh_ssh *c, const json_t *h, int *port)
 {
 	const json_t *range = json_object_get(h, "port_range");
-	const char *argv[] = { "ss", "-Htln", NULL };
-	struct rh_ssh_exec_result res = { 0 };
+	const char *argv[] = {"ss", "-Htln", NULL};
+	struct rh_ssh_exec_result res = {0};
 	long lo = SSH_DEFAULT_PORT_LO;
 	long hi = SSH_DEFAULT_PORT_HI;
 	int status = -1;
@@ -550,10 +564,11 @@ static int pick_port(struct rh_ssh *c, const json_t *h, int *port)
 	if (rc < 0)
 		goto done;
 	if (status != 0) {
-		rc = rh_error_set(RH_EIO, "cannot list listening ports on %s with `ss -Htln` "
+		rc = rh_error_set(RH_EIO,
+				  "cannot list listening ports on %s with `ss -Htln` "
 				  "(status %d): install iproute2 there or set \"serve_port\" for "
-				  "host %s in the inventory", rh_ssh_name(c), status,
-				  hstr(h, "name", "?"));
+				  "host %s in the inventory",
+				  rh_ssh_name(c), status, hstr(h, "name", "?"));
 		goto done;
 	}
 	rc = RH_EIO;
@@ -601,8 +616,8 @@ static int set_outputs(json_t *dst, const struct ssh_state *st)
 		return 0;
 	if (host_user(user, sizeof(user), h) < 0)
 		return RH_ERROR;
-	if (json_object_set_new(dst, "host", json_string(hstr(h, "serve_host",
-							      hstr(h, "address", "")))) ||
+	if (json_object_set_new(dst, "host",
+				json_string(hstr(h, "serve_host", hstr(h, "address", "")))) ||
 	    json_object_set_new(dst, "port", json_integer(st->port)) ||
 	    json_object_set_new(dst, "workspace", json_string(st->workspace)) ||
 	    json_object_set_new(dst, "ssh_host", json_string(hstr(h, "address", ""))) ||
@@ -640,7 +655,7 @@ static int try_host(struct ssh_state *st, struct rh_provider_ctx *p,
 	const char *wd = hstr(h, "workdir", "");
 	char *lock = NULL;
 	char *ws = NULL;
-	const char *mk_ws[] = { "mkdir", "-p", "-m", "0700", "--", NULL, NULL };
+	const char *mk_ws[] = {"mkdir", "-p", "-m", "0700", "--", NULL, NULL};
 	int port = 0;
 	int rc;
 
@@ -735,13 +750,17 @@ static int ssh_provision(struct rh_provider_ctx *p, const struct rh_provider_cal
 			rc = rh_error_set(RH_ENOTFOUND, "inventory %s has no host named \"%s\"",
 					  st->inv_path, want);
 		else if (tried == 0)
-			rc = rh_error_set(RH_ENOTFOUND, "inventory %s has no host in region \"%s\" "
-					  "with accelerator \"%s\"", st->inv_path,
-					  region ? region : "(any)", acc ? acc : "(any)");
+			rc = rh_error_set(RH_ENOTFOUND,
+					  "inventory %s has no host in region \"%s\" "
+					  "with accelerator \"%s\"",
+					  st->inv_path, region ? region : "(any)",
+					  acc ? acc : "(any)");
 		else
-			rc = rh_error_set(RH_ERROR, "every matching host in %s is reserved by "
+			rc = rh_error_set(RH_ERROR,
+					  "every matching host in %s is reserved by "
 					  "another drill (%zu busy): wait, or remove a stale lock "
-					  "<workdir>/locks/<host> on the host", st->inv_path, busy_n);
+					  "<workdir>/locks/<host> on the host",
+					  st->inv_path, busy_n);
 		goto done;
 	}
 outputs:
@@ -802,7 +821,7 @@ static int ssh_sink_open(struct rh_sink **out, struct rh_provider_ctx *p,
 	st = p->priv;
 	if (!st || !st->host || !st->workspace) {
 		rc = rh_error_set(RH_EINVAL, "ssh provider: the target is not provisioned yet: add "
-				  "a provision step to this step's `after`");
+					     "a provision step to this step's `after`");
 		goto done;
 	}
 	addr = hstr(st->host, "address", "");
@@ -836,9 +855,8 @@ done:
  * $0 and the stack's argv is "$@", so no runbook value is ever parsed as
  * shell text. $$ is the session leader setsid made, so it is also the
  * process group teardown kills. */
-static const char ssh_launch_script[] =
-	"cd -- \"$0\" || exit 97; echo $$ >stack.pid || exit 97; "
-	"exec \"$@\" </dev/null >stack.stdout 2>stack.stderr";
+static const char ssh_launch_script[] = "cd -- \"$0\" || exit 97; echo $$ >stack.pid || exit 97; "
+					"exec \"$@\" </dev/null >stack.stdout 2>stack.stderr";
 
 static bool env_name_ok(const char *k)
 {
@@ -879,10 +897,13 @@ static int launch_argv(char ***out, size_t *n_out, const char *ws, const json_t 
 	v[n++] = strdup(ws);
 	if (json_object_size(env) > 0) {
 		v[n++] = strdup("env");
-		json_object_foreach((json_t *)env, key, val) {
+		json_object_foreach((json_t *)env, key, val)
+		{
 			if (!json_is_string(val) || !env_name_ok(key)) {
-				rc = rh_error_set(RH_EINVAL, "stack.env.%s must be a string with a "
-						  "name of letters, digits and '_'", key);
+				rc = rh_error_set(RH_EINVAL,
+						  "stack.env.%s must be a string with a "
+						  "name of letters, digits and '_'",
+						  key);
 				goto done;
 			}
 			if (asprintf(&v[n], "%s=%s", key, json_string_value(val)) < 0) {
@@ -901,8 +922,9 @@ static int launch_argv(char ***out, size_t *n_out, const char *ws, const json_t 
 			goto done;
 		}
 		if (i == 0 && json_object_size(env) > 0 && strchr(a, '=')) {
-			rc = rh_error_set(RH_EINVAL, "stack.command[0] contains '=': env would take "
-					  "it for a variable");
+			rc =
+			    rh_error_set(RH_EINVAL, "stack.command[0] contains '=': env would take "
+						    "it for a variable");
 			goto done;
 		}
 		v[n++] = strdup(a);
@@ -923,9 +945,9 @@ done:
 /* The last line of <ws>/stack.stderr, for a stack that died at once. */
 static void remote_last_line(struct rh_ssh *c, const char *ws, char *buf, size_t size)
 {
-	struct rh_ssh_exec_result res = { 0 };
+	struct rh_ssh_exec_result res = {0};
 	char path[PATH_MAX];
-	const char *argv[] = { "tail", "-n", "1", "--", path, NULL };
+	const char *argv[] = {"tail", "-n", "1", "--", path, NULL};
 	int status = -1;
 
 	buf[0] = '\0';
@@ -944,10 +966,10 @@ static void remote_last_line(struct rh_ssh *c, const char *ws, char *buf, size_t
  * `ps --sid` is procps; without it we fall back on kill -0. */
 static int group_alive(struct rh_ssh *c, long pgid, bool *alive)
 {
-	struct rh_ssh_exec_result res = { 0 };
+	struct rh_ssh_exec_result res = {0};
 	char arg[32];
-	const char *ps[] = { "ps", "-o", "stat=", "--sid", arg + 1, NULL };
-	const char *kill0[] = { "kill", "-0", "--", arg, NULL };
+	const char *ps[] = {"ps", "-o", "stat=", "--sid", arg + 1, NULL};
+	const char *kill0[] = {"kill", "-0", "--", arg, NULL};
 	int status = -1;
 	int rc;
 
@@ -955,7 +977,7 @@ static int group_alive(struct rh_ssh *c, long pgid, bool *alive)
 	snprintf(arg, sizeof(arg), "-%ld", pgid);
 	rc = run(c, ps, NULL, &status, &res);
 	if (rc == 0 && (status == 0 || status == 1) && !res.err_len) {
-		for (const char *l = res.out ? res.out : ""; *l; ) {
+		for (const char *l = res.out ? res.out : ""; *l;) {
 			l += strspn(l, " \t\n");
 			if (*l && *l != 'Z')
 				*alive = true;
@@ -972,9 +994,9 @@ static int group_alive(struct rh_ssh *c, long pgid, bool *alive)
 /* Reads <ws>/stack.pid; *pgid = 0 when there is none. */
 static int read_pgid(struct rh_ssh *c, const char *ws, long *pgid)
 {
-	struct rh_ssh_exec_result res = { 0 };
+	struct rh_ssh_exec_result res = {0};
 	char path[PATH_MAX];
-	const char *argv[] = { "cat", "--", path, NULL };
+	const char *argv[] = {"cat", "--", path, NULL};
 	int status = -1;
 	char *end = NULL;
 	long v;
@@ -996,8 +1018,8 @@ static int read_pgid(struct rh_ssh *c, const char *ws, long *pgid)
 static int group_stop(struct rh_ssh *c, long pgid, double grace)
 {
 	char arg[32];
-	const char *term[] = { "kill", "-TERM", "--", arg, NULL };
-	const char *kill9[] = { "kill", "-KILL", "--", arg, NULL };
+	const char *term[] = {"kill", "-TERM", "--", arg, NULL};
+	const char *kill9[] = {"kill", "-KILL", "--", arg, NULL};
 	double until = rh_clock_mono() + grace;
 	bool alive = true;
 	int status;
@@ -1039,7 +1061,7 @@ static int ssh_deploy(struct rh_provider_ctx *p, const struct rh_provider_call *
 	st = p->priv;
 	if (!st || !st->host || !st->workspace) {
 		rc = rh_error_set(RH_EINVAL, "the target is not provisioned yet: add a provision "
-				  "step to this step's `after`");
+					     "step to this step's `after`");
 		goto done;
 	}
 	if (!json_is_array(command) || json_array_size(command) == 0) {
@@ -1062,8 +1084,10 @@ static int ssh_deploy(struct rh_provider_ctx *p, const struct rh_provider_call *
 	if (rc < 0)
 		goto done;
 	if (status != 0) {
-		rc = rh_error_set(RH_ERROR, "cannot start the stack on %s (status %d): the host "
-				  "needs setsid (util-linux) and sh", rh_ssh_name(c), status);
+		rc = rh_error_set(RH_ERROR,
+				  "cannot start the stack on %s (status %d): the host "
+				  "needs setsid (util-linux) and sh",
+				  rh_ssh_name(c), status);
 		goto done;
 	}
 	/* setsid -f returns before the child has written its pid. */
@@ -1089,7 +1113,8 @@ static int ssh_deploy(struct rh_provider_ctx *p, const struct rh_provider_call *
 
 		remote_last_line(c, st->workspace, last, sizeof(last));
 		st->pgid = 0;
-		rc = rh_error_set(RH_ERROR, "stack command %s exited right after starting on %s%s%s "
+		rc = rh_error_set(RH_ERROR,
+				  "stack command %s exited right after starting on %s%s%s "
 				  "(see %s/stack.stderr there)",
 				  json_string_value(json_array_get(command, 0)), rh_ssh_name(c),
 				  last[0] ? ": " : "", last, st->workspace);
@@ -1124,13 +1149,13 @@ static double grace_of(const struct rh_provider_call *call)
  * before the workspace goes: the drill record points at them. */
 static void fetch_logs(struct rh_ssh *c, const struct ssh_state *st, const char *drill_dir)
 {
-	static const char *const names[] = { "stack.stdout", "stack.stderr", NULL };
+	static const char *const names[] = {"stack.stdout", "stack.stderr", NULL};
 
 	for (size_t i = 0; drill_dir && names[i]; i++) {
-		struct rh_ssh_exec_result res = { 0 };
+		struct rh_ssh_exec_result res = {0};
 		char src[PATH_MAX];
 		char dst[PATH_MAX];
-		const char *argv[] = { "tail", "-c", "65536", "--", src, NULL };
+		const char *argv[] = {"tail", "-c", "65536", "--", src, NULL};
 		int status = -1;
 		int fd;
 
@@ -1154,8 +1179,8 @@ static int ssh_teardown(struct rh_provider_ctx *p, const struct rh_provider_call
 	struct rh_ssh *c = NULL;
 	char expect[PATH_MAX];
 	char owner[256];
-	const char *rm_ws[] = { "rm", "-rf", "--", NULL, NULL };
-	const char *rm_lock[] = { "rm", "-rf", "--", NULL, NULL };
+	const char *rm_ws[] = {"rm", "-rf", "--", NULL, NULL};
+	const char *rm_lock[] = {"rm", "-rf", "--", NULL, NULL};
 	int rc = 0;
 
 	pthread_mutex_lock(&p->lock);
@@ -1183,8 +1208,10 @@ static int ssh_teardown(struct rh_provider_ctx *p, const struct rh_provider_call
 			 p->drill_id);
 		if (strcmp(expect, st->workspace) != 0 || !name_is_safe(p->drill_id) ||
 		    !workdir_is_safe(hstr(st->host, "workdir", ""))) {
-			rc = rh_error_set(RH_EINVAL, "refusing to remove %s: not a workspace under "
-					  "%s", st->workspace, hstr(st->host, "workdir", ""));
+			rc = rh_error_set(RH_EINVAL,
+					  "refusing to remove %s: not a workspace under "
+					  "%s",
+					  st->workspace, hstr(st->host, "workdir", ""));
 			goto done;
 		}
 		rm_ws[3] = st->workspace;
@@ -1229,18 +1256,18 @@ static void ssh_free(struct rh_provider_ctx *p)
 }
 
 const struct rh_provider_ops rh_provider_ssh = {
-	.version = RH_PROVIDER_OPS_VERSION,
-	.name = "ssh",
-	.summary = "bring-your-own hosts from an inventory file, reached over SSH",
-	.target_keys = ssh_target_keys,
-	.output_keys = ssh_output_keys,
-	.validate = ssh_validate,
-	.preflight = NULL,
-	.provision = ssh_provision,
-	.sink_open = ssh_sink_open,
-	.deploy = ssh_deploy,
-	.teardown = ssh_teardown,
-	.render = NULL,
-	.describe = NULL,
-	.free = ssh_free,
+    .version = RH_PROVIDER_OPS_VERSION,
+    .name = "ssh",
+    .summary = "bring-your-own hosts from an inventory file, reached over SSH",
+    .target_keys = ssh_target_keys,
+    .output_keys = ssh_output_keys,
+    .validate = ssh_validate,
+    .preflight = NULL,
+    .provision = ssh_provision,
+    .sink_open = ssh_sink_open,
+    .deploy = ssh_deploy,
+    .teardown = ssh_teardown,
+    .render = NULL,
+    .describe = NULL,
+    .free = ssh_free,
 };

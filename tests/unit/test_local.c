@@ -44,11 +44,12 @@ static void fx_init(struct fx *f, json_t *target)
 	f->state = rh_test_path(f->tmp, "state");
 	f->drill_dir = rh_test_path(f->tmp, "drill");
 	CU_ASSERT_EQUAL_FATAL(mkdir(f->drill_dir, 0700), 0);
-	f->target = target ? target
-			   : json_pack("{s:s, s:s}", "provider", "local", "region", "local");
+	f->target =
+	    target ? target : json_pack("{s:s, s:s}", "provider", "local", "region", "local");
 	CU_ASSERT_EQUAL_FATAL(rh_provider_ctx_new(&f->p, ops, f->target,
 						  "20260101T000000Z-t-abc123", f->state,
-						  f->drill_dir), 0);
+						  f->drill_dir),
+			      0);
 	CU_ASSERT_EQUAL_FATAL(rh_cancel_init(&f->cancel), 0);
 	f->outputs = json_object();
 	f->s = (struct rh_provider_call)RH_PROVIDER_CALL_INIT;
@@ -356,9 +357,8 @@ static void test_local__deploy_failures(void)
 	}
 	CU_ASSERT(err < 0);
 	{
-		char *pidfile = rh_test_path(json_string_value(json_object_get(f.outputs,
-									  "workspace")),
-					     "stack.pid");
+		char *pidfile = rh_test_path(
+		    json_string_value(json_object_get(f.outputs, "workspace")), "stack.pid");
 
 		CU_ASSERT_NOT_EQUAL(access(pidfile, F_OK), 0);
 		free(pidfile);
@@ -382,9 +382,8 @@ static void test_local__deploy_failures(void)
 	err = f.p->ops->deploy(f.p, &f.s, cmd, NULL);
 	CU_ASSERT_EQUAL(err, RH_ECANCELLED);
 	{
-		char *pidfile = rh_test_path(json_string_value(json_object_get(f.outputs,
-									  "workspace")),
-					     "stack.pid");
+		char *pidfile = rh_test_path(
+		    json_string_value(json_object_get(f.outputs, "workspace")), "stack.pid");
 
 		CU_ASSERT_NOT_EQUAL(access(pidfile, F_OK), 0);
 		free(pidfile);
@@ -445,11 +444,9 @@ static void test_local__teardown_without_provision(void)
 	fx_free(&f);
 }
 
-RH_TEST_MAIN("local",
-	     { "table", test_local__table },
-	     { "provision", test_local__provision },
-	     { "workspace_root", test_local__workspace_root },
-	     { "deploy_and_teardown", test_local__deploy_and_teardown },
-	     { "free_kills_stack", test_local__free_kills_stack },
-	     { "deploy_failures", test_local__deploy_failures },
-	     { "teardown_without_provision", test_local__teardown_without_provision })
+RH_TEST_MAIN("local", {"table", test_local__table}, {"provision", test_local__provision},
+	     {"workspace_root", test_local__workspace_root},
+	     {"deploy_and_teardown", test_local__deploy_and_teardown},
+	     {"free_kills_stack", test_local__free_kills_stack},
+	     {"deploy_failures", test_local__deploy_failures},
+	     {"teardown_without_provision", test_local__teardown_without_provision})

@@ -17,20 +17,20 @@
 #include "runbook.h"
 #include "testlib.h"
 
-#define RB_TEMPLATE                                                                         \
-	"{ \"rehydra\": 1, \"name\": \"contract\", \"rto_target_s\": 60,\n"                  \
-	"  \"vars\": { \"who\": \"ops\", \"cidr\": \"203.0.113.0/24\" },\n"                  \
-	"  \"model\": { \"registry\": \"reg\", \"name\": \"m-${vars.who}\", \"version\": "  \
-	"\"1.0.0\" },\n"                                                                    \
-	"  \"target\": %s,\n"                                                               \
-	"  \"stack\": { \"command\": [\"srv\", \"${rehydra.bindir}/x\", \"${target.host}\", " \
-	"\"${target.port}\", \"${model.path}\", \"${model.name}\"] },\n"                     \
+#define RB_TEMPLATE                                                                                \
+	"{ \"rehydra\": 1, \"name\": \"contract\", \"rto_target_s\": 60,\n"                        \
+	"  \"vars\": { \"who\": \"ops\", \"cidr\": \"203.0.113.0/24\" },\n"                        \
+	"  \"model\": { \"registry\": \"reg\", \"name\": \"m-${vars.who}\", \"version\": "         \
+	"\"1.0.0\" },\n"                                                                           \
+	"  \"target\": %s,\n"                                                                      \
+	"  \"stack\": { \"command\": [\"srv\", \"${rehydra.bindir}/x\", \"${target.host}\", "      \
+	"\"${target.port}\", \"${model.path}\", \"${model.name}\"] },\n"                           \
 	"  \"steps\": [ { \"id\": \"p\", \"do\": \"provision\" } ] }\n"
 
 #define LOCAL_TARGET "{ \"provider\": \"local\", \"region\": \"local\" }"
-#define AWS_TARGET                                                                          \
-	"{ \"provider\": \"aws\", \"region\": \"us-east-1\", \"accelerator\": \"L40S\", "    \
-	"\"allowed_cidr\": \"${vars.cidr}\", \"operator_cidr\": \"198.51.100.0/24\", "      \
+#define AWS_TARGET                                                                                 \
+	"{ \"provider\": \"aws\", \"region\": \"us-east-1\", \"accelerator\": \"L40S\", "          \
+	"\"allowed_cidr\": \"${vars.cidr}\", \"operator_cidr\": \"198.51.100.0/24\", "             \
 	"\"serving_port\": 8123 }"
 
 struct fx {
@@ -59,8 +59,7 @@ static void fx_init(struct fx *f, const char *target)
 	free(path);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(f->rb);
 	CU_ASSERT_EQUAL_FATAL(rh_drill_provider_new(&f->p, f->rb->provider, f->rb->target, f->rb,
-						    "20260101T000000Z-contract-abcdef", NULL,
-						    NULL),
+						    "20260101T000000Z-contract-abcdef", NULL, NULL),
 			      0);
 }
 
@@ -172,8 +171,9 @@ static void test_provider__expander(void)
 	CU_ASSERT_STRING_EQUAL(out, "20260101T000000Z-contract-abcdef");
 	free(out);
 	/* bindings merge over a namespace key by key: region stays */
-	CU_ASSERT_EQUAL(expand_str(&f, "${target.host} ${target.region} ${model.path} "
-				       "${model.name}",
+	CU_ASSERT_EQUAL(expand_str(&f,
+				   "${target.host} ${target.region} ${model.path} "
+				   "${model.name}",
 				   bind, &out),
 			0);
 	CU_ASSERT_STRING_EQUAL(out, "0.0.0.0 local /opt/m m-ops");
@@ -240,14 +240,14 @@ static void test_provider__cloud_render(void)
 	/* the target was expanded against the render scope too */
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(tv, "allowed_cidr")),
 			       "203.0.113.0/24");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(tv, "labels"),
-								 "rehydra-runbook")),
-			       "contract");
+	CU_ASSERT_STRING_EQUAL(
+	    json_string_value(json_object_get(json_object_get(tv, "labels"), "rehydra-runbook")),
+	    "contract");
 	json_decref(tv);
 	fx_free(&f);
 }
 
-RH_TEST_MAIN("provider", { "table", test_provider__table },
-	     { "runbook_values", test_provider__runbook_values },
-	     { "expander", test_provider__expander }, { "no_expander", test_provider__no_expander },
-	     { "cloud_render", test_provider__cloud_render })
+RH_TEST_MAIN("provider", {"table", test_provider__table},
+	     {"runbook_values", test_provider__runbook_values},
+	     {"expander", test_provider__expander}, {"no_expander", test_provider__no_expander},
+	     {"cloud_render", test_provider__cloud_render})
