@@ -61,9 +61,4 @@ int rh_spec_missing(struct rh_diags *d, const json_t *obj, const char *ptr, cons
 /* "a string", "an integer", "true", "null", ... for "got ..." messages. */
 const char *rh_json_kind(const json_t *v);
 
-/* The candidate closest to `word` (Damerau-Levenshtein distance <= 2, or
- * equal ignoring case), for "did you mean 'x'?"; NULL when none is close.
- * `cands` is NULL-terminated; the result is borrowed from it. */
-const char *rh_suggest(const char *word, const char *const *cands);
-
 #endif

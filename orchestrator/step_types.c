@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "step_run.h"
+#include "suggest.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -14,6 +14,7 @@
 #include "sha256.h"
 #include "step_run.h"
 #include "steps.h"
+#include "suggest.h"
 #include "testlib.h"
 
 #include <fcntl.h>
