@@ -36,14 +36,28 @@
  * these makes a big journal several times faster (journal.h). A field
  * missing here reads as absent, so keep it in step with report.c. */
 static const char *const record_fields[] = {
-	"drill_id", "runbook", "scenario", "target", "t0", "finished", "verdict", "rto_s",
-	"rto_target_s", "overhead_s", "steps[].id", "steps[].status", "steps[].end_s",
-	"steps[].duration_s", "steps[].error", NULL,
+    "drill_id",
+    "runbook",
+    "scenario",
+    "target",
+    "t0",
+    "finished",
+    "verdict",
+    "rto_s",
+    "rto_target_s",
+    "overhead_s",
+    "steps[].id",
+    "steps[].status",
+    "steps[].end_s",
+    "steps[].duration_s",
+    "steps[].error",
+    NULL,
 };
 
 struct audit_opts {
+	const struct rh_cmd_ctx *ctx;
 	const char *sub;
-	const char *arg;        /* show ID, push REMOTE */
+	const char *arg; /* show ID, push REMOTE */
 	const char *state_arg;
 	const char *journal_file;
 	const char *format;
@@ -55,92 +69,27 @@ struct audit_opts {
 	const char *since_text, *until_text;
 };
 
-static int usage(const char *fmt, const char *what)
+/* Checks what the table cannot: exclusive options and values with a
+ * grammar. Prints the problem and returns 2, else 0. */
+static int check_opts(const struct rh_cmd_ctx *ctx, struct audit_opts *o)
 {
-	return rh_cli_usage_error(&rh_cmd_audit, fmt, what);
-}
+	const struct rh_report_filter *f = &o->filter;
 
-static bool takes_filters(const char *sub)
-{
-	return strcmp(sub, "list") == 0 || strcmp(sub, "report") == 0;
-}
-
-static int parse_args(struct audit_opts *o, int argc, char **argv)
-{
-	static const char *const subs[] = { "verify", "list", "show", "report", "repair", "push" };
-	bool known = false;
-
-	if (argc < 2)
-		return usage("%s", "no subcommand: verify, list, show, report, repair or push");
-	o->sub = argv[1];
-	for (size_t k = 0; k < sizeof(subs) / sizeof(subs[0]); k++)
-		known |= strcmp(o->sub, subs[k]) == 0;
-	if (!known)
-		return usage("'%s' is not an audit subcommand (verify, list, show, report, "
-			     "repair, push)", o->sub);
-	for (int i = 2; i < argc; i++) {
-		const char *a = argv[i];
-		const char **slot = NULL;
-
-		if (strcmp(a, "--state-dir") == 0)
-			slot = &o->state_arg;
-		else if (strcmp(a, "--journal") == 0)
-			slot = &o->journal_file;
-		else if (strcmp(a, "--format") == 0 && strcmp(o->sub, "report") == 0)
-			slot = &o->format;
-		else if (strcmp(a, "--out") == 0 && strcmp(o->sub, "report") == 0)
-			slot = &o->out;
-		else if (strcmp(a, "--prom-file") == 0 && strcmp(o->sub, "report") == 0)
-			slot = &o->prom_file;
-		else if (strcmp(a, "--branch") == 0 && strcmp(o->sub, "push") == 0)
-			slot = &o->branch;
-		else if (takes_filters(o->sub) && strcmp(a, "--runbook") == 0)
-			slot = &o->filter.runbook;
-		else if (takes_filters(o->sub) && strcmp(a, "--target") == 0)
-			slot = &o->filter.target;
-		else if (takes_filters(o->sub) && strcmp(a, "--scenario") == 0)
-			slot = &o->filter.scenario;
-		else if (takes_filters(o->sub) && strcmp(a, "--verdict") == 0)
-			slot = &o->filter.verdict;
-		else if (takes_filters(o->sub) && strcmp(a, "--since") == 0)
-			slot = &o->since_text;
-		else if (takes_filters(o->sub) && strcmp(a, "--until") == 0)
-			slot = &o->until_text;
-
-		if (slot) {
-			if (i + 1 >= argc || !argv[i + 1][0])
-				return usage("%s needs a value", a);
-			*slot = argv[++i];
-		} else if (strcmp(a, "--json") == 0 && strcmp(o->sub, "report") != 0 &&
-			   strcmp(o->sub, "push") != 0 && strcmp(o->sub, "repair") != 0) {
-			o->json = true;
-		} else if (a[0] == '-' && a[1]) {
-			return usage("unknown option '%s' for this subcommand", a);
-		} else if (!o->arg && (strcmp(o->sub, "show") == 0 ||
-				       strcmp(o->sub, "push") == 0)) {
-			o->arg = a;
-		} else {
-			return usage("unexpected argument '%s'", a);
-		}
-	}
-	if (!o->arg && strcmp(o->sub, "show") == 0)
-		return usage("%s", "show needs an entry: a seq number or a drill id (or a unique "
-				   "prefix of one)");
-	if (!o->arg && strcmp(o->sub, "push") == 0)
-		return usage("%s", "push needs a remote: a path or URL of a git repository");
 	if (o->journal_file && o->state_arg)
-		return usage("%s", "--journal and --state-dir exclude each other");
+		return rh_cli_usage_error(ctx, "--journal and --state-dir exclude each other");
 	if (o->journal_file && strcmp(o->sub, "push") == 0)
-		return usage("%s", "push mirrors the state directory's journal; use --state-dir");
-	if (o->filter.verdict && strcmp(o->filter.verdict, "met") != 0 &&
-	    strcmp(o->filter.verdict, "missed") != 0 && strcmp(o->filter.verdict, "failed") != 0 &&
-	    strcmp(o->filter.verdict, "interrupted") != 0)
-		return usage("--verdict must be met, missed, failed or interrupted, not '%s'",
-			     o->filter.verdict);
+		return rh_cli_usage_error(ctx, "push mirrors the state directory's journal; use "
+					       "--state-dir");
+	if (f->verdict && strcmp(f->verdict, "met") != 0 && strcmp(f->verdict, "missed") != 0 &&
+	    strcmp(f->verdict, "failed") != 0 && strcmp(f->verdict, "interrupted") != 0)
+		return rh_cli_usage_error(ctx,
+					  "--verdict must be met, missed, failed or interrupted, "
+					  "not '%s'",
+					  f->verdict);
 	if (o->since_text && rh_report_time_parse(o->since_text, &o->filter.since) < 0)
-		return usage("--since: %s", rh_error_last());
+		return rh_cli_usage_error(ctx, "--since: %s", rh_error_last());
 	if (o->until_text && rh_report_time_parse(o->until_text, &o->filter.until) < 0)
-		return usage("--until: %s", rh_error_last());
+		return rh_cli_usage_error(ctx, "--until: %s", rh_error_last());
 	return 0;
 }
 
@@ -162,8 +111,8 @@ static int open_journal(struct rh_journal **j, const struct audit_opts *o, char 
 	}
 	state = o->state_arg ? strdup(o->state_arg) : rh_cli_default_state_dir();
 	if (!state)
-		return usage("%s", "no state directory: set HOME or XDG_STATE_HOME, or pass "
-				   "--state-dir");
+		return rh_cli_usage_error(o->ctx, "no state directory: set HOME or "
+						  "XDG_STATE_HOME, or pass --state-dir");
 	n = strlen(state) + 32;
 	path = malloc(n);
 	if (!path) {
@@ -173,8 +122,9 @@ static int open_journal(struct rh_journal **j, const struct audit_opts *o, char 
 	snprintf(path, n, "%s/journal/journal.jsonl", state);
 	if (rh_journal_open_file(j, path) < 0) {
 		if (access(path, F_OK) != 0)
-			fprintf(stderr, "rehydra audit %s: no journal at %s: no drill has been "
-					"recorded with this state directory (see --state-dir)\n",
+			fprintf(stderr,
+				"rehydra audit %s: no journal at %s: no drill has been "
+				"recorded with this state directory (see --state-dir)\n",
 				o->sub, path);
 		else
 			fprintf(stderr, "rehydra audit %s: %s\n", o->sub, rh_error_last());
@@ -196,13 +146,20 @@ done:
 static const char *problem_kind_name(enum rh_journal_problem_kind k)
 {
 	switch (k) {
-	case RH_JOURNAL_OK: return "ok";
-	case RH_JOURNAL_TORN_TAIL: return "torn_tail";
-	case RH_JOURNAL_BAD_LINE: return "bad_line";
-	case RH_JOURNAL_BAD_HASH: return "bad_hash";
-	case RH_JOURNAL_BROKEN_LINK: return "broken_link";
-	case RH_JOURNAL_BAD_SEQ: return "bad_seq";
-	case RH_JOURNAL_NO_GENESIS: return "no_genesis";
+	case RH_JOURNAL_OK:
+		return "ok";
+	case RH_JOURNAL_TORN_TAIL:
+		return "torn_tail";
+	case RH_JOURNAL_BAD_LINE:
+		return "bad_line";
+	case RH_JOURNAL_BAD_HASH:
+		return "bad_hash";
+	case RH_JOURNAL_BROKEN_LINK:
+		return "broken_link";
+	case RH_JOURNAL_BAD_SEQ:
+		return "bad_seq";
+	case RH_JOURNAL_NO_GENESIS:
+		return "no_genesis";
 	}
 	return "?";
 }
@@ -218,9 +175,9 @@ static int run_verify(struct rh_journal *j, const struct audit_opts *o)
 		return EXIT_BAD;
 	}
 	if (o->json) {
-		json_t *out = json_pack("{s:s, s:b, s:I, s:s}", "journal", rh_journal_path(j),
-					"intact", rc == 0, "entries", (json_int_t)n, "last_hash",
-					pb.last_hash);
+		json_t *out =
+		    json_pack("{s:s, s:b, s:I, s:s}", "journal", rh_journal_path(j), "intact",
+			      rc == 0, "entries", (json_int_t)n, "last_hash", pb.last_hash);
 
 		if (out && rc != 0)
 			json_object_set_new(out, "problem",
@@ -237,8 +194,10 @@ static int run_verify(struct rh_journal *j, const struct audit_opts *o)
 	} else {
 		fprintf(stderr, "%s: %s\n", rh_journal_path(j), pb.message);
 		if (n)
-			fprintf(stderr, "  the %" PRIu64 " entries before line %zu are intact "
-					"(last hash %s)\n", n, pb.line, pb.last_hash);
+			fprintf(stderr,
+				"  the %" PRIu64 " entries before line %zu are intact "
+				"(last hash %s)\n",
+				n, pb.line, pb.last_hash);
 	}
 	return rc == 0 ? 0 : EXIT_BAD;
 }
@@ -274,17 +233,15 @@ static int list_one(const struct rh_journal_entry *e, void *user)
 	rh_metrics_target_label(target, sizeof(target), r);
 	st->shown++;
 	if (st->o->json) {
-		json_t *row = json_pack("{s:I, s:s, s:s?, s:s?, s:s?, s:s, s:s, s:s?, s:O, s:O}",
-					"seq", (json_int_t)e->seq, "hash", e->hash, "drill_id",
-					json_string_value(json_object_get(r, "drill_id")), "t0", t0,
-					"runbook", runbook, "target", target, "scenario", scenario,
-					"verdict", verdict, "rto_s",
-					json_object_get(r, "rto_s") ? json_object_get(r, "rto_s")
-								    : json_null(),
-					"rto_target_s",
-					json_object_get(r, "rto_target_s")
-						? json_object_get(r, "rto_target_s")
-						: json_null());
+		json_t *row = json_pack(
+		    "{s:I, s:s, s:s?, s:s?, s:s?, s:s, s:s, s:s?, s:O, s:O}", "seq",
+		    (json_int_t)e->seq, "hash", e->hash, "drill_id",
+		    json_string_value(json_object_get(r, "drill_id")), "t0", t0, "runbook", runbook,
+		    "target", target, "scenario", scenario, "verdict", verdict, "rto_s",
+		    json_object_get(r, "rto_s") ? json_object_get(r, "rto_s") : json_null(),
+		    "rto_target_s",
+		    json_object_get(r, "rto_target_s") ? json_object_get(r, "rto_target_s")
+						       : json_null());
 
 		if (!row)
 			return rh_error_set(RH_ENOMEM, "out of memory listing the journal");
@@ -305,7 +262,7 @@ static int list_one(const struct rh_journal_entry *e, void *user)
 
 static int run_list(struct rh_journal *j, const struct audit_opts *o)
 {
-	struct list_state st = { o, 0 };
+	struct list_state st = {o, 0};
 	int rc = rh_journal_foreach_fields(j, record_fields, list_one, &st);
 
 	fflush(stdout);
@@ -327,7 +284,7 @@ struct show_state {
 	bool by_seq;
 	uint64_t seq;
 	size_t id_len;
-	json_t *found;   /* the entry chosen so far (exact match wins) */
+	json_t *found; /* the entry chosen so far (exact match wins) */
 	bool exact;
 	size_t matches;
 	char candidates[SHOW_MAX_CANDIDATES][100];
@@ -362,8 +319,8 @@ static int show_one(const struct rh_journal_entry *e, void *user)
 		return 0;
 	exact = id[st->id_len] == '\0';
 	if (st->matches < SHOW_MAX_CANDIDATES)
-		snprintf(st->candidates[st->matches], sizeof(st->candidates[0]), "%s (seq %" PRIu64
-			 ")", id, e->seq);
+		snprintf(st->candidates[st->matches], sizeof(st->candidates[0]),
+			 "%s (seq %" PRIu64 ")", id, e->seq);
 	st->matches++;
 	if (!st->found || (exact && !st->exact)) {
 		json_decref(st->found);
@@ -392,7 +349,8 @@ static void print_entry(const json_t *e)
 	json_t *v;
 
 	printf("entry     seq %" JSON_INTEGER_FORMAT ", line %" JSON_INTEGER_FORMAT
-	       ", appended %s\n", json_integer_value(json_object_get(e, "seq")),
+	       ", appended %s\n",
+	       json_integer_value(json_object_get(e, "seq")),
 	       json_integer_value(json_object_get(e, "line")), jstr(e, "at"));
 	printf("hash      %s\nprev      %s\n", jstr(e, "hash"), jstr(e, "prev"));
 	if (!r) {
@@ -415,9 +373,8 @@ static void print_entry(const json_t *e)
 	printf("verdict   %s  rto %s  target %s\n", jstr(r, "verdict"), rto, rto_target);
 	if (json_array_size(path)) {
 		printf("critical  ");
-		json_array_foreach(path, i, v)
-			printf("%s%s", i ? " -> " : "", json_string_value(v) ? json_string_value(v)
-									   : "?");
+		json_array_foreach(path, i, v) printf(
+		    "%s%s", i ? " -> " : "", json_string_value(v) ? json_string_value(v) : "?");
 		printf("\n");
 	}
 	if (json_array_size(steps)) {
@@ -440,7 +397,7 @@ static void print_entry(const json_t *e)
 
 static int run_show(struct rh_journal *j, const struct audit_opts *o)
 {
-	struct show_state st = { 0 };
+	struct show_state st = {0};
 	const char *p;
 	int rc, code = 0;
 
@@ -463,8 +420,10 @@ static int run_show(struct rh_journal *j, const struct audit_opts *o)
 		goto done;
 	}
 	if (!st.found) {
-		fprintf(stderr, "rehydra audit show: no entry with seq or drill id '%s' in %s (see "
-				"'rehydra audit list')\n", o->arg, rh_journal_path(j));
+		fprintf(stderr,
+			"rehydra audit show: no entry with seq or drill id '%s' in %s (see "
+			"'rehydra audit list')\n",
+			o->arg, rh_journal_path(j));
 		code = RH_EXIT_USAGE;
 		goto done;
 	}
@@ -558,12 +517,19 @@ done:
 
 static int run_report(struct rh_journal *j, const struct audit_opts *o)
 {
-	struct report_state st = { NULL, NULL, &o->filter };
+	struct report_state st = {NULL, NULL, &o->filter};
 	enum rh_report_format fmt = RH_REPORT_MD;
 	int code = EXIT_BAD;
 
-	if (o->format && rh_report_format_parse(o->format, &fmt) < 0)
-		return usage("--format: %s", rh_error_last());
+	if (o->json && o->format && strcmp(o->format, "json") != 0)
+		return rh_cli_usage_error(o->ctx,
+					  "--json is --format json; it cannot go with "
+					  "--format %s",
+					  o->format);
+	if (o->json)
+		fmt = RH_REPORT_JSON;
+	else if (o->format && rh_report_format_parse(o->format, &fmt) < 0)
+		return rh_cli_usage_error(o->ctx, "--format: %s", rh_error_last());
 	if (rh_report_new(&st.report, &o->filter) < 0 ||
 	    (o->prom_file && rh_metrics_new(&st.metrics, true) < 0)) {
 		fprintf(stderr, "rehydra audit report: %s\n", rh_error_last());
@@ -591,7 +557,20 @@ done:
 
 /* ---- repair, push ---------------------------------------------------------- */
 
-static int run_repair(struct rh_journal *j)
+/* {journal, repaired, moved_to, entries, last_hash} for --json */
+static int print_repair_json(struct rh_journal *j, const char *moved,
+			     const struct rh_journal_problem *pb, uint64_t n)
+{
+	json_t *o = json_pack("{s:s, s:b, s:s?, s:I, s:s}", "journal", rh_journal_path(j),
+			      "repaired", moved[0] != '\0', "moved_to", moved[0] ? moved : NULL,
+			      "entries", (json_int_t)n, "last_hash", pb->last_hash);
+	int rc = rh_cli_print_json(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+	json_decref(o);
+	return rc ? EXIT_BAD : 0;
+}
+
+static int run_repair(struct rh_journal *j, const struct audit_opts *o)
 {
 	struct rh_journal_problem pb;
 	char moved[PATH_MAX];
@@ -603,17 +582,24 @@ static int run_repair(struct rh_journal *j)
 	}
 	if (!moved[0]) {
 		rh_journal_verify(j, &pb, &n);
+		if (o->json)
+			return print_repair_json(j, moved, &pb, n);
 		printf("%s: nothing to repair: %" PRIu64 " entries, chain intact\n",
 		       rh_journal_path(j), n);
 		return 0;
 	}
 	if (rh_journal_verify(j, &pb, &n) < 0) {
-		fprintf(stderr, "rehydra audit repair: set the torn entry aside in %s, but the "
-				"journal still does not verify: %s\n", moved, pb.message);
+		fprintf(stderr,
+			"rehydra audit repair: set the torn entry aside in %s, but the "
+			"journal still does not verify: %s\n",
+			moved, pb.message);
 		return EXIT_BAD;
 	}
+	if (o->json)
+		return print_repair_json(j, moved, &pb, n);
 	printf("%s: set the incomplete last entry aside in %s; %" PRIu64 " entries, chain "
-	       "intact, last hash %s\n", rh_journal_path(j), moved, n, pb.last_hash);
+	       "intact, last hash %s\n",
+	       rh_journal_path(j), moved, n, pb.last_hash);
 	return 0;
 }
 
@@ -627,8 +613,10 @@ static int run_push(struct rh_journal *j, const struct audit_opts *o)
 	uint64_t n = 0;
 
 	if (rh_journal_verify(j, &pb, &n) < 0) {
-		fprintf(stderr, "rehydra audit push: %s: %s\nnot pushing a journal that does not "
-				"verify\n", path, pb.message[0] ? pb.message : rh_error_last());
+		fprintf(stderr,
+			"rehydra audit push: %s: %s\nnot pushing a journal that does not "
+			"verify\n",
+			path, pb.message[0] ? pb.message : rh_error_last());
 		return EXIT_BAD;
 	}
 	snprintf(mirror, sizeof(mirror), "%.*s/mirror.git", slash ? (int)(slash - path) : 1,
@@ -636,6 +624,16 @@ static int run_push(struct rh_journal *j, const struct audit_opts *o)
 	if (rh_mirror_push(&res, path, mirror, o->arg, o->branch) < 0) {
 		fprintf(stderr, "rehydra audit push: %s\n", rh_error_last());
 		return EXIT_BAD;
+	}
+	if (o->json) {
+		json_t *out =
+		    json_pack("{s:s, s:s, s:b, s:I, s:s}", "remote", o->arg, "branch",
+			      o->branch ? o->branch : RH_MIRROR_BRANCH, "pushed", res.pushed,
+			      "entries", (json_int_t)res.lines, "commit", res.commit);
+		int rc = rh_cli_print_json(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		json_decref(out);
+		return rc ? EXIT_BAD : 0;
 	}
 	if (res.pushed)
 		printf("pushed %" PRIu64 " journal entries to %s branch %s: commit %.12s\n",
@@ -646,70 +644,205 @@ static int run_push(struct rh_journal *j, const struct audit_opts *o)
 	return 0;
 }
 
-static int cmd_audit_run(int argc, char **argv)
+/* ---- the subcommands' options ------------------------------------------------- */
+
+#define AUDIT_COMMON(o)                                                                            \
+	RH_OPT_STRING(0, "state-dir", &(o)->state_arg, "DIR",                                      \
+		      "the state directory (default $XDG_STATE_HOME/rehydra or "                   \
+		      "~/.local/state/rehydra)"),                                                  \
+	    RH_OPT_STRING(0, "journal", &(o)->journal_file, "FILE",                                \
+			  "read this journal file instead (e.g. rebuilt from a mirror)")
+
+#define AUDIT_FILTERS(o)                                                                           \
+	RH_OPT_GROUP("filters"), RH_OPT_STRING(0, "runbook", &(o)->filter.runbook, "NAME", NULL),  \
+	    RH_OPT_STRING(0, "target", &(o)->filter.target, "PROVIDER[:REGION]", NULL),            \
+	    RH_OPT_STRING(0, "scenario", &(o)->filter.scenario, "NAME", "'-': none"),              \
+	    RH_OPT_STRING(0, "verdict", &(o)->filter.verdict, "V",                                 \
+			  "met, missed, failed or interrupted"),                                   \
+	    RH_OPT_STRING(0, "since", &(o)->since_text, "TIME",                                    \
+			  "YYYY-MM-DD or RFC 3339; since <= t0 < until"),                          \
+	    RH_OPT_STRING(0, "until", &(o)->until_text, "TIME", NULL)
+
+#define AUDIT_JSON(o, what) RH_OPT_BOOL(0, "json", &(o)->json, what)
+
+/* Parses, checks, opens the journal, runs `fn`. `max_pos` is 0 or 1 (the
+ * ID or REMOTE); `need` the message when that one argument is missing. */
+static int audit_run(const struct rh_cmd_ctx *ctx, int argc, char **argv,
+		     const struct rh_option *options, struct audit_opts *o, int max_pos,
+		     const char *need, int (*fn)(struct rh_journal *, const struct audit_opts *))
 {
-	struct audit_opts o = { 0 };
 	struct rh_journal *j = NULL;
+	int n = rh_parse_options(ctx, argc, argv, options);
 	int rc;
 
-	rc = parse_args(&o, argc, argv);
+	if (n < 0)
+		return rh_parse_exit(n);
+	o->ctx = ctx;
+	o->sub = ctx->cmd->name;
+	if (n > max_pos)
+		return rh_cli_usage_error(ctx, "unexpected argument '%s'", argv[max_pos]);
+	if (max_pos && n == 0)
+		return rh_cli_usage_error(ctx, "%s", need);
+	o->arg = n ? argv[0] : NULL;
+	rc = check_opts(ctx, o);
 	if (rc)
 		return rc;
-	rc = open_journal(&j, &o, NULL);
+	rc = open_journal(&j, o, NULL);
 	if (rc)
 		return rc;
-	if (strcmp(o.sub, "verify") == 0)
-		rc = run_verify(j, &o);
-	else if (strcmp(o.sub, "list") == 0)
-		rc = run_list(j, &o);
-	else if (strcmp(o.sub, "show") == 0)
-		rc = run_show(j, &o);
-	else if (strcmp(o.sub, "report") == 0)
-		rc = run_report(j, &o);
-	else if (strcmp(o.sub, "repair") == 0)
-		rc = run_repair(j);
-	else
-		rc = run_push(j, &o);
+	rc = fn(j, o);
 	rh_journal_close(j);
 	return rc;
 }
 
-const struct rh_command rh_cmd_audit = {
-	.name = "audit",
-	.summary = "Verify, list, report on and mirror the journal of drills",
-	.usage =
-	"usage: rehydra audit verify [--json]\n"
-	"       rehydra audit list [FILTERS] [--json]\n"
-	"       rehydra audit show ID [--json]\n"
-	"       rehydra audit report [FILTERS] [--format md|html|json|csv|junit] [--out FILE]\n"
-	"                            [--prom-file FILE]\n"
-	"       rehydra audit repair\n"
-	"       rehydra audit push REMOTE [--branch NAME]\n\n"
+static int cmd_verify(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	struct audit_opts o = {0};
+	const struct rh_option options[] = {
+	    AUDIT_COMMON(&o),
+	    AUDIT_JSON(&o, "print {journal, intact, entries, last_hash, problem} on stdout"),
+	    RH_OPT_END(),
+	};
+
+	return audit_run(ctx, argc, argv, options, &o, 0, NULL, run_verify);
+}
+
+static int cmd_list(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	struct audit_opts o = {0};
+	const struct rh_option options[] = {
+	    AUDIT_COMMON(&o),
+	    AUDIT_JSON(&o, "one JSON object per line (JSON Lines) on stdout"),
+	    AUDIT_FILTERS(&o),
+	    RH_OPT_END(),
+	};
+
+	return audit_run(ctx, argc, argv, options, &o, 0, NULL, run_list);
+}
+
+static int cmd_show(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	struct audit_opts o = {0};
+	const struct rh_option options[] = {
+	    AUDIT_COMMON(&o),
+	    AUDIT_JSON(&o, "print the entry (with its record) as JSON on stdout"),
+	    RH_OPT_END(),
+	};
+
+	return audit_run(ctx, argc, argv, options, &o, 1,
+			 "show needs an entry: a seq number or a drill id (or a unique prefix of "
+			 "one)",
+			 run_show);
+}
+
+static int cmd_report(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	struct audit_opts o = {0};
+	const struct rh_option options[] = {
+	    AUDIT_COMMON(&o),
+	    RH_OPT_STRING(0, "format", &o.format, "F", "md (default), html, json, csv or junit"),
+	    AUDIT_JSON(&o, "the same as --format json"),
+	    RH_OPT_STRING(0, "out", &o.out, "FILE", "write the report to FILE atomically"),
+	    RH_OPT_STRING(0, "prom-file", &o.prom_file, "FILE",
+			  "write Prometheus metrics of the latest drill per group"),
+	    AUDIT_FILTERS(&o),
+	    RH_OPT_END(),
+	};
+
+	return audit_run(ctx, argc, argv, options, &o, 0, NULL, run_report);
+}
+
+static int cmd_repair(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	struct audit_opts o = {0};
+	const struct rh_option options[] = {
+	    AUDIT_COMMON(&o),
+	    AUDIT_JSON(&o, "print {journal, repaired, moved_to, entries, last_hash} on stdout"),
+	    RH_OPT_END(),
+	};
+
+	return audit_run(ctx, argc, argv, options, &o, 0, NULL, run_repair);
+}
+
+static int cmd_push(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	struct audit_opts o = {0};
+	const struct rh_option options[] = {
+	    AUDIT_COMMON(&o),
+	    RH_OPT_STRING(0, "branch", &o.branch, "NAME",
+			  "the branch to push to (default 'journal')"),
+	    RH_OPT_END(),
+	};
+
+	return audit_run(ctx, argc, argv, options, &o, 1,
+			 "push needs a remote: a path or URL of a git repository", run_push);
+}
+
+static const char audit_epilogue[] =
+    "exit status: 0 ok, 1 the journal does not verify or the operation failed,\n"
+    "2 bad usage or no journal\n";
+
+static const struct rh_cmd audit_verify = {
+    .name = "verify",
+    .summary = "check the whole chain; names the first problem and its line",
+    .epilogue = audit_epilogue,
+    .run = cmd_verify,
+};
+
+static const struct rh_cmd audit_list = {
+    .name = "list",
+    .summary = "one line per drill: seq, t0, runbook, target, scenario, verdict, RTO and RTO "
+	       "target",
+    .epilogue = audit_epilogue,
+    .run = cmd_list,
+};
+
+static const struct rh_cmd audit_show = {
+    .name = "show",
+    .args = "ID",
+    .summary = "one entry: ID is a seq number, a drill id or a unique prefix of one",
+    .epilogue = audit_epilogue,
+    .run = cmd_show,
+};
+
+static const struct rh_cmd audit_report = {
+    .name = "report",
+    .summary = "per runbook x target x scenario: drills, pass rate, RTO p50/p95/max, the "
+	       "slowest step, the trend",
+    .epilogue = audit_epilogue,
+    .run = cmd_report,
+};
+
+static const struct rh_cmd audit_repair = {
+    .name = "repair",
+    .summary = "set aside a torn last entry (an append cut off by a crash) so the journal "
+	       "verifies again; other damage is refused, never \"fixed\"",
+    .epilogue = audit_epilogue,
+    .run = cmd_repair,
+};
+
+static const struct rh_cmd audit_push = {
+    .name = "push",
+    .args = "REMOTE",
+    .summary = "commit the journal into STATE_DIR/journal/mirror.git and push it to the git "
+	       "REMOTE (a path, file://, ssh:// via the ssh agent) on branch 'journal' (or "
+	       "--branch); only new entries travel; a remote branch that has diverged is "
+	       "refused, never force-pushed",
+    .epilogue = audit_epilogue,
+    .run = cmd_push,
+};
+
+static const struct rh_cmd *const audit_subs[] = {
+    &audit_verify, &audit_list, &audit_show, &audit_report, &audit_repair, &audit_push, NULL,
+};
+
+const struct rh_cmd rh_cmd_audit = {
+    .name = "audit",
+    .summary = "Verify, list, report on and mirror the journal of drills",
+    .description =
 	"Every drill (met, missed, failed or interrupted) appends its record to the audit\n"
 	"journal STATE_DIR/journal/journal.jsonl, each entry carrying the sha256 of the one\n"
-	"before it, so an edited, deleted, reordered or truncated entry shows.\n\n"
-	"  verify   check the whole chain; names the first problem and its line\n"
-	"  list     one line per drill: seq, t0, runbook, target, scenario, verdict, RTO\n"
-	"           and RTO target (--json: one JSON object per line)\n"
-	"  show ID  one entry: ID is a seq number, a drill id or a unique prefix of one\n"
-	"  report   per runbook x target x scenario: drills, pass rate, RTO p50/p95/max,\n"
-	"           the slowest step, the trend; --out writes FILE atomically; --prom-file\n"
-	"           writes Prometheus metrics of the latest drill per group\n"
-	"  repair   set aside a torn last entry (an append cut off by a crash) so the\n"
-	"           journal verifies again; other damage is refused, never \"fixed\"\n"
-	"  push     commit the journal into STATE_DIR/journal/mirror.git and push it to\n"
-	"           the git REMOTE (a path, file://, ssh:// via the ssh agent) on branch\n"
-	"           'journal' (or --branch); only new entries travel; a remote branch that\n"
-	"           has diverged is refused, never force-pushed\n\n"
-	"filters (list, report):\n"
-	"  --runbook NAME     --target PROVIDER[:REGION]   --scenario NAME ('-': none)\n"
-	"  --verdict met|missed|failed|interrupted\n"
-	"  --since TIME       --until TIME   (YYYY-MM-DD or RFC 3339; since <= t0 < until)\n\n"
-	"options:\n"
-	"  --state-dir DIR    the state directory (default $XDG_STATE_HOME/rehydra or\n"
-	"                     ~/.local/state/rehydra)\n"
-	"  --journal FILE     read this journal file instead (e.g. rebuilt from a mirror)\n\n"
-	"exit status: 0 ok, 1 the journal does not verify or the operation failed,\n"
-	"2 bad usage or no journal\n",
-	.run = cmd_audit_run,
+	"before it, so an edited, deleted, reordered or truncated entry shows.\n",
+    .epilogue = audit_epilogue,
+    .subs = audit_subs,
 };

@@ -37,7 +37,7 @@
 
 struct ui {
 	FILE *out;
-	bool tty;    /* live progress line */
+	bool tty; /* live progress line */
 	bool color;
 	bool quiet;
 	bool line_open; /* a progress line is on screen without its newline */
@@ -65,10 +65,13 @@ static const char *paint(const struct ui *ui, const char *code)
 static const char *status_color(enum rh_step_status s)
 {
 	switch (s) {
-	case RH_STEP_OK: return C_GREEN;
+	case RH_STEP_OK:
+		return C_GREEN;
 	case RH_STEP_FAILED:
-	case RH_STEP_TIMED_OUT: return C_RED;
-	default: return C_YELLOW;
+	case RH_STEP_TIMED_OUT:
+		return C_RED;
+	default:
+		return C_YELLOW;
 	}
 }
 
@@ -100,10 +103,10 @@ static void on_event(void *user, const struct rh_drill *d, const struct rh_event
 		break;
 	case RH_EVENT_STEP_RETRY:
 		ui_end_line(ui);
-		fprintf(ui->out, "  %s%+9.3fs%s  %-16s %sattempt %u failed%s: %s; retrying in %.1fs\n",
-			paint(ui, C_DIM), ev->at_s, paint(ui, C_RESET), s->id,
-			paint(ui, C_YELLOW), ev->attempt, paint(ui, C_RESET),
-			ev->text ? ev->text : "", ev->delay_s);
+		fprintf(ui->out,
+			"  %s%+9.3fs%s  %-16s %sattempt %u failed%s: %s; retrying in %.1fs\n",
+			paint(ui, C_DIM), ev->at_s, paint(ui, C_RESET), s->id, paint(ui, C_YELLOW),
+			ev->attempt, paint(ui, C_RESET), ev->text ? ev->text : "", ev->delay_s);
 		break;
 	case RH_EVENT_STEP_END:
 		ui_end_line(ui);
@@ -151,8 +154,9 @@ static void *signal_thread(void *arg)
 		ui_end_line(st->ui);
 		if (count == 1) {
 			rh_engine_interrupt(st->drill);
-			fprintf(stderr, "rehydra: %s: stopping the drill; teardown steps still run "
-					"(interrupt twice more to abandon them)\n",
+			fprintf(stderr,
+				"rehydra: %s: stopping the drill; teardown steps still run "
+				"(interrupt twice more to abandon them)\n",
 				strsignal(sig));
 		} else if (count == 2) {
 			fprintf(stderr, "rehydra: teardown is running; interrupt once more to "
@@ -169,7 +173,7 @@ static void *signal_thread(void *arg)
 /* Points at a failed step's captured output, when it has any. */
 static void print_logs(FILE *f, const char *prefix)
 {
-	static const char *const ext[] = { ".stdout", ".stderr" };
+	static const char *const ext[] = {".stdout", ".stderr"};
 	char path[4200];
 
 	for (size_t k = 0; prefix && k < 2; k++) {
@@ -185,8 +189,9 @@ static void print_summary(struct ui *ui, const struct rh_drill *d, const char *r
 {
 	const struct rh_runbook *rb = d->rb;
 	FILE *f = ui->out;
-	const char *vcolor = d->verdict == RH_VERDICT_MET ? C_GREEN
-			     : d->verdict == RH_VERDICT_MISSED ? C_YELLOW : C_RED;
+	const char *vcolor = d->verdict == RH_VERDICT_MET      ? C_GREEN
+			     : d->verdict == RH_VERDICT_MISSED ? C_YELLOW
+							       : C_RED;
 
 	fprintf(f, "\nverdict  %s%s%s", paint(ui, vcolor), rh_verdict_name(d->verdict),
 		paint(ui, C_RESET));
@@ -200,10 +205,13 @@ static void print_summary(struct ui *ui, const struct rh_drill *d, const char *r
 
 			fprintf(f, "critical path  ");
 			for (size_t i = 0; i < d->n_critical; i++)
-				fprintf(f, "%s%s", i ? " -> " : "", rb->steps[d->critical_path[i]].id);
-			fprintf(f, "\n         %.3f s in steps, %.3f s orchestrator overhead (%.2f%%)\n",
-				steps_s, d->overhead_s,
-				d->rto_s > 0 ? 100.0 * d->overhead_s / d->rto_s : 0.0);
+				fprintf(f, "%s%s", i ? " -> " : "",
+					rb->steps[d->critical_path[i]].id);
+			fprintf(
+			    f,
+			    "\n         %.3f s in steps, %.3f s orchestrator overhead (%.2f%%)\n",
+			    steps_s, d->overhead_s,
+			    d->rto_s > 0 ? 100.0 * d->overhead_s / d->rto_s : 0.0);
 		}
 	} else {
 		fprintf(f, "  service not restored\n");
@@ -218,8 +226,10 @@ static void print_summary(struct ui *ui, const struct rh_drill *d, const char *r
 		}
 	}
 	if (d->final_phase_failed) {
-		fprintf(f, "\n%sWARNING: the final phase did not complete; resources may be left "
-			   "behind:%s\n", paint(ui, C_RED), paint(ui, C_RESET));
+		fprintf(f,
+			"\n%sWARNING: the final phase did not complete; resources may be left "
+			"behind:%s\n",
+			paint(ui, C_RED), paint(ui, C_RESET));
 		for (size_t i = 0; i < rb->n_steps; i++) {
 			const struct rh_step_result *r = &d->results[i];
 
@@ -255,8 +265,8 @@ static bool scenario_ok(const char *s)
 
 /* Appends the record to the journal and writes the metrics file. Prints
  * what went wrong; returns false then. */
-static bool journal_and_metrics(const char *state_dir, const json_t *record,
-				const char *prom_file, const struct ui *ui)
+static bool journal_and_metrics(const char *state_dir, const json_t *record, const char *prom_file,
+				const struct ui *ui)
 {
 	struct rh_journal *j = NULL;
 	uint64_t seq = 0;
@@ -298,15 +308,16 @@ static bool journal_and_metrics(const char *state_dir, const json_t *record,
 	return ok;
 }
 
-static int cmd_drill_run(int argc, char **argv)
+static int cmd_drill_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 {
+	const char *var_items[RH_CLI_MAX_VARS];
+	struct rh_opt_list vars = RH_OPT_LIST_INIT(var_items);
 	struct rh_var_override overrides[RH_CLI_MAX_VARS];
-	size_t n_overrides = 0;
 	struct rh_runbook *rb = NULL;
 	struct rh_drill drill;
 	struct rh_engine_opts opts = RH_ENGINE_OPTS_INIT;
-	struct ui ui = { .out = stdout, .lock = PTHREAD_MUTEX_INITIALIZER };
-	struct sig_state sig = { 0 };
+	struct ui ui = {.out = stdout, .lock = PTHREAD_MUTEX_INITIALIZER};
+	struct sig_state sig = {0};
 	pthread_t sig_tid;
 	bool sig_started = false, drill_ready = false;
 	bool json_out = false, no_color = false, record_ok = false;
@@ -314,52 +325,46 @@ static int cmd_drill_run(int argc, char **argv)
 	const char *state_arg = NULL;
 	const char *scenario = NULL;
 	const char *prom_file = NULL;
+	const struct rh_option options[] = {
+	    RH_CLI_OPT_VAR(&vars),
+	    RH_OPT_STRING(0, "state-dir", &state_arg, "DIR",
+			  "where drills are recorded (default $XDG_STATE_HOME/rehydra or "
+			  "~/.local/state/rehydra)"),
+	    RH_OPT_STRING(0, "scenario", &scenario, "NAME",
+			  "record the drill as a rehearsal of scenario NAME (e.g. \"H20 "
+			  "unavailable in CN\"); reports group by it"),
+	    RH_OPT_STRING(0, "prom-file", &prom_file, "FILE",
+			  "write Prometheus metrics (textfile format) of the latest drill per "
+			  "runbook, target and scenario to FILE"),
+	    RH_OPT_BOOL(0, "json", &json_out,
+			"print the drill record on stdout (the timeline goes to stderr)"),
+	    RH_OPT_BOOL('q', "quiet", &ui.quiet, "no timeline or summary"),
+	    RH_OPT_BOOL(0, "no-color", &no_color,
+			"no colour even on a terminal (NO_COLOR is honoured too)"),
+	    RH_OPT_END(),
+	};
 	char *state_dir = NULL;
 	char record_path[4200];
 	json_t *record = NULL;
 	sigset_t old;
 	int rc = RH_EXIT_FAILED;
+	int n;
 
-	for (int i = 1; i < argc; i++) {
-		int took = rh_cli_take_var(&rh_cmd_drill, argc, argv, &i, overrides, &n_overrides);
-
-		if (took < 0)
-			return RH_EXIT_USAGE;
-		if (took)
-			continue;
-		if (strcmp(argv[i], "--state-dir") == 0) {
-			if (i + 1 >= argc || !argv[i + 1][0])
-				return rh_cli_usage_error(&rh_cmd_drill, "--state-dir needs a directory");
-			state_arg = argv[++i];
-		} else if (strcmp(argv[i], "--scenario") == 0) {
-			if (i + 1 >= argc || !scenario_ok(argv[i + 1]))
-				return rh_cli_usage_error(&rh_cmd_drill, "--scenario needs a name: "
-							  "1 to 128 printable characters");
-			scenario = argv[++i];
-		} else if (strcmp(argv[i], "--prom-file") == 0) {
-			if (i + 1 >= argc || !argv[i + 1][0])
-				return rh_cli_usage_error(&rh_cmd_drill,
-							  "--prom-file needs a file");
-			prom_file = argv[++i];
-		} else if (strcmp(argv[i], "--json") == 0) {
-			json_out = true;
-		} else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
-			ui.quiet = true;
-		} else if (strcmp(argv[i], "--no-color") == 0) {
-			no_color = true;
-		} else if (argv[i][0] == '-' && argv[i][1]) {
-			return rh_cli_usage_error(&rh_cmd_drill, "unknown option '%s'", argv[i]);
-		} else if (file) {
-			return rh_cli_usage_error(&rh_cmd_drill, "one runbook at a time");
-		} else {
-			file = argv[i];
-		}
-	}
-	if (!file)
-		return rh_cli_usage_error(&rh_cmd_drill, "no runbook given");
+	n = rh_parse_options(ctx, argc, argv, options);
+	if (n < 0)
+		return rh_parse_exit(n);
+	if (n == 0)
+		return rh_cli_usage_error(ctx, "no runbook given");
+	if (n > 1)
+		return rh_cli_usage_error(ctx, "one runbook at a time");
+	if (scenario && !scenario_ok(scenario))
+		return rh_cli_usage_error(ctx, "--scenario needs a name: 1 to 128 printable "
+					       "characters");
+	file = argv[0];
+	rh_cli_vars(&vars, overrides);
 
 	/* Validate everything before anything is created. */
-	rc = rh_cli_load_runbook(&rb, file, overrides, n_overrides);
+	rc = rh_cli_load_runbook(&rb, file, overrides, vars.n);
 	if (rc)
 		goto done;
 	rc = RH_EXIT_FAILED;
@@ -371,8 +376,8 @@ static int cmd_drill_run(int argc, char **argv)
 	}
 	state_dir = state_arg ? strdup(state_arg) : rh_cli_default_state_dir();
 	if (!state_dir) {
-		rc = rh_cli_usage_error(&rh_cmd_drill, "no state directory: set HOME or "
-						       "XDG_STATE_HOME, or pass --state-dir");
+		rc = rh_cli_usage_error(ctx, "no state directory: set HOME or "
+					     "XDG_STATE_HOME, or pass --state-dir");
 		goto done;
 	}
 
@@ -390,7 +395,7 @@ static int cmd_drill_run(int argc, char **argv)
 	/* An inherited SIG_IGN (background jobs of a shell) would discard the
 	 * signal before sigwait sees it; blocked, SIG_DFL cannot kill us. */
 	{
-		struct sigaction sa = { .sa_handler = SIG_DFL };
+		struct sigaction sa = {.sa_handler = SIG_DFL};
 
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGINT, &sa, NULL);
@@ -418,8 +423,8 @@ static int cmd_drill_run(int argc, char **argv)
 			fprintf(ui.out, " on %s:%s",
 				json_string_value(json_object_get(rb->target, "provider")),
 				json_is_string(json_object_get(rb->target, "region"))
-					? json_string_value(json_object_get(rb->target, "region"))
-					: "-");
+				    ? json_string_value(json_object_get(rb->target, "region"))
+				    : "-");
 		if (rb->rto_target_s > 0)
 			fprintf(ui.out, ", rto target %g s", rb->rto_target_s);
 		fprintf(ui.out, "\n");
@@ -474,31 +479,21 @@ done:
 	return rc;
 }
 
-const struct rh_command rh_cmd_drill = {
-	.name = "drill",
-	.summary = "Run a DR drill from a runbook and measure the achieved RTO",
-	.usage = "usage: rehydra drill [options] RUNBOOK\n\n"
-		 "Validates the runbook (nothing is created when it is invalid), declares the\n"
-		 "primary lost (T0), runs the steps as a dependency graph with independent steps\n"
-		 "in parallel, and measures the RTO: T0 to the first successful step marked\n"
-		 "restores_service. Teardown steps (when: always) run after success, failure or\n"
-		 "an interrupt. The drill record (JSON) is written to\n"
-		 "STATE_DIR/drills/<drill id>/record.json, step logs beside it in steps/, and\n"
-		 "appended to the audit journal STATE_DIR/journal/journal.jsonl (see 'rehydra\n"
-		 "audit').\n\n"
-		 "options:\n"
-		 "  --var NAME=VALUE   override a runbook var (repeatable)\n"
-		 "  --state-dir DIR    where drills are recorded (default $XDG_STATE_HOME/rehydra\n"
-		 "                     or ~/.local/state/rehydra)\n"
-		 "  --scenario NAME    record the drill as a rehearsal of scenario NAME\n"
-		 "                     (e.g. \"H20 unavailable in CN\"); reports group by it\n"
-		 "  --prom-file FILE   write Prometheus metrics (textfile format) of the latest\n"
-		 "                     drill per runbook, target and scenario to FILE\n"
-		 "  --json             print the drill record on stdout (the timeline goes to stderr)\n"
-		 "  -q, --quiet        no timeline or summary\n"
-		 "  --no-color         no colour even on a terminal (NO_COLOR is honoured too)\n\n"
-		 "exit status: 0 restored within the RTO target, 1 restored but target missed,\n"
-		 "2 bad input (nothing ran), 3 not restored or not journaled, 130 interrupted\n"
-		 "(teardown ran)\n",
-	.run = cmd_drill_run,
+const struct rh_cmd rh_cmd_drill = {
+    .name = "drill",
+    .summary = "Run a DR drill from a runbook and measure the achieved RTO",
+    .args = "RUNBOOK",
+    .description =
+	"Validates the runbook (nothing is created when it is invalid), declares the\n"
+	"primary lost (T0), runs the steps as a dependency graph with independent steps\n"
+	"in parallel, and measures the RTO: T0 to the first successful step marked\n"
+	"restores_service. Teardown steps (when: always) run after success, failure or\n"
+	"an interrupt. The drill record (JSON) is written to\n"
+	"STATE_DIR/drills/<drill id>/record.json, step logs beside it in steps/, and\n"
+	"appended to the audit journal STATE_DIR/journal/journal.jsonl (see 'rehydra\n"
+	"audit').\n",
+    .epilogue = "exit status: 0 restored within the RTO target, 1 restored but target missed,\n"
+		"2 bad input (nothing ran), 3 not restored or not journaled, 130 interrupted\n"
+		"(teardown ran)\n",
+    .run = cmd_drill_run,
 };

@@ -8,6 +8,7 @@
 #include "provider.h"
 #include "runbook.h"
 #include "steps.h"
+#include "suggest.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -67,37 +68,62 @@ static void help_runbook(void)
 	      stdout);
 }
 
-static int cmd_help_run(int argc, char **argv)
+static int cmd_help_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 {
-	const struct rh_command *cmd;
+	static const struct rh_option options[] = {RH_OPT_END()};
+	static const char *const topics[] = {"runbook", "exit-codes", NULL};
+	const char *names[64];
+	const char *best;
+	char *words[8];
+	size_t n = 0;
+	int nwords;
 
-	if (argc < 2) {
-		fputs("usage: rehydra help [COMMAND | runbook | exit-codes]\n\ncommands:\n", stdout);
-		for (size_t i = 0; rh_commands[i]; i++)
-			printf("  %-10s %s\n", rh_commands[i]->name, rh_commands[i]->summary);
+	nwords = rh_parse_options(ctx, argc, argv, options);
+	if (nwords < 0)
+		return rh_parse_exit(nwords);
+	if (nwords == 0) {
+		struct rh_cmd_ctx top = {.cmd = &rh_cmd_root};
+
+		rh_usage_print(&top, NULL, stdout);
 		return RH_EXIT_MET;
 	}
-	if (strcmp(argv[1], "runbook") == 0) {
+	if (strcmp(argv[0], "runbook") == 0) {
 		help_runbook();
 		return RH_EXIT_MET;
 	}
-	if (strcmp(argv[1], "exit-codes") == 0) {
+	if (strcmp(argv[0], "exit-codes") == 0) {
 		help_exit_codes();
 		return RH_EXIT_MET;
 	}
-	cmd = rh_command_find(argv[1]);
-	if (!cmd)
-		return rh_cli_usage_error(&rh_cmd_help,
+	if (!rh_cmd_find(&rh_cmd_root, argv[0])) {
+		for (size_t i = 0; rh_cmd_root.subs[i] && n < 60; i++)
+			names[n++] = rh_cmd_root.subs[i]->name;
+		for (size_t i = 0; topics[i]; i++)
+			names[n++] = topics[i];
+		names[n] = NULL;
+		best = rh_suggest(argv[0], names);
+		if (best)
+			return rh_cli_usage_error(ctx, "no help for '%s': did you mean '%s'?",
+						  argv[0], best);
+		return rh_cli_usage_error(ctx,
 					  "no help for '%s': try a command name, 'runbook' or "
 					  "'exit-codes'",
-					  argv[1]);
-	fputs(cmd->usage, stdout);
-	return RH_EXIT_MET;
+					  argv[0]);
+	}
+	/* `help audit report` is `audit report --help`: the same generated text */
+	if ((size_t)nwords + 3 > sizeof(words) / sizeof(words[0]))
+		return rh_cli_usage_error(ctx, "too many words: name a command and a subcommand");
+	words[0] = (char *)"rehydra";
+	for (int i = 0; i < nwords; i++)
+		words[i + 1] = argv[i];
+	words[nwords + 1] = (char *)"--help";
+	words[nwords + 2] = NULL;
+	return rh_cmd_run(&rh_cmd_root, NULL, nwords + 2, words);
 }
 
-const struct rh_command rh_cmd_help = {
-	.name = "help",
-	.summary = "Show help for a command, the runbook format, or the exit codes",
-	.usage = "usage: rehydra help [COMMAND | runbook | exit-codes]\n",
-	.run = cmd_help_run,
+const struct rh_cmd rh_cmd_help = {
+    .name = "help",
+    .summary = "Show help for a command, the runbook format, or the exit codes",
+    .args = "[COMMAND [SUBCOMMAND] | runbook | exit-codes]",
+    .run = cmd_help_run,
 };

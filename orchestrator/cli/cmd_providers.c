@@ -40,7 +40,7 @@ static void print_regions(const json_t *a)
 	json_t *r;
 
 	json_array_foreach(json_object_get(a, "regions"), i, r)
-		printf("%s%s", i ? ", " : "", json_string_value(r));
+	    printf("%s%s", i ? ", " : "", json_string_value(r));
 }
 
 static void print_catalog(const json_t *cat)
@@ -92,34 +92,55 @@ static void print_catalog(const json_t *cat)
 	}
 }
 
-static int show(const char *name, bool as_json)
+/* {name, summary, target_keys, output_keys, catalog}: what `show --json`
+ * prints and each item of `list --json` (new; `cat` borrowed, may be NULL). */
+static json_t *provider_json(const struct rh_provider_ops *ops, json_t *cat)
 {
-	const struct rh_provider_ops *ops = rh_provider_find(name);
+	json_t *o =
+	    json_pack("{s:s, s:s, s:[], s:[], s:O}", "name", ops->name, "summary", ops->summary,
+		      "target_keys", "output_keys", "catalog", cat ? cat : json_null());
+
+	for (size_t i = 0; o && ops->target_keys && ops->target_keys[i]; i++)
+		json_array_append_new(json_object_get(o, "target_keys"),
+				      json_string(ops->target_keys[i]));
+	for (size_t i = 0; o && ops->output_keys && ops->output_keys[i]; i++)
+		json_array_append_new(json_object_get(o, "output_keys"),
+				      json_string(ops->output_keys[i]));
+	return o;
+}
+
+static int cmd_show(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	bool as_json = false;
+	const struct rh_option options[] = {
+	    RH_OPT_BOOL(0, "json", &as_json,
+			"print the provider as JSON on stdout (README \"JSON output\")"),
+	    RH_OPT_END(),
+	};
+	const struct rh_provider_ops *ops;
 	json_t *cat = NULL;
 	int rc = RH_EXIT_MET;
+	int n;
 
+	n = rh_parse_options(ctx, argc, argv, options);
+	if (n < 0)
+		return rh_parse_exit(n);
+	if (n == 0)
+		return rh_cli_usage_error(ctx, "show needs a provider name");
+	if (n > 1)
+		return rh_cli_usage_error(ctx, "unexpected '%s'", argv[1]);
+	ops = rh_provider_find(argv[0]);
 	if (!ops)
-		return rh_cli_usage_error(&rh_cmd_providers, "no provider '%s': 'rehydra providers "
-							     "list' shows them",
-					  name);
+		return rh_cli_usage_error(
+		    ctx, "no provider '%s': 'rehydra providers list' shows them", argv[0]);
 	if (ops->describe && ops->describe(ops, &cat) < 0) {
 		fprintf(stderr, "rehydra providers: %s\n", rh_error_last());
 		return RH_EXIT_FAILED;
 	}
 	if (as_json) {
-		json_t *o = json_pack("{s:s, s:s, s:[], s:[], s:O}", "name", ops->name, "summary",
-				      ops->summary, "target_keys", "output_keys", "catalog",
-				      cat ? cat : json_null());
+		json_t *o = provider_json(ops, cat);
 
-		for (size_t i = 0; o && ops->target_keys && ops->target_keys[i]; i++)
-			json_array_append_new(json_object_get(o, "target_keys"),
-					      json_string(ops->target_keys[i]));
-		for (size_t i = 0; o && ops->output_keys && ops->output_keys[i]; i++)
-			json_array_append_new(json_object_get(o, "output_keys"),
-					      json_string(ops->output_keys[i]));
-		if (!o || json_dumpf(o, stdout, JSON_SORT_KEYS | JSON_INDENT(2)) < 0)
-			rc = RH_EXIT_FAILED;
-		printf("\n");
+		rc = rh_cli_print_json(o, JSON_SORT_KEYS | JSON_INDENT(2));
 		json_decref(o);
 		json_decref(cat);
 		return rc;
@@ -133,90 +154,110 @@ static int show(const char *name, bool as_json)
 	return rc;
 }
 
-static int list(void)
+static void print_list_line(const struct rh_provider_ops *ops, const json_t *cat)
 {
-	int rc = RH_EXIT_MET;
+	const char *k;
+	json_t *v;
+	size_t n = 0;
 
+	printf("%-9s %s\n", ops->name, ops->summary);
+	if (!cat)
+		return;
+	printf("          catalog as of %s, %zu regions; ", s_at(cat, "as_of", "?"),
+	       json_object_size(json_object_get(cat, "regions")));
+	json_object_foreach(json_object_get(cat, "accelerators"), k, v)
+	{
+		if (strcmp(s_at(v, "status", ""), "unavailable") == 0)
+			continue;
+		printf("%s%s%s", n++ ? ", " : "", k,
+		       strcmp(s_at(v, "status", ""), "unverified") == 0 ? " (unverified)" : "");
+	}
+	printf("%s\n", n ? "" : "no accelerators mapped");
+}
+
+static int cmd_list(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	bool as_json = false;
+	const struct rh_option options[] = {
+	    RH_OPT_BOOL(0, "json", &as_json,
+			"print {\"providers\": [...]} on stdout, each as 'show --json' prints "
+			"it (README \"JSON output\")"),
+	    RH_OPT_END(),
+	};
+	json_t *all = NULL;
+	int rc = RH_EXIT_MET;
+	int n;
+
+	n = rh_parse_options(ctx, argc, argv, options);
+	if (n < 0)
+		return rh_parse_exit(n);
+	if (n > 0)
+		return rh_cli_usage_error(ctx, "list takes no name");
+	if (as_json && !(all = json_array())) {
+		fprintf(stderr, "rehydra providers: out of memory\n");
+		return RH_EXIT_FAILED;
+	}
 	for (size_t i = 0; rh_providers[i]; i++) {
 		const struct rh_provider_ops *ops = rh_providers[i];
 		json_t *cat = NULL;
 
-		printf("%-9s %s\n", ops->name, ops->summary);
-		if (!ops->describe)
-			continue;
-		if (ops->describe(ops, &cat) < 0) {
+		if (ops->describe && ops->describe(ops, &cat) < 0) {
 			fprintf(stderr, "rehydra providers: %s\n", rh_error_last());
 			rc = RH_EXIT_FAILED;
+			if (!as_json)
+				printf("%-9s %s\n", ops->name, ops->summary);
 			continue;
 		}
-		{
-			const char *k;
-			json_t *v;
-			size_t n = 0;
-
-			printf("          catalog as of %s, %zu regions; ", s_at(cat, "as_of", "?"),
-			       json_object_size(json_object_get(cat, "regions")));
-			json_object_foreach(json_object_get(cat, "accelerators"), k, v)
-			{
-				if (strcmp(s_at(v, "status", ""), "unavailable") == 0)
-					continue;
-				printf("%s%s%s", n++ ? ", " : "", k,
-				       strcmp(s_at(v, "status", ""), "unverified") == 0
-					   ? " (unverified)"
-					   : "");
-			}
-			printf("%s\n", n ? "" : "no accelerators mapped");
-		}
+		if (as_json)
+			json_array_append_new(all, provider_json(ops, cat));
+		else
+			print_list_line(ops, cat);
 		json_decref(cat);
+	}
+	if (as_json) {
+		json_t *doc = json_pack("{s:O}", "providers", all);
+		int prc = rh_cli_print_json(doc, JSON_SORT_KEYS | JSON_INDENT(2));
+
+		if (prc)
+			rc = prc;
+		json_decref(doc);
+		json_decref(all);
 	}
 	return rc;
 }
 
-static int cmd_providers_run(int argc, char **argv)
-{
-	bool as_json = false;
-	const char *sub = NULL, *name = NULL;
+static const char providers_epilogue[] =
+    "The catalog is read from $RH_CATALOG_DIR, else beside the binary, else\n"
+    "../share/rehydra/catalog.\n\n"
+    "exit status: 0 ok, 2 bad arguments, 3 the catalog could not be read\n";
 
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			as_json = true;
-		else if (argv[i][0] == '-' && argv[i][1])
-			return rh_cli_usage_error(&rh_cmd_providers, "unknown option '%s'", argv[i]);
-		else if (!sub)
-			sub = argv[i];
-		else if (!name)
-			name = argv[i];
-		else
-			return rh_cli_usage_error(&rh_cmd_providers, "unexpected '%s'", argv[i]);
-	}
-	if (!sub || strcmp(sub, "list") == 0) {
-		if (name)
-			return rh_cli_usage_error(&rh_cmd_providers, "list takes no name");
-		return list();
-	}
-	if (strcmp(sub, "show") == 0) {
-		if (!name)
-			return rh_cli_usage_error(&rh_cmd_providers, "show needs a provider name");
-		return show(name, as_json);
-	}
-	return rh_cli_usage_error(&rh_cmd_providers, "unknown subcommand '%s': expected list "
-						     "or show",
-				  sub);
-}
+static const struct rh_cmd providers_list = {
+    .name = "list",
+    .summary = "every provider adapter, with its catalog date and the accelerator classes it "
+	       "maps",
+    .epilogue = providers_epilogue,
+    .run = cmd_list,
+};
 
-const struct rh_command rh_cmd_providers = {
-	.name = "providers",
-	.summary = "List the target providers; show one's catalog (regions, accelerators)",
-	.usage = "usage: rehydra providers [list]\n"
-		 "       rehydra providers show NAME [--json]\n\n"
-		 "list   every provider adapter, with its catalog date and the accelerator\n"
-		 "       classes it maps\n"
-		 "show   a provider's target keys and outputs and, for the clouds, the dated\n"
-		 "       catalog: regions with jurisdiction (country, bloc) and object storage,\n"
-		 "       accelerator classes with the provider's instance type or preset, where\n"
-		 "       they are offered, or why they are not\n\n"
-		 "The catalog is read from $RH_CATALOG_DIR, else beside the binary, else\n"
-		 "../share/rehydra/catalog.\n\n"
-		 "exit status: 0 ok, 2 bad arguments, 3 the catalog could not be read\n",
-	.run = cmd_providers_run,
+static const struct rh_cmd providers_show = {
+    .name = "show",
+    .args = "NAME",
+    .summary = "a provider's target keys and outputs and, for the clouds, the dated catalog",
+    .description = "Shows a provider's target keys and outputs and, for the clouds, the dated\n"
+		   "catalog: regions with jurisdiction (country, bloc) and object storage,\n"
+		   "accelerator classes with the provider's instance type or preset, where\n"
+		   "they are offered, or why they are not.\n",
+    .epilogue = providers_epilogue,
+    .run = cmd_show,
+};
+
+static const struct rh_cmd *const providers_subs[] = {&providers_list, &providers_show, NULL};
+
+const struct rh_cmd rh_cmd_providers = {
+    .name = "providers",
+    .summary = "List the target providers; show one's catalog (regions, accelerators)",
+    .args = "[list | show NAME] [--json]",
+    .epilogue = providers_epilogue,
+    .subs = providers_subs,
+    .default_sub = "list",
 };

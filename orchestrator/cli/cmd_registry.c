@@ -33,9 +33,9 @@
 #include "banned.h"
 
 #define MIB (1024.0 * 1024.0)
-#define MAX_INPUTS 4096
 
 struct reg_args {
+	const struct rh_cmd_ctx *ctx;
 	const char *sub;
 	const char *registry;
 	const char *state_dir;
@@ -48,7 +48,7 @@ struct reg_args {
 	bool accept_new_host_key;
 	bool json;
 	bool quiet;
-	const char *pos[MAX_INPUTS]; /* positional arguments after the subcommand */
+	char **pos; /* positional arguments after the subcommand (argv's) */
 	size_t n_pos;
 };
 
@@ -56,7 +56,7 @@ struct reg_args {
 
 static void fmt_bytes(char *out, size_t size, double b)
 {
-	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
 	int u = 0;
 
 	while (b >= 1024.0 && u < 4) {
@@ -70,7 +70,7 @@ static void fmt_bytes(char *out, size_t size, double b)
 }
 
 struct progress_ui {
-	bool on;         /* a terminal, not --quiet */
+	bool on; /* a terminal, not --quiet */
 	bool line_open;
 	const char *what;
 	/* publish: our own rate, over the last second */
@@ -187,20 +187,20 @@ static void sig_stop(struct sig_watch *sw)
 
 /* ---- helpers ---------------------------------------------------------------- */
 
+/* Prints the library's message; the exit code is the error's (exit.h):
+ * 130 when interrupted, else 3 (a failed transfer, a bad byte). */
 static int fail(const char *sub, int err)
 {
 	fprintf(stderr, "rehydra registry %s: %s\n", sub, rh_error_last());
-	if (err == RH_ECANCELLED)
-		return RH_EXIT_INTERRUPTED;
-	return RH_EXIT_FAILED;
+	return rh_cli_exit_code(err, RH_CLI_RUN);
 }
 
-/* Bad input (exit 2) when the registry or the version does not exist or is
- * malformed; anything else is a failure (exit 3). */
+/* The same while opening what the user named: 2 when the registry, the
+ * version or the target does not exist or is malformed. */
 static int fail_input(const char *sub, int err)
 {
 	fprintf(stderr, "rehydra registry %s: %s\n", sub, rh_error_last());
-	return err == RH_EINVAL || err == RH_ENOTFOUND ? RH_EXIT_USAGE : RH_EXIT_FAILED;
+	return rh_cli_exit_code(err, RH_CLI_INPUT);
 }
 
 /* Splits "NAME@VERSION" in place; *version NULL when there is no '@'. */
@@ -257,8 +257,10 @@ static int open_registry(struct rh_registry **reg, const struct reg_args *a, con
 	int err;
 
 	if (!url) {
-		rc = rh_cli_usage_error(&rh_cmd_registry, "%s: no registry: pass --registry URL or "
-					"set REHYDRA_REGISTRY", sub);
+		rc = rh_cli_usage_error(a->ctx,
+					"%s: no registry: pass --registry URL or "
+					"set REHYDRA_REGISTRY",
+					sub);
 		goto done;
 	}
 	err = rh_registry_open(reg, url, cache);
@@ -267,7 +269,8 @@ static int open_registry(struct rh_registry **reg, const struct reg_args *a, con
 		goto done;
 	}
 	if (rh_registry_is_stale(*reg, &why))
-		fprintf(stderr, "rehydra registry %s: warning: using the cached copy of %s, "
+		fprintf(stderr,
+			"rehydra registry %s: warning: using the cached copy of %s, "
 			"which could not be fetched (%s): versions published since are missing\n",
 			sub, rh_registry_name(*reg), why ? why : "unknown reason");
 done:
@@ -288,7 +291,7 @@ static int reg_list(struct reg_args *a)
 	int err;
 
 	if (a->n_pos)
-		return rh_cli_usage_error(&rh_cmd_registry, "list takes no arguments");
+		return rh_cli_usage_error(a->ctx, "list takes no arguments");
 	if ((rc = open_registry(&reg, a, "list")) != 0)
 		return rc;
 	err = rh_registry_list(&all, reg);
@@ -303,13 +306,14 @@ static int reg_list(struct reg_args *a)
 	}
 	if (json_object_size(all) == 0)
 		printf("no models (no tags NAME/VERSION)\n");
-	json_object_foreach(all, name, versions) {
+	json_object_foreach(all, name, versions)
+	{
 		size_t i;
 		json_t *ver;
 
 		printf("%s", name);
 		json_array_foreach(versions, i, ver)
-			printf("%s%s", i ? ", " : "  ", json_string_value(ver));
+		    printf("%s%s", i ? ", " : "  ", json_string_value(ver));
 		printf("\n");
 	}
 done:
@@ -341,11 +345,13 @@ static int reg_show(struct reg_args *a)
 	int err;
 
 	if (a->n_pos != 1)
-		return rh_cli_usage_error(&rh_cmd_registry, "show takes one NAME[@VERSION]");
+		return rh_cli_usage_error(a->ctx, "show takes one NAME[@VERSION]");
 	ref = strdup(a->pos[0]);
 	if (!ref || split_ref(ref, &name, &version, false) < 0) {
-		rc = rh_cli_usage_error(&rh_cmd_registry, "show: expected NAME[@VERSION], got "
-					"'%s'", a->pos[0]);
+		rc = rh_cli_usage_error(a->ctx,
+					"show: expected NAME[@VERSION], got "
+					"'%s'",
+					a->pos[0]);
 		goto done;
 	}
 	if ((rc = open_registry(&reg, a, "show")) != 0)
@@ -359,13 +365,15 @@ static int reg_show(struct reg_args *a)
 		}
 		versions = json_object_get(all, name);
 		if (json_array_size(versions) == 0) {
-			rh_error_set(RH_ENOTFOUND, "the registry has no model %s (see 'rehydra "
-				     "registry list')", name);
+			rh_error_set(RH_ENOTFOUND,
+				     "the registry has no model %s (see 'rehydra "
+				     "registry list')",
+				     name);
 			rc = fail_input("show", RH_ENOTFOUND);
 			goto done;
 		}
 		version = (char *)json_string_value(
-			json_array_get(versions, json_array_size(versions) - 1));
+		    json_array_get(versions, json_array_size(versions) - 1));
 	}
 	err = rh_registry_resolve(&v, reg, name, version, NULL);
 	if (err < 0) {
@@ -375,8 +383,8 @@ static int reg_show(struct reg_args *a)
 	if (a->json) {
 		json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:O}", "name", v->name, "version",
 				      v->version, "commit", v->commit, "manifest_sha256",
-				      v->manifest_sha256, "total_bytes",
-				      (json_int_t)v->total_bytes, "manifest", v->manifest);
+				      v->manifest_sha256, "total_bytes", (json_int_t)v->total_bytes,
+				      "manifest", v->manifest);
 
 		if (o && versions)
 			json_object_set(o, "versions", versions);
@@ -394,7 +402,7 @@ static int reg_show(struct reg_args *a)
 
 		printf("  versions ");
 		json_array_foreach(versions, i, ver)
-			printf("%s%s", i ? ", " : " ", json_string_value(ver));
+		    printf("%s%s", i ? ", " : " ", json_string_value(ver));
 		printf("\n");
 	}
 	printf("  commit    %s\n", v->commit);
@@ -417,8 +425,8 @@ done:
 }
 
 /* Opens the registry and resolves NAME@VERSION (positional argument 0). */
-static int open_version(struct rh_registry **reg, struct rh_model_version **v,
-			struct reg_args *a, const char *sub)
+static int open_version(struct rh_registry **reg, struct rh_model_version **v, struct reg_args *a,
+			const char *sub)
 {
 	char *ref = strdup(a->pos[0]);
 	char *name, *version;
@@ -426,8 +434,8 @@ static int open_version(struct rh_registry **reg, struct rh_model_version **v,
 	int err;
 
 	if (!ref || split_ref(ref, &name, &version, true) < 0) {
-		rc = rh_cli_usage_error(&rh_cmd_registry, "%s: expected NAME@VERSION, got '%s'",
-					sub, a->pos[0]);
+		rc = rh_cli_usage_error(a->ctx, "%s: expected NAME@VERSION, got '%s'", sub,
+					a->pos[0]);
 		goto done;
 	}
 	if ((rc = open_registry(reg, a, sub)) != 0)
@@ -445,7 +453,7 @@ static int reg_verify(struct reg_args *a)
 	struct rh_registry *reg = NULL;
 	struct rh_model_version *v = NULL;
 	struct rh_cancel cancel;
-	struct sig_watch sw = { 0 };
+	struct sig_watch sw = {0};
 	double t0 = rh_clock_mono();
 	size_t bad = 0;
 	char sz[32];
@@ -453,7 +461,7 @@ static int reg_verify(struct reg_args *a)
 	int err;
 
 	if (a->n_pos != 1)
-		return rh_cli_usage_error(&rh_cmd_registry, "verify takes one NAME@VERSION");
+		return rh_cli_usage_error(a->ctx, "verify takes one NAME@VERSION");
 	if ((rc = open_version(&reg, &v, a, "verify")) != 0)
 		goto done;
 	if (rh_cancel_init(&cancel) < 0) {
@@ -470,6 +478,21 @@ static int reg_verify(struct reg_args *a)
 		fputs("\r\033[K", stderr);
 	sig_stop(&sw);
 	rh_cancel_clear(&cancel);
+	if (a->json) {
+		json_t *o = json_pack(
+		    "{s:s, s:s, s:s, s:s, s:I, s:I, s:b, s:I, s:f, s:s?}", "name", v->name,
+		    "version", v->version, "commit", v->commit, "manifest_sha256",
+		    v->manifest_sha256, "files", (json_int_t)v->n_files, "total_bytes",
+		    (json_int_t)v->total_bytes, "ok", err == 0, "bad_files", (json_int_t)bad,
+		    "seconds", rh_clock_mono() - t0, "error", err < 0 ? rh_error_last() : NULL);
+		int prc = rh_cli_print_json(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		json_decref(o);
+		rc = err < 0 ? rh_cli_exit_code(err, RH_CLI_RUN) : prc;
+		if (err < 0)
+			fprintf(stderr, "rehydra registry verify: %s\n", rh_error_last());
+		goto done;
+	}
 	if (err < 0) {
 		rc = fail("verify", err);
 		if (bad)
@@ -478,8 +501,8 @@ static int reg_verify(struct reg_args *a)
 		goto done;
 	}
 	fmt_bytes(sz, sizeof(sz), (double)v->total_bytes);
-	printf("%s@%s ok: %zu files, %s match the manifest (sha256 %.16s) in %.2f s\n",
-	       v->name, v->version, v->n_files, sz, v->manifest_sha256, rh_clock_mono() - t0);
+	printf("%s@%s ok: %zu files, %s match the manifest (sha256 %.16s) in %.2f s\n", v->name,
+	       v->version, v->n_files, sz, v->manifest_sha256, rh_clock_mono() - t0);
 done:
 	rh_model_version_free(v);
 	rh_registry_free(reg);
@@ -490,9 +513,9 @@ static int reg_publish(struct reg_args *a)
 {
 	struct rh_publish_opts po = RH_PUBLISH_OPTS_INIT;
 	struct rh_publish_result res;
-	struct progress_ui ui = { .what = "publishing" };
+	struct progress_ui ui = {.what = "publishing"};
 	struct rh_cancel cancel;
-	struct sig_watch sw = { 0 };
+	struct sig_watch sw = {0};
 	json_error_t jerr;
 	json_t *meta = NULL;
 	char *url = NULL, *ref = NULL, *name, *version;
@@ -501,18 +524,20 @@ static int reg_publish(struct reg_args *a)
 	int err;
 
 	if (a->n_pos < 2)
-		return rh_cli_usage_error(&rh_cmd_registry, "publish takes NAME@VERSION and at "
-					  "least one FILE or DIRECTORY");
+		return rh_cli_usage_error(a->ctx, "publish takes NAME@VERSION and at "
+						  "least one FILE or DIRECTORY");
 	ref = strdup(a->pos[0]);
 	if (!ref || split_ref(ref, &name, &version, true) < 0) {
-		rc = rh_cli_usage_error(&rh_cmd_registry, "publish: expected NAME@VERSION, got "
-					"'%s'", a->pos[0]);
+		rc = rh_cli_usage_error(a->ctx,
+					"publish: expected NAME@VERSION, got "
+					"'%s'",
+					a->pos[0]);
 		goto done;
 	}
 	url = registry_url(a);
 	if (!url) {
-		rc = rh_cli_usage_error(&rh_cmd_registry, "publish: no registry: pass --registry "
-					"PATH or set REHYDRA_REGISTRY");
+		rc = rh_cli_usage_error(a->ctx, "publish: no registry: pass --registry "
+						"PATH or set REHYDRA_REGISTRY");
 		goto done;
 	}
 	if (a->meta) {
@@ -536,19 +561,31 @@ static int reg_publish(struct reg_args *a)
 	po.progress_user = &ui;
 	ui.on = !a->quiet && isatty(STDERR_FILENO);
 	sig_start(&sw, &cancel);
-	err = rh_registry_publish(&res, url, name, version, a->pos + 1, a->n_pos - 1, &po);
+	err = rh_registry_publish(&res, url, name, version, (const char *const *)(a->pos + 1),
+				  a->n_pos - 1, &po);
 	ui_end(&ui);
 	sig_stop(&sw);
 	rh_cancel_clear(&cancel);
 	if (err < 0) {
-		rc = err == RH_ECANCELLED ? fail("publish", err) : fail_input("publish", err);
+		rc = fail_input("publish", err);
+		goto done;
+	}
+	if (a->json) {
+		json_t *o =
+		    json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f}", "name", name, "version",
+			      version, "commit", res.commit, "manifest_sha256", res.manifest_sha256,
+			      "files", (json_int_t)res.files, "bytes", (json_int_t)res.bytes,
+			      "bytes_stored", (json_int_t)res.bytes_stored, "seconds", res.seconds);
+
+		rc = rh_cli_print_json(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		json_decref(o);
 		goto done;
 	}
 	fmt_bytes(sz, sizeof(sz), (double)res.bytes);
 	fmt_bytes(st, sizeof(st), (double)res.bytes_stored);
 	printf("published %s@%s: %zu files, %s (%s new in the LFS store), commit %.12s, "
-	       "manifest sha256 %.16s, in %.2f s\n", name, version, res.files, sz, st,
-	       res.commit, res.manifest_sha256, res.seconds);
+	       "manifest sha256 %.16s, in %.2f s\n",
+	       name, version, res.files, sz, st, res.commit, res.manifest_sha256, res.seconds);
 done:
 	json_decref(meta);
 	free(url);
@@ -563,21 +600,20 @@ static int reg_sync(struct reg_args *a)
 	struct rh_sink *sink = NULL;
 	struct rh_sink_opts so = RH_SINK_OPTS_INIT;
 	struct rh_sync_opts opts = RH_SYNC_OPTS_INIT;
-	struct rh_sync_stats st = { 0 };
-	struct progress_ui ui = { .what = "syncing" };
+	struct rh_sync_stats st = {0};
+	struct progress_ui ui = {.what = "syncing"};
 	struct rh_cancel cancel;
-	struct sig_watch sw = { 0 };
+	struct sig_watch sw = {0};
 	bool cancel_ready = false;
 	char sent[32], skipped[32], resumed[32];
 	int rc;
 	int err;
 
 	if (a->n_pos != 1)
-		return rh_cli_usage_error(&rh_cmd_registry, "sync takes one NAME@VERSION");
+		return rh_cli_usage_error(a->ctx, "sync takes one NAME@VERSION");
 	if (!a->to)
-		return rh_cli_usage_error(&rh_cmd_registry,
-					  "sync needs --to TARGET_URL (file:///dir, "
-					  "sftp://user@host/dir, s3://bucket/prefix)");
+		return rh_cli_usage_error(a->ctx, "sync needs --to TARGET_URL (file:///dir, "
+						  "sftp://user@host/dir, s3://bucket/prefix)");
 	if ((rc = open_version(&reg, &v, a, "sync")) != 0)
 		goto done;
 	so.parallel = a->parallel;
@@ -609,14 +645,31 @@ static int reg_sync(struct reg_args *a)
 	if (err < 0) {
 		rc = fail("sync", err);
 		if (st.bytes_sent || st.files_sent)
-			fprintf(stderr, "rehydra registry sync: %s sent before it stopped; run "
-				"it again to resume\n", sent);
+			fprintf(stderr,
+				"rehydra registry sync: %s sent before it stopped; run "
+				"it again to resume\n",
+				sent);
+		goto done;
+	}
+	if (a->json) {
+		json_t *o = json_pack(
+		    "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "name", v->name,
+		    "version", v->version, "target", sink->url, "files", (json_int_t)st.files,
+		    "files_sent", (json_int_t)st.files_sent, "files_skipped",
+		    (json_int_t)st.files_skipped, "bytes_sent", (json_int_t)st.bytes_sent,
+		    "bytes_skipped", (json_int_t)st.bytes_skipped, "bytes_resumed",
+		    (json_int_t)st.bytes_resumed, "seconds", st.seconds, "throughput_mib_s",
+		    st.throughput_mib_s);
+
+		rc = rh_cli_print_json(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		json_decref(o);
 		goto done;
 	}
 	printf("synced %s@%s to %s: %llu files sent, %llu skipped; %s sent, %s skipped, %s "
-	       "resumed in %.2f s (%.1f MiB/s)\n", v->name, v->version, sink->url,
-	       (unsigned long long)st.files_sent, (unsigned long long)st.files_skipped, sent,
-	       skipped, resumed, st.seconds, st.throughput_mib_s);
+	       "resumed in %.2f s (%.1f MiB/s)\n",
+	       v->name, v->version, sink->url, (unsigned long long)st.files_sent,
+	       (unsigned long long)st.files_skipped, sent, skipped, resumed, st.seconds,
+	       st.throughput_mib_s);
 done:
 	if (cancel_ready)
 		rh_cancel_clear(&cancel);
@@ -635,14 +688,22 @@ static int reg_cache(struct reg_args *a)
 	int err;
 
 	if (a->n_pos != 1 || strcmp(a->pos[0], "gc") != 0)
-		return rh_cli_usage_error(&rh_cmd_registry, "cache takes one action: gc");
+		return rh_cli_usage_error(a->ctx, "cache takes one action: gc");
 	cache = cache_dir(a);
 	if (!cache)
-		return rh_cli_usage_error(&rh_cmd_registry, "cache gc: no state directory: set "
-					  "HOME or XDG_STATE_HOME, or pass --state-dir");
+		return rh_cli_usage_error(a->ctx, "cache gc: no state directory: set "
+						  "HOME or XDG_STATE_HOME, or pass --state-dir");
 	err = rh_registry_cache_gc(cache, &freed, &kept);
 	if (err < 0) {
 		rc = fail("cache gc", err);
+		goto done;
+	}
+	if (a->json) {
+		json_t *o = json_pack("{s:s, s:I, s:I}", "cache", cache, "freed_bytes",
+				      (json_int_t)freed, "kept_bytes", (json_int_t)kept);
+
+		rc = rh_cli_print_json(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		json_decref(o);
 		goto done;
 	}
 	fmt_bytes(f, sizeof(f), (double)freed);
@@ -653,145 +714,175 @@ done:
 	return rc;
 }
 
-/* ---- parsing -------------------------------------------------------------------- */
+/* ---- the subcommands' options ------------------------------------------------- */
 
-static int parse_unsigned(const char *s, unsigned *out, unsigned max)
+/* What every registry subcommand takes. */
+#define REG_COMMON_OPTIONS(a)                                                                      \
+	RH_OPT_STRING(0, "registry", &(a)->registry, "URL",                                        \
+		      "the registry (default $REHYDRA_REGISTRY)"),                                 \
+	    RH_OPT_STRING(0, "state-dir", &(a)->state_dir, "DIR",                                  \
+			  "the cache is DIR/cache (default $XDG_STATE_HOME/rehydra or "            \
+			  "~/.local/state/rehydra)"),                                              \
+	    RH_OPT_BOOL('q', "quiet", &(a)->quiet, "no progress line"),                            \
+	    RH_OPT_BOOL(0, "json", &(a)->json, "print JSON on stdout (README \"JSON output\")")
+
+static int reg_dispatch(const struct rh_cmd_ctx *ctx, int argc, char **argv,
+			const struct rh_option *options, struct reg_args *a,
+			int (*fn)(struct reg_args *))
 {
-	char *end;
-	unsigned long v;
+	int n = rh_parse_options(ctx, argc, argv, options);
 
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || s[0] == '-' || v == 0 || v > max)
-		return -1;
-	*out = (unsigned)v;
-	return 0;
+	if (n < 0)
+		return rh_parse_exit(n);
+	a->ctx = ctx;
+	a->sub = ctx->cmd->name;
+	a->pos = argv;
+	a->n_pos = (size_t)n;
+	return fn(a);
 }
 
-static int cmd_registry_run(int argc, char **argv)
+static int cmd_reg_list(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 {
-	static const char *const with_value[] = { "--registry", "--state-dir", "--to",
-						  "--license", "--meta", "--known-hosts",
-						  "--identity", "--parallel", NULL };
-	struct reg_args a = { 0 };
-	bool dashdash = false;
+	struct reg_args a = {0};
+	const struct rh_option options[] = {REG_COMMON_OPTIONS(&a), RH_OPT_END()};
 
-	if (argc < 2)
-		return rh_cli_usage_error(&rh_cmd_registry, "no subcommand (list, show, verify, "
-					  "publish, sync, cache)");
-	a.sub = argv[1];
-	for (int i = 2; i < argc; i++) {
-		const char *arg = argv[i];
-		const char *val = NULL;
-
-		if (!dashdash && strcmp(arg, "--") == 0) {
-			dashdash = true;
-			continue;
-		}
-		if (dashdash || arg[0] != '-' || !arg[1]) {
-			if (a.n_pos == MAX_INPUTS)
-				return rh_cli_usage_error(&rh_cmd_registry,
-							  "more than %d arguments", MAX_INPUTS);
-			a.pos[a.n_pos++] = arg;
-			continue;
-		}
-		for (size_t k = 0; with_value[k]; k++) {
-			if (strcmp(arg, with_value[k]) == 0) {
-				if (i + 1 >= argc || !argv[i + 1][0])
-					return rh_cli_usage_error(&rh_cmd_registry,
-								  "%s needs a value", arg);
-				val = argv[++i];
-			}
-		}
-		if (strcmp(arg, "--registry") == 0) {
-			a.registry = val;
-		} else if (strcmp(arg, "--state-dir") == 0) {
-			a.state_dir = val;
-		} else if (strcmp(arg, "--to") == 0) {
-			a.to = val;
-		} else if (strcmp(arg, "--license") == 0) {
-			a.license = val;
-		} else if (strcmp(arg, "--meta") == 0) {
-			a.meta = val;
-		} else if (strcmp(arg, "--known-hosts") == 0) {
-			a.known_hosts = val;
-		} else if (strcmp(arg, "--identity") == 0) {
-			a.identity = val;
-		} else if (strcmp(arg, "--parallel") == 0) {
-			if (parse_unsigned(val, &a.parallel, 64) < 0)
-				return rh_cli_usage_error(&rh_cmd_registry, "--parallel expects a "
-							  "number from 1 to 64, got '%s'", val);
-		} else if (strcmp(arg, "--accept-new-host-key") == 0) {
-			a.accept_new_host_key = true;
-		} else if (strcmp(arg, "--json") == 0) {
-			a.json = true;
-		} else if (strcmp(arg, "-q") == 0 || strcmp(arg, "--quiet") == 0) {
-			a.quiet = true;
-		} else {
-			return rh_cli_usage_error(&rh_cmd_registry, "unknown option '%s'", arg);
-		}
-	}
-	if (strcmp(a.sub, "list") == 0)
-		return reg_list(&a);
-	if (strcmp(a.sub, "show") == 0)
-		return reg_show(&a);
-	if (strcmp(a.sub, "verify") == 0)
-		return reg_verify(&a);
-	if (strcmp(a.sub, "publish") == 0)
-		return reg_publish(&a);
-	if (strcmp(a.sub, "sync") == 0)
-		return reg_sync(&a);
-	if (strcmp(a.sub, "cache") == 0)
-		return reg_cache(&a);
-	return rh_cli_usage_error(&rh_cmd_registry, "'%s' is not a subcommand (list, show, "
-				  "verify, publish, sync, cache)", a.sub);
+	return reg_dispatch(ctx, argc, argv, options, &a, reg_list);
 }
 
-const struct rh_command rh_cmd_registry = {
-	.name = "registry",
-	.summary = "List, show, verify, publish and sync model versions",
-	.usage =
-		"usage: rehydra registry <subcommand> [options]\n\n"
-		"A registry is a git repository (a path, file://, ssh:// or https:// URL):\n"
-		"models/NAME/manifest.json lists every file with path, size and sha256, large\n"
-		"files are Git LFS objects, and the tag NAME/VERSION pins a version.\n\n"
-		"subcommands:\n"
-		"  list                      every model and its versions\n"
-		"  show NAME[@VERSION]       a version's commit, metadata and files (default:\n"
-		"                            the last version)\n"
-		"  verify NAME@VERSION       read every byte and check it against the manifest\n"
-		"  publish NAME@VERSION FILE|DIR...\n"
-		"                            commit and tag a new version in a local registry,\n"
-		"                            writing LFS pointers and objects (a directory adds\n"
-		"                            every file under it)\n"
-		"  sync NAME@VERSION --to TARGET\n"
-		"                            copy a version to a target ahead of a drill; only\n"
-		"                            missing or changed files move, cut-off transfers\n"
-		"                            resume (TARGET: file:///dir,\n"
-		"                            sftp://user@host[:port]/dir,\n"
-		"                            s3://bucket/prefix?endpoint=URL&region=R)\n"
-		"  cache gc                  remove cached LFS objects no cached version uses\n\n"
-		"options:\n"
-		"  --registry URL            the registry (default $REHYDRA_REGISTRY)\n"
-		"  --state-dir DIR           the cache is DIR/cache (default\n"
-		"                            $XDG_STATE_HOME/rehydra or ~/.local/state/rehydra)\n"
-		"  --json                    list, show: print JSON\n"
-		"  -q, --quiet               no progress line\n"
-		"  publish: --license L      the license (overrides --meta's)\n"
-		"           --meta FILE      JSON with license, description, serving, export\n"
-		"  sync:    --parallel N     files (and connections) in flight (default: the\n"
-		"                            target's, 4 for file and sftp)\n"
-		"           --known-hosts F  sftp: known_hosts file (default ~/.ssh/known_hosts)\n"
-		"           --accept-new-host-key\n"
-		"                            sftp: trust and record an unknown host key (never a\n"
-		"                            changed one)\n"
-		"           --identity F     sftp: private key (default: ssh-agent, then\n"
-		"                            ~/.ssh/id_ed25519, ~/.ssh/id_rsa)\n\n"
-		"S3 credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and\n"
-		"AWS_SESSION_TOKEN; the region and endpoint from the URL, else AWS_REGION and\n"
-		"AWS_ENDPOINT_URL.\n\n"
-		"exit status: 0 ok, 2 bad input (arguments, unknown model or version, bad\n"
-		"files), 3 failed (a transfer, a bad byte), 130 interrupted (partial transfers\n"
-		"are kept and resume on the next run)\n",
-	.run = cmd_registry_run,
+static int cmd_reg_show(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	struct reg_args a = {0};
+	const struct rh_option options[] = {REG_COMMON_OPTIONS(&a), RH_OPT_END()};
+
+	return reg_dispatch(ctx, argc, argv, options, &a, reg_show);
+}
+
+static int cmd_reg_verify(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	struct reg_args a = {0};
+	const struct rh_option options[] = {REG_COMMON_OPTIONS(&a), RH_OPT_END()};
+
+	return reg_dispatch(ctx, argc, argv, options, &a, reg_verify);
+}
+
+static int cmd_reg_publish(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	struct reg_args a = {0};
+	const struct rh_option options[] = {
+	    REG_COMMON_OPTIONS(&a),
+	    RH_OPT_STRING(0, "license", &a.license, "L", "the license (overrides --meta's)"),
+	    RH_OPT_STRING(0, "meta", &a.meta, "FILE",
+			  "JSON with license, description, serving, export"),
+	    RH_OPT_END(),
+	};
+
+	return reg_dispatch(ctx, argc, argv, options, &a, reg_publish);
+}
+
+static int cmd_reg_sync(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	struct reg_args a = {0};
+	const struct rh_option options[] = {
+	    REG_COMMON_OPTIONS(&a),
+	    RH_OPT_STRING(0, "to", &a.to, "TARGET",
+			  "where to copy: file:///dir, sftp://user@host[:port]/dir, "
+			  "s3://bucket/prefix?endpoint=URL&region=R"),
+	    RH_OPT_UINT(0, "parallel", &a.parallel, "N",
+			"files (and connections) in flight, 1 to 64 (default: the target's, 4 "
+			"for file and sftp)",
+			1, 64),
+	    RH_OPT_GROUP("sftp"),
+	    RH_OPT_STRING(0, "known-hosts", &a.known_hosts, "F",
+			  "known_hosts file (default ~/.ssh/known_hosts)"),
+	    RH_OPT_BOOL(0, "accept-new-host-key", &a.accept_new_host_key,
+			"trust and record an unknown host key (never a changed one)"),
+	    RH_OPT_STRING(0, "identity", &a.identity, "F",
+			  "private key (default: ssh-agent, then ~/.ssh/id_ed25519, "
+			  "~/.ssh/id_rsa)"),
+	    RH_OPT_END(),
+	};
+
+	return reg_dispatch(ctx, argc, argv, options, &a, reg_sync);
+}
+
+static int cmd_reg_cache(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	struct reg_args a = {0};
+	const struct rh_option options[] = {REG_COMMON_OPTIONS(&a), RH_OPT_END()};
+
+	return reg_dispatch(ctx, argc, argv, options, &a, reg_cache);
+}
+
+static const char reg_epilogue[] =
+    "exit status: 0 ok, 2 bad input (arguments, unknown model or version, bad\n"
+    "files), 3 failed (a transfer, a bad byte), 130 interrupted (partial transfers\n"
+    "are kept and resume on the next run)\n";
+
+static const struct rh_cmd reg_list_cmd = {
+    .name = "list",
+    .summary = "every model and its versions",
+    .epilogue = reg_epilogue,
+    .run = cmd_reg_list,
+};
+
+static const struct rh_cmd reg_show_cmd = {
+    .name = "show",
+    .args = "NAME[@VERSION]",
+    .summary = "a version's commit, metadata and files (default: the last version)",
+    .epilogue = reg_epilogue,
+    .run = cmd_reg_show,
+};
+
+static const struct rh_cmd reg_verify_cmd = {
+    .name = "verify",
+    .args = "NAME@VERSION",
+    .summary = "read every byte and check it against the manifest",
+    .epilogue = reg_epilogue,
+    .run = cmd_reg_verify,
+};
+
+static const struct rh_cmd reg_publish_cmd = {
+    .name = "publish",
+    .args = "NAME@VERSION FILE|DIR...",
+    .summary = "commit and tag a new version in a local registry, writing LFS pointers and "
+	       "objects (a directory adds every file under it)",
+    .epilogue = reg_epilogue,
+    .run = cmd_reg_publish,
+};
+
+static const struct rh_cmd reg_sync_cmd = {
+    .name = "sync",
+    .args = "NAME@VERSION --to TARGET",
+    .summary = "copy a version to a target ahead of a drill; only missing or changed files "
+	       "move, cut-off transfers resume",
+    .description =
+	"Copies a version to a target ahead of a drill; only missing or changed files\n"
+	"move, and cut-off transfers resume. S3 credentials come from\n"
+	"AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; the region and\n"
+	"endpoint from the URL, else AWS_REGION and AWS_ENDPOINT_URL.\n",
+    .epilogue = reg_epilogue,
+    .run = cmd_reg_sync,
+};
+
+static const struct rh_cmd reg_cache_cmd = {
+    .name = "cache",
+    .args = "gc",
+    .summary = "remove cached LFS objects no cached version uses",
+    .epilogue = reg_epilogue,
+    .run = cmd_reg_cache,
+};
+
+static const struct rh_cmd *const reg_subs[] = {
+    &reg_list_cmd,  &reg_show_cmd, &reg_verify_cmd, &reg_publish_cmd, &reg_sync_cmd,
+    &reg_cache_cmd, NULL,
+};
+
+const struct rh_cmd rh_cmd_registry = {
+    .name = "registry",
+    .summary = "List, show, verify, publish and sync model versions",
+    .description = "A registry is a git repository (a path, file://, ssh:// or https:// URL):\n"
+		   "models/NAME/manifest.json lists every file with path, size and sha256, large\n"
+		   "files are Git LFS objects, and the tag NAME/VERSION pins a version.\n",
+    .epilogue = reg_epilogue,
+    .subs = reg_subs,
 };

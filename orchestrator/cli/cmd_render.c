@@ -80,7 +80,8 @@ static json_t *set_value(const char *v)
 /* A copy of the runbook's target switched to `ops`/`region`/`accel`, with
  * the --set KEY=VALUE pairs applied. */
 static json_t *make_target(const struct rh_runbook *rb, const struct rh_provider_ops *ops,
-			   const char *region, const char *accel, char *const *sets, size_t n_sets)
+			   const char *region, const char *accel, const char *const *sets,
+			   size_t n_sets)
 {
 	json_t *t = rb->target ? json_deep_copy(rb->target) : json_object();
 	const char *key;
@@ -102,96 +103,84 @@ static json_t *make_target(const struct rh_runbook *rb, const struct rh_provider
 		return NULL;
 	}
 	for (size_t i = 0; i < n_sets; i++) {
-		char *eq = strchr(sets[i], '=');
+		const char *eq = strchr(sets[i], '=');
+		char *name = strndup(sets[i], (size_t)(eq - sets[i]));
 
-		*eq = '\0';
-		if (json_object_set_new(t, sets[i], set_value(eq + 1)) < 0) {
-			*eq = '=';
+		if (!name || json_object_set_new(t, name, set_value(eq + 1)) < 0) {
+			free(name);
 			json_decref(t);
 			return NULL;
 		}
-		*eq = '=';
+		free(name);
 	}
 	return t;
 }
 
-static int cmd_render_run(int argc, char **argv)
+static int cmd_render_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 {
+	const char *var_items[RH_CLI_MAX_VARS];
+	const char *set_items[RENDER_MAX_SETS];
+	struct rh_opt_list vars = RH_OPT_LIST_INIT(var_items);
+	struct rh_opt_list set_list = RH_OPT_LIST_INIT(set_items);
 	struct rh_var_override overrides[RH_CLI_MAX_VARS];
+	const char *file = NULL, *target_arg = NULL, *accel = NULL, *out = NULL;
+	const char *drill_id = NULL;
+	bool quiet = false, as_json = false;
+	const struct rh_option options[] = {
+	    RH_OPT_STRING(0, "target", &target_arg, "P[:R]",
+			  "render for provider P (aws, alibaba, nebius) in region R instead of "
+			  "the runbook's target; keys P does not know are dropped"),
+	    RH_OPT_STRING(0, "accelerator", &accel, "C",
+			  "accelerator class (see 'rehydra providers show P')"),
+	    RH_OPT_KV_LIST(0, "set", &set_list, "KEY=VALUE",
+			   "set a target key of the provider (digits make a number), e.g. "
+			   "--set project_id=... for nebius"),
+	    RH_OPT_STRING(0, "drill-id", &drill_id, "ID",
+			  "names and tags resources as drill ID would (default "
+			  "render-<runbook name>)"),
+	    RH_CLI_OPT_VAR(&vars),
+	    RH_OPT_STRING('o', "out", &out, "DIR", "where to write (created if missing)"),
+	    RH_OPT_BOOL('q', "quiet", &quiet, "print nothing on success"),
+	    RH_OPT_BOOL(0, "json", &as_json,
+			"print what was rendered as JSON on stdout (README \"JSON output\")"),
+	    RH_OPT_END(),
+	};
 	struct rh_diags diags = RH_DIAGS_INIT;
-	size_t n_overrides = 0;
 	struct rh_runbook *rb = NULL;
 	struct rh_provider_ctx *p = NULL;
 	const struct rh_provider_ops *ops;
-	const char *file = NULL, *target_arg = NULL, *accel = NULL, *out = NULL;
-	const char *drill_id = NULL;
 	char *prov_name = NULL, *region = NULL, *default_id = NULL;
 	json_t *target = NULL;
-	char *sets[RENDER_MAX_SETS];
-	size_t n_sets = 0;
-	bool quiet = false;
+	const char *const *sets = set_items;
+	size_t n_sets;
 	int rc = RH_EXIT_USAGE;
+	int n;
 
-	for (int i = 1; i < argc; i++) {
-		int took = rh_cli_take_var(&rh_cmd_render, argc, argv, &i, overrides, &n_overrides);
-		const char **slot = NULL;
-
-		if (took < 0)
-			return RH_EXIT_USAGE;
-		if (took)
-			continue;
-		if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
-			quiet = true;
-			continue;
-		}
-		if (strcmp(argv[i], "--set") == 0) {
-			char *eq = i + 1 < argc ? strchr(argv[i + 1], '=') : NULL;
-
-			if (!eq || eq == argv[i + 1])
-				return rh_cli_usage_error(&rh_cmd_render, "--set expects KEY=VALUE");
-			if (n_sets == RENDER_MAX_SETS)
-				return rh_cli_usage_error(&rh_cmd_render, "more than %d --set options",
-							  RENDER_MAX_SETS);
-			sets[n_sets++] = argv[++i];
-			continue;
-		}
-		if (strcmp(argv[i], "--target") == 0)
-			slot = &target_arg;
-		else if (strcmp(argv[i], "--accelerator") == 0)
-			slot = &accel;
-		else if (strcmp(argv[i], "--out") == 0 || strcmp(argv[i], "-o") == 0)
-			slot = &out;
-		else if (strcmp(argv[i], "--drill-id") == 0)
-			slot = &drill_id;
-		if (slot) {
-			if (i + 1 >= argc || !argv[i + 1][0])
-				return rh_cli_usage_error(&rh_cmd_render, "%s needs a value",
-							  argv[i]);
-			*slot = argv[++i];
-		} else if (argv[i][0] == '-' && argv[i][1]) {
-			return rh_cli_usage_error(&rh_cmd_render, "unknown option '%s'", argv[i]);
-		} else if (file) {
-			return rh_cli_usage_error(&rh_cmd_render, "one runbook at a time");
-		} else {
-			file = argv[i];
-		}
-	}
+	n = rh_parse_options(ctx, argc, argv, options);
+	if (n < 0)
+		return rh_parse_exit(n);
+	if (n > 1)
+		return rh_cli_usage_error(ctx, "one runbook at a time");
+	file = n ? argv[0] : NULL;
+	n_sets = set_list.n;
+	rh_cli_vars(&vars, overrides);
 	if (!file)
-		return rh_cli_usage_error(&rh_cmd_render, "no runbook given");
+		return rh_cli_usage_error(ctx, "no runbook given");
 	if (!out)
-		return rh_cli_usage_error(&rh_cmd_render, "no output directory: add --out DIR");
+		return rh_cli_usage_error(ctx, "no output directory: add --out DIR");
 	if (drill_id && !id_ok(drill_id))
-		return rh_cli_usage_error(&rh_cmd_render, "--drill-id takes 1..%d of "
-							  "[A-Za-z0-9._-], got '%s'",
+		return rh_cli_usage_error(ctx,
+					  "--drill-id takes 1..%d of "
+					  "[A-Za-z0-9._-], got '%s'",
 					  RENDER_ID_MAX, drill_id);
-	if (rh_cli_load_runbook(&rb, file, overrides, n_overrides))
+	if (rh_cli_load_runbook(&rb, file, overrides, vars.n))
 		goto done;
 
 	if (target_arg) {
 		const char *colon = strchr(target_arg, ':');
 
-		prov_name = colon ? strndup(target_arg, (size_t)(colon - target_arg))
-				  : strdup(target_arg);
+		prov_name =
+		    colon ? strndup(target_arg, (size_t)(colon - target_arg)) : strdup(target_arg);
 		region = colon && colon[1] ? strdup(colon + 1) : NULL;
 		if (!prov_name || (colon && colon[1] && !region)) {
 			fprintf(stderr, "rehydra render: out of memory\n");
@@ -208,24 +197,27 @@ static int cmd_render_run(int argc, char **argv)
 				snprintf(names + l, sizeof(names) - l, "%s%s", l ? ", " : "",
 					 rh_providers[i]->name);
 			}
-			rc = rh_cli_usage_error(&rh_cmd_render, "unknown provider '%s' in --target: "
-								"expected one of %s",
+			rc = rh_cli_usage_error(ctx,
+						"unknown provider '%s' in --target: "
+						"expected one of %s",
 						prov_name, names);
 			goto done;
 		}
 	} else {
 		ops = rb->provider;
 		if (!ops) {
-			rc = rh_cli_usage_error(&rh_cmd_render, "%s has no target: pass --target "
-								"PROVIDER:REGION",
+			rc = rh_cli_usage_error(ctx,
+						"%s has no target: pass --target "
+						"PROVIDER:REGION",
 						file);
 			goto done;
 		}
 	}
 	if (!ops->render) {
-		fprintf(stderr, "rehydra render: the %s provider creates nothing with Terraform, "
-				"so there is nothing to render: pick a cloud with --target "
-				"aws|alibaba|nebius:REGION\n",
+		fprintf(stderr,
+			"rehydra render: the %s provider creates nothing with Terraform, "
+			"so there is nothing to render: pick a cloud with --target "
+			"aws|alibaba|nebius:REGION\n",
 			ops->name);
 		goto done;
 	}
@@ -237,9 +229,10 @@ static int cmd_render_run(int argc, char **argv)
 			known |= strlen(ops->target_keys[k]) == klen &&
 				 strncmp(ops->target_keys[k], sets[i], klen) == 0;
 		if (!known) {
-			rc = rh_cli_usage_error(&rh_cmd_render, "--set %.*s: the %s provider has no "
-								"such target key ('rehydra providers "
-								"show %s' lists them)",
+			rc = rh_cli_usage_error(ctx,
+						"--set %.*s: the %s provider has no "
+						"such target key ('rehydra providers "
+						"show %s' lists them)",
 						(int)klen, sets[i], ops->name, ops->name);
 			goto done;
 		}
@@ -277,11 +270,20 @@ static int cmd_render_run(int argc, char **argv)
 		rc = ops->render(p, out);
 	if (rc < 0) {
 		fprintf(stderr, "rehydra render: %s\n", rh_error_last());
-		rc = rc == RH_EIO || rc == RH_ENOMEM || rc == RH_ERROR ? RH_EXIT_FAILED
-								       : RH_EXIT_USAGE;
+		rc = rh_cli_exit_code(rc, RH_CLI_INPUT);
 		goto done;
 	}
 	rc = RH_EXIT_MET;
+	if (as_json) {
+		json_t *doc = json_pack("{s:s, s:O?, s:O?, s:s, s:s}", "provider", ops->name,
+					"region", json_object_get(target, "region"), "accelerator",
+					json_object_get(target, "accelerator"), "drill_id",
+					drill_id, "out", out);
+
+		rc = rh_cli_print_json(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		json_decref(doc);
+		goto done;
+	}
 	if (quiet)
 		goto done;
 	printf("rendered %s %s (%s) for %s into %s\n", ops->name,
@@ -302,28 +304,16 @@ done:
 	return rc;
 }
 
-const struct rh_command rh_cmd_render = {
-	.name = "render",
-	.summary = "Write the Terraform working directory a cloud drill would apply",
-	.usage = "usage: rehydra render RUNBOOK [--target PROVIDER[:REGION]] [--accelerator CLASS]\n"
-		 "                      [--set KEY=VALUE]... [--drill-id ID] [--var NAME=VALUE]...\n"
-		 "                      --out DIR\n\n"
-		 "Renders the runbook's cloud target into DIR without running anything:\n"
-		 "  DIR/module/               the provider's Terraform module (templates/)\n"
-		 "  DIR/main.tf.json          root module: pinned provider, module call, outputs\n"
-		 "  DIR/terraform.tfvars.json every value, as JSON data\n"
-		 "The same inputs always give byte-identical files.\n\n"
-		 "  --target P[:R]     render for provider P (aws, alibaba, nebius) in region R\n"
-		 "                     instead of the runbook's target; keys P does not know\n"
-		 "                     are dropped\n"
-		 "  --accelerator C    accelerator class (see 'rehydra providers show P')\n"
-		 "  --set KEY=VALUE    set a target key of the provider (digits make a number),\n"
-		 "                     e.g. --set project_id=... for nebius\n"
-		 "  --drill-id ID      names and tags resources as drill ID would\n"
-		 "                     (default render-<runbook name>)\n"
-		 "  --var NAME=VALUE   override a runbook var\n"
-		 "  -o, --out DIR      where to write (created if missing)\n"
-		 "  -q, --quiet        print nothing on success\n\n"
-		 "exit status: 0 rendered, 2 bad runbook, target or arguments, 3 I/O failure\n",
-	.run = cmd_render_run,
+const struct rh_cmd rh_cmd_render = {
+    .name = "render",
+    .summary = "Write the Terraform working directory a cloud drill would apply",
+    .args = "RUNBOOK --out DIR",
+    .description =
+	"Renders the runbook's cloud target into DIR without running anything:\n"
+	"  DIR/module/               the provider's Terraform module (templates/)\n"
+	"  DIR/main.tf.json          root module: pinned provider, module call, outputs\n"
+	"  DIR/terraform.tfvars.json every value, as JSON data\n"
+	"The same inputs always give byte-identical files.\n",
+    .epilogue = "exit status: 0 rendered, 2 bad runbook, target or arguments, 3 I/O failure\n",
+    .run = cmd_render_run,
 };

@@ -1,7 +1,8 @@
 /*
- * main.c - rehydra's entry point: finds the subcommand in the one command
- * table and runs it. This is the only place that turns a command's result
- * into the process's exit code.
+ * main.c - rehydra's entry point: the one table of commands, handed to the
+ * option parser (parse_options.h), which finds the command the first word
+ * names (or the closest one for a typo) and runs it; its result is the
+ * process's exit code.
  */
 #include "cli.h"
 #include "error.h"
@@ -14,42 +15,21 @@
 
 #include "banned.h"
 
-const struct rh_command *const rh_commands[] = {
-	&rh_cmd_drill,
-	&rh_cmd_plan,
-	&rh_cmd_validate,
-	&rh_cmd_audit,
-	&rh_cmd_registry,
-	&rh_cmd_render,
-	&rh_cmd_providers,
-	&rh_cmd_help,
-	NULL,
+static const struct rh_cmd *const commands[] = {
+    &rh_cmd_drill,  &rh_cmd_plan,      &rh_cmd_validate, &rh_cmd_audit, &rh_cmd_registry,
+    &rh_cmd_render, &rh_cmd_providers, &rh_cmd_help,	 NULL,
 };
 
-const struct rh_command *rh_command_find(const char *name)
-{
-	for (size_t i = 0; rh_commands[i]; i++)
-		if (strcmp(rh_commands[i]->name, name) == 0)
-			return rh_commands[i];
-	return NULL;
-}
-
-bool rh_cli_is_help(const char *arg)
-{
-	return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
-}
-
-int rh_cli_usage_error(const struct rh_command *cmd, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "rehydra %s: ", cmd->name);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\n(see 'rehydra %s --help')\n", cmd->name);
-	return RH_EXIT_USAGE;
-}
+const struct rh_cmd rh_cmd_root = {
+    .name = "rehydra",
+    .summary = "Recreates an AI inference stack from a runbook and measures the achieved RTO.",
+    .args = "[--version] [--help] <command> [<args>]",
+    .epilogue = "'rehydra help <command>' or 'rehydra <command> --help' describes a command\n"
+		"(and 'rehydra <command> <subcommand> --help' a subcommand); 'rehydra help\n"
+		"runbook' the runbook format; 'rehydra help exit-codes' what the exit status\n"
+		"means.\n",
+    .subs = commands,
+};
 
 void rh_cli_print_diags(FILE *f, const char *path, const struct rh_diags *d)
 {
@@ -58,36 +38,31 @@ void rh_cli_print_diags(FILE *f, const char *path, const struct rh_diags *d)
 			d->items[i].message);
 }
 
-int rh_cli_take_var(const struct rh_command *cmd, int argc, char **argv, int *i,
-		    struct rh_var_override *ov, size_t *n)
+void rh_cli_vars(const struct rh_opt_list *list, struct rh_var_override *ov)
 {
-	char *arg, *eq;
+	for (size_t i = 0; i < list->n; i++) {
+		char *eq = strchr(list->items[i], '=');
 
-	if (strcmp(argv[*i], "--var") != 0)
-		return 0;
-	if (*i + 1 >= argc) {
-		rh_cli_usage_error(cmd, "--var needs NAME=VALUE");
-		return -1;
+		/* the parser checked NAME=VALUE (RH_OPT_F_KV); the value is argv's */
+		if (eq)
+			*eq = '\0';
+		ov[i].name = list->items[i];
+		ov[i].value = eq ? eq + 1 : "";
 	}
-	if (*n == RH_CLI_MAX_VARS) {
-		rh_cli_usage_error(cmd, "more than %d --var options", RH_CLI_MAX_VARS);
-		return -1;
-	}
-	arg = argv[++*i];
-	eq = strchr(arg, '=');
-	if (!eq || eq == arg) {
-		rh_cli_usage_error(cmd, "--var expects NAME=VALUE, got '%s'", arg);
-		return -1;
-	}
-	*eq = '\0';
-	ov[*n].name = arg;
-	ov[*n].value = eq + 1;
-	(*n)++;
-	return 1;
 }
 
-int rh_cli_load_runbook(struct rh_runbook **out, const char *file,
-			const struct rh_var_override *ov, size_t n)
+int rh_cli_print_json(const json_t *j, size_t flags)
+{
+	if (!j || json_dumpf(j, stdout, flags) < 0 || fputc('\n', stdout) == EOF ||
+	    fflush(stdout) != 0) {
+		fprintf(stderr, "rehydra: cannot write the JSON output\n");
+		return RH_EXIT_FAILED;
+	}
+	return 0;
+}
+
+int rh_cli_load_runbook(struct rh_runbook **out, const char *file, const struct rh_var_override *ov,
+			size_t n)
 {
 	struct rh_diags diags = RH_DIAGS_INIT;
 	int rc = 0;
@@ -121,45 +96,17 @@ char *rh_cli_default_state_dir(void)
 	return strdup(buf);
 }
 
-static void print_main_usage(FILE *f)
-{
-	fprintf(f, "usage: rehydra [--version] [--help] <command> [<args>]\n\n"
-		   "Recreates an AI inference stack from a runbook and measures the achieved RTO.\n\n"
-		   "commands:\n");
-	for (size_t i = 0; rh_commands[i]; i++)
-		fprintf(f, "  %-10s %s\n", rh_commands[i]->name, rh_commands[i]->summary);
-	fprintf(f, "\n'rehydra help <command>' describes a command; 'rehydra help runbook' the runbook\n"
-		   "format; 'rehydra help exit-codes' what the exit status means.\n");
-}
-
 int main(int argc, char **argv)
 {
-	const struct rh_command *cmd;
+	struct rh_cmd_ctx top = {.cmd = &rh_cmd_root};
 
 	if (argc < 2) {
-		print_main_usage(stderr);
+		rh_usage_print(&top, NULL, stderr);
 		return RH_EXIT_USAGE;
-	}
-	if (rh_cli_is_help(argv[1])) {
-		print_main_usage(stdout);
-		return 0;
 	}
 	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
 		printf("rehydra %s (runbook format %d)\n", RH_VERSION, RH_RUNBOOK_FORMAT);
-		return 0;
+		return RH_EXIT_MET;
 	}
-	cmd = rh_command_find(argv[1]);
-	if (!cmd) {
-		fprintf(stderr, "rehydra: '%s' is not a command (see 'rehydra --help')\n", argv[1]);
-		return RH_EXIT_USAGE;
-	}
-	for (int i = 2; i < argc; i++) {
-		if (strcmp(argv[i], "--") == 0)
-			break;
-		if (rh_cli_is_help(argv[i])) {
-			fputs(cmd->usage, stdout);
-			return 0;
-		}
-	}
-	return cmd->run(argc - 1, argv + 1);
+	return rh_cmd_run(&rh_cmd_root, NULL, argc, argv);
 }
