@@ -9,6 +9,7 @@
  */
 #include "cache.h"
 #include "error.h"
+#include "hex.h"
 #include "fsutil.h"
 
 #include <dirent.h>
@@ -24,21 +25,11 @@
 
 #include "banned.h"
 
-static bool oid_ok(const char *oid)
-{
-	size_t i;
-
-	for (i = 0; oid[i]; i++)
-		if (!((oid[i] >= '0' && oid[i] <= '9') || (oid[i] >= 'a' && oid[i] <= 'f')))
-			return false;
-	return i == 64;
-}
-
 char *rh_cache_object_path(const char *cache_dir, const char *oid)
 {
 	char *p = NULL;
 
-	if (!oid_ok(oid))
+	if (!rh_hex_is_sha256(oid))
 		return NULL;
 	if (asprintf(&p, "%s/objects/%.2s/%.2s/%s", cache_dir, oid, oid + 2, oid) < 0)
 		return NULL;
@@ -201,7 +192,7 @@ static int sweep_dir(struct sweep *sw, const char *path, int depth)
 			bool is_tmp = strstr(e->d_name, ".tmp-") != NULL;
 
 			if (is_tmp ? tmp_is_stale(dirfd(d), e->d_name)
-				   : !(oid_ok(e->d_name) && sw->keep(sw->user, e->d_name))) {
+				   : !(rh_hex_is_sha256(e->d_name) && sw->keep(sw->user, e->d_name))) {
 				if (unlinkat(dirfd(d), e->d_name, 0) == 0)
 					sw->freed += (uint64_t)sb.st_size;
 				else

@@ -11,6 +11,8 @@
  */
 #include "lfs.h"
 #include "error.h"
+#include "hex.h"
+#include "url.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -72,9 +74,8 @@ static int parse_oid(char out[65], const char *v, size_t n)
 	n -= sizeof(pfx) - 1;
 	if (n != 64)
 		return rh_error_set(RH_EINVAL, "oid has %zu hex digits, not 64", n);
-	for (size_t i = 0; i < 64; i++)
-		if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f')))
-			return rh_error_set(RH_EINVAL, "oid \"%.64s\" is not lowercase hex", v);
+	if (!rh_hex_is_lower(v, 64))
+		return rh_error_set(RH_EINVAL, "oid \"%.64s\" is not lowercase hex", v);
 	memcpy(out, v, 64);
 	out[64] = '\0';
 	return 0;
@@ -227,36 +228,6 @@ static bool url_authority(const char *url, size_t *start, size_t *end)
 	return true;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static char *pct_decode(const char *s, size_t n)
-{
-	char *out = malloc(n + 1);
-	size_t o = 0;
-
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 &&
-		    hexval(s[i + 2]) >= 0) {
-			out[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-			i += 2;
-		} else {
-			out[o++] = s[i];
-		}
-	}
-	out[o] = '\0';
-	return out;
-}
 
 int rh_lfs_url_split(const char *url, char **bare, char **user, char **pass)
 {
@@ -286,11 +257,12 @@ int rh_lfs_url_split(const char *url, char **bare, char **user, char **pass)
 		const char *colon = memchr(url + a, ':', at - a);
 		size_t ulen = colon ? (size_t)(colon - (url + a)) : at - a;
 
-		*user = pct_decode(url + a, ulen);
-		if (*user && colon)
-			*pass = pct_decode(colon + 1, (size_t)(url + at - colon - 1));
-		if (!*user || (colon && !*pass))
-			err = rh_error_set(RH_ENOMEM, "out of memory");
+		err = rh_url_decode(user, url + a, ulen, RH_URL_KEEP_BAD_ESCAPES);
+		if (err == 0 && colon)
+			err = rh_url_decode(pass, colon + 1, (size_t)(url + at - colon - 1),
+					    RH_URL_KEEP_BAD_ESCAPES);
+		if (err < 0)
+			rh_error_prefix(err, "credentials in the remote URL");
 	}
 done:
 	if (err < 0) {

@@ -26,6 +26,7 @@
 #include "cache.h"
 #include "cancel.h"
 #include "error.h"
+#include "hex.h"
 #include "fsutil.h"
 #include "lfs.h"
 #include "sha256.h"
@@ -95,14 +96,6 @@ static double now_mono(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static bool is_hex_lower(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return s[n] == '\0';
 }
 
 /* "ssh://", "https://", "git@host:path": anything that is not a local path. */
@@ -931,8 +924,7 @@ static int manifest_check(struct rh_model_version *v, const char *where)
 					   "integer >= 0", where, i, path);
 			goto done;
 		}
-		if (!json_is_string(jh) || json_string_length(jh) != 64 ||
-		    !is_hex_lower(json_string_value(jh), 64)) {
+		if (!json_is_string(jh) || !rh_hex_is_sha256(json_string_value(jh))) {
 			err = rh_error_set(RH_EINVAL, "%s: files[%zu] (%s): sha256 must be 64 "
 					   "lowercase hex digits", where, i, path);
 			goto done;
@@ -1002,7 +994,7 @@ static int resolve_locked(struct rh_model_version **out, struct rh_registry *r, 
 			pin[i] = (char)((commit[i] >= 'A' && commit[i] <= 'F') ? commit[i] + 32
 									 : commit[i]);
 		pin[cl < 40 ? cl : 40] = '\0';
-		if (cl != 40 || !is_hex_lower(pin, 40)) {
+		if (cl != 40 || !rh_hex_is_lower(pin, 40)) {
 			err = rh_error_set(RH_EINVAL, "registry %s: commit pin \"%s\" is not 40 "
 					   "hex digits", r->url, commit);
 			goto done;

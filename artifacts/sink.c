@@ -10,6 +10,7 @@
  */
 #include "sink.h"
 #include "error.h"
+#include "url.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -92,42 +93,13 @@ static void url_shown(char *out, size_t size, const char *url)
 	out[o] = '\0';
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes the path of a file:// URL into a new string; NULL when
  * the URL is malformed (a bad escape or an encoded NUL). */
 static char *file_url_path(const char *p)
 {
-	char *out = malloc(strlen(p) + 1);
-	size_t o = 0;
+	char *out = NULL;
 
-	if (!out)
-		return NULL;
-	for (; *p; p++) {
-		if (*p == '%') {
-			int hi = hexval(p[1]);
-			int lo = hi < 0 ? -1 : hexval(p[2]);
-
-			if (lo < 0 || (hi == 0 && lo == 0)) {
-				free(out);
-				return NULL;
-			}
-			out[o++] = (char)(hi * 16 + lo);
-			p += 2;
-			continue;
-		}
-		out[o++] = *p;
-	}
-	out[o] = '\0';
+	rh_url_decode(&out, p, strlen(p), 0);
 	return out;
 }
 

@@ -20,6 +20,7 @@
 #include "sink.h"
 #include "cancel.h"
 #include "error.h"
+#include "hex.h"
 #include "fsutil.h"
 #include "sha256.h"
 
@@ -57,16 +58,6 @@ struct file_sink {
 	json_t *files;       /* state: path -> {size, sha256, mtime_ns, ctime_ns, ino} */
 	bool dirty;
 };
-
-static bool sha256_hex_ok(const char *h)
-{
-	if (!h || strlen(h) != 64)
-		return false;
-	for (int i = 0; i < 64; i++)
-		if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f')))
-			return false;
-	return true;
-}
 
 /* Names the sink reserves for itself cannot be manifest paths. */
 static bool file_sink_path_ok(const char *path)
@@ -178,7 +169,7 @@ static const char *file_sink_known(struct file_sink *fs, const char *path, const
 	    json_integer_value(json_object_get(e, "ctime_ns")) != stat_ns(&sb->st_ctim) ||
 	    json_integer_value(json_object_get(e, "ino")) != (json_int_t)sb->st_ino)
 		return NULL;
-	if (!sha256_hex_ok(json_string_value(json_object_get(e, "sha256"))))
+	if (!rh_hex_is_sha256(json_string_value(json_object_get(e, "sha256"))))
 		return NULL;
 	return json_string_value(json_object_get(e, "sha256"));
 }
@@ -567,7 +558,7 @@ static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, con
 				   s->url);
 		goto done;
 	}
-	if (!sha256_hex_ok(sha256)) {
+	if (!rh_hex_is_sha256(sha256)) {
 		err = rh_error_set(RH_EINVAL, "bad sha256 \"%s\" for %s in sink %s", sha256, path,
 				   s->url);
 		goto done;

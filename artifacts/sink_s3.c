@@ -44,6 +44,8 @@
 #include "sink_s3.h"
 #include "cancel.h"
 #include "error.h"
+#include "hex.h"
+#include "url.h"
 #include "md5.h"
 #include "sha256.h"
 
@@ -176,16 +178,6 @@ static void s3_curl_init(void)
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static bool is_sha256_hex(const char *h)
-{
-	if (!h || strlen(h) != 64)
-		return false;
-	for (int i = 0; i < 64; i++)
-		if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f')))
-			return false;
-	return true;
-}
-
 static char *s3_strndup(const char *s, size_t n)
 {
 	char *p = malloc(n + 1);
@@ -259,17 +251,6 @@ static void etag_copy(char dst[96], const char *src, size_t n)
 		n = 95;
 	memcpy(dst, src, n);
 	dst[n] = '\0';
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* ---- a tiny XML scanner ------------------------------------------------- *
@@ -360,7 +341,7 @@ static char *xml_text(const char *v, size_t n)
 					unsigned long cp = 0;
 
 					for (const char *c = v + i + (hex ? 3 : 2); c < semi; c++) {
-						int d = hexval(*c);
+						int d = rh_hex_val(*c);
 
 						if (d < 0 || (!hex && d > 9)) {
 							cp = 0x110000;
@@ -396,38 +377,6 @@ char *rh_s3_xml_get(const char *xml, size_t len, const char *tag)
 }
 
 /* ---- target URL --------------------------------------------------------- */
-
-/* Decodes %XX in s[0..n) into a new string; RH_EINVAL for a bad or NUL
- * escape, RH_ENOMEM. */
-static int pct_decode(char **out, const char *s, size_t n)
-{
-	char *d = malloc(n + 1);
-	size_t o = 0;
-
-	*out = NULL;
-	if (!d)
-		return RH_ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] != '%') {
-			d[o++] = s[i];
-			continue;
-		}
-		if (i + 2 >= n) {
-			free(d);
-			return RH_EINVAL;
-		}
-		if (hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0 ||
-		    (hexval(s[i + 1]) | hexval(s[i + 2])) == 0) {
-			free(d);
-			return RH_EINVAL;
-		}
-		d[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-		i += 2;
-	}
-	d[o] = '\0';
-	*out = d;
-	return 0;
-}
 
 static bool bucket_ok(const char *b)
 {
@@ -560,7 +509,7 @@ int rh_s3_target_parse(struct rh_s3_target *t, const char *url)
 
 		while (pe > p && pe[-1] == '/')
 			pe--;
-		if (pct_decode(&prefix_raw, p, (size_t)(pe - p)) < 0) {
+		if (rh_url_decode(&prefix_raw, p, (size_t)(pe - p), 0) < 0) {
 			err = rh_error_set(RH_EINVAL, "bad percent-encoding in the prefix of s3 "
 					   "target %s", url);
 			goto done;
@@ -595,7 +544,7 @@ int rh_s3_target_parse(struct rh_s3_target *t, const char *url)
 			goto done;
 		}
 		free(*slot);
-		if (pct_decode(slot, eq + 1, (size_t)(end - eq - 1)) < 0) {
+		if (rh_url_decode(slot, eq + 1, (size_t)(end - eq - 1), 0) < 0) {
 			err = rh_error_set(RH_EINVAL, "bad percent-encoding in option \"%.*s\" of "
 					   "s3 target %s", (int)kl, a, url);
 			goto done;
@@ -1215,7 +1164,7 @@ static int s3_has(struct rh_sink *base, const char *path, uint64_t size, const c
 	int err = 0;
 
 	*present = false;
-	if (!s3_path_ok(path) || !is_sha256_hex(sha256)) {
+	if (!s3_path_ok(path) || !rh_hex_is_sha256(sha256)) {
 		err = rh_error_set(RH_EINVAL, "unsafe path \"%s\" or bad sha256 for sink %s", path,
 				   base->url);
 		goto done;
@@ -2085,7 +2034,7 @@ static int s3_put(struct rh_sink *base, const char *path, uint64_t size, const c
 				   base->url);
 		goto done;
 	}
-	if (!is_sha256_hex(sha256)) {
+	if (!rh_hex_is_sha256(sha256)) {
 		err = rh_error_set(RH_EINVAL, "bad sha256 \"%s\" for %s in sink %s",
 				   sha256 ? sha256 : "", path, base->url);
 		goto done;

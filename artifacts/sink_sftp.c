@@ -37,6 +37,8 @@
 #include "cancel.h"
 #include "clock.h"
 #include "error.h"
+#include "hex.h"
+#include "url.h"
 #include "fsutil.h"
 #include "sha256.h"
 #include "ssh.h"
@@ -84,16 +86,6 @@ struct sftp_sink {
 	json_t *dirs;  /* set of directories (relative to root) known to be real dirs */
 	bool dirty;
 };
-
-static bool sha256_hex_ok(const char *h)
-{
-	if (!h || strlen(h) != 64)
-		return false;
-	for (int i = 0; i < 64; i++)
-		if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f')))
-			return false;
-	return true;
-}
 
 static bool sftp_path_ok(const char *path)
 {
@@ -703,7 +695,7 @@ static int sftp_put(struct rh_sink *s, const char *path, uint64_t size, const ch
 				   s->url);
 		goto done;
 	}
-	if (!sha256_hex_ok(sha256)) {
+	if (!rh_hex_is_sha256(sha256)) {
 		err = rh_error_set(RH_EINVAL, "bad sha256 \"%s\" for %s in sink %s", sha256, path,
 				   s->url);
 		goto done;
@@ -1073,40 +1065,13 @@ static const struct rh_sink_ops sftp_sink_ops = {
 
 /* ---- open ---------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Percent-decodes [s, s+n) into a new string; refuses control characters
- * and NUL. */
+/* Percent-decodes [s, s+n) into a new string; NULL for control characters
+ * and NUL (raw or encoded) or when out of memory. */
 static char *pct_decode(const char *s, size_t n)
 {
-	char *out = malloc(n + 1);
-	size_t o = 0;
+	char *out = NULL;
 
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (ch == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-			ch = (unsigned char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-			i += 2;
-		}
-		if (ch < 0x20 || ch == 0x7f) {
-			free(out);
-			return NULL;
-		}
-		out[o++] = (char)ch;
-	}
-	out[o] = '\0';
+	rh_url_decode(&out, s, n, RH_URL_KEEP_BAD_ESCAPES | RH_URL_NO_CONTROL);
 	return out;
 }
 

@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "hex.h"
 #include "fsutil.h"
 #include "sha256.h"
 
@@ -56,16 +57,6 @@ struct rh_journal {
 };
 
 /* ---- small helpers ---------------------------------------------------- */
-
-static bool is_hex64(const char *s)
-{
-	if (!s)
-		return false;
-	for (size_t i = 0; i < 64; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return s[64] == '\0';
-}
 
 static int lock_fd(int fd, int op, const char *path)
 {
@@ -214,8 +205,8 @@ static bool parse_entry(struct parsed *p, const char *line, size_t len, char *wh
 		return false;
 	}
 	p->seq = json_integer_value(seq);
-	if (!is_hex64(p->prev) || !is_hex64(p->hash)) {
-		snprintf(why, wsz, "no valid \"%s\"", is_hex64(p->prev) ? "hash" : "prev");
+	if (!rh_hex_is_sha256(p->prev) || !rh_hex_is_sha256(p->hash)) {
+		snprintf(why, wsz, "no valid \"%s\"", rh_hex_is_sha256(p->prev) ? "hash" : "prev");
 		return false;
 	}
 	if (!p->at || !p->kind) {
@@ -549,12 +540,7 @@ static bool span_is(const struct span *sp, const char *word)
 
 static bool span_is_hex64(const struct span *sp)
 {
-	if (!sp->p || sp->n != 64)
-		return false;
-	for (size_t i = 0; i < 64; i++)
-		if (!((sp->p[i] >= '0' && sp->p[i] <= '9') || (sp->p[i] >= 'a' && sp->p[i] <= 'f')))
-			return false;
-	return true;
+	return sp->p && sp->n == 64 && rh_hex_is_lower(sp->p, 64);
 }
 
 /* Scans one line as an entry into *v; on failure writes why into `why`. */

@@ -8,6 +8,7 @@
 #include "fsutil.h"
 
 #include "error.h"
+#include "hex.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -83,7 +84,6 @@ int rh_fs_write_all(int fd, const void *buf, size_t len)
 
 void rh_fs_rand_hex(char out[17])
 {
-	static const char digits[] = "0123456789abcdef";
 	unsigned char r[8] = { 0 };
 
 	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
@@ -94,11 +94,7 @@ void rh_fs_rand_hex(char out[17])
 
 		memcpy(r, &v, sizeof(r));
 	}
-	for (size_t i = 0; i < sizeof(r); i++) {
-		out[2 * i] = digits[r[i] >> 4];
-		out[2 * i + 1] = digits[r[i] & 15];
-	}
-	out[16] = '\0';
+	rh_hex_encode(out, r, sizeof(r));
 }
 
 int rh_fs_write_atomic_at(int dirfd, const char *where, const char *name, const void *data,

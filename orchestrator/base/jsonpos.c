@@ -12,6 +12,7 @@
 #include "jsonpos.h"
 
 #include "error.h"
+#include "hex.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -92,17 +93,6 @@ static bool skip_value(struct scan *sc)
 	return true;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static bool read_hex4(struct scan *sc, uint32_t *out)
 {
 	uint32_t v = 0;
@@ -110,7 +100,7 @@ static bool read_hex4(struct scan *sc, uint32_t *out)
 	if (sc->pos + 4 > sc->len)
 		return false;
 	for (int i = 0; i < 4; i++) {
-		int h = hexval(sc->s[sc->pos + (size_t)i]);
+		int h = rh_hex_val(sc->s[sc->pos + (size_t)i]);
 
 		if (h < 0)
 			return false;

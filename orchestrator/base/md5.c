@@ -9,6 +9,8 @@
  */
 #include "md5.h"
 
+#include "hex.h"
+
 #include <string.h>
 
 #include "banned.h"
@@ -179,13 +181,7 @@ void rh_md5_final(struct rh_md5 *c, uint8_t out[16])
 
 void rh_md5_hex(char hex[33], const uint8_t digest[16])
 {
-	static const char digits[] = "0123456789abcdef";
-
-	for (int i = 0; i < 16; i++) {
-		hex[2 * i] = digits[digest[i] >> 4];
-		hex[2 * i + 1] = digits[digest[i] & 15];
-	}
-	hex[32] = '\0';
+	rh_hex_encode(hex, digest, 16);
 }
 
 void rh_md5_buf_hex(char hex[33], const void *data, size_t len)

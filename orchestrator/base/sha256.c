@@ -11,6 +11,7 @@
  */
 #include "sha256.h"
 #include "error.h"
+#include "hex.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -231,13 +232,7 @@ void rh_sha256_final(struct rh_sha256 *c, uint8_t out[32])
 
 void rh_sha256_hex(char hex[65], const uint8_t digest[32])
 {
-	static const char digits[] = "0123456789abcdef";
-
-	for (int i = 0; i < 32; i++) {
-		hex[2 * i] = digits[digest[i] >> 4];
-		hex[2 * i + 1] = digits[digest[i] & 15];
-	}
-	hex[64] = '\0';
+	rh_hex_encode(hex, digest, 32);
 }
 
 void rh_sha256_buf_hex(char hex[65], const void *data, size_t len)
