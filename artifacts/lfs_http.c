@@ -19,6 +19,7 @@
 #include "cancel.h"
 #include "error.h"
 #include "fsutil.h"
+#include "global.h"
 #include "sha256.h"
 
 #include <curl/curl.h>
@@ -47,14 +48,6 @@ struct rh_lfs_remote {
 	char *origin;   /* "scheme://host:port" of the endpoint, for the auth decision */
 	char *auth;     /* "Authorization: ..." or NULL; secret */
 };
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init_once(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static double now_real(void)
 {
@@ -417,12 +410,9 @@ int rh_lfs_remote_new(struct rh_lfs_remote **out, const char *endpoint)
 	int err = 0;
 
 	*out = NULL;
-	pthread_once(&curl_once, curl_init_once);
-	if (curl_init_rc != CURLE_OK) {
-		err = rh_error_set(RH_EIO, "cannot initialise libcurl: %s",
-				   curl_easy_strerror(curl_init_rc));
+	err = rh_artifacts_global_check();
+	if (err < 0)
 		goto done;
-	}
 	rm = calloc(1, sizeof(*rm));
 	if (!rm) {
 		err = rh_error_set(RH_ENOMEM, "out of memory");

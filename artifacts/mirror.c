@@ -16,6 +16,7 @@
 
 #include "error.h"
 #include "fsutil.h"
+#include "global.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,15 +40,6 @@
 	"    rehydra audit verify --journal journal.jsonl\n"                                \
 	"rebuilds it and checks its hash chain. Commits only ever add lines; a commit that\n" \
 	"changes an earlier segment means the journal on the drill host was altered.\n"
-
-static pthread_once_t git_once = PTHREAD_ONCE_INIT;
-static int git_init_rc;
-
-/* Once per process, never shut down (as in registry.c). */
-static void git_init_once(void)
-{
-	git_init_rc = git_libgit2_init();
-}
 
 static const char *git_msg(void)
 {
@@ -327,11 +319,9 @@ int rh_mirror_push(struct rh_mirror_result *res, const char *journal_path,
 	if (!branch)
 		branch = RH_MIRROR_BRANCH;
 	safe_url(shown, sizeof(shown), remote_url);
-	pthread_once(&git_once, git_init_once);
-	if (git_init_rc < 0) {
-		rc = rh_error_set(RH_EIO, "cannot initialise libgit2: %s", git_msg());
+	rc = rh_artifacts_global_check();
+	if (rc < 0)
 		goto done;
-	}
 	snprintf(ref, sizeof(ref), "refs/heads/%s", branch);
 	if (strlen(branch) > 200 || git_reference_name_is_valid(&valid, ref) < 0 || !valid) {
 		rc = rh_error_set(RH_EINVAL, "'%s' is not a valid branch name", branch);

@@ -19,6 +19,7 @@
 #include "clock.h"
 #include "error.h"
 #include "fsutil.h"
+#include "global.h"
 #include "lfs.h"
 #include "sha256.h"
 #include "sink.h"
@@ -64,16 +65,6 @@ struct pub {
 	uint8_t *buf;
 	struct rh_publish_result res;
 };
-
-static pthread_once_t pub_git_once = PTHREAD_ONCE_INIT;
-static int pub_git_rc;
-
-/* libgit2 is initialised once per process and never shut down (the
- * registry does the same: threads may still use it). */
-static void pub_git_init(void)
-{
-	pub_git_rc = git_libgit2_init();
-}
 
 static const char *git_msg(void)
 {
@@ -736,11 +727,9 @@ int rh_registry_publish(struct rh_publish_result *res, const char *registry, con
 	p.opts = opts ? opts : &defaults;
 	if (res)
 		memset(res, 0, sizeof(*res));
-	pthread_once(&pub_git_once, pub_git_init);
-	if (pub_git_rc < 0) {
-		err = rh_error_set(RH_EIO, "cannot initialise libgit2: %s", git_msg());
+	err = rh_artifacts_global_check();
+	if (err < 0)
 		goto done;
-	}
 	if (!registry || !*registry) {
 		err = rh_error_set(RH_EINVAL, "no registry given");
 		goto done;

@@ -26,8 +26,9 @@
 #include "cache.h"
 #include "cancel.h"
 #include "error.h"
-#include "hex.h"
 #include "fsutil.h"
+#include "global.h"
+#include "hex.h"
 #include "lfs.h"
 #include "sha256.h"
 
@@ -72,16 +73,6 @@ struct rh_registry {
 	bool stale;
 	char *stale_reason;
 };
-
-static pthread_once_t git_once = PTHREAD_ONCE_INIT;
-static int git_init_rc;
-
-/* libgit2 is initialised once per process and never shut down: steps run in
- * threads, and a shutdown racing a sync would free state under it. */
-static void git_init_once(void)
-{
-	git_init_rc = git_libgit2_init();
-}
 
 static const char *git_msg(void)
 {
@@ -607,11 +598,9 @@ int rh_registry_open_opts(struct rh_registry **out, const char *url, const char 
 	*out = NULL;
 	if (!opts)
 		opts = &defaults;
-	pthread_once(&git_once, git_init_once);
-	if (git_init_rc < 0) {
-		err = rh_error_set(RH_EIO, "cannot initialise libgit2: %s", git_msg());
+	err = rh_artifacts_global_check();
+	if (err < 0)
 		goto done;
-	}
 	if (!url || !*url) {
 		err = rh_error_set(RH_EINVAL, "no registry given");
 		goto done;
@@ -1598,7 +1587,9 @@ int rh_registry_cache_gc(const char *cache_dir, uint64_t *freed, uint64_t *kept)
 		*freed = 0;
 	if (kept)
 		*kept = 0;
-	pthread_once(&git_once, git_init_once);
+	err = rh_artifacts_global_check();
+	if (err < 0)
+		goto done;
 	if (!g.keep || asprintf(&regdir, "%s/registries", cache_dir) < 0) {
 		regdir = NULL;
 		err = rh_error_set(RH_ENOMEM, "out of memory");

@@ -44,10 +44,11 @@
 #include "sink_s3.h"
 #include "cancel.h"
 #include "error.h"
+#include "global.h"
 #include "hex.h"
-#include "url.h"
 #include "md5.h"
 #include "sha256.h"
+#include "url.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -167,14 +168,6 @@ struct s3_upload {
 	char errmsg[1024];
 	uint64_t sent;
 };
-
-static pthread_once_t s3_curl_once = PTHREAD_ONCE_INIT;
-static CURLcode s3_curl_init_rc = CURLE_OK;
-
-static void s3_curl_init(void)
-{
-	s3_curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -2110,12 +2103,9 @@ int rh_sink_s3_open(struct rh_sink **out, const char *url, const struct rh_sink_
 	int err = 0;
 
 	*out = NULL;
-	pthread_once(&s3_curl_once, s3_curl_init);
-	if (s3_curl_init_rc != CURLE_OK) {
-		err = rh_error_set(RH_ERROR, "cannot initialise libcurl: %s",
-				   curl_easy_strerror(s3_curl_init_rc));
+	err = rh_artifacts_global_check();
+	if (err < 0)
 		goto done;
-	}
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		err = rh_error_set(RH_ENOMEM, "out of memory opening %s", url ? url : "s3 sink");

@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "engine.h"
 #include "error.h"
+#include "global.h"
 #include "step_run.h"
 
 #include <curl/curl.h>
@@ -51,14 +52,6 @@ struct probe {
 	/* the last observation, for the timeout message */
 	char last[640];
 };
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init_once(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *user)
 {
@@ -253,10 +246,8 @@ static int probe_setup(struct probe *p)
 		return rh_error_set(RH_ENOMEM, "out of memory");
 	if (!method)
 		method = "GET";
-	pthread_once(&curl_once, curl_init_once);
-	if (curl_init_rc != CURLE_OK)
-		return rh_error_set(RH_ERROR, "cannot initialise libcurl: %s",
-				    curl_easy_strerror(curl_init_rc));
+	if (rh_artifacts_global_check() < 0)
+		return RH_ERROR;
 	p->easy = h = curl_easy_init();
 	p->multi = curl_multi_init();
 	if (!h || !p->multi)

@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 #include "error.h"
+#include "global.h"
 #include "runbook.h"
 
 #include <stdarg.h>
@@ -100,6 +101,10 @@ int main(int argc, char **argv)
 {
 	struct rh_cmd_ctx top = {.cmd = &rh_cmd_root};
 
+	if (rh_artifacts_global_init() < 0 || atexit(rh_artifacts_global_shutdown) != 0) {
+		fprintf(stderr, "rehydra: %s\n", rh_error_last());
+		return rh_cli_exit_code(RH_ERROR, RH_CLI_RUN);
+	}
 	if (argc < 2) {
 		rh_usage_print(&top, NULL, stderr);
 		return RH_EXIT_USAGE;

@@ -4,10 +4,14 @@
  * A test file defines its cases and ends with
  *     RH_TEST_MAIN("runbook", { "parse_ok", test_runbook__parse_ok }, ...)
  * which registers one suite and runs it; the exit code is non-zero when any
- * assertion failed, so ctest sees failures.
+ * assertion failed, so ctest sees failures. Like main(), it initialises
+ * libcurl and libgit2 (rh_artifacts_global_init) before the first case.
  */
 #ifndef RH_TESTLIB_H
 #define RH_TESTLIB_H
+
+#include "error.h"
+#include "global.h"
 
 #include <CUnit/Basic.h>
 #include <ftw.h>
@@ -26,6 +30,11 @@ static inline int rh_test_run(const char *suite, const struct rh_test_case *case
 	CU_pSuite s;
 	unsigned failed;
 
+	/* What main() does first: the suites reach libcurl and libgit2. */
+	if (rh_artifacts_global_init() < 0) {
+		fprintf(stderr, "%s\n", rh_error_last());
+		return 2;
+	}
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 2;
 	s = CU_add_suite(suite, NULL, NULL);
@@ -40,6 +49,7 @@ static inline int rh_test_run(const char *suite, const struct rh_test_case *case
 	if (CU_get_number_of_tests_run() == 0)
 		failed = 1;
 	CU_cleanup_registry();
+	rh_artifacts_global_shutdown();
 	return failed ? 1 : 0;
 }
 
