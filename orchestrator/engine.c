@@ -42,8 +42,6 @@
 
 #include "banned.h"
 
-#define RH_DEFAULT_TIMEOUT_S 3600.0
-
 struct engine;
 
 /* The running state of one step; touched only under d->lock, except the
@@ -486,9 +484,9 @@ static void *attempt_thread(void *arg)
 	struct rh_drill *d = e->d;
 	const struct rh_step *s = &d->rb->steps[rt->idx];
 	struct rh_cancel *cancel = step_cancel(e, rt->idx);
-	double timeout = s->timeout_s > 0		  ? s->timeout_s
-			 : s->type->default_timeout_s > 0 ? s->type->default_timeout_s
-							  : RH_DEFAULT_TIMEOUT_S;
+	/* The parser fills in the type's default; a step built without it
+	 * gets the same default from the same table. */
+	double timeout = s->timeout_s > 0 ? s->timeout_s : s->type->default_timeout_s;
 	struct rh_step_ctx ctx = {
 	    .drill = d,
 	    .step = s,

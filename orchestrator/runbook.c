@@ -292,7 +292,7 @@ struct val {
 	size_t n_ids;
 	unsigned char *anc;      /* ancestor marks for `anc_for` */
 	size_t anc_for;
-	bool anc_types[16];      /* which step types (rh_step_types order) it has */
+	bool anc_types[RH_STEP_TYPE_COUNT]; /* which step types (rh_step_types order) it has */
 	size_t *stack;
 };
 
@@ -998,7 +998,9 @@ static void check_step(struct val *v, size_t idx, const json_t *spec)
 	check_do(v, st, spec);
 	note(v, rh_spec_string(v->d, spec, st->pointer, "description", false, NULL));
 	check_after(v, st, idx, spec);
-	st->timeout_s = st->type ? st->type->default_timeout_s : 60;
+	/* The step-type table is the one source of defaults; an unknown type
+	 * is already an error and runs nothing. */
+	st->timeout_s = st->type ? st->type->default_timeout_s : 0;
 	note(v, rh_spec_number(v->d, spec, st->pointer, "timeout_s", false, &timeout,
 			       &st->timeout_s));
 	note(v, rh_spec_integer(v->d, spec, st->pointer, "retries", false, 0, RH_RETRIES_MAX,
@@ -1300,7 +1302,7 @@ static bool ancestors(struct val *v, size_t u)
 				continue;
 			v->anc[dep] = 1;
 			v->stack[top++] = dep;
-			for (size_t t = 0; dep != u && rh_step_types[t] && t < 16; t++)
+			for (size_t t = 0; dep != u && t < RH_STEP_TYPE_COUNT; t++)
 				if (rb->steps[dep].type == rh_step_types[t])
 					v->anc_types[t] = true;
 		}
@@ -1322,7 +1324,7 @@ static bool depends_on_type(struct val *v, size_t u, const struct rh_step_type *
 {
 	if (!ancestors(v, u))
 		return true;
-	for (size_t t = 0; rh_step_types[t] && t < 16; t++)
+	for (size_t t = 0; t < RH_STEP_TYPE_COUNT; t++)
 		if (rh_step_types[t] == type)
 			return v->anc_types[t];
 	return false;

@@ -15,6 +15,7 @@
 #include "step_run.h"
 #include "suggest.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -362,6 +363,8 @@ const struct rh_step_type *const rh_step_types[] = {
 	&rh_step_teardown,
 	NULL,
 };
+static_assert(sizeof(rh_step_types) / sizeof(rh_step_types[0]) == RH_STEP_TYPE_COUNT + 1,
+	      "RH_STEP_TYPE_COUNT in steps.h must count the entries of rh_step_types");
 
 const struct rh_step_type *rh_step_type_find(const char *name)
 {

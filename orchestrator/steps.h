@@ -49,7 +49,7 @@ struct rh_step_type {
 	const char *name;              /* the `do` value */
 	const char *summary;           /* one line for `rehydra help runbook` */
 	const char *const *keys;       /* own keys, NULL-terminated */
-	double default_timeout_s;
+	double default_timeout_s;      /* > 0: the only default for `timeout_s` */
 	/* May be NULL. spec is unexpanded; pointer is e.g. "/steps/3". */
 	int (*validate)(const json_t *spec, const char *pointer, struct rh_diags *d);
 	int (*run)(struct rh_step_ctx *ctx);
@@ -62,8 +62,12 @@ struct rh_step_type {
 	const char *exports_to;
 };
 
-/* NULL-terminated table of all step types. */
-extern const struct rh_step_type *const rh_step_types[];
+/* How many step types there are: tables indexed in rh_step_types order are
+ * sized by it (and static_assert that they agree). */
+#define RH_STEP_TYPE_COUNT 7
+
+/* NULL-terminated table of all step types, in a fixed order. */
+extern const struct rh_step_type *const rh_step_types[RH_STEP_TYPE_COUNT + 1];
 
 /* Looks a `do` value up; NULL if unknown. */
 const struct rh_step_type *rh_step_type_find(const char *name);

@@ -729,6 +729,8 @@ static void test_runbook__helpers(void)
 	for (size_t i = 0; rh_step_types[i]; i++) {
 		CU_ASSERT_PTR_NOT_NULL(rh_step_types[i]->run);
 		CU_ASSERT_PTR_NOT_NULL(rh_step_types[i]->keys);
+		/* The table is the only default for timeout_s (engine.c has none). */
+		CU_ASSERT(rh_step_types[i]->default_timeout_s > 0);
 	}
 }
 
