@@ -362,18 +362,46 @@ static void fingerprint_sha256(char out[64], const void *key, size_t len)
 	out[o] = '\0';
 }
 
+/* A field of this process's passwd entry (the user name, or the home
+ * directory when want_home) as a new string; NULL when there is none or
+ * memory ran out. getpwuid_r, not getpwuid: connections open in parallel
+ * (SFTP sinks) and getpwuid's result is one static buffer for all threads. */
+static char *self_passwd_field(bool want_home)
+{
+	long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
+	size_t len = hint > 0 ? (size_t)hint : 4096;
+	struct passwd pwd, *pw = NULL;
+	char *buf = NULL;
+	char *v = NULL;
+	int rc;
+
+	do {
+		char *nb = realloc(buf, len);
+
+		if (!nb)
+			goto done;
+		buf = nb;
+		rc = getpwuid_r(getuid(), &pwd, buf, len, &pw);
+		len *= 2;
+	} while (rc == ERANGE && len <= (1u << 20));
+	if (rc == 0 && pw)
+		v = strdup(want_home ? pw->pw_dir : pw->pw_name);
+done:
+	free(buf);
+	return v;
+}
+
 static char *home_path(const char *rel)
 {
 	const char *home = getenv("HOME");
-	struct passwd *pw;
+	char *own = NULL;
 	char *p = NULL;
 
-	if (!home || !*home) {
-		pw = getpwuid(getuid());
-		home = pw ? pw->pw_dir : NULL;
-	}
-	if (!home || asprintf(&p, "%s/%s", home, rel) < 0)
-		return NULL;
+	if (!home || !*home)
+		home = own = self_passwd_field(true);
+	if (home && asprintf(&p, "%s/%s", home, rel) < 0)
+		p = NULL;
+	free(own);
 	return p;
 }
 
@@ -790,7 +818,7 @@ int rh_ssh_connect(struct rh_ssh **out, const char *host, unsigned port,
 	static const struct rh_ssh_opts defaults = RH_SSH_OPTS_INIT;
 	struct kh_file kh;
 	struct rh_ssh *s = NULL;
-	struct passwd *pw;
+	char *own_user = NULL;
 	const char *user;
 	char hostkeys[256];
 	double deadline;
@@ -812,8 +840,9 @@ int rh_ssh_connect(struct rh_ssh **out, const char *host, unsigned port,
 	}
 	user = opts->user;
 	if (!user || !*user) {
-		pw = getpwuid(getuid());
-		user = pw ? pw->pw_name : getenv("USER");
+		user = own_user = self_passwd_field(false);
+		if (!user)
+			user = getenv("USER");
 	}
 	if (!user || !*user) {
 		err = rh_error_set(RH_EINVAL, "ssh: no user name for %s; put one in the URL",
@@ -880,6 +909,7 @@ int rh_ssh_connect(struct rh_ssh **out, const char *host, unsigned port,
 done:
 	kh_file_free(&kh);
 	rh_ssh_free(s);
+	free(own_user);
 	return err;
 }
 

@@ -32,5 +32,20 @@
 #define system(x) RH_BANNED(system)
 #undef popen
 #define popen(x, y) RH_BANNED(popen)
+/* Results in one static buffer shared by all threads: use gmtime_r,
+ * localtime_r, strftime/snprintf, getpwuid_r. */
+#undef gmtime
+#define gmtime(x) RH_BANNED(gmtime)
+#undef localtime
+#define localtime(x) RH_BANNED(localtime)
+#undef ctime
+#define ctime(x) RH_BANNED(ctime)
+#undef asctime
+#define asctime(x) RH_BANNED(asctime)
+#undef getpwuid
+#define getpwuid(x) RH_BANNED(getpwuid)
+/* Its size argument is the room left, not the buffer's: use snprintf. */
+#undef strncat
+#define strncat(x, y, n) RH_BANNED(strncat)
 
 #endif

@@ -50,12 +50,20 @@ static void test_ssh__quote_argv(void)
 static void test_ssh__connect_ok(void)
 {
 	struct rh_ssh *s = NULL;
+	struct passwd pwd, *pw = NULL;
+	char pwbuf[4096];
+	char want[512];
 	char fp[128];
 	char pub[600];
 
 	setup();
 	CU_ASSERT_EQUAL_FATAL(connect_with(&s, "127.0.0.1", srv.known_hosts, srv.user_key, false),
 			      0);
+	/* No user given: the name comes from the passwd entry (getpwuid_r). */
+	CU_ASSERT_EQUAL_FATAL(getpwuid_r(getuid(), &pwd, pwbuf, sizeof(pwbuf), &pw), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(pw);
+	snprintf(want, sizeof(want), "%s@127.0.0.1:%u", pw->pw_name, srv.port);
+	CU_ASSERT_STRING_EQUAL(rh_ssh_name(s), want);
 	snprintf(pub, sizeof(pub), "%s.pub", srv.host_key);
 	sshd_test_fingerprint(pub, fp, sizeof(fp));
 	CU_ASSERT_STRING_EQUAL(rh_ssh_host_fingerprint(s), fp);
