@@ -17,6 +17,7 @@
 #include "error.h"
 #include "fsutil.h"
 #include "global.h"
+#include "strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -147,8 +148,8 @@ static int build_tree(git_oid *tree, uint64_t *lines, git_repository *repo, cons
 {
 	git_treebuilder *root = NULL, *segs = NULL;
 	git_oid oid;
-	char *buf = NULL;
-	size_t cap = 0, len = 0, seg_lines = 0, seg_no = 0;
+	struct rh_strbuf seg = RH_STRBUF_INIT; /* the segment being read */
+	size_t len, seg_lines = 0, seg_no = 0;
 	char chunk[65536];
 	off_t off = 0;
 	int fd = -1;
@@ -182,42 +183,31 @@ static int build_tree(git_oid *tree, uint64_t *lines, git_repository *repo, cons
 			char *nl = memchr(chunk + i, '\n', (size_t)n - i);
 			size_t take = nl ? (size_t)(nl - (chunk + i)) + 1 : (size_t)n - i;
 
-			if (len + take > cap) {
-				size_t ncap = cap ? cap * 2 : 1 << 20;
-				char *nb;
-
-				while (ncap < len + take)
-					ncap *= 2;
-				nb = realloc(buf, ncap);
-				if (!nb) {
-					rc = rh_error_set(RH_ENOMEM, "out of memory mirroring "
-							  "the journal");
-					goto done;
-				}
-				buf = nb;
-				cap = ncap;
+			rc = rh_strbuf_add(&seg, chunk + i, take);
+			if (rc < 0) {
+				rh_error_prefix(rc, "mirroring the journal");
+				goto done;
 			}
-			memcpy(buf + len, chunk + i, take);
-			len += take;
 			i += take;
 			if (!nl)
 				continue;
 			(*lines)++;
 			if (++seg_lines == RH_MIRROR_SEGMENT_LINES) {
-				rc = add_segment(repo, segs, seg_no++, buf, len);
+				rc = add_segment(repo, segs, seg_no++, seg.buf, seg.len);
 				if (rc < 0)
 					goto done;
-				len = 0;
+				rh_strbuf_reset(&seg);
 				seg_lines = 0;
 			}
 		}
 	}
 	/* The last segment: complete lines only (a torn tail is not evidence;
 	 * the caller verified the journal anyway). */
-	while (len && buf[len - 1] != '\n')
+	len = seg.len;
+	while (len && seg.buf[len - 1] != '\n')
 		len--;
 	if (len) {
-		rc = add_segment(repo, segs, seg_no, buf, len);
+		rc = add_segment(repo, segs, seg_no, seg.buf, len);
 		if (rc < 0)
 			goto done;
 	}
@@ -236,7 +226,7 @@ done:
 		close(fd);
 	git_treebuilder_free(segs);
 	git_treebuilder_free(root);
-	free(buf);
+	rh_strbuf_release(&seg);
 	return rc;
 }
 

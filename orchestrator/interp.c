@@ -11,6 +11,7 @@
 
 #include "diag.h"
 #include "error.h"
+#include "strbuf.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -158,47 +159,21 @@ json_t *rh_interp_lookup(const json_t *scope, const char *ref)
 	return ref ? lookup_in(scope, ref) : NULL;
 }
 
-struct buf {
-	char *s;
-	size_t n;
-	size_t cap;
-};
-
-static int buf_put(struct buf *b, const char *s, size_t n)
-{
-	if (b->n + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 64;
-		char *p;
-
-		while (cap < b->n + n + 1)
-			cap *= 2;
-		p = realloc(b->s, cap);
-		if (!p)
-			return rh_error_set(RH_ENOMEM, "out of memory expanding references");
-		b->s = p;
-		b->cap = cap;
-	}
-	memcpy(b->s + b->n, s, n);
-	b->n += n;
-	b->s[b->n] = '\0';
-	return 0;
-}
-
 struct expand_ctx {
 	const json_t *scope;
-	struct buf out;
+	struct rh_strbuf out;
 };
 
 static int expand_lit(const char *s, size_t n, void *user)
 {
 	struct expand_ctx *c = user;
 
-	return buf_put(&c->out, s, n);
+	return rh_strbuf_add(&c->out, s, n);
 }
 
 /* Shortest text that reads back as the same double, in JSON syntax (0.05,
  * not 0.050000000000000003). */
-static int put_real(struct buf *b, double d)
+static int put_real(struct rh_strbuf *b, double d)
 {
 	json_t *r = json_real(d);
 	char *s = NULL;
@@ -221,7 +196,7 @@ static int put_real(struct buf *b, double d)
 	json_decref(r);
 	if (!s)
 		return rh_error_set(RH_ENOMEM, "out of memory formatting a number");
-	err = buf_put(b, s, strlen(s));
+	err = rh_strbuf_add(b, s, strlen(s));
 	free(s);
 	return err;
 }
@@ -255,16 +230,16 @@ static int expand_ref(const char *ref, size_t n, void *user)
 				    "is known at this point", name);
 	switch (json_typeof(v)) {
 	case JSON_STRING:
-		return buf_put(&c->out, json_string_value(v), json_string_length(v));
+		return rh_strbuf_add(&c->out, json_string_value(v), json_string_length(v));
 	case JSON_INTEGER:
 		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-		return buf_put(&c->out, num, strlen(num));
+		return rh_strbuf_add(&c->out, num, strlen(num));
 	case JSON_REAL:
 		return put_real(&c->out, json_real_value(v));
 	case JSON_TRUE:
-		return buf_put(&c->out, "true", 4);
+		return rh_strbuf_add(&c->out, "true", 4);
 	case JSON_FALSE:
-		return buf_put(&c->out, "false", 5);
+		return rh_strbuf_add(&c->out, "false", 5);
 	default:
 		return rh_error_set(RH_EINVAL, "reference '${%s}' is %s, not a string, number or "
 				    "boolean: refer to one of its fields", name, kind_name(v));
@@ -273,20 +248,18 @@ static int expand_ref(const char *ref, size_t n, void *user)
 
 int rh_interp_expand(char **out, const char *in, const json_t *scope)
 {
-	struct expand_ctx c = { scope, { NULL, 0, 0 } };
+	struct expand_ctx c = { scope, RH_STRBUF_INIT };
 	int err;
 
 	*out = NULL;
-	err = buf_put(&c.out, "", 0);
-	if (err < 0)
-		goto done;
 	err = scan(in, expand_ref, expand_lit, &c);
 	if (err < 0)
 		goto done;
-	*out = c.out.s;
-	c.out.s = NULL;
+	*out = rh_strbuf_detach(&c.out, NULL);
+	if (!*out)
+		err = RH_ENOMEM;
 done:
-	free(c.out.s);
+	rh_strbuf_release(&c.out);
 	return err;
 }
 

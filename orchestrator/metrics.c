@@ -15,6 +15,7 @@
 #include "fsutil.h"
 #include "journal.h"
 #include "report.h"
+#include "strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -187,33 +188,17 @@ int rh_metrics_add(struct rh_metrics *m, const json_t *record)
 }
 
 /* A growing text buffer; `failed` sticks on the first allocation failure. */
+/* Text with a sticky failure: the renderer adds without checking each
+ * step and looks once at the end. */
 struct buf {
-	char *p;
-	size_t len, cap;
+	struct rh_strbuf sb;
 	bool failed;
 };
 
 static void buf_add(struct buf *b, const char *s, size_t n)
 {
-	if (b->failed)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t ncap = b->cap ? b->cap : 4096;
-		char *np;
-
-		while (ncap < b->len + n + 1)
-			ncap *= 2;
-		np = realloc(b->p, ncap);
-		if (!np) {
-			b->failed = true;
-			return;
-		}
-		b->p = np;
-		b->cap = ncap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
+	if (!b->failed && rh_strbuf_add(&b->sb, s, n) < 0)
+		b->failed = true;
 }
 
 static void buf_str(struct buf *b, const char *s)
@@ -308,7 +293,7 @@ static double gauge_value(const struct group *g, enum gauge k)
 
 int rh_metrics_render(const struct rh_metrics *m, char **out, size_t *len)
 {
-	struct buf b = { 0 };
+	struct buf b = { RH_STRBUF_INIT, false };
 
 	*out = NULL;
 	for (int k = 0; k < G_COUNT; k++) {
@@ -338,12 +323,11 @@ int rh_metrics_render(const struct rh_metrics *m, char **out, size_t *len)
 			}
 		}
 	}
-	if (b.failed || !b.p) {
-		free(b.p);
+	if (b.failed || !b.sb.buf) {
+		rh_strbuf_release(&b.sb);
 		return rh_error_set(RH_ENOMEM, "out of memory rendering the metrics");
 	}
-	*out = b.p;
-	*len = b.len;
+	*out = rh_strbuf_detach(&b.sb, len);
 	return 0;
 }
 

@@ -12,6 +12,7 @@
  */
 #include "report.h"
 #include "error.h"
+#include "strbuf.h"
 
 #include <errno.h>
 #include <math.h>
@@ -74,60 +75,19 @@ struct group {
 	size_t slowest; /* index into steps, n_steps when none */
 };
 
-struct sbuf {
-	char *s;
-	size_t n, cap;
-};
-
 struct rh_report {
 	struct rh_report_filter filter;
 	struct group **groups; /* insertion order */
 	size_t n, cap;
 	struct group **sorted; /* by runbook, target, scenario; NULL when stale */
 	json_t *index;	       /* group key -> position in groups */
-	struct sbuf key, target;
+	struct rh_strbuf key, target;
 	uint64_t records, last_seq;
 	time_t generated;
 	bool prepared; /* statistics are current (no add since) */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
-
-static int sbuf_reserve(struct sbuf *b, size_t extra)
-{
-	size_t need = b->n + extra + 1;
-	size_t cap;
-	char *p;
-
-	if (need <= b->cap)
-		return 0;
-	cap = b->cap ? b->cap : 64;
-	while (cap < need)
-		cap *= 2;
-	p = realloc(b->s, cap);
-	if (!p)
-		return rh_error_set(RH_ENOMEM, "out of memory building the report");
-	b->s = p;
-	b->cap = cap;
-	return 0;
-}
-
-static int sbuf_add(struct sbuf *b, const char *s, size_t len)
-{
-	int err = sbuf_reserve(b, len);
-
-	if (err < 0)
-		return err;
-	memcpy(b->s + b->n, s, len);
-	b->n += len;
-	b->s[b->n] = '\0';
-	return 0;
-}
-
-static int sbuf_adds(struct sbuf *b, const char *s)
-{
-	return sbuf_add(b, s, strlen(s));
-}
 
 static int dvec_push(struct dvec *d, double v)
 {
@@ -311,25 +271,17 @@ static void view_read(struct view *v, const json_t *rec)
 }
 
 /* "provider:region", "provider" or "-" into b (reset first). */
-static int target_name(struct sbuf *b, const json_t *target)
+static int target_name(struct rh_strbuf *b, const json_t *target)
 {
 	const char *p = str_field(target, "provider");
 	const char *reg = str_field(target, "region");
-	int err;
 
-	b->n = 0;
-	err = sbuf_reserve(b, 0);
-	if (err < 0)
-		return err;
-	b->s[0] = '\0';
+	rh_strbuf_reset(b);
 	if (!p || !*p)
-		return sbuf_adds(b, "-");
-	err = sbuf_adds(b, p);
-	if (err == 0 && reg && *reg)
-		err = sbuf_adds(b, ":");
-	if (err == 0 && reg && *reg)
-		err = sbuf_adds(b, reg);
-	return err;
+		return rh_strbuf_adds(b, "-");
+	if (reg && *reg)
+		return rh_strbuf_addf(b, "%s:%s", p, reg);
+	return rh_strbuf_adds(b, p);
 }
 
 static bool target_match(const char *want, const json_t *target)
@@ -483,25 +435,18 @@ static int group_find(struct rh_report *r, const struct view *v, struct group **
 {
 	struct group *g = NULL;
 	json_t *idx;
-	char len[32];
 	int err;
 
 	err = target_name(&r->target, v->target);
 	if (err < 0)
 		goto done;
 	/* Length-prefixed parts: no separator can make two groups collide. */
-	r->key.n = 0;
-	snprintf(len, sizeof(len), "%zu:", strlen(v->runbook));
-	err = sbuf_adds(&r->key, len);
-	err = err ? err : sbuf_adds(&r->key, v->runbook);
-	snprintf(len, sizeof(len), "%zu:", r->target.n);
-	err = err ? err : sbuf_adds(&r->key, len);
-	err = err ? err : sbuf_adds(&r->key, r->target.s);
-	err = err ? err : sbuf_adds(&r->key, "|");
-	err = err ? err : sbuf_adds(&r->key, v->scenario);
+	rh_strbuf_reset(&r->key);
+	err = rh_strbuf_addf(&r->key, "%zu:%s%zu:%s|%s", strlen(v->runbook), v->runbook,
+			     r->target.len, r->target.buf, v->scenario);
 	if (err < 0)
 		goto done;
-	idx = json_object_get(r->index, r->key.s);
+	idx = json_object_get(r->index, r->key.buf);
 	if (idx) {
 		*out = r->groups[json_integer_value(idx)];
 		goto done;
@@ -518,9 +463,9 @@ static int group_find(struct rh_report *r, const struct view *v, struct group **
 		r->cap = cap;
 	}
 	g = calloc(1, sizeof(*g));
-	if (!g || !(g->runbook = dup_str(v->runbook)) || !(g->target = dup_str(r->target.s)) ||
+	if (!g || !(g->runbook = dup_str(v->runbook)) || !(g->target = dup_str(r->target.buf)) ||
 	    !(g->scenario = dup_str(v->scenario)) ||
-	    json_object_set_new_nocheck(r->index, r->key.s, json_integer((json_int_t)r->n)) != 0) {
+	    json_object_set_new_nocheck(r->index, r->key.buf, json_integer((json_int_t)r->n)) != 0) {
 		err = rh_error_set(RH_ENOMEM, "out of memory building the report");
 		goto done;
 	}
@@ -803,8 +748,8 @@ void rh_report_free(struct rh_report *r)
 	free(r->groups);
 	free(r->sorted);
 	json_decref(r->index);
-	free(r->key.s);
-	free(r->target.s);
+	rh_strbuf_release(&r->key);
+	rh_strbuf_release(&r->target);
 	free(r);
 }
 

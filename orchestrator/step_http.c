@@ -19,6 +19,7 @@
 #include "error.h"
 #include "global.h"
 #include "step_run.h"
+#include "strbuf.h"
 
 #include <curl/curl.h>
 #include <math.h>
@@ -34,9 +35,7 @@
 #define RH_HTTP_VALUE_SHOW 80
 
 struct resp {
-	char *data;
-	size_t len;
-	size_t cap;
+	struct rh_strbuf body; /* at most RH_HTTP_BODY_MAX bytes */
 	bool truncated;
 };
 
@@ -58,25 +57,12 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *user)
 	struct resp *r = user;
 	size_t n = size * nmemb;
 
-	if (r->truncated || r->len + n > RH_HTTP_BODY_MAX) {
+	if (r->truncated || r->body.len + n > RH_HTTP_BODY_MAX) {
 		r->truncated = true;
 		return n; /* keep reading, stop keeping */
 	}
-	if (r->len + n + 1 > r->cap) {
-		size_t cap = r->cap ? r->cap : 4096;
-		char *d;
-
-		while (cap < r->len + n + 1)
-			cap *= 2;
-		d = realloc(r->data, cap);
-		if (!d)
-			return 0; /* curl reports a write error */
-		r->data = d;
-		r->cap = cap;
-	}
-	memcpy(r->data + r->len, ptr, n);
-	r->len += n;
-	r->data[r->len] = '\0';
+	if (rh_strbuf_add(&r->body, ptr, n) < 0)
+		return 0; /* curl reports a write error */
 	return n;
 }
 
@@ -337,10 +323,8 @@ static int probe_once(struct probe *p, double timeout_s, CURLcode *code, long *s
 	CURLMsg *msg;
 	int left;
 
-	p->resp.len = 0;
+	rh_strbuf_reset(&p->resp.body);
 	p->resp.truncated = false;
-	if (p->resp.data)
-		p->resp.data[0] = '\0';
 	*code = CURLE_OK;
 	*status = 0;
 	if (ms < 1)
@@ -414,7 +398,7 @@ static bool answer_matches(struct probe *p, long status)
 			 status, RH_HTTP_BODY_MAX);
 		return false;
 	}
-	doc = json_loadb(p->resp.data ? p->resp.data : "", p->resp.len, JSON_DECODE_ANY, &jerr);
+	doc = json_loadb(rh_strbuf_str(&p->resp.body), p->resp.body.len, JSON_DECODE_ANY, &jerr);
 	if (!doc) {
 		snprintf(p->last, sizeof(p->last), "status %ld, response is not JSON (%s)", status,
 			 jerr.text);
@@ -492,7 +476,7 @@ done:
 		curl_easy_cleanup(p.easy);
 	curl_slist_free_all(p.headers);
 	free(p.body);
-	free(p.resp.data);
+	rh_strbuf_release(&p.resp.body);
 	free(p.url_shown);
 	return rc;
 }
