@@ -21,6 +21,7 @@
 #include "fsutil.h"
 #include "global.h"
 #include "sha256.h"
+#include "strbuf.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -477,9 +478,8 @@ done:
 /* ---- one HTTP exchange ---------------------------------------------------- */
 
 struct xfer {
-	/* batch: the body, bounded */
-	char *body;
-	size_t len;
+	/* batch: the body, bounded (BATCH_BODY_MAX) */
+	struct rh_strbuf body;
 	bool too_big;
 	/* download: into fd, hashed */
 	int fd;
@@ -497,20 +497,12 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
 {
 	struct xfer *x = user;
 	size_t n = size * nmemb;
-	char *grown;
 
-	if (x->len + n > BATCH_BODY_MAX) {
+	if (x->body.len + n > BATCH_BODY_MAX) {
 		x->too_big = true;
 		return 0;
 	}
-	grown = realloc(x->body, x->len + n + 1);
-	if (!grown)
-		return 0;
-	x->body = grown;
-	memcpy(x->body + x->len, data, n);
-	x->len += n;
-	x->body[x->len] = '\0';
-	return n;
+	return rh_strbuf_add(&x->body, data, n) < 0 ? 0 : n;
 }
 
 static size_t on_object(char *data, size_t size, size_t nmemb, void *user)
@@ -672,7 +664,7 @@ static void gave_up(int err, unsigned attempts)
 
 static const char *batch_message(const struct xfer *x, char *buf, size_t n)
 {
-	json_t *doc = x->body ? json_loadb(x->body, x->len, 0, NULL) : NULL;
+	json_t *doc = x->body.buf ? json_loadb(x->body.buf, x->body.len, 0, NULL) : NULL;
 
 	buf[0] = '\0';
 	if (doc)
@@ -730,7 +722,7 @@ static int batch_call(struct rh_lfs_remote *rm, const struct rh_lfs_pointer *p,
 			err = rh_error_set(RH_EIO, "LFS server %s: the batch response is larger "
 					   "than %u bytes", rm->endpoint, BATCH_BODY_MAX);
 		} else if (status == 200) {
-			err = rh_lfs_batch_parse(act, x.body ? x.body : "", x.len, p,
+			err = rh_lfs_batch_parse(act, rh_strbuf_str(&x.body), x.body.len, p,
 						 rm->endpoint);
 		} else if (status == 401 || status == 403) {
 			err = rh_error_set(RH_EIO, "LFS server %s refused %s (HTTP %ld%s%s): %s",
@@ -751,7 +743,7 @@ static int batch_call(struct rh_lfs_remote *rm, const struct rh_lfs_pointer *p,
 					   msg);
 			retry = status_retryable(status);
 		}
-		free(x.body);
+		rh_strbuf_release(&x.body);
 		if (!retry || attempt >= pol->attempts) {
 			if (retry)
 				gave_up(err, attempt);
