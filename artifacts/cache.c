@@ -9,8 +9,9 @@
  */
 #include "cache.h"
 #include "error.h"
-#include "hex.h"
 #include "fsutil.h"
+#include "hex.h"
+#include "strbuf.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -75,11 +76,9 @@ int rh_cache_tmp_open(struct rh_cache_tmp *t, const char *cache_dir, const char 
 	if (err < 0)
 		goto done;
 	rh_fs_rand_hex(rnd);
-	if (asprintf(&t->tmp_path, "%s.tmp-%s", t->final_path, rnd) < 0) {
-		t->tmp_path = NULL;
-		err = rh_error_set(RH_ENOMEM, "out of memory");
+	err = rh_asprintf(&t->tmp_path, "%s.tmp-%s", t->final_path, rnd);
+	if (err < 0)
 		goto done;
-	}
 	t->fd = open(t->tmp_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (t->fd < 0) {
 		err = rh_error_set_errno(RH_EIO, errno, "cannot create %s", t->tmp_path);
@@ -217,11 +216,9 @@ int rh_cache_sweep(const char *cache_dir, bool (*keep)(void *user, const char *o
 	char *objects = NULL;
 	int err = 0;
 
-	if (asprintf(&objects, "%s/objects", cache_dir) < 0) {
-		objects = NULL;
-		err = rh_error_set(RH_ENOMEM, "out of memory");
+	err = rh_asprintf(&objects, "%s/objects", cache_dir);
+	if (err < 0)
 		goto done;
-	}
 	err = sweep_dir(&sw, objects, 0);
 done:
 	if (freed)

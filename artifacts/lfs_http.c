@@ -436,11 +436,9 @@ int rh_lfs_remote_new(struct rh_lfs_remote **out, const char *endpoint)
 		goto done;
 	}
 	if (user && (*user || (pass && *pass))) {
-		if (asprintf(&cred, "%s:%s", user, pass ? pass : "") < 0) {
-			cred = NULL;
-			err = rh_error_set(RH_ENOMEM, "out of memory");
+		err = rh_asprintf(&cred, "%s:%s", user, pass ? pass : "");
+		if (err < 0)
 			goto done;
-		}
 		enc = base64(cred, strlen(cred));
 		if (!enc || asprintf(&rm->auth, "Authorization: Basic %s", enc) < 0) {
 			rm->auth = NULL;
@@ -452,11 +450,9 @@ int rh_lfs_remote_new(struct rh_lfs_remote **out, const char *endpoint)
 			err = rh_error_set(RH_EINVAL, "REHYDRA_LFS_TOKEN contains a line break");
 			goto done;
 		}
-		if (asprintf(&rm->auth, "Authorization: Bearer %s", token) < 0) {
-			rm->auth = NULL;
-			err = rh_error_set(RH_ENOMEM, "out of memory");
+		err = rh_asprintf(&rm->auth, "Authorization: Bearer %s", token);
+		if (err < 0)
 			goto done;
-		}
 	}
 	*out = rm;
 	rm = NULL;

@@ -23,6 +23,7 @@
 #include "lfs.h"
 #include "sha256.h"
 #include "sink.h"
+#include "strbuf.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -265,11 +266,9 @@ static int pub_store(struct pub *p, struct pub_file *f)
 	int err = 0;
 
 	rh_fs_rand_hex(rnd);
-	if (asprintf(&tmp, "%s/tmp/%s.rh-publish", p->lfs_dir, rnd) < 0) {
-		tmp = NULL;
-		err = rh_error_set(RH_ENOMEM, "out of memory");
+	err = rh_asprintf(&tmp, "%s/tmp/%s.rh-publish", p->lfs_dir, rnd);
+	if (err < 0)
 		goto done;
-	}
 	in = open(f->src, O_RDONLY | O_CLOEXEC);
 	if (in < 0) {
 		err = rh_error_set_errno(RH_EIO, errno, "cannot open %s", f->src);
@@ -319,26 +318,20 @@ static int pub_store(struct pub *p, struct pub_file *f)
 	rh_sha256_final(&c, d);
 	rh_sha256_hex(f->sha256, d);
 	f->size = size;
-	if (asprintf(&dir, "%s/objects/%.2s", p->lfs_dir, f->sha256) < 0) {
-		dir = NULL;
-		err = rh_error_set(RH_ENOMEM, "out of memory");
+	err = rh_asprintf(&dir, "%s/objects/%.2s", p->lfs_dir, f->sha256);
+	if (err < 0)
 		goto done;
-	}
 	if ((err = mkdir_shared(dir)) < 0)
 		goto done;
 	free(dir);
-	if (asprintf(&dir, "%s/objects/%.2s/%.2s", p->lfs_dir, f->sha256, f->sha256 + 2) < 0) {
-		dir = NULL;
-		err = rh_error_set(RH_ENOMEM, "out of memory");
+	err = rh_asprintf(&dir, "%s/objects/%.2s/%.2s", p->lfs_dir, f->sha256, f->sha256 + 2);
+	if (err < 0)
 		goto done;
-	}
 	if ((err = mkdir_shared(dir)) < 0)
 		goto done;
-	if (asprintf(&obj, "%s/%s", dir, f->sha256) < 0) {
-		obj = NULL;
-		err = rh_error_set(RH_ENOMEM, "out of memory");
+	err = rh_asprintf(&obj, "%s/%s", dir, f->sha256);
+	if (err < 0)
 		goto done;
-	}
 	/* Replacing an existing object is harmless (same name, same bytes) and
 	 * repairs one that was damaged. */
 	if (stat(obj, &sb) != 0 || (uint64_t)sb.st_size != size)
@@ -600,11 +593,9 @@ static int pub_tree(struct pub *p, git_tree *base, git_oid *tree_oid, const char
 	git_oid oid;
 	int err = 0;
 
-	if (asprintf(&dir, "models/%s", p->name) < 0) {
-		dir = NULL;
-		err = rh_error_set(RH_ENOMEM, "out of memory");
+	err = rh_asprintf(&dir, "models/%s", p->name);
+	if (err < 0)
 		goto done;
-	}
 	if (base && git_tree_entry_bypath(&old, base, dir) == 0) {
 		git_tree_update rm = { .action = GIT_TREE_UPDATE_REMOVE, .path = dir };
 
@@ -626,11 +617,9 @@ static int pub_tree(struct pub *p, git_tree *base, git_oid *tree_oid, const char
 				 RH_LFS_SPEC_V1, p->files[i].sha256,
 				 (unsigned long long)p->files[i].size);
 
-		if (asprintf(&paths[nup], "%s/%s", dir, p->files[i].path) < 0) {
-			paths[nup] = NULL;
-			err = rh_error_set(RH_ENOMEM, "out of memory");
+		err = rh_asprintf(&paths[nup], "%s/%s", dir, p->files[i].path);
+		if (err < 0)
 			goto done;
-		}
 		err = blob_from(&up[nup].id, p->repo, ptr, (size_t)n, paths[nup]);
 		if (err < 0)
 			goto done;
@@ -639,11 +628,9 @@ static int pub_tree(struct pub *p, git_tree *base, git_oid *tree_oid, const char
 		up[nup].path = paths[nup];
 		nup++;
 	}
-	if (asprintf(&mpath, "%s/manifest.json", dir) < 0) {
-		mpath = NULL;
-		err = rh_error_set(RH_ENOMEM, "out of memory");
+	err = rh_asprintf(&mpath, "%s/manifest.json", dir);
+	if (err < 0)
 		goto done;
-	}
 	err = blob_from(&up[nup].id, p->repo, manifest, manifest_len, mpath);
 	if (err < 0)
 		goto done;
@@ -696,10 +683,8 @@ static int pub_open(struct pub *p)
 	if (rc < 0)
 		return rh_error_set(RH_EIO, "registry %s: cannot open: %s", p->registry,
 				    git_msg());
-	if (asprintf(&p->lfs_dir, "%s/lfs", git_repository_commondir(p->repo)) < 0) {
-		p->lfs_dir = NULL;
-		return rh_error_set(RH_ENOMEM, "out of memory");
-	}
+	if (rh_asprintf(&p->lfs_dir, "%s/lfs", git_repository_commondir(p->repo)) < 0)
+		return RH_ENOMEM;
 	/* git_repository_commondir ends with '/': "x//lfs" is harmless. */
 	return 0;
 }
@@ -784,19 +769,15 @@ int rh_registry_publish(struct rh_publish_result *res, const char *registry, con
 		err = rh_error_set(RH_ENOMEM, "out of memory");
 		goto done;
 	}
-	if (asprintf(&sub, "%s/objects", p.lfs_dir) < 0) {
-		sub = NULL;
-		err = rh_error_set(RH_ENOMEM, "out of memory");
+	err = rh_asprintf(&sub, "%s/objects", p.lfs_dir);
+	if (err < 0)
 		goto done;
-	}
 	if ((err = mkdir_shared(p.lfs_dir)) < 0 || (err = mkdir_shared(sub)) < 0)
 		goto done;
 	free(sub);
-	if (asprintf(&sub, "%s/tmp", p.lfs_dir) < 0) {
-		sub = NULL;
-		err = rh_error_set(RH_ENOMEM, "out of memory");
+	err = rh_asprintf(&sub, "%s/tmp", p.lfs_dir);
+	if (err < 0)
 		goto done;
-	}
 	if ((err = mkdir_shared(sub)) < 0)
 		goto done;
 	for (size_t i = 0; i < p.n; i++)
@@ -815,12 +796,10 @@ int rh_registry_publish(struct rh_publish_result *res, const char *registry, con
 				   git_msg());
 		goto done;
 	}
-	if (asprintf(&msg, "%s %s\n\nPublished by rehydra: %zu files, %llu bytes.\n", name,
-		     version, p.n, (unsigned long long)p.total) < 0) {
-		msg = NULL;
-		err = rh_error_set(RH_ENOMEM, "out of memory");
+	err = rh_asprintf(&msg, "%s %s\n\nPublished by rehydra: %zu files, %llu bytes.\n", name,
+		     version, p.n, (unsigned long long)p.total);
+	if (err < 0)
 		goto done;
-	}
 	{
 		const git_commit *parents[1] = { parent };
 
@@ -833,11 +812,9 @@ int rh_registry_publish(struct rh_publish_result *res, const char *registry, con
 		}
 	}
 	free(msg);
-	if (asprintf(&msg, "%s %s\n", name, version) < 0) {
-		msg = NULL;
-		err = rh_error_set(RH_ENOMEM, "out of memory");
+	err = rh_asprintf(&msg, "%s %s\n", name, version);
+	if (err < 0)
 		goto done;
-	}
 	rc = git_tag_create(&tag_oid, p.repo, tagname, commit_obj, sig, msg, 0);
 	if (rc == GIT_EEXISTS) {
 		err = rh_error_set(RH_EINVAL, "registry %s already has %s@%s (tag %s, made while "

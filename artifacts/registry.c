@@ -31,6 +31,7 @@
 #include "hex.h"
 #include "lfs.h"
 #include "sha256.h"
+#include "strbuf.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -277,11 +278,9 @@ static int clone_fresh(const char *regdir, const char *key, const char *dir,
 	int err = 0;
 
 	rh_fs_rand_hex(rnd);
-	if (asprintf(&tmp, "%s/.clone-%s-%s", regdir, key, rnd) < 0) {
-		tmp = NULL;
-		err = rh_error_set(RH_ENOMEM, "out of memory");
+	err = rh_asprintf(&tmp, "%s/.clone-%s-%s", regdir, key, rnd);
+	if (err < 0)
 		goto done;
-	}
 	if (git_repository_init(&repo, tmp, 1) < 0) {
 		err = rh_error_set(RH_EIO, "registry %s: cannot create a clone in %s: %s", name,
 				   tmp, git_msg());
@@ -339,11 +338,9 @@ static int read_lfsconfig(char **out, struct rh_registry *r)
 	    git_object_type(obj) != GIT_OBJECT_BLOB)
 		goto done;
 	rh_fs_rand_hex(rnd);
-	if (asprintf(&tmp, "%s/lfsconfig.tmp-%s", r->gitdir, rnd) < 0) {
-		tmp = NULL;
-		err = rh_error_set(RH_ENOMEM, "out of memory");
+	err = rh_asprintf(&tmp, "%s/lfsconfig.tmp-%s", r->gitdir, rnd);
+	if (err < 0)
 		goto done;
-	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 || rh_fs_write_all(fd, git_blob_rawcontent((git_blob *)obj),
 				      (size_t)git_blob_rawsize((git_blob *)obj)) < 0) {
@@ -1316,11 +1313,9 @@ static int cached_object(struct reg_source *s, struct rh_registry *r,
 		s->fd = -1;
 		unlink(path);
 	}
-	if (asprintf(&ref, "refs/tags/%s/%s", v->name, v->version) < 0) {
-		ref = NULL;
-		err = rh_error_set(RH_ENOMEM, "out of memory");
+	err = rh_asprintf(&ref, "refs/tags/%s/%s", v->name, v->version);
+	if (err < 0)
 		goto done;
-	}
 	fo.ref = ref;
 	fo.cancel = cancel;
 	err = rh_cache_tmp_open(&tmp, r->cache_dir, p->oid);
