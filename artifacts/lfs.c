@@ -228,7 +228,6 @@ static bool url_authority(const char *url, size_t *start, size_t *end)
 	return true;
 }
 
-
 int rh_lfs_url_split(const char *url, char **bare, char **user, char **pass)
 {
 	size_t a, b, at = SIZE_MAX;

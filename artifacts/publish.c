@@ -797,7 +797,7 @@ int rh_registry_publish(struct rh_publish_result *res, const char *registry, con
 		goto done;
 	}
 	err = rh_asprintf(&msg, "%s %s\n\nPublished by rehydra: %zu files, %llu bytes.\n", name,
-		     version, p.n, (unsigned long long)p.total);
+			  version, p.n, (unsigned long long)p.total);
 	if (err < 0)
 		goto done;
 	{
