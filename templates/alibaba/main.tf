@@ -12,13 +12,16 @@
 # 1.239.0, vpc_id, tags), alicloud_security_group_rule (type, ip_protocol,
 # nic_type, policy, port_range, priority, security_group_id, cidr_ip),
 # alicloud_oss_bucket (bucket, force_destroy since 1.45.0, tags),
-# alicloud_oss_bucket_acl (bucket, acl), alicloud_ram_role (name, document,
-# force), alicloud_ram_policy (policy_name, policy_document, force),
+# alicloud_oss_bucket_acl (bucket, acl), alicloud_ram_role (role_name,
+# assume_role_policy_document since 1.252.0, description, force), alicloud_ram_policy (policy_name, policy_document, force),
 # alicloud_ram_role_policy_attachment (policy_name, policy_type,
 # role_name), alicloud_instance (instance_name, instance_type, image_id,
-# vswitch_id, security_groups, internet_max_bandwidth_out, system_disk_*,
-# role_name, user_data, tags); data sources alicloud_zones and
-# alicloud_images. Security group rules, the bucket ACL and the RAM
+# vswitch_id, security_groups, internet_max_bandwidth_out, system_disk_*
+# including system_disk_encrypted, user_data, tags, volume_tags),
+# alicloud_ecs_ram_role_attachment (instance_id, ram_role_name; since
+# 1.250.0, replacing the instance's deprecated role_name); data sources
+# alicloud_zones and alicloud_images. tests/data/provider-args/ holds the
+# dated table of these arguments the tests check the module against. Security group rules, the bucket ACL and the RAM
 # resources take no tags; they are named after var.name, which carries the
 # drill id.
 
@@ -26,37 +29,21 @@ locals {
   bucket_name = alicloud_oss_bucket.artifacts.bucket
   public_ip   = alicloud_instance.gpu.public_ip
   instance_id = alicloud_instance.gpu.id
-  zone_id     = var.zone_id != "" ? var.zone_id : data.alicloud_zones.gpu.zones[0].id
+  # the first zone that stocks the instance type; "" when none does (the
+  # vswitch's precondition then says so instead of "Invalid index")
+  zone_id = var.zone_id != "" ? var.zone_id : try(data.alicloud_zones.gpu.zones[0].id, "")
 
-  boot_config = {
-    bucket      = var.bucket
-    prefix      = var.artifact_prefix
+  # stack.json keys of this cloud (the shared ones: common/cloud_init.tf).
+  # OSS serves S3 clients at s3.oss-REGION.aliyuncs.com (var.s3_endpoint,
+  # from the catalog) and only virtual-hosted requests; the keys are the
+  # RAM role's temporary credentials from the metadata service.
+  boot_cloud = {
     endpoint    = var.s3_endpoint
-    region      = var.region
+    addressing  = "virtual"
     credentials = "ecs-ram-role"
-    ram_role    = alicloud_ram_role.instance.name
-    model_dir   = var.model_dir
-    port        = var.serving_port
-    command     = var.stack_command
-    env         = var.stack_env
-    drill_id    = var.drill_id
+    ram_role    = alicloud_ram_role.instance.role_name
   }
-
-  # cloud-config built with yamlencode/jsonencode: values are data.
-  user_data = "#cloud-config\n${yamlencode({
-    users = ["default", {
-      name                = var.ssh_user
-      sudo                = "ALL=(ALL) NOPASSWD:ALL"
-      shell               = "/bin/bash"
-      ssh_authorized_keys = var.ssh_public_key == "" ? [] : [var.ssh_public_key]
-    }]
-    write_files = [
-      { path = "/etc/rehydra/stack.json", permissions = "0600", content = jsonencode(local.boot_config) },
-      { path = "/usr/local/sbin/rehydra-boot", permissions = "0755", content = file("${path.module}/boot.py") },
-    ]
-    runcmd = [["systemd-run", "--unit=rehydra-boot", "--property=Restart=on-failure",
-    "/usr/bin/python3", "/usr/local/sbin/rehydra-boot", "/etc/rehydra/stack.json"]]
-  })}"
+  boot_files = []
 }
 
 data "alicloud_zones" "gpu" {
@@ -82,6 +69,13 @@ resource "alicloud_vswitch" "this" {
   cidr_block   = "10.42.1.0/24"
   zone_id      = local.zone_id
   tags         = var.labels
+
+  lifecycle {
+    precondition {
+      condition     = local.zone_id != ""
+      error_message = "no zone of ${var.region} has ${var.instance_type} in stock for a VSwitch (data source alicloud_zones, available_instance_type): choose another region or instance type, or set target.zone"
+    }
+  }
 }
 
 resource "alicloud_security_group" "this" {
@@ -127,10 +121,10 @@ resource "alicloud_oss_bucket_acl" "artifacts" {
 }
 
 resource "alicloud_ram_role" "instance" {
-  name        = var.name
+  role_name   = var.name
   description = "rehydra drill ${var.drill_id}: read the artifact bucket"
   force       = true
-  document = jsonencode({
+  assume_role_policy_document = jsonencode({
     Version = "1"
     Statement = [{
       Action    = "sts:AssumeRole"
@@ -149,6 +143,11 @@ resource "alicloud_ram_policy" "read_artifacts" {
       Effect   = "Allow"
       Action   = ["oss:GetObject", "oss:ListObjects", "oss:GetBucketInfo"]
       Resource = ["acs:oss:*:*:${var.bucket}", "acs:oss:*:*:${var.bucket}/*"]
+      }, {
+      # the boot script's phase reports (rehydra-boot/status.json)
+      Effect   = "Allow"
+      Action   = ["oss:PutObject"]
+      Resource = ["acs:oss:*:*:${var.bucket}/rehydra-boot/*"]
     }]
   })
 }
@@ -156,7 +155,7 @@ resource "alicloud_ram_policy" "read_artifacts" {
 resource "alicloud_ram_role_policy_attachment" "read_artifacts" {
   policy_name = alicloud_ram_policy.read_artifacts.policy_name
   policy_type = "Custom"
-  role_name   = alicloud_ram_role.instance.name
+  role_name   = alicloud_ram_role.instance.role_name
 }
 
 resource "alicloud_instance" "gpu" {
@@ -168,10 +167,17 @@ resource "alicloud_instance" "gpu" {
   internet_max_bandwidth_out = 100
   system_disk_category       = "cloud_essd"
   system_disk_size           = var.disk_gb
-  role_name                  = alicloud_ram_role.instance.name
+  system_disk_encrypted      = true
   user_data                  = base64encode(local.user_data)
   tags                       = var.labels
   volume_tags                = var.labels
+}
+
+# The instance's RAM role; until it is attached the boot script's
+# metadata requests fail and it retries.
+resource "alicloud_ecs_ram_role_attachment" "gpu" {
+  instance_id   = alicloud_instance.gpu.id
+  ram_role_name = alicloud_ram_role.instance.role_name
 
   depends_on = [alicloud_ram_role_policy_attachment.read_artifacts]
 }

@@ -3,54 +3,54 @@
 # an S3 bucket for the artifacts in the same region, and one GPU instance
 # whose cloud-init waits for the artifacts and starts the stack.
 #
-# Resource types and arguments as documented in the Terraform Registry,
-# hashicorp/aws 6.x: aws_vpc, aws_internet_gateway, aws_subnet,
-# aws_route_table, aws_route_table_association, aws_security_group,
+# Resource types and arguments as documented in the Terraform Registry for
+# hashicorp/aws 5.100 and 6.x (the tests run `terraform validate` against
+# 5.100.0): aws_vpc, aws_internet_gateway, aws_subnet, aws_route_table,
+# aws_route_table_association, aws_security_group,
 # aws_vpc_security_group_ingress_rule / _egress_rule, aws_s3_bucket,
 # aws_s3_bucket_public_access_block, aws_iam_role, aws_iam_role_policy,
-# aws_iam_instance_profile, aws_instance; data sources aws_ami and
-# aws_availability_zones. Every resource that takes `tags` gets var.labels;
-# the root module also sets them as the provider's default_tags. Three
-# resources have no tags argument (route table association, public access
-# block, inline role policy); they die with their tagged parents.
+# aws_iam_instance_profile, aws_instance; data sources aws_ami,
+# aws_availability_zones and aws_ec2_instance_type_offerings. Every
+# resource that takes `tags` gets var.labels; the root module also sets
+# them as the provider's default_tags. Three resources have no tags
+# argument (route table association, public access block, inline role
+# policy); they die with their tagged parents. The root volume is
+# encrypted (the account's default EBS key).
 
 locals {
   bucket_name = aws_s3_bucket.artifacts.bucket
   public_ip   = aws_instance.gpu.public_ip
   instance_id = aws_instance.gpu.id
 
-  boot_config = {
-    bucket      = var.bucket
-    prefix      = var.artifact_prefix
+  # stack.json keys of this cloud (the shared ones: common/cloud_init.tf);
+  # S3 in the region, virtual-hosted, with the instance profile's keys.
+  boot_cloud = {
     endpoint    = var.s3_endpoint
-    region      = var.region
+    addressing  = "virtual"
     credentials = "instance"
-    model_dir   = var.model_dir
-    port        = var.serving_port
-    command     = var.stack_command
-    env         = var.stack_env
-    drill_id    = var.drill_id
   }
+  boot_files = []
 
-  # cloud-config built with yamlencode/jsonencode: values are data.
-  user_data = "#cloud-config\n${yamlencode({
-    users = ["default", {
-      name                = var.ssh_user
-      sudo                = "ALL=(ALL) NOPASSWD:ALL"
-      shell               = "/bin/bash"
-      ssh_authorized_keys = var.ssh_public_key == "" ? [] : [var.ssh_public_key]
-    }]
-    write_files = [
-      { path = "/etc/rehydra/stack.json", permissions = "0600", content = jsonencode(local.boot_config) },
-      { path = "/usr/local/sbin/rehydra-boot", permissions = "0755", content = file("${path.module}/boot.py") },
-    ]
-    runcmd = [["systemd-run", "--unit=rehydra-boot", "--property=Restart=on-failure",
-    "/usr/bin/python3", "/usr/local/sbin/rehydra-boot", "/etc/rehydra/stack.json"]]
-  })}"
+  # Zones of the region that offer the instance type (p5 and g6e are not in
+  # every zone), without opt-in Local/Wavelength Zones.
+  zones = sort(setintersection(data.aws_availability_zones.available.names,
+  data.aws_ec2_instance_type_offerings.gpu.locations))
 }
 
 data "aws_availability_zones" "available" {
   state = "available"
+  filter {
+    name   = "opt-in-status"
+    values = ["opt-in-not-required"]
+  }
+}
+
+data "aws_ec2_instance_type_offerings" "gpu" {
+  location_type = "availability-zone"
+  filter {
+    name   = "instance-type"
+    values = [var.instance_type]
+  }
 }
 
 data "aws_ami" "gpu" {
@@ -77,9 +77,16 @@ resource "aws_internet_gateway" "this" {
 resource "aws_subnet" "this" {
   vpc_id                  = aws_vpc.this.id
   cidr_block              = "10.42.1.0/24"
-  availability_zone       = data.aws_availability_zones.available.names[0]
+  availability_zone       = length(local.zones) > 0 ? local.zones[0] : null
   map_public_ip_on_launch = true
   tags                    = merge(var.labels, { Name = var.name })
+
+  lifecycle {
+    precondition {
+      condition     = length(local.zones) > 0
+      error_message = "no availability zone of ${var.region} offers ${var.instance_type} (aws ec2 describe-instance-type-offerings --location-type availability-zone): choose another region or set target.instance_type"
+    }
+  }
 }
 
 resource "aws_route_table" "this" {
@@ -166,6 +173,7 @@ resource "aws_iam_role_policy" "read_artifacts" {
     Statement = [
       { Effect = "Allow", Action = ["s3:ListBucket"], Resource = [aws_s3_bucket.artifacts.arn] },
       { Effect = "Allow", Action = ["s3:GetObject"], Resource = ["${aws_s3_bucket.artifacts.arn}/*"] },
+      { Effect = "Allow", Action = ["s3:PutObject"], Resource = ["${aws_s3_bucket.artifacts.arn}/rehydra-boot/*"] },
     ]
   })
 }
@@ -193,6 +201,7 @@ resource "aws_instance" "gpu" {
   root_block_device {
     volume_size = var.disk_gb
     volume_type = "gp3"
+    encrypted   = true
     tags        = var.labels
   }
 

@@ -20,11 +20,14 @@
 # account.service_account.id, secret_delivery_mode, labels; status.
 # aws_access_key_id, status.secret), nebius_compute_v1_instance (parent_id,
 # name, resources {platform, preset}, boot_disk {attach_mode, managed_disk
-# {name, spec {type, size_gibibytes, source_image_family {image_family}}}},
+# {name, labels, spec {type, size_gibibytes, disk_encryption {type},
+# source_image_family {image_family}}}},
 # network_interfaces [{name, subnet_id, ip_address, public_ip_address,
 # security_groups}], service_account_id, cloud_init_user_data, labels;
 # status.network_interfaces[].public_ip_address.address).
 # Every resource carries var.labels (Nebius labels: lowercase values).
+# tests/data/provider-args/ holds the dated table of these arguments the
+# tests check the module against.
 #
 # Deleting a bucket that still holds objects may be refused by the API;
 # rehydra's leak check then lists the bucket and prints the command to
@@ -35,41 +38,23 @@ locals {
   public_ip   = split("/", nebius_compute_v1_instance.gpu.status.network_interfaces[0].public_ip_address.address)[0]
   instance_id = nebius_compute_v1_instance.gpu.id
 
-  boot_config = {
-    bucket           = var.bucket
-    prefix           = var.artifact_prefix
+  # stack.json keys of this cloud (the shared ones: common/cloud_init.tf):
+  # Object Storage path-style (the catalog's style for Nebius), with the
+  # service account's access key from a file cloud-init writes.
+  boot_cloud = {
     endpoint         = var.s3_endpoint
-    region           = var.region
+    addressing       = "path"
     credentials      = "file"
     credentials_file = "/etc/rehydra/s3-credentials.json"
-    model_dir        = var.model_dir
-    port             = var.serving_port
-    command          = var.stack_command
-    env              = var.stack_env
-    drill_id         = var.drill_id
   }
+  boot_files = [
+    { path = "/etc/rehydra/s3-credentials.json", permissions = "0600", content = jsonencode(local.s3_credentials) },
+  ]
 
   s3_credentials = {
     access_key_id     = nebius_iam_v2_access_key.instance.status.aws_access_key_id
     secret_access_key = nebius_iam_v2_access_key.instance.status.secret
   }
-
-  # cloud-config built with yamlencode/jsonencode: values are data.
-  user_data = "#cloud-config\n${yamlencode({
-    users = ["default", {
-      name                = var.ssh_user
-      sudo                = "ALL=(ALL) NOPASSWD:ALL"
-      shell               = "/bin/bash"
-      ssh_authorized_keys = var.ssh_public_key == "" ? [] : [var.ssh_public_key]
-    }]
-    write_files = [
-      { path = "/etc/rehydra/stack.json", permissions = "0600", content = jsonencode(local.boot_config) },
-      { path = "/etc/rehydra/s3-credentials.json", permissions = "0600", content = jsonencode(local.s3_credentials) },
-      { path = "/usr/local/sbin/rehydra-boot", permissions = "0755", content = file("${path.module}/boot.py") },
-    ]
-    runcmd = [["systemd-run", "--unit=rehydra-boot", "--property=Restart=on-failure",
-    "/usr/bin/python3", "/usr/local/sbin/rehydra-boot", "/etc/rehydra/stack.json"]]
-  })}"
 }
 
 resource "nebius_vpc_v1_network" "this" {
@@ -181,9 +166,15 @@ resource "nebius_compute_v1_instance" "gpu" {
     managed_disk = {
       name   = "${var.name}-boot"
       labels = var.labels
+      # Managed encryption exists only for the IO_M3 and non-replicated
+      # types (docs/resources/compute_v1_instance.md), whose sizes come in
+      # steps of 93 GiB.
       spec = {
-        type           = "NETWORK_SSD"
-        size_gibibytes = var.disk_gb
+        type           = "NETWORK_SSD_IO_M3"
+        size_gibibytes = ceil(var.disk_gb / 93) * 93
+        disk_encryption = {
+          type = "DISK_ENCRYPTION_MANAGED"
+        }
         source_image_family = {
           image_family = var.image_family
         }

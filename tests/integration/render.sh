@@ -53,7 +53,7 @@ declare -A TYPES=(
 )
 declare -A SOURCE=([aws]=hashicorp/aws [alibaba]=aliyun/alicloud [nebius]=nebius/nebius)
 # Resource types whose provider schema has no tags/labels argument.
-UNTAGGABLE="aws_route_table_association aws_s3_bucket_public_access_block aws_iam_role_policy alicloud_security_group_rule alicloud_oss_bucket_acl alicloud_ram_role alicloud_ram_policy alicloud_ram_role_policy_attachment"
+UNTAGGABLE="aws_route_table_association aws_s3_bucket_public_access_block aws_iam_role_policy alicloud_security_group_rule alicloud_oss_bucket_acl alicloud_ram_role alicloud_ram_policy alicloud_ram_role_policy_attachment alicloud_ecs_ram_role_attachment"
 
 render() { # render PROVIDER RUNBOOK OUT [extra args...]
 	local p=$1 rb=$2 out=$3
@@ -97,10 +97,13 @@ check_tree() { # check_tree PROVIDER DIR NAME
 		"$(jq -sr '[.[] | .output // {} | keys[]] | sort | join(" ")' "$all")"
 	expect_eq "$n: root outputs" "bucket endpoint instance_id ssh_host ssh_user" \
 		"$(jq -r '.output | keys | join(" ")' "$d/main.tf.json")"
-	expect_eq "$n: provider source pinned" "${SOURCE[$p]} ~>" \
-		"$(jq -r '.terraform.required_providers[] | "\(.source) \(.version | split(" ")[0])"' "$d/main.tf.json")"
-	expect_eq "$n: module versions.tf pins the same provider" "${SOURCE[$p]}" \
-		"$(jq -sr '[.[] | .terraform // [] | .[] | .required_providers // [] | .[] | .[] | .source] | unique | join(" ")' "$all")"
+	expect_eq "$n: provider source and version range from the catalog" \
+		"$(jq -r '.terraform | "\(.source) \(.version)"' "$RH_SRC/providers/catalog/$p.json")" \
+		"$(jq -r '.terraform.required_providers[] | "\(.source) \(.version)"' "$d/main.tf.json")"
+	expect_eq "$n: module versions.tf pins the same provider and range" \
+		"$(jq -r '.terraform | "\(.source) \(.version)"' "$RH_SRC/providers/catalog/$p.json")" \
+		"$(jq -sr '[.[] | .terraform // [] | .[] | .required_providers // [] | .[] | .[] | "\(.source) \(.version)"] | unique | join(" ")' "$all")"
+	check_serving "$p" "$d" "$n" "$all"
 	# main.tf.json holds constant expressions only: every module argument
 	# is a bare variable reference, every variable has a value in tfvars
 	expect_eq "$n: module arguments are only \${var.NAME}" "" \
@@ -111,6 +114,52 @@ check_tree() { # check_tree PROVIDER DIR NAME
 		"$(jq -r 'keys | join(" ")' "$d/terraform.tfvars.json")"
 	expect_eq "$n: security group opens the allowed CIDR" "203.0.113.0/24 198.51.100.0/24" \
 		"$(jq -r '"\(.allowed_cidr) \(.operator_cidr)"' "$d/terraform.tfvars.json")"
+}
+
+# What makes a module serve (issue 11), read from the parsed module: the
+# boot script's addressing is the catalog's style, Alibaba's endpoint is
+# OSS's S3 one, zones come from what offers the instance type (with a
+# clear error when none does), root volumes are encrypted.
+hcl_local() { # hcl_local ALL NAME: a local's value, as hcl2json prints it
+	jq -sc --arg k "$2" '[.[] | .locals // [] | .[] | .[$k] // empty] | first' "$1"
+}
+check_serving() { # check_serving PROVIDER DIR NAME ALL
+	local p=$1 d=$2 n=$3 all=$4 region
+	region=$(jq -r .region "$d/terraform.tfvars.json")
+	expect_eq "$n: the boot script addresses the bucket in the catalog's style" \
+		"$(jq -r --arg r "$region" '.regions[$r].object_storage.style' "$RH_SRC/providers/catalog/$p.json")" \
+		"$(hcl_local "$all" boot_cloud | jq -r .addressing)"
+	expect_eq "$n: the boot script gets the catalog's endpoint" '${var.s3_endpoint}' \
+		"$(hcl_local "$all" boot_cloud | jq -r .endpoint)"
+	case $p in
+	aws)
+		expect_eq "$n: the subnet's zone is one that offers the type" \
+			'${length(local.zones) > 0 ? local.zones[0] : null}' \
+			"$(jq -sr '[.[] | .resource.aws_subnet.this // empty | .[0].availability_zone] | first' "$all")"
+		check "$n: zones are the offerings for the instance type" grep -q \
+			'data.aws_ec2_instance_type_offerings.gpu.locations' <<<"$(hcl_local "$all" zones)"
+		check "$n: a clear error when no zone offers it" grep -q 'no availability zone of' \
+			<<<"$(jq -sc '[.[] | .resource.aws_subnet.this // empty | .[0].lifecycle] | first' "$all")"
+		check "$n: Local Zones are left out" grep -q 'opt-in-not-required' \
+			<<<"$(jq -sc '[.[] | .data.aws_availability_zones // empty] | first' "$all")"
+		expect_eq "$n: the root volume is encrypted" true \
+			"$(jq -sr '[.[] | .resource.aws_instance.gpu // empty | .[0].root_block_device[0].encrypted] | first' "$all")"
+		;;
+	alibaba)
+		expect_eq "$n: OSS's S3 endpoint s3.oss-REGION" "https://s3.oss-$region.aliyuncs.com" \
+			"$(jq -r .s3_endpoint "$d/terraform.tfvars.json")"
+		check "$n: the zone stocks the type, no zones[0] index error" grep -qF \
+			'try(data.alicloud_zones.gpu.zones[0].id' <<<"$(hcl_local "$all" zone_id)"
+		check "$n: a clear error when no zone has it" grep -q 'in stock' \
+			<<<"$(jq -sc '[.[] | .resource.alicloud_vswitch.this // empty | .[0].lifecycle] | first' "$all")"
+		expect_eq "$n: the system disk is encrypted" true \
+			"$(jq -sr '[.[] | .resource.alicloud_instance.gpu // empty | .[0].system_disk_encrypted] | first' "$all")"
+		;;
+	nebius)
+		expect_eq "$n: the boot disk is encrypted" DISK_ENCRYPTION_MANAGED \
+			"$(jq -sr '[.[] | .resource.nebius_compute_v1_instance.gpu // empty | .[0].boot_disk.managed_disk.spec.disk_encryption.type] | first' "$all")"
+		;;
+	esac
 }
 
 for rb in qwen3-alibaba-to-nebius qwen3-nebius-to-aws; do

@@ -84,25 +84,8 @@ variable "stack_env" {
   type = map(string)
 }
 
-variable "project_id" {
-  description = "The Nebius project (parent_id of every resource)"
+variable "stack_image" {
+  description = "Container image the stack runs from (docker, NVIDIA runtime); empty: stack_command is a program of the machine image"
   type        = string
-}
-
-variable "platform" {
-  type = string
-}
-
-variable "preset" {
-  type = string
-}
-
-variable "image_family" {
-  description = "Boot image family, e.g. ubuntu22.04-cuda12"
-  type        = string
-}
-
-variable "storage_group_id" {
-  description = "An IAM group with storage.viewer (or better) on the project; the instance's service account joins it to read the bucket"
-  type        = string
+  default     = ""
 }
