@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
 # terraform_driver.sh - a cloud drill (aws adapter) end to end against the
 # terraform test double, which checks its argv and environment and replays
-# documented -json transcripts (tests/data/terraform/<scenario>/):
+# documented -json transcripts (tests/data/terraform/<scenario>/). The
+# double is only for what the real terraform cannot produce on this
+# machine, the cloud APIs' own errors:
+#   apply-fails    exit 3, the error names the failed resource and the
+#                  cloud's reason (InsufficientInstanceCapacity), teardown
+#                  still runs destroy
+#   destroy-fails  a loud TEARDOWN INCOMPLETE with the command to finish
+#                  (BucketNotEmpty), the leak check lists what is left
+#   no binary      the message says how to install OpenTofu/Terraform
+# Success, per-resource times and Ctrl-C are proven with the real terraform
+# in terraform_real.sh and terraform_real_stop.sh; only when the real one
+# is missing do they run here, against the double, after a loud notice:
 #   success        outputs and per-resource apply times reach the record,
 #                  teardown destroys, the leak check is clean
-#   apply-fails    exit 3, the error names the failed resource, teardown
-#                  still runs destroy
-#   destroy-fails  a loud TEARDOWN INCOMPLETE with the command to finish,
-#                  the leak check lists what is left
 #   slow + Ctrl-C  exit 130, terraform is stopped and destroy still runs
-#   no binary      the message says how to install OpenTofu/Terraform
 # Credentials never reach the record or the logs; variables other than the
 # documented ones never reach terraform (the double rejects them).
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/tfreal.sh"
+tf_real_setup
+unset TF_CLI_CONFIG_FILE # the double's runs need no CLI config
 
 RUNBOOK=$RH_SRC/tests/data/terraform/drill.json
 # The source tree's catalog and templates, not the build directory's copies
@@ -37,7 +46,15 @@ step() { # step NAME ID JQ: a jq filter applied to step ID's record entry
 calls() { cut -d' ' -f1-2 "$T/$1.calls" | tr '\n' ',' ; }
 no_secret() { ! grep -rqF -- "$SECRET" "$T/state-$1" "$T/$1.json" "$T/$1.err"; }
 
+echo "this test uses the terraform double: $REHYDRA_TERRAFORM"
+if [ "$TF_REAL" = 1 ]; then
+	echo "success and Ctrl-C: proven with the real terraform (terraform_real*.sh), not replayed here"
+else
+	tf_real_missing "replaying success and Ctrl-C with the double here instead"
+fi
+
 # --- success -----------------------------------------------------------------
+if [ "$TF_REAL" != 1 ]; then
 drill success ok
 expect_eq "success: exit 0" 0 "$RC"
 [ "$RC" = 0 ] || cat "$T/ok.err"
@@ -69,6 +86,7 @@ expect_eq "success: the working directory is the drill's, tagged with its id" \
 expect_eq "success: the stack was rendered for the instance" "serve --host 0.0.0.0 --port 8000" \
 	"$(jq -r '.stack_command | join(" ")' "$WD/terraform.tfvars.json")"
 check "success: the secret key is in no record, log or rendered file" no_secret ok
+fi
 
 # --- a resource fails --------------------------------------------------------
 drill apply-fails fail
@@ -106,6 +124,7 @@ check "destroy-fails: the printed command finishes the job" finish_cmd
 check "destroy-fails: no secret leaked" no_secret leak
 
 # --- Ctrl-C in the middle of apply -----------------------------------------------
+if [ "$TF_REAL" != 1 ]; then
 TF_DOUBLE_SCENARIO=slow TF_DOUBLE_LOG=$T/int.calls \
 	"$REHYDRA" drill --json --no-color --state-dir "$T/state-int" "$RUNBOOK" \
 	>"$T/int.json" 2>"$T/int.err" &
@@ -124,6 +143,7 @@ expect_eq "ctrl-c: terraform stopped, destroy still ran" \
 	"init -input=false,apply -auto-approve,destroy -auto-approve,state list," "$(calls int)"
 expect_eq "ctrl-c: leak check clean" clean "$(step int teardown '.outputs.leak_check')"
 check "ctrl-c: no double left running" no_process_matching "$T/state-int"
+fi
 
 # --- no binary -----------------------------------------------------------------
 RC=0
