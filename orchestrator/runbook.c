@@ -507,7 +507,7 @@ static const char *const top_keys[] = { "rehydra", "name", "description", "rto_t
 					"vars", "env_allow", "model", "target", "stack",
 					"steps", NULL };
 static const char *const model_keys[] = { "registry", "name", "version", "commit", NULL };
-static const char *const stack_keys[] = { "command", "env", NULL };
+static const char *const stack_keys[] = { "command", "env", "image", NULL };
 static const char *const step_keys[] = { "id", "do", "description", "after", "timeout_s",
 					 "retries", "backoff", "when", "restores_service",
 					 NULL };
@@ -721,6 +721,7 @@ static void check_stack(struct val *v, const json_t *doc)
 	check_keys(v, s, "/stack", "stack", stack_keys, NULL);
 	note(v, rh_spec_string_array(v->d, s, "/stack", "command", true, true));
 	note(v, rh_spec_string_object(v->d, s, "/stack", "env"));
+	note(v, rh_spec_string(v->d, s, "/stack", "image", false, NULL));
 }
 
 /* ---- steps ---- */

@@ -211,6 +211,27 @@ static int check_accelerator(const json_t *a, const char *cls, const json_t *reg
 		return rh_error_set(RH_EINVAL, "%s: /accelerators/%s is unverified but gives no "
 					       "\"reason\"",
 				    file, cls);
+	if (json_object_get(a, "sizes")) {
+		const json_t *sizes = json_object_get(a, "sizes");
+		json_int_t prev = json_integer_value(json_object_get(a, "gpus"));
+
+		if (!json_is_array(sizes))
+			return rh_error_set(RH_EINVAL, "%s: /accelerators/%s/sizes must be a list",
+					    file, cls);
+		json_array_foreach(sizes, i, r)
+		{
+			const json_t *g = json_object_get(r, "gpus");
+
+			if (!json_is_integer(g) || json_integer_value(g) <= prev ||
+			    !(str(r, "instance_type") || str(r, "preset")))
+				return rh_error_set(RH_EINVAL,
+						    "%s: /accelerators/%s/sizes/%zu needs \"gpus\" "
+						    "above the previous size's and an "
+						    "\"instance_type\" or \"preset\"",
+						    file, cls, i);
+			prev = json_integer_value(g);
+		}
+	}
 	if (!json_is_array(rl) || json_array_size(rl) == 0)
 		return rh_error_set(RH_EINVAL, "%s: /accelerators/%s/regions must list regions",
 				    file, cls);

@@ -186,7 +186,7 @@ int rh_cloud_validate(const struct rh_provider_ops *self, const json_t *target, 
 					      "project_id",    "storage_group_id",
 					      "platform",      "preset",
 					      "image_family",  NULL};
-	static const char *const ints[] = {"serving_port", "disk_gb", NULL};
+	static const char *const ints[] = {"serving_port", "disk_gb", "accelerator_count", NULL};
 	json_t *cat = NULL;
 	const json_t *unused;
 	const char *region = rh_cloud_str(target, "region", NULL);
@@ -211,11 +211,13 @@ int rh_cloud_validate(const struct rh_provider_ops *self, const json_t *target, 
 		const json_t *v = json_object_get(target, ints[i]);
 		long long n = rh_cloud_int(target, ints[i], -1);
 		bool port = strcmp(ints[i], "serving_port") == 0;
+		bool count = strcmp(ints[i], "accelerator_count") == 0;
 
-		if (v && (n < (port ? 1 : 20) || n > (port ? 65535 : 16384)))
+		if (v && (n < (port || count ? 1 : 20) || n > (port ? 65535 : count ? 64 : 16384)))
 			rc = diag(d, pointer, ints[i],
-				  port ? "%s must be an integer port 1..65535"
-				       : "%s must be an integer number of GiB, 20..16384",
+				  port	  ? "%s must be an integer port 1..65535"
+				  : count ? "%s must be an integer number of accelerators, 1..64"
+					  : "%s must be an integer number of GiB, 20..16384",
 				  ints[i]);
 	}
 	for (int k = 0; k < 2; k++) {
@@ -472,14 +474,73 @@ static json_t *root_module(const struct rh_cloud_def *def, const json_t *cat, co
 	return root;
 }
 
+/* The catalog entry for `count` accelerators of class `cls` (new): the
+ * class itself when its own size has enough of them, else the smallest of
+ * its "sizes" that does, merged over it. So one GPU never gets an 8-GPU
+ * machine where a 1-GPU size is listed. */
+static int pick_size(json_t **out, const json_t *acc, const char *cls, long long count)
+{
+	const json_t *sizes = json_object_get(acc, "sizes");
+	json_t *e;
+	long long have = rh_cloud_int(acc, "gpus", 1), most = have;
+	size_t i;
+
+	*out = NULL;
+	if (count <= have) {
+		*out = json_deep_copy(acc);
+		return *out ? 0 : oom();
+	}
+	json_array_foreach(sizes, i, e)
+	{
+		long long g = rh_cloud_int(e, "gpus", 0);
+
+		if (g > most)
+			most = g;
+		if (g >= count) {
+			*out = json_deep_copy(acc);
+			if (!*out || json_object_update(*out, e) < 0) {
+				json_decref(*out);
+				*out = NULL;
+				return oom();
+			}
+			return 0;
+		}
+	}
+	return rh_error_set(RH_EINVAL,
+			    "the catalog lists no size of %s with %lld accelerators (the largest "
+			    "has %lld): lower target.accelerator_count or set target.instance_type",
+			    cls, count, most);
+}
+
+/* stack.image expanded like the command (*out a new string, "" when the
+ * runbook has none: the machine image's own command). */
+static int expand_image(json_t **out, struct rh_provider_ctx *p, const json_t *bind)
+{
+	const json_t *raw = json_object_get(p->runbook.stack, "image");
+	int rc;
+
+	*out = NULL;
+	if (!raw) {
+		*out = json_string("");
+		return *out ? 0 : oom();
+	}
+	rc = rh_provider_expand(p, out, raw, bind);
+	if (rc == 0 && !json_is_string(*out)) {
+		json_decref(*out);
+		*out = NULL;
+		rc = rh_error_set(RH_EINVAL, "stack.image must be a string");
+	}
+	return rc < 0 ? rh_error_prefix(rc, "stack.image") : 0;
+}
+
 /* Renders into `dir`. *placement_out (may be NULL) gets a new object
  * describing where the stack lands; *sink_url_out (may be NULL) the sink. */
 static int render_into(const struct rh_cloud_def *def, struct rh_provider_ctx *p, const char *dir,
 		       json_t **placement_out, char **sink_url_out)
 {
 	json_t *bind = NULL, *target = NULL, *cat = NULL, *tfvars = NULL, *root = NULL;
-	json_t *cmd = NULL, *env = NULL, *labels = NULL;
-	const json_t *region_e, *acc;
+	json_t *cmd = NULL, *env = NULL, *labels = NULL, *acc = NULL, *image = NULL;
+	const json_t *region_e, *cls_e;
 	const char *region, *cls;
 	char label[64], rlabel[64], name[72];
 	long long port;
@@ -503,7 +564,14 @@ static int render_into(const struct rh_cloud_def *def, struct rh_provider_ctx *p
 	region = rh_cloud_str(target, "region", "");
 	cls = rh_cloud_str(target, "accelerator", "");
 	if ((rc = rh_catalog_region(&region_e, cat, region)) < 0 ||
-	    (rc = rh_catalog_accelerator(&acc, cat, cls, region)) < 0)
+	    (rc = rh_catalog_accelerator(&cls_e, cat, cls, region)) < 0)
+		goto done;
+	/* a type the operator names is theirs to size */
+	rc = pick_size(&acc, cls_e, cls,
+		       json_object_get(target, "instance_type") || json_object_get(target, "preset")
+			   ? 1
+			   : rh_cloud_int(target, "accelerator_count", 1));
+	if (rc < 0)
 		goto done;
 
 	rh_cloud_label(label, sizeof(label), p->drill_id, 60);
@@ -513,6 +581,8 @@ static int render_into(const struct rh_cloud_def *def, struct rh_provider_ctx *p
 
 	bind = instance_bind(target, port, name);
 	rc = bind ? expand_stack(&cmd, &env, p, bind) : oom();
+	if (rc == 0)
+		rc = expand_image(&image, p, bind);
 	if (rc < 0)
 		goto done;
 	labels = json_pack("{s:s, s:s, s:s}", "rehydra-drill", label, "rehydra-runbook", rlabel,
@@ -533,7 +603,7 @@ static int render_into(const struct rh_cloud_def *def, struct rh_provider_ctx *p
 			 rh_cloud_str(json_object_get(region_e, "object_storage"), "endpoint", ""),
 			 "model_dir", RH_CLOUD_MODEL_DIR, "stack_command", cmd, "stack_env", env)
 		   : NULL;
-	if (!tfvars) {
+	if (!tfvars || json_object_set(tfvars, "stack_image", image) < 0) {
 		rc = oom();
 		goto done;
 	}
@@ -560,11 +630,12 @@ static int render_into(const struct rh_cloud_def *def, struct rh_provider_ctx *p
 		goto done;
 
 	if (placement_out) {
-		json_t *pl =
-		    json_pack("{s:s, s:s, s:O, s:s, s:O, s:O}", "provider", def->ops.name, "region",
-			      region, "jurisdiction", json_object_get(region_e, "jurisdiction"),
-			      "accelerator", cls, "catalog_as_of", json_object_get(cat, "as_of"),
-			      "status", json_object_get(acc, "status"));
+		json_t *pl = json_pack(
+		    "{s:s, s:s, s:O, s:s, s:I, s:O, s:O}", "provider", def->ops.name, "region",
+		    region, "jurisdiction", json_object_get(region_e, "jurisdiction"),
+		    "accelerator", cls, "accelerator_count",
+		    (json_int_t)rh_cloud_int(target, "accelerator_count", 1), "catalog_as_of",
+		    json_object_get(cat, "as_of"), "status", json_object_get(acc, "status"));
 		const char *k[] = {"instance_type", "platform", "preset", NULL};
 
 		for (size_t i = 0; pl && k[i]; i++)
@@ -601,6 +672,8 @@ done:
 	json_decref(cmd);
 	json_decref(env);
 	json_decref(labels);
+	json_decref(acc);
+	json_decref(image);
 	return rc;
 }
 

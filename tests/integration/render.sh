@@ -253,6 +253,41 @@ check "H20 on Alibaba renders with --set instance_type" \
 expect_eq "the named type is used" ecs.example-h20 \
 	"$(jq -r .instance_type "$T/h20/terraform.tfvars.json" 2>/dev/null)"
 
+# The accelerator count picks the size: one H100 is not an 8-GPU p5.48xlarge.
+size_of() { # size_of PROVIDER:REGION COUNT KEY [extra...]
+	local t=$1 c=$2 k=$3
+	shift 3
+	"$REHYDRA" render "$RH_SRC/runbooks/qwen3-nebius-to-aws.json" --target "$t" --accelerator H100-80GB \
+		--set "accelerator_count=$c" "$@" --out "$T/size-$c" -q && jq -r ".$k" "$T/size-$c/terraform.tfvars.json"
+}
+expect_eq "one H100 on AWS: the single-GPU p5.4xlarge" p5.4xlarge \
+	"$(size_of aws:us-east-1 1 instance_type)"
+"$REHYDRA" render "$RH_SRC/runbooks/qwen3-nebius-to-aws.json" --target aws:us-east-1 \
+	--accelerator H100-80GB --out "$T/size-default" -q
+expect_eq "one H100 when no count is given" p5.4xlarge "$(jq -r .instance_type "$T/size-default/terraform.tfvars.json")"
+expect_eq "two H100s: the smallest size with enough, p5.48xlarge" p5.48xlarge \
+	"$(size_of aws:us-east-1 2 instance_type)"
+expect_eq "eight H100s on Nebius: the 8-GPU preset" 8gpu-128vcpu-1600gb \
+	"$(size_of nebius:eu-north1 8 preset --set project_id=p --set storage_group_id=g)"
+expect_fail "more GPUs than any size" "no size of H100-80GB with 16 accelerators" \
+	"$RH_SRC/runbooks/qwen3-nebius-to-aws.json" --target aws:us-east-1 --accelerator H100-80GB \
+	--set accelerator_count=16
+expect_fail "a count must be an integer" "accelerator_count must be an integer" \
+	"$RH_SRC/runbooks/qwen3-nebius-to-aws.json" --target aws:us-east-1 --accelerator H100-80GB \
+	--set accelerator_count=0
+
+# stack.image: the instance runs the stack from that image (the boot script
+# starts it with docker and the NVIDIA runtime); expanded like the command.
+jq '.stack.image = "vllm/vllm-openai:${vars.vllm}" | .vars.vllm = "v0.8.5"' \
+	"$RH_SRC/runbooks/qwen3-nebius-to-aws.json" >"$T/image.json"
+"$REHYDRA" render "$T/image.json" --target aws:us-east-1 --accelerator L40S --out "$T/image" -q
+expect_eq "stack.image reaches the module, expanded" vllm/vllm-openai:v0.8.5 \
+	"$(jq -r .stack_image "$T/image/terraform.tfvars.json")"
+expect_eq "no stack.image: the machine image's own command" "" \
+	"$(jq -r .stack_image "$T/size-default/terraform.tfvars.json")"
+jq '.stack.image = 5' "$RH_SRC/runbooks/qwen3-nebius-to-aws.json" >"$T/image-bad.json"
+expect_fail "stack.image must be a string" "image: expected a string" "$T/image-bad.json"
+
 # providers list / show
 out=$("$REHYDRA" providers list)
 check "providers list names the clouds" grep -q "^nebius" <<<"$out"
