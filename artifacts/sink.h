@@ -110,6 +110,13 @@ int rh_sink_file_open(struct rh_sink **out, const char *dir);
 int rh_sink_sftp_open(struct rh_sink **out, const char *url, const struct rh_sink_opts *opts);
 int rh_sink_s3_open(struct rh_sink **out, const char *url, const struct rh_sink_opts *opts);
 
+/* Reads the small object `key` (relative to the bucket, not to the sink's
+ * prefix) of the S3 target `url` into *body (new, NUL-terminated, at most
+ * `max` bytes; *len its length), with the credentials rh_sink_s3_open
+ * uses. Returns 0, RH_ENOTFOUND when there is no such object, RH_EINVAL
+ * when it is larger than `max`, or a request's error. */
+int rh_s3_object_get(char **body, size_t *len, const char *url, const char *key, size_t max);
+
 /* Calls ops->close; accepts NULL. */
 void rh_sink_close(struct rh_sink *s);
 

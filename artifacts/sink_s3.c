@@ -2180,3 +2180,57 @@ done:
 		s3_close(&s->base);
 	return err;
 }
+
+int rh_s3_object_get(char **body, size_t *len, const char *url, const char *key, size_t max)
+{
+	struct rh_sink *sink = NULL;
+	struct s3_resp rs = { 0 };
+	struct s3_req rq = { .method = "GET", .key = key, .what = "reading an object" };
+	CURL *h = NULL;
+	int err;
+
+	*body = NULL;
+	*len = 0;
+	err = rh_sink_s3_open(&sink, url, NULL);
+	if (err < 0)
+		goto done;
+	h = curl_easy_init();
+	if (!h) {
+		err = rh_error_set(RH_ENOMEM, "out of memory reading %s", key);
+		goto done;
+	}
+	err = s3_request((struct s3_sink *)sink, h, &rq, &rs, max + 1);
+	if (err < 0)
+		goto done;
+	if (rs.status == 404 || rs.status == 403) {
+		/* without list permission S3 says 403 for a missing key */
+		err = rh_error_set(RH_ENOTFOUND, "no object %s in %s (HTTP %ld)", key,
+				   sink->location, rs.status);
+		goto done;
+	}
+	if (rs.status < 200 || rs.status > 299) {
+		err = s3_status_error((struct s3_sink *)sink, &rs, "reading an object");
+		goto done;
+	}
+	if (rs.truncated || rs.len > max) {
+		err = rh_error_set(RH_EINVAL, "the object %s in %s is larger than %zu bytes", key,
+				   sink->location, max);
+		goto done;
+	}
+	*body = malloc(rs.len + 1);
+	if (!*body) {
+		err = rh_error_set(RH_ENOMEM, "out of memory reading %s", key);
+		goto done;
+	}
+	if (rs.len)
+		memcpy(*body, rs.body, rs.len);
+	(*body)[rs.len] = '\0';
+	*len = rs.len;
+done:
+	s3_resp_release(&rs);
+	if (h)
+		curl_easy_cleanup(h);
+	if (sink)
+		sink->ops->close(sink);
+	return err;
+}

@@ -220,6 +220,85 @@ static json_t *build_model(const struct rh_drill *d, const struct secrets *sec)
 	return o;
 }
 
+/* When the instance was in `phase` (epoch seconds), from the phases a
+ * cloud teardown read back (outputs.boot.phases); the first "booted" (the
+ * machine booted once), the last of any other (a restarted boot script
+ * repeats them). -1 when it never reported it. */
+static double phase_at(const json_t *phases, const char *phase)
+{
+	double at = -1;
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(phases, i, e)
+	{
+		const char *name = json_string_value(json_object_get(e, "phase"));
+
+		if (!name || strcmp(name, phase) != 0)
+			continue;
+		at = json_number_value(json_object_get(e, "at"));
+		if (strcmp(phase, "booted") == 0)
+			break;
+	}
+	return at;
+}
+
+static json_t *span(double from, double to)
+{
+	return from >= 0 && to >= 0 ? seconds(to - from) : json_null();
+}
+
+/* The cloud RTO split by what the instance reported: provision (T0 to the
+ * end of the step that placed the target), boot, waiting for the model in
+ * the bucket, the instance's model copy, its sha256 verification, the
+ * stack's start, and the first correct answer. null when the drill has no
+ * boot phases (not a cloud target, or the status object was unreadable). */
+static json_t *build_breakdown(const struct rh_drill *d)
+{
+	const json_t *phases = NULL;
+	double prov_end = -1, t0, booted, syncing, verifying, starting, serving;
+	json_t *o;
+	int err = 0;
+
+	for (size_t i = 0; i < d->rb->n_steps; i++) {
+		const json_t *out = d->results[i].outputs;
+		const json_t *ph = json_object_get(json_object_get(out, "boot"), "phases");
+
+		if (json_object_get(out, "placement") && d->results[i].end_s >= 0)
+			prov_end = d->results[i].end_s;
+		if (json_is_array(ph) && json_array_size(ph) > 0)
+			phases = ph;
+	}
+	if (!phases || prov_end < 0)
+		return json_null();
+	t0 = (double)d->t0_wall.tv_sec + (double)d->t0_wall.tv_nsec / 1e9;
+#define REL(name) (phase_at(phases, name) >= 0 ? phase_at(phases, name) - t0 : -1)
+	booted = REL("booted");
+	syncing = REL("syncing");
+	verifying = REL("verifying");
+	starting = REL("starting");
+	serving = REL("serving");
+#undef REL
+	o = json_object();
+	if (!o)
+		return NULL;
+	err |= put(o, "source",
+		   json_string("phases reported by the instance (rehydra-boot/status.json); its "
+			       "clock and this host's are taken to agree"));
+	err |= put(o, "provision_s", seconds(prov_end));
+	err |= put(o, "boot_s", span(prov_end, booted));
+	err |= put(o, "wait_for_model_s", span(booted, syncing));
+	err |= put(o, "model_sync_s", span(syncing, verifying));
+	err |= put(o, "verification_s", span(verifying, starting));
+	err |= put(o, "stack_start_s", span(starting, serving));
+	err |= put(o, "first_answer_s", d->restored ? span(serving, d->rto_s) : json_null());
+	if (err) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
 int rh_record_build(json_t **out, const struct rh_drill *d)
 {
 	const struct rh_runbook *rb = d->rb;
@@ -290,6 +369,7 @@ int rh_record_build(json_t **out, const struct rh_drill *d)
 	for (size_t i = 0; i < d->n_critical; i++)
 		err |= json_array_append_new(path, json_string(rb->steps[d->critical_path[i]].id));
 	err |= put(rec, "overhead_s", d->restored ? seconds(d->overhead_s) : json_null());
+	err |= put(rec, "rto_breakdown", build_breakdown(d));
 	err |= put(rec, "final_phase_failed", json_boolean(d->final_phase_failed));
 	err |= put(rec, "steps", build_steps(d, &sec));
 	if (!(o = json_object()) || put(rec, "host", o) < 0)

@@ -1079,6 +1079,42 @@ done:
 	return rc;
 }
 
+/* The phases the instance's boot script reported to the bucket
+ * (templates/common/boot.py: rehydra-boot/status.json), read before the
+ * bucket is destroyed, into outputs.boot: {"phases": [{"phase", "at"}...],
+ * "os_booted_at"} or {"unknown": why}. Never fails the teardown. */
+static void read_boot_status(const struct cloud_state *st, json_t *outputs)
+{
+	char *body = NULL;
+	size_t len = 0;
+	json_t *doc = NULL, *boot = NULL, *phases, *e;
+	size_t i;
+
+	if (!outputs || !st->sink_url)
+		return;
+	if (rh_s3_object_get(&body, &len, st->sink_url, RH_CLOUD_BOOT_STATUS, 1u << 20) == 0)
+		doc = json_loadb(body, len, 0, NULL);
+	phases = json_object_get(doc, "phases");
+	if (json_is_array(phases)) {
+		boot = json_pack("{s:[]}", "phases");
+		json_array_foreach(phases, i, e)
+		{
+			if (boot && json_is_string(json_object_get(e, "phase")) &&
+			    json_is_number(json_object_get(e, "at")))
+				json_array_append(json_object_get(boot, "phases"), e);
+		}
+		if (boot && json_is_number(json_object_get(doc, "os_booted_at")))
+			json_object_set(boot, "os_booted_at", json_object_get(doc, "os_booted_at"));
+	} else {
+		boot = json_pack("{s:s}", "unknown",
+				 doc ? "the boot status object has no phases" : rh_error_last());
+	}
+	if (boot)
+		json_object_set_new(outputs, "boot", boot);
+	json_decref(doc);
+	free(body);
+}
+
 int rh_cloud_teardown(struct rh_provider_ctx *p, const struct rh_provider_call *c)
 {
 	const struct rh_cloud_def *def = rh_cloud_def_of(p->ops);
@@ -1121,6 +1157,7 @@ int rh_cloud_teardown(struct rh_provider_ctx *p, const struct rh_provider_call *
 			goto done;
 		}
 	}
+	read_boot_status(st, c ? c->outputs : NULL);
 	rc = rh_tf_stream_init(&stream);
 	if (rc < 0)
 		goto done;

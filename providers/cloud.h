@@ -64,6 +64,8 @@ static inline const struct rh_cloud_def *rh_cloud_def_of(const struct rh_provide
 
 #define RH_CLOUD_MODEL_DIR "/opt/rehydra/model"
 #define RH_CLOUD_PREFIX "model"
+/* Where the instance reports its boot phases, relative to the bucket. */
+#define RH_CLOUD_BOOT_STATUS "rehydra-boot/status.json"
 #define RH_CLOUD_DEFAULT_PORT 8000
 #define RH_CLOUD_DEFAULT_DISK_GB 200
 

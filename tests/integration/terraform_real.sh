@@ -24,8 +24,25 @@ if [ "$TF_REAL" != 1 ]; then
 fi
 tf_real_env
 
+# s3rver as the region's object storage (a catalog copy points us-east-1 at
+# it), so teardown can read the boot phases the "instance" reported
+S3RVER=$RH_SRC/tests/tools/node_modules/.bin/s3rver
+[ -x "$S3RVER" ] || bash "$RH_SRC/tests/tools/install.sh"
+"$S3RVER" --directory "$T/s3data" --address 127.0.0.1 --port 0 --silent >"$T/s3rver.log" 2>&1 &
+track $!
+S3PORT=
+for _ in $(seq 1 300); do
+	S3PORT=$(sed -n 's/^S3rver listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$T/s3rver.log")
+	[ -n "$S3PORT" ] && break
+	sleep 0.1
+done
+check "s3rver listens (port ${S3PORT:-none})" test -n "$S3PORT"
+cp -r "$RH_SRC/providers/catalog" "$T/catalog"
+jq --arg e "http://127.0.0.1:$S3PORT" '.regions["us-east-1"].object_storage = {endpoint: $e, style: "path"}' \
+	"$RH_SRC/providers/catalog/aws.json" >"$T/catalog/aws.json"
+
 # --- ok --------------------------------------------------------------------------
-tf_real_drill ok
+RH_CATALOG_DIR=$T/catalog AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER tf_real_drill ok
 expect_eq "real ok: exit 0" 0 "$RC"
 [ "$RC" = 0 ] || cat "$T/ok.err"
 expect_eq "real ok: the record names the real terraform" \
@@ -49,6 +66,13 @@ expect_eq "real ok: destroy ran, the leak check read an empty real state" clean 
 check "real ok: terraform state list is empty" tf_state_empty "$WD"
 check "real ok: destroy stopped the process (its pid file is gone)" test ! -e "$WD/server.pid"
 check "real ok: and process $SERVER_PID is no longer running" bash -c '[ "$1" != none ] && ! kill -0 "$1" 2>/dev/null' _ "$SERVER_PID"
+expect_eq "real ok: teardown read the phases the instance reported, before destroy" \
+	"booted syncing verifying starting serving" \
+	"$(tf_step ok teardown '[.outputs.boot.phases[].phase] | join(" ")')"
+expect_eq "real ok: the record splits the cloud RTO by them" "10 7 3 30" \
+	"$(jq -r '.rto_breakdown | "\(.wait_for_model_s) \(.model_sync_s) \(.verification_s) \(.stack_start_s)"' "$T/ok.json")"
+expect_eq "real ok: provision is the provision step's end" \
+	"$(tf_step ok provision '.end_s')" "$(jq -r '.rto_breakdown.provision_s' "$T/ok.json")"
 # the cloud-init document terraform evaluated from templates/common
 CI=$T/cloud-init.yaml
 jq -r '.resources[] | select(.type == "terraform_data" and .name == "cloud_init")

@@ -305,7 +305,84 @@ static void test_record__write_failure(void)
 	fx_free(&f);
 }
 
+static double num(const json_t *o, const char *k)
+{
+	return json_number_value(json_object_get(o, k));
+}
+
+/* The cloud RTO split by the phases the instance reported (outputs.boot of
+ * a teardown), around the end of the step that placed the target. */
+static void test_record__rto_breakdown_from_boot_phases(void)
+{
+	struct fx f;
+	json_t *rec = NULL, *b;
+	const double t0 = 1764720000.0;
+
+	CU_ASSERT_EQUAL_FATAL(fx_drill(&f,
+				       "{\"rehydra\": 1, \"name\": \"b\", \"steps\": ["
+				       "{\"id\": \"prov\", \"do\": \"wait\", \"seconds\": 0.01},"
+				       "{\"id\": \"probe\", \"do\": \"wait\", \"seconds\": 0.01},"
+				       "{\"id\": \"down\", \"do\": \"wait\", \"seconds\": 0.01}]}",
+				       false),
+			      0);
+	/* no phases (a local target): no breakdown */
+	CU_ASSERT_EQUAL_FATAL(rh_record_build(&rec, &f.d), 0);
+	CU_ASSERT(json_is_null(json_object_get(rec, "rto_breakdown")));
+	json_decref(rec);
+
+	f.d.t0_wall.tv_sec = (time_t)t0;
+	f.d.t0_wall.tv_nsec = 0;
+	f.d.results[0].start_s = 0;
+	f.d.results[0].end_s = 100;
+	json_decref(f.d.results[0].outputs);
+	f.d.results[0].outputs = json_pack("{s:{s:s}}", "placement", "provider", "aws");
+	/* a boot that failed once (sha256) and was restarted by systemd */
+	json_decref(f.d.results[2].outputs);
+	f.d.results[2].outputs = json_pack(
+	    "{s:{s:[{s:s,s:f},{s:s,s:f},{s:s,s:f},{s:s,s:f},{s:s,s:f},{s:s,s:f},{s:s,s:f},"
+	    "{s:s,s:f}]}}",
+	    "boot", "phases", "phase", "booted", "at", t0 + 130, "phase", "syncing", "at", t0 + 150,
+	    "phase", "failed", "at", t0 + 155, "phase", "booted", "at", t0 + 165, "phase",
+	    "syncing", "at", t0 + 170, "phase", "verifying", "at", t0 + 250, "phase", "starting",
+	    "at", t0 + 262, "phase", "serving", "at", t0 + 390);
+	f.d.restored = true;
+	f.d.rto_s = 400;
+	CU_ASSERT_EQUAL_FATAL(rh_record_build(&rec, &f.d), 0);
+	b = json_object_get(rec, "rto_breakdown");
+	CU_ASSERT_FATAL(json_is_object(b));
+	CU_ASSERT_DOUBLE_EQUAL(num(b, "provision_s"), 100, 1e-6);
+	CU_ASSERT_DOUBLE_EQUAL(num(b, "boot_s"), 30, 1e-6);
+	CU_ASSERT_DOUBLE_EQUAL(num(b, "wait_for_model_s"), 40, 1e-6);
+	CU_ASSERT_DOUBLE_EQUAL(num(b, "model_sync_s"), 80, 1e-6);
+	CU_ASSERT_DOUBLE_EQUAL(num(b, "verification_s"), 12, 1e-6);
+	CU_ASSERT_DOUBLE_EQUAL(num(b, "stack_start_s"), 128, 1e-6);
+	CU_ASSERT_DOUBLE_EQUAL(num(b, "first_answer_s"), 10, 1e-6);
+	/* the segments add up to the RTO */
+	CU_ASSERT_DOUBLE_EQUAL(num(b, "provision_s") + num(b, "boot_s") +
+				   num(b, "wait_for_model_s") + num(b, "model_sync_s") +
+				   num(b, "verification_s") + num(b, "stack_start_s") +
+				   num(b, "first_answer_s"),
+			       num(rec, "rto_s"), 1e-6);
+	json_decref(rec);
+
+	/* a boot that never got to serve: the later segments are null */
+	json_decref(f.d.results[2].outputs);
+	f.d.results[2].outputs =
+	    json_pack("{s:{s:[{s:s,s:f},{s:s,s:f}]}}", "boot", "phases", "phase", "booted", "at",
+		      t0 + 130, "phase", "syncing", "at", t0 + 150);
+	f.d.restored = false;
+	CU_ASSERT_EQUAL_FATAL(rh_record_build(&rec, &f.d), 0);
+	b = json_object_get(rec, "rto_breakdown");
+	CU_ASSERT_DOUBLE_EQUAL(num(b, "wait_for_model_s"), 20, 1e-6);
+	CU_ASSERT(json_is_null(json_object_get(b, "model_sync_s")));
+	CU_ASSERT(json_is_null(json_object_get(b, "first_answer_s")));
+	json_decref(rec);
+	fx_free(&f);
+}
+
 RH_TEST_MAIN("record", {"test_record__fields_and_types", test_record__fields_and_types},
 	     {"test_record__written_safely_without_secrets",
 	      test_record__written_safely_without_secrets},
-	     {"test_record__write_failure", test_record__write_failure})
+	     {"test_record__write_failure", test_record__write_failure},
+	     {"test_record__rto_breakdown_from_boot_phases",
+	      test_record__rto_breakdown_from_boot_phases})

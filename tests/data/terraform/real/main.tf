@@ -9,6 +9,9 @@
 #   fail  "gate" fails with a diagnostic of its own
 #   slow  "gate" sleeps RH_TEST_SLOW seconds (interrupted by the test)
 #   leak  "server" refuses to be destroyed
+# When var.s3_endpoint is a loopback s3rver (the tests' catalog), "server"
+# also plays the instance's boot script: it creates the bucket and writes
+# the boot phases to rehydra-boot/status.json, for teardown to read back.
 # Test data only: never rendered for a user.
 
 locals {
@@ -30,6 +33,17 @@ locals {
     credentials = "instance"
   }
   boot_files = []
+
+  # what boot.py reports, 10..60 s from now (shell for the test only)
+  report_phases = <<-SH
+    set -e
+    s3() { curl -sSf --aws-sigv4 aws:amz:us-east-1:s3 -u "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$@"; }
+    s3 -X PUT -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" '${var.s3_endpoint}/${var.bucket}' >/dev/null
+    now=$(date +%s)
+    body=$(printf '{"rehydra_boot": 1, "phases": [{"phase": "booted", "at": %s}, {"phase": "syncing", "at": %s}, {"phase": "verifying", "at": %s}, {"phase": "starting", "at": %s}, {"phase": "serving", "at": %s}]}' $((now + 10)) $((now + 20)) $((now + 27)) $((now + 30)) $((now + 60)))
+    sha=$(printf '%s' "$body" | sha256sum | cut -d' ' -f1)
+    printf '%s' "$body" | s3 -X PUT -H "x-amz-content-sha256: $sha" --data-binary @- '${var.s3_endpoint}/${var.bucket}/rehydra-boot/status.json' >/dev/null
+  SH
 }
 
 resource "terraform_data" "network" {
@@ -55,6 +69,9 @@ resource "terraform_data" "server" {
   }
   provisioner "local-exec" {
     command = "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $! > '${self.input.pidfile}'"
+  }
+  provisioner "local-exec" {
+    command = startswith(var.s3_endpoint, "http://127.0.0.1:") ? local.report_phases : "true"
   }
   provisioner "local-exec" {
     when    = destroy
