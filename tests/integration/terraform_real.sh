@@ -83,6 +83,7 @@ check "real ok: no key given, so no ssh_authorized_keys at all (an empty list is
 check "real ok: the boot unit restarts after a delay" grep -q 'RestartSec=10' "$CI"
 check "real ok: the boot unit has no start limit" grep -q 'StartLimitIntervalSec=0' "$CI"
 check "real ok: stack.json carries the addressing style" grep -q '\\"addressing\\":\\"virtual\\"' "$CI"
+check "real ok: stack.json carries stack.image, expanded" grep -q '\\"image\\":\\"registry.example/rh-test:ok\\"' "$CI"
 
 # --- fail: a provisioner fails ------------------------------------------------------
 tf_real_drill fail --var mode=fail
