@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tfreal.sh - finds the real terraform and the hashicorp/aws filesystem
 # mirror for the tests that drive them (sourced, not run; after lib.sh).
 #
@@ -77,6 +78,10 @@ tf_real_drill() {
 	"$REHYDRA" drill --json --no-color --state-dir "$T/state-$name" "$@" \
 		"$RH_SRC/tests/data/terraform/real-drill.json" >"$T/$name.json" 2>"$T/$name.err" || RC=$?
 	WD=$(ls -d "$T/state-$name"/drills/*/terraform 2>/dev/null | head -n1)
+	# a server process destroy did not stop is stopped at exit, by pid
+	if [ -n "$WD" ] && [ -s "$WD/server.pid" ]; then
+		track "$(cat "$WD/server.pid")"
+	fi
 }
 
 # tf_step NAME ID JQ: a jq filter applied to step ID's record entry.
