@@ -105,6 +105,21 @@ static void test_catalog__checker_rejects(void)
 		  "missing from /regions" },
 		{ GOOD_HEAD "\"accelerators\":{\"A10\":{\"status\":\"unavailable\"}}}",
 		  "gives no \"reason\"" },
+		/* sizes: larger ones only, each naming its type */
+		{ GOOD_HEAD "\"accelerators\":{\"A10\":{\"status\":\"available\",\"gpus\":1,"
+			    "\"gpu_memory_gb\":24,\"instance_type\":\"t\",\"regions\":[\"r1\"],"
+			    "\"sizes\":[{\"gpus\":4,\"instance_type\":\"t4\"},"
+			    "{\"gpus\":8,\"instance_type\":\"t8\"}]}}}",
+		  NULL },
+		{ GOOD_HEAD "\"accelerators\":{\"A10\":{\"status\":\"available\",\"gpus\":1,"
+			    "\"gpu_memory_gb\":24,\"instance_type\":\"t\",\"regions\":[\"r1\"],"
+			    "\"sizes\":[{\"gpus\":8,\"instance_type\":\"t8\"},"
+			    "{\"gpus\":4,\"instance_type\":\"t4\"}]}}}",
+		  "sizes/1 needs \"gpus\" above the previous" },
+		{ GOOD_HEAD "\"accelerators\":{\"A10\":{\"status\":\"available\",\"gpus\":1,"
+			    "\"gpu_memory_gb\":24,\"instance_type\":\"t\",\"regions\":[\"r1\"],"
+			    "\"sizes\":[{\"gpus\":8}]}}}",
+		  "sizes/0 needs" },
 		{ GOOD_HEAD "\"accelerators\":{\"A10\":{\"status\":\"available\",\"gpus\":1,"
 			    "\"gpu_memory_gb\":24,\"regions\":[\"r1\"]}}}",
 		  "names no \"instance_type\"" },
