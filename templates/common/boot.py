@@ -181,12 +181,21 @@ class S3:
 
 class Status:
     """Phase reports to the bucket (and /run/rehydra/status.json): best
-    effort, a failed report never stops the boot."""
+    effort, a failed report never stops the boot. A run restarted by
+    systemd appends to the phases of the runs before it (the local file
+    outlives the service, not the machine)."""
 
     def __init__(self, s3, cfg):
         self.s3, self.doc = s3, {"rehydra_boot": 1, "drill_id": cfg.get("drill_id", ""),
                                  "phases": []}
         self.local = cfg.get("status_file", "/run/rehydra/status.json")
+        try:
+            with open(self.local) as f:
+                old = json.load(f)
+            if old.get("drill_id") == self.doc["drill_id"] and isinstance(old.get("phases"), list):
+                self.doc["phases"] = old["phases"]
+        except (OSError, ValueError, AttributeError):
+            pass
         try:
             with open("/proc/uptime") as f:
                 self.doc["os_booted_at"] = round(time.time() - float(f.read().split()[0]), 3)
@@ -314,6 +323,9 @@ def sync_model(s3, cfg, prefix, files):
             raise BootError("the manifest names an unsafe path %r" % path)
         dest = os.path.join(cfg["model_dir"], path)
         key = prefix + "/" + path if prefix else path
+        if (os.path.isfile(dest) and os.path.getsize(dest) == int(e["size"])
+                and sha256_file(dest) == e["sha256"]):
+            continue  # a restarted boot keeps what it already verified
         for attempt in range(3):
             if fetch(s3, key, dest, int(e["size"]), e["sha256"]):
                 break
@@ -387,6 +399,9 @@ def main():
         if pull is not None and pull.wait() != 0:
             raise BootError("docker pull %s failed" % cfg["image"])
         st.phase("starting")
+        # a restarted boot may find the unit of its previous run
+        run(["systemctl", "stop", "rehydra-stack"], check=False)
+        run(["systemctl", "reset-failed", "rehydra-stack"], check=False)
         run(stack_argv(cfg))
         log("started the stack on port %s" % cfg["port"])
         if wait_serving(cfg["port"], time.monotonic() + SERVE_WAIT_S):

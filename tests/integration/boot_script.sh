@@ -175,6 +175,19 @@ check "bad sha256: it names the file" grep -q "weights/shard-0.bin never matched
 check "bad sha256: the stack was never started" bash -c '! grep -q "^systemd-run --unit=rehydra-stack" "$1"' _ "$T/bad/calls"
 check "bad sha256: no partial file is left as the model" test ! -e "$T/bad/model/weights/shard-0.bin"
 expect_eq "bad sha256: the bucket says failed" "booted syncing failed" "$(phases rh-boot-bad)"
+# systemd starts it again (Restart=on-failure); meanwhile the right bytes
+# are there: it picks up, keeping what it had verified and the phase history
+s3 PUT rh-boot-bad model/.rehydra-sink.json "$T/manifest.json"
+touch -d '2001-01-01' "$T/bad/model/config.json"
+boot bad '{bucket: "rh-boot-bad", endpoint: "http://s3.us-east-1.localhost:'"$PORT"'", addressing: "virtual",
+	image: "vllm/vllm-openai:v0.8.5"}'
+expect_eq "restarted: exit 0" 0 "$RC"
+check "restarted: the model is complete" same_model "$T/bad"
+check "restarted: the file it had verified was not fetched again" \
+	test "$(stat -c %Y "$T/bad/model/config.json")" = "$(date -d 2001-01-01 +%s)"
+expect_eq "restarted: the phases keep the failed run's" \
+	"booted syncing failed booted syncing verifying starting serving" "$(phases rh-boot-bad)"
+check "restarted: a unit left by an earlier run is stopped first" called bad "^systemctl reset-failed rehydra-stack"
 
 # --- no image and no such command on the machine image --------------------------
 boot nocmd '{bucket: "rh-boot-aws", endpoint: "http://s3.us-east-1.localhost:'"$PORT"'", addressing: "virtual",
