@@ -63,7 +63,7 @@ tf_real_missing() { # prints the loud notice for a fallback
 tf_real_templates() {
 	local d=$1
 	mkdir -p "$d/common" "$d/aws"
-	cp "$RH_SRC"/templates/common/* "$d/common/"
+	find "$RH_SRC/templates/common" -maxdepth 1 -type f -exec cp {} "$d/common/" \;
 	cp "$RH_SRC/templates/aws/versions.tf" "$RH_SRC/templates/aws/inputs.tf" "$d/aws/"
 	cp "$RH_SRC/tests/data/terraform/real/main.tf" "$d/aws/main.tf"
 }
