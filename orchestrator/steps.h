@@ -75,6 +75,7 @@ const struct rh_step_type *rh_step_type_find(const char *name);
 /* The step types, defined in step_*.c. */
 extern const struct rh_step_type rh_step_exec;
 extern const struct rh_step_type rh_step_http_probe;
+extern const struct rh_step_type rh_step_load_probe;
 extern const struct rh_step_type rh_step_wait;
 extern const struct rh_step_type rh_step_provision;
 extern const struct rh_step_type rh_step_sync_artifacts;
