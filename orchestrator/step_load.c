@@ -831,11 +831,13 @@ static int results(struct load *L, char *missed, size_t size)
 		if (isnan(value) || L->requests == 0)
 			w = snprintf(missed + used, size - used, "%s%s not measured (slo %s %g)",
 				     used ? ", " : "", k->key, k->lower ? ">=" : "<=", bound);
+		else if (k->lower)
+			w = snprintf(missed + used, size - used,
+				     "%sachieved_rate_per_s %g under min_rate_per_s %g",
+				     used ? ", " : "", value, bound);
 		else
-			w = snprintf(missed + used, size - used, "%s%s %g %s %s %g",
-				     used ? ", " : "", k->lower ? "achieved_rate_per_s" : k->key,
-				     value, k->lower ? "under" : "over the slo",
-				     k->lower ? k->key : "", bound);
+			w = snprintf(missed + used, size - used, "%s%s %g over the slo %g",
+				     used ? ", " : "", k->key, value, bound);
 		if (w > 0 && (size_t)w < size - used)
 			used += (size_t)w;
 	}
