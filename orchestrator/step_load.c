@@ -18,7 +18,7 @@
  *
  * One thread drives everything through libcurl's multi_socket interface:
  * `connections` easy handles, each reused so its keep-alive connection
- * stays open, ppoll() on the sockets curl asks for with a nanosecond
+ * stays open, epoll on the sockets curl asks for with a nanosecond
  * timeout to the next intended send (curl_multi_poll's milliseconds would
  * add up to a millisecond of our own lateness to every latency), and the
  * cancellation token's fd. No thread per request, no sample kept: every
@@ -44,13 +44,14 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "banned.h"
@@ -79,11 +80,6 @@ struct lreq {
 	double first_token, last_token;
 };
 
-struct lsock {
-	curl_socket_t fd;
-	short events;
-};
-
 struct load {
 	struct rh_step_ctx *ctx;
 	CURLM *multi;
@@ -99,8 +95,8 @@ struct load {
 	struct lreq *reqs;
 	unsigned *free_slots;
 	unsigned n_free;
-	struct lsock *socks;
-	size_t n_socks, cap_socks;
+	int ep; /* epoll: curl's sockets and the cancellation fd */
+	bool no_pwait2;
 	double timer_at; /* curl's timer, absolute; < 0 when none */
 
 	double start, window_start;
@@ -319,31 +315,22 @@ static void req_done(struct load *L, unsigned slot, CURLcode code)
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *user, void *sockp)
 {
 	struct load *L = user;
-	size_t i;
+	struct epoll_event ev = {.data.fd = fd};
 
 	(void)easy;
-	(void)sockp;
-	for (i = 0; i < L->n_socks && L->socks[i].fd != fd; i++)
-		;
 	if (what == CURL_POLL_REMOVE) {
-		if (i < L->n_socks)
-			L->socks[i] = L->socks[--L->n_socks];
+		/* curl says so before it closes the socket */
+		epoll_ctl(L->ep, EPOLL_CTL_DEL, fd, NULL);
+		curl_multi_assign(L->multi, fd, NULL);
 		return 0;
 	}
-	if (i == L->n_socks) {
-		if (L->n_socks == L->cap_socks) {
-			size_t cap = L->cap_socks ? L->cap_socks * 2 : 16;
-			struct lsock *ns = realloc(L->socks, cap * sizeof(*ns));
-
-			if (!ns)
-				return -1;
-			L->socks = ns;
-			L->cap_socks = cap;
-		}
-		L->socks[L->n_socks++].fd = fd;
-	}
-	L->socks[i].events =
-	    (short)(((what & CURL_POLL_IN) ? POLLIN : 0) | ((what & CURL_POLL_OUT) ? POLLOUT : 0));
+	ev.events =
+	    ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
+	if (epoll_ctl(L->ep, sockp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) < 0 &&
+	    !(sockp && errno == ENOENT && epoll_ctl(L->ep, EPOLL_CTL_ADD, fd, &ev) == 0))
+		return -1;
+	if (!sockp)
+		curl_multi_assign(L->multi, fd, L); /* any non-NULL: "in the set" */
 	return 0;
 }
 
@@ -530,6 +517,9 @@ static int load_setup(struct load *L)
 		return rc;
 	if ((rc = setup_request(L)) < 0)
 		return rc;
+	L->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (L->ep < 0)
+		return rh_error_set_errno(RH_ERROR, errno, "step '%s': epoll", L->ctx->step->id);
 	L->multi = curl_multi_init();
 	L->reqs = calloc(L->conns, sizeof(*L->reqs));
 	L->free_slots = calloc(L->conns, sizeof(*L->free_slots));
@@ -569,7 +559,8 @@ static void load_release(struct load *L)
 	curl_slist_free_all(L->headers);
 	free(L->reqs);
 	free(L->free_slots);
-	free(L->socks);
+	if (L->ep >= 0)
+		close(L->ep);
 	free(L->body);
 	free(L->url_shown);
 	rh_hist_free(L->lat);
@@ -625,21 +616,49 @@ static void report_progress(struct load *L, double t)
 	L->ctx->progress(L->ctx->progress_user, L->ctx, text);
 }
 
+/* Waits for curl's sockets or the cancellation until `wake` (absolute).
+ * epoll_pwait2 takes nanoseconds; kernels before 5.11 lack it, and then
+ * the wait is rounded up to the next millisecond. */
+static int wait_events(struct load *L, double wake, struct epoll_event *evs, int max)
+{
+	double left = wake - now_s();
+	struct timespec ts;
+	int k;
+
+	if (left < 0)
+		left = 0;
+	ts.tv_sec = (time_t)left;
+	ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+	k = L->no_pwait2 ? -1 : epoll_pwait2(L->ep, evs, max, &ts, NULL);
+	if (k < 0 && errno == ENOSYS) {
+		L->no_pwait2 = true;
+		k = epoll_wait(L->ep, evs, max, (int)ceil(left * 1000));
+	} else if (k < 0 && L->no_pwait2) {
+		k = epoll_wait(L->ep, evs, max, (int)ceil(left * 1000));
+	}
+	return k;
+}
+
 static int run_schedule(struct load *L)
 {
 	struct rh_step_ctx *ctx = L->ctx;
-	struct pollfd *pfd = NULL;
-	size_t pfd_cap = 0;
+	struct epoll_event evs[64];
+	int cancel_fd = ctx->cancel ? rh_cancel_fd(ctx->cancel) : -1;
 	double next_progress;
 	int running = 0, rc = 0;
 
 	L->start = now_s();
 	L->window_start = intended(L, L->warm_count);
 	next_progress = L->start + LOAD_PROGRESS_S;
+	if (cancel_fd >= 0) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.fd = cancel_fd};
+
+		if (epoll_ctl(L->ep, EPOLL_CTL_ADD, cancel_fd, &ev) < 0)
+			return rh_error_set_errno(RH_ERROR, errno, "step '%s': epoll",
+						  ctx->step->id);
+	}
 	while (L->next < L->total || L->n_free < L->conns) {
 		double t = now_s(), wake = t + 0.25;
-		struct timespec ts;
-		size_t n = 0;
 		int k;
 
 		if (t >= ctx->deadline) {
@@ -664,6 +683,13 @@ static int run_schedule(struct load *L)
 			if ((rc = send_one(L, t)) < 0)
 				goto done;
 		}
+		/* a new transfer sets curl's timer to now: start it without a wait */
+		if (L->timer_at >= 0 && now_s() >= L->timer_at) {
+			L->timer_at = -1;
+			curl_multi_socket_action(L->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+			if ((rc = drain_done(L)) < 0)
+				goto done;
+		}
 		if (L->next < L->total && L->n_free) {
 			double due = intended(L, L->next);
 
@@ -676,29 +702,9 @@ static int run_schedule(struct load *L)
 			report_progress(L, t);
 			next_progress = t + LOAD_PROGRESS_S;
 		}
-		if (pfd_cap < L->n_socks + 1) {
-			struct pollfd *np = realloc(pfd, (L->n_socks + 1) * sizeof(*np));
-
-			if (!np) {
-				rc = rh_error_set(RH_ENOMEM, "out of memory");
-				goto done;
-			}
-			pfd = np;
-			pfd_cap = L->n_socks + 1;
-		}
-		pfd[n++] = (struct pollfd){.fd = ctx->cancel ? rh_cancel_fd(ctx->cancel) : -1,
-					   .events = POLLIN};
-		for (size_t i = 0; i < L->n_socks; i++)
-			pfd[n++] =
-			    (struct pollfd){.fd = L->socks[i].fd, .events = L->socks[i].events};
-		t = now_s();
-		if (wake < t)
-			wake = t;
-		ts.tv_sec = (time_t)(wake - t);
-		ts.tv_nsec = (long)((wake - t - (double)ts.tv_sec) * 1e9);
-		k = ppoll(pfd, n, &ts, NULL);
+		k = wait_events(L, wake, evs, (int)(sizeof(evs) / sizeof(evs[0])));
 		if (k < 0 && errno != EINTR) {
-			rc = rh_error_set_errno(RH_ERROR, errno, "step '%s': poll", ctx->step->id);
+			rc = rh_error_set_errno(RH_ERROR, errno, "step '%s': epoll", ctx->step->id);
 			goto done;
 		}
 		if (ctx->cancel && rh_cancel_is_fired(ctx->cancel)) {
@@ -708,18 +714,18 @@ static int run_schedule(struct load *L)
 					  ctx->step->id, L->url_shown);
 			goto done;
 		}
-		for (size_t i = 1; k > 0 && i < n; i++) {
+		for (int i = 0; i < k; i++) {
 			int ev = 0;
 
-			if (!pfd[i].revents)
+			if (evs[i].data.fd == cancel_fd)
 				continue;
-			if (pfd[i].revents & POLLIN)
+			if (evs[i].events & EPOLLIN)
 				ev |= CURL_CSELECT_IN;
-			if (pfd[i].revents & POLLOUT)
+			if (evs[i].events & EPOLLOUT)
 				ev |= CURL_CSELECT_OUT;
-			if (pfd[i].revents & (POLLERR | POLLHUP | POLLNVAL))
+			if (evs[i].events & (EPOLLERR | EPOLLHUP))
 				ev |= CURL_CSELECT_ERR;
-			curl_multi_socket_action(L->multi, pfd[i].fd, ev, &running);
+			curl_multi_socket_action(L->multi, evs[i].data.fd, ev, &running);
 		}
 		if (L->timer_at >= 0 && now_s() >= L->timer_at) {
 			L->timer_at = -1;
@@ -729,7 +735,6 @@ static int run_schedule(struct load *L)
 			goto done;
 	}
 done:
-	free(pfd);
 	return rc;
 }
 
@@ -848,7 +853,7 @@ static int results(struct load *L, char *missed, size_t size)
 
 int rh_step_load_probe_run(struct rh_step_ctx *ctx)
 {
-	struct load L = {.ctx = ctx};
+	struct load L = {.ctx = ctx, .ep = -1};
 	char missed[1024];
 	int rc;
 
