@@ -531,6 +531,9 @@ static int load_setup(struct load *L)
 	curl_multi_setopt(L->multi, CURLMOPT_TIMERDATA, L);
 	curl_multi_setopt(L->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)L->conns);
 	curl_multi_setopt(L->multi, CURLMOPT_MAXCONNECTS, (long)L->conns);
+	/* one request per connection at a time, also over HTTP/2: `connections`
+	 * means connections, as it does for wrk and hey */
+	curl_multi_setopt(L->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
 	L->timer_at = -1;
 	for (unsigned i = 0; i < L->conns; i++) {
 		if ((rc = setup_handle(L, &L->reqs[i])) < 0)

@@ -73,6 +73,10 @@ expect_eq "record: load is the last load test" stream "$(jq -r .load.step "$T/ok
 id=$(jq -r .drill_id "$T/ok.out")
 "$REHYDRA" audit show "$id" --state-dir "$STATE" >"$T/show.txt"
 check "audit show: a load line with p99" grep -Eq '^load +stream \(ok\): 50 req .*p99 [0-9.]+ ms.*ttft p95' "$T/show.txt"
+peers=$(grep '"POST /v1/completions"' "$STATE/drills/$id/stack.stderr" | awk '{print $2}' | sort -u | wc -l)
+posts=$(grep -c '"POST /v1/completions"' "$STATE/drills/$id/stack.stderr")
+check "keep-alive: $posts completions over $peers connections (at most 8 + 8)" \
+	test "$posts" -eq 230 -a "$peers" -le 16
 check "timeline: the headline numbers" grep -Eq 'load +ok .* 150 req at .*p99 [0-9.]+ ms .* 0 errors' "$T/ok.out.err"
 check "prometheus: latency quantiles" \
 	grep -Eq '^rehydra_drill_latency_seconds\{runbook="tinylm-local",target="local:local",scenario="-",quantile="0.99"\} [0-9.e-]+$' "$T/drill.prom"
