@@ -97,6 +97,8 @@ struct load {
 	unsigned n_free;
 	int ep; /* epoll: curl's sockets and the cancellation fd */
 	bool no_pwait2;
+	struct lfd *fds; /* by fd number */
+	size_t n_fds;
 	double timer_at; /* curl's timer, absolute; < 0 when none */
 
 	double start, window_start;
@@ -312,26 +314,92 @@ static void req_done(struct load *L, unsigned slot, CURLcode code)
 
 /* ---- curl's sockets and timer ------------------------------------------ */
 
+/* The events fd is registered with in the epoll set (0: not registered),
+ * and whether curl wants it now. Per request curl removes the socket when a
+ * transfer ends and adds it back when the next one starts on the same
+ * connection; doing that in the kernel would cost two epoll_ctl calls per
+ * request, so a socket curl let go stays registered, and one that reports
+ * events nobody asked for is removed then. */
+struct lfd {
+	uint32_t registered;
+	bool wanted;
+};
+
+static struct lfd *fd_state(struct load *L, int fd)
+{
+	if (fd < 0)
+		return NULL;
+	if ((size_t)fd >= L->n_fds) {
+		size_t n = L->n_fds ? L->n_fds : 64;
+		struct lfd *nf;
+
+		while (n <= (size_t)fd)
+			n *= 2;
+		nf = realloc(L->fds, n * sizeof(*nf));
+		if (!nf)
+			return NULL;
+		memset(nf + L->n_fds, 0, (n - L->n_fds) * sizeof(*nf));
+		L->fds = nf;
+		L->n_fds = n;
+	}
+	return &L->fds[fd];
+}
+
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *user, void *sockp)
 {
 	struct load *L = user;
+	struct lfd *st = fd_state(L, fd);
 	struct epoll_event ev = {.data.fd = fd};
 
 	(void)easy;
+	(void)sockp;
+	if (!st)
+		return -1;
 	if (what == CURL_POLL_REMOVE) {
-		/* curl says so before it closes the socket */
-		epoll_ctl(L->ep, EPOLL_CTL_DEL, fd, NULL);
-		curl_multi_assign(L->multi, fd, NULL);
+		/* the connection may carry the next request: keep it registered */
+		st->wanted = false;
 		return 0;
 	}
+	st->wanted = true;
 	ev.events =
 	    ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
-	if (epoll_ctl(L->ep, sockp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) < 0 &&
-	    !(sockp && errno == ENOENT && epoll_ctl(L->ep, EPOLL_CTL_ADD, fd, &ev) == 0))
+	if (st->registered == ev.events)
+		return 0;
+	/* on_close forgets closed sockets; ADD still falls back to MOD */
+	if (st->registered && epoll_ctl(L->ep, EPOLL_CTL_MOD, fd, &ev) == 0) {
+		st->registered = ev.events;
+		return 0;
+	}
+	if (epoll_ctl(L->ep, EPOLL_CTL_ADD, fd, &ev) < 0 &&
+	    !(errno == EEXIST && epoll_ctl(L->ep, EPOLL_CTL_MOD, fd, &ev) == 0))
 		return -1;
-	if (!sockp)
-		curl_multi_assign(L->multi, fd, L); /* any non-NULL: "in the set" */
+	st->registered = ev.events;
 	return 0;
+}
+
+/* curl closes a socket: it leaves the epoll set with it, and its number
+ * may come back for a new connection. */
+static int on_close(void *user, curl_socket_t fd)
+{
+	struct load *L = user;
+
+	if ((size_t)fd < L->n_fds)
+		L->fds[fd] = (struct lfd){0};
+	return close(fd);
+}
+
+/* An event on a socket curl does not want now (an idle connection the
+ * server closed): take it out of the set rather than wake on it again. */
+static bool fd_unwanted(struct load *L, int fd)
+{
+	struct lfd *st = (size_t)fd < L->n_fds ? &L->fds[fd] : NULL;
+
+	if (st && st->wanted)
+		return false;
+	epoll_ctl(L->ep, EPOLL_CTL_DEL, fd, NULL);
+	if (st)
+		st->registered = 0;
+	return true;
 }
 
 static int on_timer(CURLM *multi, long timeout_ms, void *user)
@@ -442,6 +510,8 @@ static int setup_handle(struct load *L, struct lreq *r)
 		method = "GET";
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_PRIVATE, (char *)r);
+	curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, on_close);
+	curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, L);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -564,6 +634,7 @@ static void load_release(struct load *L)
 	free(L->free_slots);
 	if (L->ep >= 0)
 		close(L->ep);
+	free(L->fds);
 	free(L->body);
 	free(L->url_shown);
 	rh_hist_free(L->lat);
@@ -720,7 +791,7 @@ static int run_schedule(struct load *L)
 		for (int i = 0; i < k; i++) {
 			int ev = 0;
 
-			if (evs[i].data.fd == cancel_fd)
+			if (evs[i].data.fd == cancel_fd || fd_unwanted(L, evs[i].data.fd))
 				continue;
 			if (evs[i].events & EPOLLIN)
 				ev |= CURL_CSELECT_IN;
