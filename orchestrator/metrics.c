@@ -40,7 +40,18 @@ struct group {
 	double rto, rto_target, overhead, last_ts;
 	bool success;
 	uint64_t count[V_COUNT];
+	/* the latest drill's load test (record "load"), NaN when it had none */
+	double lat[5], ttft[3];
 };
+
+static const struct {
+	const char *quantile, *key;
+} lat_q[5] = {{"0.5", "p50_ms"},
+	      {"0.9", "p90_ms"},
+	      {"0.95", "p95_ms"},
+	      {"0.99", "p99_ms"},
+	      {"0.999", "p999_ms"}},
+  ttft_q[3] = {{"0.5", "ttft_p50_ms"}, {"0.95", "ttft_p95_ms"}, {"0.99", "ttft_p99_ms"}};
 
 struct rh_metrics {
 	bool with_totals;
@@ -50,8 +61,8 @@ struct rh_metrics {
 };
 
 const char *const rh_metrics_fields[] = {
-	"runbook.name", "scenario", "target", "t0", "finished", "verdict", "rto_s",
-	"rto_target_s", "overhead_s", NULL,
+    "runbook.name", "scenario",	    "target",	  "t0",	  "finished", "verdict",
+    "rto_s",	    "rto_target_s", "overhead_s", "load", NULL,
 };
 
 int rh_metrics_new(struct rh_metrics **out, bool with_totals)
@@ -184,6 +195,15 @@ int rh_metrics_add(struct rh_metrics *m, const json_t *record)
 	if (!when)
 		when = json_string_value(json_object_get(record, "t0"));
 	g->last_ts = when && rh_report_time_parse(when, &ts) == 0 ? (double)ts : NAN;
+	{
+		const json_t *load = json_object_get(record, "load");
+
+		/* milliseconds in the record, seconds in Prometheus */
+		for (int q = 0; q < 5; q++)
+			g->lat[q] = num_or_nan(json_object_get(load, lat_q[q].key)) / 1000.0;
+		for (int q = 0; q < 3; q++)
+			g->ttft[q] = num_or_nan(json_object_get(load, ttft_q[q].key)) / 1000.0;
+	}
 	return 0;
 }
 
@@ -309,6 +329,29 @@ int rh_metrics_render(const struct rh_metrics *m, char **out, size_t *len)
 			buf_value(&b, v);
 		}
 	}
+	buf_family(&b, "rehydra_drill_latency_seconds", "gauge",
+		   "Response latency quantiles of the latest drill's load test, counted from each "
+		   "request's intended send time (open loop).");
+	for (size_t i = 0; i < m->n; i++)
+		for (int q = 0; q < 5; q++) {
+			if (isnan(m->groups[i].lat[q]))
+				continue;
+			buf_series_start(&b, "rehydra_drill_latency_seconds", &m->groups[i]);
+			buf_label(&b, "quantile", lat_q[q].quantile, false);
+			buf_str(&b, "}");
+			buf_value(&b, m->groups[i].lat[q]);
+		}
+	buf_family(&b, "rehydra_drill_ttft_seconds", "gauge",
+		   "Time to first token quantiles of the latest drill's streaming load test.");
+	for (size_t i = 0; i < m->n; i++)
+		for (int q = 0; q < 3; q++) {
+			if (isnan(m->groups[i].ttft[q]))
+				continue;
+			buf_series_start(&b, "rehydra_drill_ttft_seconds", &m->groups[i]);
+			buf_label(&b, "quantile", ttft_q[q].quantile, false);
+			buf_str(&b, "}");
+			buf_value(&b, m->groups[i].ttft[q]);
+		}
 	if (m->with_totals) {
 		buf_family(&b, "rehydra_drills_total", "counter",
 			   "Drills recorded in the audit journal, by verdict.");

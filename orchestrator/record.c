@@ -190,6 +190,35 @@ static json_t *build_steps(const struct rh_drill *d, const struct secrets *sec)
 	return arr;
 }
 
+/* The load test that speaks for the drill: the restores_service
+ * load_probe, else the last one that measured anything; its outputs with
+ * its id and status (report.h, metrics.h and `audit show` read this). */
+static json_t *build_load(const struct rh_drill *d, const struct secrets *sec)
+{
+	const struct rh_runbook *rb = d->rb;
+	long pick = -1;
+	json_t *o;
+
+	for (size_t i = 0; i < rb->n_steps; i++) {
+		const struct rh_step *s = &rb->steps[i];
+
+		if (s->type != &rh_step_load_probe ||
+		    !json_is_integer(json_object_get(d->results[i].outputs, "requests")))
+			continue;
+		if (pick < 0 || s->restores_service || !rb->steps[pick].restores_service)
+			pick = (long)i;
+	}
+	if (pick < 0)
+		return json_null();
+	o = mask_json(d->results[pick].outputs, sec);
+	if (!o || put(o, "step", json_string(rb->steps[pick].id)) < 0 ||
+	    put(o, "status", json_string(rh_step_status_name(d->results[pick].status))) < 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
 static json_t *build_model(const struct rh_drill *d, const struct secrets *sec)
 {
 	const struct rh_model_ref *m = &d->rb->model;
@@ -372,6 +401,7 @@ int rh_record_build(json_t **out, const struct rh_drill *d)
 	err |= put(rec, "rto_breakdown", build_breakdown(d));
 	err |= put(rec, "final_phase_failed", json_boolean(d->final_phase_failed));
 	err |= put(rec, "steps", build_steps(d, &sec));
+	err |= put(rec, "load", build_load(d, &sec));
 	if (!(o = json_object()) || put(rec, "host", o) < 0)
 		goto oom;
 	err |= put(o, "name", json_string(host));

@@ -52,6 +52,7 @@ struct drill_sum {
 	double t0;    /* epoch seconds, NAN if unknown */
 	double rto;   /* NAN when the service was not restored */
 	double time;  /* rto, else the drill's total duration, else 0 */
+	double p99_ms; /* the load test's p99 (record "load"), NAN without one */
 	uint64_t seq;
 	unsigned char verdict;
 };
@@ -69,6 +70,9 @@ struct group {
 	char *first_t0, *last_t0;
 	double first_t0_epoch, last_t0_epoch;
 	int last_verdict;
+	uint64_t loads;	    /* drills with a load test */
+	double last_p99_ms; /* the latest of them; NAN when none */
+	double max_p99_ms;
 	/* computed by group_stats */
 	double p50, p95, max;
 	const char *trend;
@@ -584,6 +588,13 @@ int rh_report_add(struct rh_report *r, const json_t *record, uint64_t seq)
 	d->t0 = v.t0_epoch;
 	d->rto = rto;
 	d->time = isnan(rto) ? drill_total(record, v.t0_epoch) : rto;
+	d->p99_ms = num_field(json_object_get(record, "load"), "p99_ms");
+	if (!isnan(d->p99_ms)) {
+		if (!g->loads || d->p99_ms > g->max_p99_ms)
+			g->max_p99_ms = d->p99_ms;
+		g->loads++;
+		g->last_p99_ms = d->p99_ms;
+	}
 	d->seq = seq;
 	d->verdict = (unsigned char)vi;
 	g->n_dr++;
@@ -1006,6 +1017,16 @@ static const char *target_str(char *buf, size_t size, double v)
 
 /* ---- markdown --------------------------------------------------------- */
 
+/* Milliseconds for tables: "-" when unknown. */
+static const char *ms_str(char *buf, size_t size, double v)
+{
+	if (isnan(v))
+		snprintf(buf, size, "-");
+	else
+		snprintf(buf, size, "%.*f", v < 10 ? 2 : v < 100 ? 1 : 0, v);
+	return buf;
+}
+
 static void write_md(struct rh_report *r, FILE *f)
 {
 	char gen[32], a[32], b[32], c[32], d[32], e[32];
@@ -1022,8 +1043,8 @@ static void write_md(struct rh_report *r, FILE *f)
 	}
 	fprintf(f, "| runbook | target | scenario | drills | met | missed | failed | interrupted "
 		   "| pass rate | RTO p50 s | RTO p95 s | RTO max s | target s | trend | slowest "
-		   "step | last verdict |\n");
-	fprintf(f, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|\n");
+		   "step | last verdict | load p99 ms |\n");
+	fprintf(f, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|--:|\n");
 	for (size_t i = 0; i < r->n; i++) {
 		struct group *g = r->sorted[i];
 
@@ -1045,7 +1066,8 @@ static void write_md(struct rh_report *r, FILE *f)
 			put_md(f, g->steps[g->slowest].id);
 		else
 			fputs("-", f);
-		fprintf(f, " | %s |\n", verdict_names[g->last_verdict]);
+		fprintf(f, " | %s | %s |\n", verdict_names[g->last_verdict],
+			ms_str(a, sizeof(a), g->loads ? g->last_p99_ms : NAN));
 	}
 	for (size_t i = 0; i < r->n; i++) {
 		struct group *g = r->sorted[i];
@@ -1057,6 +1079,13 @@ static void write_md(struct rh_report *r, FILE *f)
 		fputs(" to ", f);
 		put_md(f, g->last_t0 ? g->last_t0 : "-");
 		fprintf(f, "; %zu restored the service.\n\n", g->rtos.n);
+		if (g->loads)
+			fprintf(f,
+				"Load test p99 latency: %s ms in the latest, at most %s ms over "
+				"%llu drill%s.\n\n",
+				ms_str(a, sizeof(a), g->last_p99_ms),
+				ms_str(b, sizeof(b), g->max_p99_ms), (unsigned long long)g->loads,
+				g->loads == 1 ? "" : "s");
 		if (g->n_steps == 0) {
 			fputs("No step completed successfully.\n", f);
 			continue;
@@ -1078,7 +1107,7 @@ static void write_csv(struct rh_report *r, FILE *f)
 {
 	fputs("runbook,target,scenario,drills,met,missed,failed,interrupted,pass_rate,"
 	      "rto_p50_s,rto_p95_s,rto_max_s,rto_target_s,trend,slowest_step,"
-	      "slowest_step_mean_s,first_t0,last_t0,last_verdict\r\n",
+	      "slowest_step_mean_s,first_t0,last_t0,last_verdict,load_p99_ms\r\n",
 	      f);
 	for (size_t i = 0; i < r->n; i++) {
 		struct group *g = r->sorted[i];
@@ -1115,6 +1144,8 @@ static void write_csv(struct rh_report *r, FILE *f)
 		put_csv(f, g->last_t0);
 		fputc(',', f);
 		put_csv(f, verdict_names[g->last_verdict]);
+		fputc(',', f);
+		put_csv_num(f, g->loads ? g->last_p99_ms : NAN);
 		fputs("\r\n", f);
 	}
 }
@@ -1210,6 +1241,16 @@ static int write_json(struct rh_report *r, FILE *f)
 			   has ? json_string(g->steps[g->slowest].id) : json_null());
 		bad |= put(o, "slowest_step_mean_s",
 			   has ? json_real(step_mean(&g->steps[g->slowest])) : json_null());
+		{
+			json_t *load = json_object();
+
+			bad |= put(o, "load", load);
+			bad |= !load || put(load, "drills", json_integer((json_int_t)g->loads));
+			bad |= !load ||
+			       put(load, "last_p99_ms", jnum(g->loads ? g->last_p99_ms : NAN));
+			bad |=
+			    !load || put(load, "max_p99_ms", jnum(g->loads ? g->max_p99_ms : NAN));
+		}
 		bad |= put(o, "steps", steps);
 		for (size_t k = 0; k < g->n_steps && !bad; k++) {
 			json_t *s = json_object();
@@ -1494,6 +1535,69 @@ static void write_chart(const struct group *g, FILE *f)
 #undef YP
 }
 
+/* The load test's p99 of each drill that had one, in journal order: does
+ * the restored service get slower under the same load? */
+static void write_p99_chart(const struct group *g, FILE *f)
+{
+	size_t first = g->n_dr > CHART_MAX ? g->n_dr - CHART_MAX : 0;
+	double ymax = g->max_p99_ms, ystep, pw = CW - CL - CR, ph = CH - CT - CB;
+	double x0 = (double)first + 1, x1 = (double)g->n_dr;
+	bool line = false;
+	int dec;
+
+	if (!(ymax > 0))
+		ymax = 1;
+	ystep = nice_step(ymax * 1.05, 5);
+	ymax = ceil(ymax * 1.05 / ystep) * ystep;
+	dec = tick_decimals(ystep);
+	x0 -= fmax(0.5, (x1 - x0) * 0.02);
+	x1 += fmax(0.5, (x1 - x0) * 0.02);
+#define XP(i) (CL + ((double)(i)-x0) / (x1 - x0) * pw)
+#define YP(v) (CT + ph - (v) / ymax * ph)
+	fprintf(f,
+		"<svg class=\"chart p99\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" "
+		"xmlns=\"http://www.w3.org/2000/svg\" aria-label=\"load test p99 latency of "
+		"each drill in milliseconds\">\n",
+		CW, CH);
+	for (double v = 0; v <= ymax + ystep / 2; v += ystep)
+		fprintf(f,
+			"<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
+			"<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.*f"
+			"</text>\n",
+			CL, CW - CR, YP(v), YP(v), CL - 8, YP(v) + 4, dec, v);
+	fprintf(f, "<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n", CL,
+		CW - CR, CT + ph, CT + ph);
+	fprintf(f,
+		"<text class=\"label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">drill "
+		"number (journal order)</text>\n"
+		"<text class=\"label\" transform=\"translate(16 %.1f) rotate(-90)\" "
+		"text-anchor=\"middle\">load p99 (ms)</text>\n",
+		CL + pw / 2, CH - 10, CT + ph / 2);
+	for (size_t k = first; k < g->n_dr; k++) {
+		if (isnan(g->dr[k].p99_ms))
+			continue;
+		fprintf(f, "%s%.1f,%.1f", line ? " " : "<polyline class=\"rto\" points=\"",
+			XP(k + 1), YP(g->dr[k].p99_ms));
+		line = true;
+	}
+	if (line)
+		fputs("\"/>\n", f);
+	for (size_t k = first; k < g->n_dr; k++) {
+		const struct drill_sum *d = &g->dr[k];
+		char b[32];
+
+		if (isnan(d->p99_ms))
+			continue;
+		fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>",
+			XP(k + 1), YP(d->p99_ms), verdict_colors[d->verdict]);
+		put_xml(f, d->id);
+		fprintf(f, ": load p99 %s ms</title></circle>\n", ms_str(b, sizeof(b), d->p99_ms));
+	}
+	fputs("</svg>\n", f);
+#undef XP
+#undef YP
+}
+
 static const char html_css[] =
     "*{box-sizing:border-box}"
     "body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;"
@@ -1562,7 +1666,8 @@ static void write_html(struct rh_report *r, FILE *f)
 	fputs("<div class=\"wrap\"><table>\n<thead><tr><th>runbook</th><th>target</th>"
 	      "<th>scenario</th><th class=\"n\">drills</th><th class=\"n\">pass rate</th>"
 	      "<th class=\"n\">p50 s</th><th class=\"n\">p95 s</th><th class=\"n\">max s</th>"
-	      "<th class=\"n\">target s</th><th>trend</th><th>last</th></tr></thead>\n<tbody>\n",
+	      "<th class=\"n\">target s</th><th>trend</th><th>last</th>"
+	      "<th class=\"n\">load p99 ms</th></tr></thead>\n<tbody>\n",
 	      f);
 	for (size_t i = 0; i < r->n; i++) {
 		struct group *g = r->sorted[i];
@@ -1577,12 +1682,14 @@ static void write_html(struct rh_report *r, FILE *f)
 		fprintf(f,
 			"</td><td class=\"n\">%llu</td><td class=\"n\">%s</td><td class=\"n\">%s"
 			"</td><td class=\"n\">%s</td><td class=\"n\">%s</td><td class=\"n\">%s"
-			"</td><td>%s</td><td><span class=\"badge %s\">%s</span></td></tr>\n",
+			"</td><td>%s</td><td><span class=\"badge %s\">%s</span></td>",
 			(unsigned long long)g->drills,
 			pct(a, sizeof(a), g->counts[V_MET], g->drills), secs(b, sizeof(b), g->p50),
 			secs(c, sizeof(c), g->p95), secs(d, sizeof(d), g->max),
 			target_str(e, sizeof(e), g->rto_target), g->trend,
 			verdict_names[g->last_verdict], verdict_names[g->last_verdict]);
+		fprintf(f, "<td class=\"n\">%s</td></tr>\n",
+			ms_str(a, sizeof(a), g->loads ? g->last_p99_ms : NAN));
 	}
 	fputs("</tbody>\n</table></div>\n</section>\n", f);
 	for (size_t i = 0; i < r->n; i++) {
@@ -1610,6 +1717,8 @@ static void write_html(struct rh_report *r, FILE *f)
 			fprintf(f, "<i style=\"background:%s\"></i>%s", verdict_colors[v],
 				verdict_names[v]);
 		fputs(" &nbsp;&times; on the axis: no RTO (service not restored)</div>\n", f);
+		if (g->loads)
+			write_p99_chart(g, f);
 		fputs("<p class=\"meta\">", f);
 		put_xml(f, g->first_t0 ? g->first_t0 : "-");
 		fputs(" &ndash; ", f);

@@ -78,7 +78,7 @@ static int on_xferinfo(void *user, curl_off_t dt, curl_off_t dn, curl_off_t ut, 
 }
 
 /* scheme://host[:port]/path, without userinfo or query (they may hold secrets). */
-static char *url_for_messages(const char *url)
+char *rh_http_url_for_messages(const char *url)
 {
 	const char *auth = strstr(url, "://");
 	const char *host = auth ? auth + 3 : url;
@@ -133,8 +133,8 @@ static bool scalar_match(const json_t *exp, const json_t *got)
 }
 
 /* True if `got` contains `exp`; otherwise `why` says where it differs. */
-static bool json_match(const json_t *exp, const json_t *got, const char *path, char *why,
-		       size_t size)
+bool rh_http_json_match(const json_t *exp, const json_t *got, const char *path, char *why,
+			size_t size)
 {
 	char sub[256], ev[RH_HTTP_VALUE_SHOW + 8], gv[RH_HTTP_VALUE_SHOW + 8];
 
@@ -157,7 +157,7 @@ static bool json_match(const json_t *exp, const json_t *got, const char *path, c
 				snprintf(why, size, "%s: missing", sub);
 				return false;
 			}
-			if (!json_match(val, g, sub, why, size))
+			if (!rh_http_json_match(val, g, sub, why, size))
 				return false;
 		}
 		return true;
@@ -175,7 +175,7 @@ static bool json_match(const json_t *exp, const json_t *got, const char *path, c
 		json_array_foreach(exp, i, val)
 		{
 			snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
-			if (!json_match(val, json_array_get(got, i), sub, why, size))
+			if (!rh_http_json_match(val, json_array_get(got, i), sub, why, size))
 				return false;
 		}
 		return true;
@@ -188,7 +188,7 @@ static bool json_match(const json_t *exp, const json_t *got, const char *path, c
 	return false;
 }
 
-static bool status_match(const json_t *expect, long status)
+bool rh_http_status_match(const json_t *expect, long status)
 {
 	size_t i;
 	json_t *v;
@@ -203,7 +203,7 @@ static bool status_match(const json_t *expect, long status)
 	return status >= 200 && status <= 299;
 }
 
-static void describe_expected_status(char *buf, size_t size, const json_t *expect)
+void rh_http_expected_status(char *buf, size_t size, const json_t *expect)
 {
 	if (json_is_integer(expect) || json_is_array(expect))
 		show_value(buf, size, expect);
@@ -227,7 +227,7 @@ static int probe_setup(struct probe *p)
 	if (!url || !url[0])
 		return rh_error_set(RH_EINVAL, "step '%s': url must be a non-empty string",
 				    p->ctx->step->id);
-	p->url_shown = url_for_messages(url);
+	p->url_shown = rh_http_url_for_messages(url);
 	if (!p->url_shown)
 		return rh_error_set(RH_ENOMEM, "out of memory");
 	if (!method)
@@ -384,8 +384,8 @@ static bool answer_matches(struct probe *p, long status)
 	char why[512], es[64];
 	bool ok;
 
-	if (!status_match(expect_status, status)) {
-		describe_expected_status(es, sizeof(es), expect_status);
+	if (!rh_http_status_match(expect_status, status)) {
+		rh_http_expected_status(es, sizeof(es), expect_status);
 		snprintf(p->last, sizeof(p->last), "status %ld (expected %s)", status, es);
 		return false;
 	}
@@ -405,7 +405,7 @@ static bool answer_matches(struct probe *p, long status)
 		return false;
 	}
 	why[0] = '\0';
-	ok = json_match(expect_json, doc, "", why, sizeof(why));
+	ok = rh_http_json_match(expect_json, doc, "", why, sizeof(why));
 	json_decref(doc);
 	if (!ok)
 		snprintf(p->last, sizeof(p->last), "status %ld, %s", status, why);

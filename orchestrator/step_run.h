@@ -2,7 +2,7 @@
  * step_run.h - what the step-type table (step_types.c) binds to.
  *
  * 1. Each type's run function, one attempt (contract in steps.h), defined in
- *    step_exec.c, step_http.c, step_wait.c and step_provider.c.
+ *    step_exec.c, step_http.c, step_wait.c, step_provider.c and step_load.c.
  * 2. The field checks that the types' validate hooks share with the runbook
  *    parser (defined in runbook.c), so every "expected ..., got ..." message
  *    reads the same wherever the field lives.
@@ -23,6 +23,25 @@ int rh_step_provision_run(struct rh_step_ctx *ctx);
 int rh_step_sync_artifacts_run(struct rh_step_ctx *ctx);
 int rh_step_deploy_run(struct rh_step_ctx *ctx);
 int rh_step_teardown_run(struct rh_step_ctx *ctx);
+int rh_step_load_probe_run(struct rh_step_ctx *ctx);
+
+/*
+ * What http_probe and load_probe share (step_http.c): judging an answer the
+ * same way in both, so a load probe's "wrong answer" means what a probe's
+ * "no expected answer" means.
+ */
+/* scheme://host[:port]/path without userinfo or query (they may hold
+ * secrets), for messages. New (free), NULL when out of memory. */
+char *rh_http_url_for_messages(const char *url);
+/* True if `got` contains `exp` (objects: every key of exp, recursively;
+ * strings in exp also match the scalar they spell); otherwise `why` says
+ * where they differ. `path` is the prefix for messages ("" at the top). */
+bool rh_http_json_match(const json_t *exp, const json_t *got, const char *path, char *why,
+			size_t size);
+/* `expect` is expect_status (an integer, an array of them, or NULL: 2xx). */
+bool rh_http_status_match(const json_t *expect, long status);
+/* "200", "[200,204]" or "2xx" for messages. */
+void rh_http_expected_status(char *buf, size_t size, const json_t *expect);
 
 /*
  * Field checks. Each looks `key` up in the object `obj` whose JSON pointer is

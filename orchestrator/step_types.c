@@ -12,6 +12,7 @@
 #include "steps.h"
 
 #include "error.h"
+#include "load.h"
 #include "step_run.h"
 #include "suggest.h"
 
@@ -259,6 +260,117 @@ done:
 	return err;
 }
 
+/* ---- load_probe ---- */
+
+static const char *const load_keys[] = {
+    "url",	     "method",	    "headers",		 "body",
+    "expect_status", "expect_json", "request_timeout_s", "rate_per_s",
+    "duration_s",    "warmup_s",    "connections",	 "stream",
+    "slo",	     NULL};
+static const char *const slo_keys[] = {"p50_ms",      "p95_ms",	    "p99_ms",	      "p999_ms",
+				       "ttft_p95_ms", "error_rate", "min_rate_per_s", NULL};
+
+static int load_validate_slo(struct rh_diags *d, const json_t *spec, const char *ptr)
+{
+	static const struct rh_spec_range ms = {0, 3600000, true, false};
+	static const struct rh_spec_range ratio = {0, 1, false, false};
+	static const struct rh_spec_range rate = {0, RH_LOAD_MAX_RATE, true, false};
+	const json_t *slo = json_object_get(spec, "slo");
+	char *sp = NULL;
+	const char *key;
+	json_t *val;
+	int err = 0, r;
+
+	if (!slo)
+		goto done;
+	if (!json_is_object(slo) || json_object_size(slo) == 0) {
+		err = add_at(d, ptr, "slo", false,
+			     "slo: expected an object of bounds (any of "
+			     "p50_ms, p95_ms, p99_ms, p999_ms, ttft_p95_ms, error_rate, "
+			     "min_rate_per_s), got %s",
+			     json_is_object(slo) ? "{}" : rh_json_kind(slo));
+		goto done;
+	}
+	sp = rh_pointer_join(ptr, "slo");
+	if (!sp) {
+		err = rh_error_set(RH_ENOMEM, "out of memory validating %s", ptr);
+		goto done;
+	}
+	json_object_foreach((json_t *)slo, key, val)
+	{
+		bool known = false;
+
+		for (size_t i = 0; slo_keys[i]; i++)
+			known = known || strcmp(slo_keys[i], key) == 0;
+		if (!known) {
+			const char *s = rh_suggest(key, slo_keys);
+
+			r = s ? add_at(d, sp, key, true, "unknown slo '%s': did you mean '%s'?",
+				       key, s)
+			      : add_at(d, sp, key, true,
+				       "unknown slo '%s': expected p50_ms, p95_ms, "
+				       "p99_ms, p999_ms, ttft_p95_ms, error_rate or min_rate_per_s",
+				       key);
+		} else {
+			r = rh_spec_number(d, slo, sp, key, false,
+					   strcmp(key, "error_rate") == 0	? &ratio
+					   : strcmp(key, "min_rate_per_s") == 0 ? &rate
+										: &ms,
+					   NULL);
+		}
+		if (r == RH_ENOMEM) {
+			err = r;
+			goto done;
+		}
+	}
+	if (json_object_get(slo, "ttft_p95_ms") && !json_is_true(json_object_get(spec, "stream")) &&
+	    !json_is_true(json_object_get(json_object_get(spec, "body"), "stream"))) {
+		err = add_at(d, sp, "ttft_p95_ms", true,
+			     "ttft_p95_ms needs a streamed response: "
+			     "add \"stream\": true to the step");
+		if (err != RH_ENOMEM)
+			err = 0;
+	}
+done:
+	free(sp);
+	return err == RH_ENOMEM ? err : 0;
+}
+
+static int load_validate(const json_t *spec, const char *ptr, struct rh_diags *d)
+{
+	static const struct rh_spec_range rate = {0, RH_LOAD_MAX_RATE, true, false};
+	static const struct rh_spec_range dur = {0, 86400, true, true};
+	static const struct rh_spec_range warm = {0, 3600, false, true};
+	double r_rate = 0, r_dur = 0, r_warm = 0, r_req = 5, r_timeout = 0;
+	int a, b, c, e, t;
+
+	/* url, method, headers, body, expect_*, request_timeout_s as for http_probe */
+	if (http_validate(spec, ptr, d) == RH_ENOMEM)
+		return RH_ENOMEM;
+	if ((a = rh_spec_number(d, spec, ptr, "rate_per_s", true, &rate, &r_rate)) == RH_ENOMEM ||
+	    (b = rh_spec_number(d, spec, ptr, "duration_s", true, &dur, &r_dur)) == RH_ENOMEM ||
+	    (c = rh_spec_number(d, spec, ptr, "warmup_s", false, &warm, &r_warm)) == RH_ENOMEM ||
+	    rh_spec_integer(d, spec, ptr, "connections", false, 1, RH_LOAD_MAX_CONNECTIONS, NULL) ==
+		RH_ENOMEM ||
+	    rh_spec_bool(d, spec, ptr, "stream", NULL) == RH_ENOMEM ||
+	    load_validate_slo(d, spec, ptr) == RH_ENOMEM)
+		return RH_ENOMEM;
+	/* the attempt must have time for the whole schedule and its last answers */
+	e = json_is_number(json_object_get(spec, "request_timeout_s"));
+	if (e)
+		r_req = json_number_value(json_object_get(spec, "request_timeout_s"));
+	t = json_is_number(json_object_get(spec, "timeout_s"));
+	r_timeout = t ? json_number_value(json_object_get(spec, "timeout_s"))
+		      : rh_step_load_probe.default_timeout_s;
+	if (a == 1 && b == 1 && c != RH_EINVAL && r_warm + r_dur + r_req > r_timeout &&
+	    add_at(d, ptr, t ? "timeout_s" : "duration_s", false,
+		   "%s: the load test needs warmup_s + duration_s + request_timeout_s = %g s, "
+		   "more than the step's timeout_s (%g s): raise timeout_s or shorten the test",
+		   t ? "timeout_s" : "duration_s", r_warm + r_dur + r_req, r_timeout) == RH_ENOMEM)
+		return RH_ENOMEM;
+	return 0;
+}
+
 /* ---- wait, teardown ---- */
 
 static const char *const wait_keys[] = { "seconds", NULL };
@@ -302,6 +414,16 @@ const struct rh_step_type rh_step_http_probe = {
 	.default_timeout_s = 60,
 	.validate = http_validate,
 	.run = rh_step_http_probe_run,
+};
+
+const struct rh_step_type rh_step_load_probe = {
+    .name = "load_probe",
+    .summary = "send requests at a constant rate (open loop) and gate on latency "
+	       "percentiles, errors and time to first token",
+    .keys = load_keys,
+    .default_timeout_s = 600,
+    .validate = load_validate,
+    .run = rh_step_load_probe_run,
 };
 
 const struct rh_step_type rh_step_wait = {
@@ -354,14 +476,9 @@ const struct rh_step_type rh_step_teardown = {
 };
 
 const struct rh_step_type *const rh_step_types[] = {
-	&rh_step_exec,
-	&rh_step_http_probe,
-	&rh_step_wait,
-	&rh_step_provision,
-	&rh_step_sync_artifacts,
-	&rh_step_deploy,
-	&rh_step_teardown,
-	NULL,
+    &rh_step_exec,   &rh_step_http_probe, &rh_step_load_probe,
+    &rh_step_wait,   &rh_step_provision,  &rh_step_sync_artifacts,
+    &rh_step_deploy, &rh_step_teardown,	  NULL,
 };
 static_assert(sizeof(rh_step_types) / sizeof(rh_step_types[0]) == RH_STEP_TYPE_COUNT + 1,
 	      "RH_STEP_TYPE_COUNT in steps.h must count the entries of rh_step_types");

@@ -64,7 +64,7 @@ struct rh_step_type {
 
 /* How many step types there are: tables indexed in rh_step_types order are
  * sized by it (and static_assert that they agree). */
-#define RH_STEP_TYPE_COUNT 7
+#define RH_STEP_TYPE_COUNT 8
 
 /* NULL-terminated table of all step types, in a fixed order. */
 extern const struct rh_step_type *const rh_step_types[RH_STEP_TYPE_COUNT + 1];
@@ -75,6 +75,7 @@ const struct rh_step_type *rh_step_type_find(const char *name);
 /* The step types, defined in step_*.c. */
 extern const struct rh_step_type rh_step_exec;
 extern const struct rh_step_type rh_step_http_probe;
+extern const struct rh_step_type rh_step_load_probe;
 extern const struct rh_step_type rh_step_wait;
 extern const struct rh_step_type rh_step_provision;
 extern const struct rh_step_type rh_step_sync_artifacts;

@@ -12,6 +12,7 @@
 #include "error.h"
 #include "fsutil.h"
 #include "journal.h"
+#include "load.h"
 #include "metrics.h"
 #include "mirror.h"
 #include "report.h"
@@ -390,6 +391,13 @@ static void print_entry(const json_t *e)
 			       json_integer_value(json_object_get(v, "attempts")), dur,
 			       json_is_string(json_object_get(v, "error")) ? jstr(v, "error") : "");
 		}
+	}
+	if (json_is_object(json_object_get(r, "load"))) {
+		const json_t *load = json_object_get(r, "load");
+		char head[256];
+
+		rh_load_headline(head, sizeof(head), load);
+		printf("load      %s (%s): %s\n", jstr(load, "step"), jstr(load, "status"), head);
 	}
 	printf("host      %s, rehydra %s\n", jstr(json_object_get(r, "host"), "name"),
 	       jstr(r, "rehydra_version"));

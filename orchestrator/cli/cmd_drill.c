@@ -18,6 +18,7 @@
 #include "error.h"
 #include "provider.h"
 #include "journal.h"
+#include "load.h"
 #include "metrics.h"
 #include "record.h"
 #include "runbook.h"
@@ -115,6 +116,13 @@ static void on_event(void *user, const struct rh_drill *d, const struct rh_event
 			rh_step_status_name(r->status), paint(ui, C_RESET));
 		if (r->start_s >= 0 && r->end_s >= 0)
 			fprintf(ui->out, "  %.3fs", r->end_s - r->start_s);
+		if (s->type == &rh_step_load_probe) {
+			char head[256];
+
+			rh_load_headline(head, sizeof(head), r->outputs);
+			if (head[0])
+				fprintf(ui->out, "  %s", head);
+		}
 		if (r->status == RH_STEP_OK && s->restores_service)
 			fprintf(ui->out, "  %sservice answers%s", paint(ui, C_BOLD),
 				paint(ui, C_RESET));
@@ -224,6 +232,15 @@ static void print_summary(struct ui *ui, const struct rh_drill *d, const char *r
 				rh_step_status_name(r->status), r->error ? r->error : "");
 			print_logs(f, r->log_prefix);
 		}
+	}
+	for (size_t i = 0; i < rb->n_steps; i++) {
+		char head[256];
+
+		if (rb->steps[i].type != &rh_step_load_probe)
+			continue;
+		rh_load_headline(head, sizeof(head), d->results[i].outputs);
+		if (head[0])
+			fprintf(f, "load     %s: %s\n", rb->steps[i].id, head);
 	}
 	if (d->final_phase_failed) {
 		fprintf(f,

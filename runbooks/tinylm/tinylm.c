@@ -83,6 +83,12 @@ struct tlm_server {
 	struct tlm_model model;
 
 	uint64_t n_requests;
+
+	/* streaming and the stall test option */
+	struct tlm_http *http;
+	int token_ms;
+	double stall_after_s, stall_for_s; /* stall_for_s 0: never */
+	int stall_armed;
 };
 
 static volatile sig_atomic_t tlm_signalled;
@@ -448,7 +454,7 @@ static void handle_models(struct tlm_server *srv, struct tlm_response *resp)
 /* Reads the request's options; returns 0 or queues a 4xx in resp. */
 static int completion_args(struct tlm_server *srv, json_t *body, struct tlm_response *resp,
 			   const char **prompt, size_t *prompt_len, size_t *max_tokens,
-			   double *temperature, int *have_seed, uint64_t *seed)
+			   double *temperature, int *have_seed, uint64_t *seed, int *stream)
 {
 	json_t *v;
 
@@ -509,16 +515,71 @@ static int completion_args(struct tlm_server *srv, json_t *body, struct tlm_resp
 		*seed = (uint64_t)json_integer_value(v);
 	}
 	v = json_object_get(body, "stream");
-	if (json_is_true(v)) {
-		tlm_http_error(resp, 400, "invalid_request_error", "streaming is not supported");
+	if (v && !json_is_null(v) && !json_is_boolean(v)) {
+		tlm_http_error(resp, 400, "invalid_request_error", "stream must be true or false");
 		return -1;
 	}
+	*stream = json_is_true(v);
 	v = json_object_get(body, "n");
 	if (v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) == 1)) {
 		tlm_http_error(resp, 400, "invalid_request_error", "n must be 1");
 		return -1;
 	}
 	return 0;
+}
+
+/* Bytes of the UTF-8 sequence at p (1 for a byte that does not start a
+ * valid one, which is then sent as '?'). */
+static size_t utf8_seq(const uint8_t *p, size_t left, int *valid)
+{
+	size_t n = p[0] < 0x80		   ? 1
+		   : (p[0] & 0xe0) == 0xc0 ? 2
+		   : (p[0] & 0xf0) == 0xe0 ? 3
+		   : (p[0] & 0xf8) == 0xf0 ? 4
+					   : 0;
+
+	*valid = n > 0 && n <= left;
+	for (size_t i = 1; *valid && i < n; i++)
+		*valid = (p[i] & 0xc0) == 0x80;
+	return *valid ? n : 1;
+}
+
+/* The completion as OpenAI-style stream chunks, one per token (a byte, or
+ * the bytes of one UTF-8 character), token_ms apart. */
+static void stream_events(struct tlm_server *srv, struct tlm_response *resp, const char *id,
+			  long long created, const uint8_t *text, size_t len)
+{
+	char **ev = calloc(len ? len : 1, sizeof(*ev));
+	size_t n = 0;
+
+	if (!ev)
+		goto oom;
+	for (size_t off = 0; off < len;) {
+		int valid;
+		size_t k = utf8_seq(text + off, len - off, &valid);
+		int last = off + k >= len;
+		json_t *j =
+		    json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:s%,s:n,s:s?}]}", "id", id, "object",
+			      "text_completion", "created", (json_int_t)created, "model", srv->name,
+			      "choices", "index", 0, "text", valid ? (const char *)text + off : "?",
+			      valid ? k : 1, "logprobs", "finish_reason", last ? "length" : NULL);
+
+		ev[n] = dump(j);
+		if (!ev[n])
+			goto oom;
+		n++;
+		off += k;
+	}
+	resp->status = 200;
+	resp->events = ev;
+	resp->n_events = n;
+	resp->event_ms = srv->token_ms;
+	return;
+oom:
+	for (size_t i = 0; ev && i < n; i++)
+		free(ev[i]);
+	free(ev);
+	tlm_http_error(resp, 500, "server_error", "out of memory");
 }
 
 static void handle_completions(struct tlm_server *srv, const struct tlm_request *req,
@@ -534,7 +595,7 @@ static void handle_completions(struct tlm_server *srv, const struct tlm_request 
 	uint64_t seed = 0;
 	uint8_t *buf = NULL;
 	char id[48];
-	int have_seed = 0;
+	int have_seed = 0, stream = 0;
 
 	if (atomic_load(&srv->state) != TLM_READY) {
 		tlm_http_error(resp, 503, "unavailable",
@@ -552,8 +613,14 @@ static void handle_completions(struct tlm_server *srv, const struct tlm_request 
 		goto done;
 	}
 	if (completion_args(srv, body, resp, &prompt, &prompt_len, &max_tokens, &temperature,
-			    &have_seed, &seed) < 0)
+			    &have_seed, &seed, &stream) < 0)
 		goto done;
+	if (srv->stall_for_s > 0 && !srv->stall_armed) {
+		/* the stall test option counts from the first completion asked for */
+		srv->stall_armed = 1;
+		tlm_http_stall(srv->http, tlm_now_ms() + (int64_t)(srv->stall_after_s * 1000),
+			       (int)(srv->stall_for_s * 1000));
+	}
 	buf = malloc(prompt_len + max_tokens + 1);
 	if (!buf) {
 		tlm_http_error(resp, 500, "server_error", "out of memory");
@@ -568,6 +635,10 @@ static void handle_completions(struct tlm_server *srv, const struct tlm_request 
 	if (have_seed)
 		rng.s = seed;
 	tlm_model_generate(&srv->model, buf, prompt_len, max_tokens, temperature, &rng);
+	if (stream) {
+		stream_events(srv, resp, id, (long long)now.tv_sec, buf + prompt_len, max_tokens);
+		goto done;
+	}
 	respond_json(resp, 200,
 		     json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:s%,s:n,s:s}],s:{s:I,s:I,s:I}}", "id", id,
 			       "object", "text_completion", "created", (json_int_t)now.tv_sec,
@@ -636,24 +707,49 @@ static void usage(FILE *to)
 {
 	fprintf(to,
 		"usage: tinylm --model-dir DIR --expect-sha256 HEX [--host ADDR] [--port N]\n"
-		"              [--io-timeout SECONDS]\n"
+		"              [--io-timeout SECONDS] [--token-ms MS]\n"
+		"              [--stall-after SECONDS --stall-for SECONDS]\n"
 		"\n"
 		"Serves the tinylm model in DIR (manifest.json and the files it lists) over\n"
-		"HTTP: GET /health, GET /v1/models, POST /v1/completions (OpenAI-style).\n"
+		"HTTP: GET /health, GET /v1/models, POST /v1/completions (OpenAI-style;\n"
+		"\"stream\": true answers with server-sent events, one token each, ending\n"
+		"with data: [DONE]). HTTP/1.1 connections are kept alive.\n"
 		"Refuses to start unless manifest.json's sha256 is HEX. Listens at once and\n"
 		"answers /health with 503 until every file's size and sha256 are checked.\n"
 		"\n"
 		"  --host ADDR           address to bind (default 127.0.0.1)\n"
 		"  --port N              port to bind (default 8080; 0 picks a free one)\n"
 		"  --io-timeout SECONDS  per-connection deadline (default 10)\n"
+		"  --token-ms MS         pause between streamed tokens, as a bigger model's\n"
+		"                        decoding would (default 0)\n"
+		"  --stall-after SECONDS, --stall-for SECONDS\n"
+		"                        test option: once, SECONDS after the first completion\n"
+		"                        request, stop serving (no reads, writes or accepts)\n"
+		"                        for --stall-for seconds, as a long pause would\n"
 		"\n"
 		"The first line on stdout is {\"event\":\"listening\",\"host\":...,\"port\":N}.\n"
 		"Exit status: 0 after SIGTERM or SIGINT, 1 usage or runtime error, 2 DIR does\n"
 		"not hold the expected model, 3 a file failed verification while loading.\n");
 }
 
+static int parse_seconds(const char *opt, const char *arg, double max, double *out)
+{
+	char *end;
+	double t;
+
+	errno = 0;
+	t = strtod(arg, &end);
+	if (errno || end == arg || *end || !(t >= 0 && t <= max)) {
+		fprintf(stderr, "tinylm: %s must be 0..%g seconds, not %s\n", opt, max, arg);
+		return -1;
+	}
+	*out = t;
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, const char **dir, const char **expect,
-		      const char **host, const char **port, int *io_timeout_ms)
+		      const char **host, const char **port, int *io_timeout_ms,
+		      struct tlm_server *srv)
 {
 	static const struct option opts[] = {
 	    {"model-dir", required_argument, NULL, 'd'},
@@ -661,6 +757,9 @@ static int parse_args(int argc, char **argv, const char **dir, const char **expe
 	    {"host", required_argument, NULL, 'H'},
 	    {"port", required_argument, NULL, 'p'},
 	    {"io-timeout", required_argument, NULL, 't'},
+	    {"token-ms", required_argument, NULL, 'k'},
+	    {"stall-after", required_argument, NULL, 'a'},
+	    {"stall-for", required_argument, NULL, 'f'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -699,6 +798,24 @@ static int parse_args(int argc, char **argv, const char **dir, const char **expe
 				return -1;
 			}
 			*io_timeout_ms = (int)(t * 1000);
+			break;
+		case 'k':
+			errno = 0;
+			p = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || p < 0 || p > 10000) {
+				fprintf(stderr, "tinylm: --token-ms must be 0..10000, not %s\n",
+					optarg);
+				return -1;
+			}
+			srv->token_ms = (int)p;
+			break;
+		case 'a':
+			if (parse_seconds("--stall-after", optarg, 3600, &srv->stall_after_s) < 0)
+				return -1;
+			break;
+		case 'f':
+			if (parse_seconds("--stall-for", optarg, 600, &srv->stall_for_s) < 0)
+				return -1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -784,7 +901,7 @@ int main(int argc, char **argv)
 	memset(&srv, 0, sizeof(srv));
 	srv.dir_fd = -1;
 	tlm_http_init(&http, -1, io_timeout_ms);
-	rc = parse_args(argc, argv, &dir, &expect, &host, &port, &io_timeout_ms);
+	rc = parse_args(argc, argv, &dir, &expect, &host, &port, &io_timeout_ms, &srv);
 	if (rc != 0) {
 		status = rc > 0 ? 0 : TLM_EXIT_USAGE;
 		goto done;
@@ -804,6 +921,7 @@ int main(int argc, char **argv)
 	if (setup_signals(&wake_r) < 0)
 		goto fail;
 	tlm_http_init(&http, wake_r, io_timeout_ms);
+	srv.http = &http;
 	http.handle = handle;
 	http.wake = on_wake;
 	http.ctx = &srv;

@@ -6,10 +6,12 @@
  * DR drills, so what matters is that it behaves like one at the edges a
  * drill's probes touch - partial reads and writes, Expect: 100-continue from
  * curl, a client that connects and says nothing, a client that never reads
- * its answer, a signal in the middle of it all. A connection lives through
- * READ (request head and body), WRITE (the response) and DRAIN (our side
- * shut, the client's leftovers read and dropped so that closing does not
- * reset the connection under an unread response).
+ * its answer, a signal in the middle of it all, a load tester that keeps
+ * its connections alive and a streaming client that times the first token.
+ * A connection lives through READ (request head and body), WRITE (the
+ * response; back to READ when kept alive) and DRAIN (our side shut, the
+ * client's leftovers read and dropped so that closing does not reset the
+ * connection under an unread response).
  */
 #include "tlm_http.h"
 
@@ -50,9 +52,16 @@ struct tlm_conn {
 	size_t head_len;  /* through the blank line; 0 until it arrived */
 	size_t body_want; /* Content-Length */
 	int head_only;	  /* HEAD: the response has no body */
+	int http10;
 	char *out;
 	size_t out_len, out_off;
 	int64_t start_us, deadline_ms;
+	int keep_alive;	      /* read the next request after this response */
+	unsigned long served; /* responses sent on this connection */
+	char **ev;	      /* streamed events still to send (owned) */
+	size_t n_ev, ev_next;
+	int ev_ms, chunked;
+	int64_t ev_due_ms;
 	char peer[64];
 	char method[16];
 	char target[128]; /* for the log line, truncated */
@@ -182,8 +191,25 @@ done:
 	return err;
 }
 
+static void conn_free_events(struct tlm_conn *c)
+{
+	for (size_t i = 0; i < c->n_ev; i++)
+		free(c->ev[i]);
+	free(c->ev);
+	c->ev = NULL;
+	c->n_ev = c->ev_next = 0;
+}
+
+static void free_events(char **ev, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(ev[i]);
+	free(ev);
+}
+
 static void conn_free(struct tlm_conn *c)
 {
+	conn_free_events(c);
 	if (c->fd >= 0)
 		close(c->fd);
 	free(c->in);
@@ -203,6 +229,37 @@ static int out_append(struct tlm_conn *c, const char *p, size_t n)
 	return 0;
 }
 
+/* Appends the streamed events that are due (all of them when event_ms is
+ * 0), and the end of the stream after the last. Returns -1 out of memory. */
+static int conn_pump_events(struct tlm_conn *c, int64_t now)
+{
+	char frame[32];
+	int n;
+
+	while (c->ev && c->ev_next < c->n_ev && now >= c->ev_due_ms) {
+		const char *e = c->ev[c->ev_next];
+		size_t len = strlen(e) + 8; /* "data: " e "\n\n" */
+
+		n = snprintf(frame, sizeof(frame), "%zx\r\n", len);
+		if ((c->chunked && out_append(c, frame, (size_t)n) < 0) ||
+		    out_append(c, "data: ", 6) < 0 || out_append(c, e, len - 8) < 0 ||
+		    out_append(c, "\n\n", 2) < 0 || (c->chunked && out_append(c, "\r\n", 2) < 0))
+			return -1;
+		c->ev_next++;
+		c->ev_due_ms += c->ev_ms;
+	}
+	if (c->ev && c->ev_next == c->n_ev) {
+		static const char done_chunked[] = "e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n";
+		static const char done_plain[] = "data: [DONE]\n\n";
+
+		if (c->chunked ? out_append(c, done_chunked, sizeof(done_chunked) - 1) < 0
+			       : out_append(c, done_plain, sizeof(done_plain) - 1) < 0)
+			return -1;
+		conn_free_events(c);
+	}
+	return 0;
+}
+
 /* Queues the response, logs the request and moves to WRITE. */
 static void conn_respond(struct tlm_http *s, struct tlm_conn *c, struct tlm_response *resp)
 {
@@ -211,18 +268,52 @@ static void conn_respond(struct tlm_http *s, struct tlm_conn *c, struct tlm_resp
 
 	if (resp->status < 100 || resp->status > 599)
 		tlm_http_error(resp, 500, "server_error", "the handler gave no valid status");
+	if (resp->events && !c->head_only) {
+		/* HTTP/1.0 has no chunks: the end of the connection ends the stream */
+		c->chunked = !c->http10;
+		if (!c->chunked)
+			c->keep_alive = 0;
+		n = snprintf(head, sizeof(head),
+			     "HTTP/1.1 %d %s\r\n"
+			     "Content-Type: text/event-stream\r\n"
+			     "%s"
+			     "Cache-Control: no-store\r\n"
+			     "Connection: %s\r\n"
+			     "Server: tinylm\r\n"
+			     "\r\n",
+			     resp->status, reason(resp->status),
+			     c->chunked ? "Transfer-Encoding: chunked\r\n" : "",
+			     c->keep_alive ? "keep-alive" : "close");
+		fprintf(stderr, "tinylm: %s \"%s %s\" %d stream of %zu events\n", c->peer,
+			c->method, c->target, resp->status, resp->n_events);
+		c->ev = resp->events;
+		c->n_ev = resp->n_events;
+		c->ev_next = 0;
+		c->ev_ms = resp->event_ms > 0 ? resp->event_ms : 0;
+		c->ev_due_ms = tlm_now_ms();
+		resp->events = NULL;
+		resp->n_events = 0;
+		if (out_append(c, head, (size_t)n) < 0 || conn_pump_events(c, tlm_now_ms()) < 0) {
+			fprintf(stderr, "tinylm: %s: out of memory for a response\n", c->peer);
+			c->state = TLM_CONN_DEAD;
+			goto done;
+		}
+		c->state = TLM_CONN_WRITE;
+		c->deadline_ms = tlm_now_ms() + s->io_timeout_ms;
+		goto done;
+	}
 	n = snprintf(head, sizeof(head),
 		     "HTTP/1.1 %d %s\r\n"
 		     "Content-Type: application/json\r\n"
 		     "Content-Length: %zu\r\n"
 		     "Cache-Control: no-store\r\n"
-		     "Connection: close\r\n"
+		     "Connection: %s\r\n"
 		     "Server: tinylm\r\n"
 		     "%s%s%s"
 		     "\r\n",
 		     resp->status, reason(resp->status), resp->body_len,
-		     resp->allow ? "Allow: " : "", resp->allow ? resp->allow : "",
-		     resp->allow ? "\r\n" : "");
+		     c->keep_alive ? "keep-alive" : "close", resp->allow ? "Allow: " : "",
+		     resp->allow ? resp->allow : "", resp->allow ? "\r\n" : "");
 	if (out_append(c, head, (size_t)n) < 0 ||
 	    (!c->head_only && resp->body_len && out_append(c, resp->body, resp->body_len) < 0)) {
 		fprintf(stderr, "tinylm: %s: out of memory for a response\n", c->peer);
@@ -237,6 +328,9 @@ static void conn_respond(struct tlm_http *s, struct tlm_conn *c, struct tlm_resp
 done:
 	free(resp->body);
 	resp->body = NULL;
+	free_events(resp->events, resp->n_events);
+	resp->events = NULL;
+	resp->n_events = 0;
 }
 
 static void conn_fail(struct tlm_http *s, struct tlm_conn *c, int status, const char *fmt, ...)
@@ -252,6 +346,8 @@ static void conn_fail(struct tlm_http *s, struct tlm_conn *c, int status, const 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	tlm_http_error(&resp, status, "invalid_request_error", "%s", msg);
+	/* after a bad request the stream cannot be trusted to be in step */
+	c->keep_alive = 0;
 	conn_respond(s, c, &resp);
 }
 
@@ -278,7 +374,7 @@ static void trim(const char **p, const char **end)
 static int parse_head(struct tlm_http *s, struct tlm_conn *c, char **path, int *http10)
 {
 	char *line = c->in, *eol = strstr(c->in, "\r\n"), *sp1, *sp2, *q;
-	int have_len = 0, expect_continue = 0;
+	int have_len = 0, expect_continue = 0, conn_close = 0, conn_keep = 0;
 	size_t len;
 
 	sp1 = memchr(line, ' ', (size_t)(eol - line));
@@ -345,11 +441,26 @@ static int parse_head(struct tlm_http *s, struct tlm_conn *c, char **path, int *
 				  "chunked request bodies are not supported: "
 				  "send content-length");
 			return -1;
+		} else if (len == 10 && strncasecmp(name, "connection", 10) == 0) {
+			/* a list of tokens: "close", "keep-alive", "Upgrade", ... */
+			for (const char *t = v; t < vend;) {
+				const char *te = memchr(t, ',', (size_t)(vend - t));
+				const char *a = t, *b = te ? te : vend;
+
+				trim(&a, &b);
+				if (b - a == 5 && strncasecmp(a, "close", 5) == 0)
+					conn_close = 1;
+				else if (b - a == 10 && strncasecmp(a, "keep-alive", 10) == 0)
+					conn_keep = 1;
+				t = te ? te + 1 : vend;
+			}
 		} else if (len == 6 && strncasecmp(name, "expect", 6) == 0) {
 			if ((size_t)(vend - v) == 12 && strncasecmp(v, "100-continue", 12) == 0)
 				expect_continue = 1;
 		}
 	}
+	c->http10 = *http10;
+	c->keep_alive = *http10 ? conn_keep && !conn_close : !conn_close;
 	/* Ask for the body only once the head has been found acceptable. */
 	if (expect_continue && !*http10 && c->body_want > c->in_len - c->head_len) {
 		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -462,6 +573,28 @@ static void conn_read(struct tlm_http *s, struct tlm_conn *c)
 	}
 }
 
+/* The response is out and the connection stays: keep what the client sent
+ * after its request (it may have sent the next one) and read on. */
+static void conn_next_request(struct tlm_http *s, struct tlm_conn *c)
+{
+	size_t used = c->head_len + c->body_want;
+	size_t left = c->in_len > used ? c->in_len - used : 0;
+
+	if (left)
+		memmove(c->in, c->in + used, left);
+	c->in_len = left;
+	c->scanned = c->head_len = c->body_want = 0;
+	c->head_only = c->http10 = c->keep_alive = 0;
+	c->out_len = c->out_off = 0;
+	c->method[0] = c->target[0] = '\0';
+	c->state = TLM_CONN_READ;
+	c->served++;
+	c->start_us = now_us();
+	c->deadline_ms = c->start_us / 1000 + s->io_timeout_ms;
+	if (left)
+		conn_advance(s, c);
+}
+
 static void conn_write(struct tlm_http *s, struct tlm_conn *c)
 {
 	while (c->out_off < c->out_len) {
@@ -480,6 +613,15 @@ static void conn_write(struct tlm_http *s, struct tlm_conn *c)
 	if (c->state == TLM_CONN_READ) {
 		/* Only a 100 Continue went out; the response comes later. */
 		c->out_len = c->out_off = 0;
+		return;
+	}
+	if (c->ev) {
+		/* a stream with events still to come */
+		c->out_len = c->out_off = 0;
+		return;
+	}
+	if (c->keep_alive) {
+		conn_next_request(s, c);
 		return;
 	}
 	shutdown(c->fd, SHUT_WR);
@@ -506,6 +648,11 @@ static void conn_drain(struct tlm_conn *c)
 
 static void conn_timeout(struct tlm_http *s, struct tlm_conn *c)
 {
+	/* an idle kept-alive connection: close it without a word */
+	if (c->state == TLM_CONN_READ && c->served > 0 && c->in_len == 0) {
+		c->state = TLM_CONN_DEAD;
+		return;
+	}
 	if (c->state != TLM_CONN_READ) {
 		c->state = TLM_CONN_DEAD;
 		return;
@@ -585,12 +732,27 @@ int tlm_http_run(struct tlm_http *s)
 		accepting = s->n_conns < TLM_HTTP_MAX_CONNS && now >= s->accept_pause_until;
 		pfd[n++] = (struct pollfd){.fd = s->wake_fd, .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = accepting ? s->listen_fd : -1, .events = POLLIN};
+		if (s->stall_at_ms && now >= s->stall_at_ms) {
+			struct timespec ts = {s->stall_ms / 1000,
+					      (long)(s->stall_ms % 1000) * 1000000L};
+
+			fprintf(stderr, "tinylm: stalling for %d ms (--stall-for)\n", s->stall_ms);
+			s->stall_at_ms = 0;
+			/* a signal cuts the stall short: stopping must stay prompt */
+			nanosleep(&ts, NULL);
+			fprintf(stderr, "tinylm: stall over\n");
+			continue;
+		}
+		if (s->stall_at_ms && (next < 0 || s->stall_at_ms < next))
+			next = s->stall_at_ms;
 		for (size_t i = 0; i < s->n_conns; i++) {
 			struct tlm_conn *c = s->conns[i];
 
 			pfd[n++] = (struct pollfd){.fd = c->fd, .events = conn_events(c)};
 			if (next < 0 || c->deadline_ms < next)
 				next = c->deadline_ms;
+			if (c->ev && (next < 0 || c->ev_due_ms < next))
+				next = c->ev_due_ms;
 		}
 		if (!accepting && s->n_conns < TLM_HTTP_MAX_CONNS &&
 		    (next < 0 || s->accept_pause_until < next))
@@ -622,6 +784,12 @@ int tlm_http_run(struct tlm_http *s)
 				else if (c->state == TLM_CONN_DRAIN)
 					conn_drain(c);
 			}
+			if (c->state == TLM_CONN_WRITE && c->ev && now >= c->ev_due_ms) {
+				if (conn_pump_events(c, now) < 0)
+					c->state = TLM_CONN_DEAD;
+				else
+					c->deadline_ms = now + s->io_timeout_ms;
+			}
 			if (c->state != TLM_CONN_DEAD && c->out_off < c->out_len)
 				conn_write(s, c);
 			if (c->state != TLM_CONN_DEAD && now >= c->deadline_ms)
@@ -642,6 +810,12 @@ int tlm_http_run(struct tlm_http *s)
 	}
 done:
 	return ret;
+}
+
+void tlm_http_stall(struct tlm_http *s, int64_t at_ms, int ms)
+{
+	s->stall_at_ms = at_ms > 0 ? at_ms : 1;
+	s->stall_ms = ms;
 }
 
 void tlm_http_release(struct tlm_http *s)

@@ -1,11 +1,23 @@
 /*
  * tlm_http.h - the small HTTP/1.1 server under tinylm.
  *
- * One thread, one poll() loop, non-blocking sockets. Each connection carries
- * one request (Content-Length bodies up to TLM_HTTP_MAX_BODY, no chunked
- * uploads) and one response with Connection: close. Every connection has a
- * deadline, so a slow or silent client costs a slot for a while, never the
- * server. The handler runs on the loop's thread and must not block.
+ * One thread, one poll() loop, non-blocking sockets. A connection carries
+ * one request at a time (Content-Length bodies up to TLM_HTTP_MAX_BODY, no
+ * chunked uploads); HTTP/1.1 connections are kept alive for the next
+ * request unless the client sends Connection: close (HTTP/1.0 ones only
+ * with Connection: keep-alive), as load testers expect of a real server.
+ * Every connection has a deadline, so a slow or silent client costs a slot
+ * for a while, never the server; an idle kept-alive connection is closed
+ * quietly at its deadline. The handler runs on the loop's thread and must
+ * not block.
+ *
+ * Streaming: a handler may answer with `events` instead of a body: they go
+ * out as text/event-stream, each as "data: EVENT\n\n" in its own chunk
+ * (chunked transfer encoding), `event_ms` apart, then "data: [DONE]".
+ *
+ * Stall (a test option): tlm_http_stall makes the loop stop serving for a
+ * while once, at a given time - nothing read, written or accepted, as in a
+ * long GC pause - so load tests can be compared on a known stall.
  *
  * Order of calls: tlm_http_init, tlm_http_listen, tlm_http_run (returns when
  * the wake callback asks it to), tlm_http_release.
@@ -33,6 +45,9 @@ struct tlm_response {
 	char *body; /* new (malloc'd), freed by the server; NULL: empty */
 	size_t body_len;
 	const char *allow; /* static; for 405: the Allow header */
+	char **events;	   /* new array of new strings, freed by the server; NULL: body */
+	size_t n_events;
+	int event_ms; /* pause between events */
 };
 
 struct tlm_conn;
@@ -50,7 +65,12 @@ struct tlm_http {
 	struct tlm_conn *conns[TLM_HTTP_MAX_CONNS];
 	size_t n_conns;
 	int64_t accept_pause_until;
+	int64_t stall_at_ms; /* monotonic ms; 0: no stall pending */
+	int stall_ms;
 };
+
+/* Makes the loop stall for `ms` once, at monotonic time `at_ms`. */
+void tlm_http_stall(struct tlm_http *s, int64_t at_ms, int ms);
 
 /* `s` is filled in; set handle, wake and ctx before tlm_http_run. */
 void tlm_http_init(struct tlm_http *s, int wake_fd, int io_timeout_ms);

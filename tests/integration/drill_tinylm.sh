@@ -34,8 +34,10 @@ expect_eq "met: verdict" met "$(jq -r .verdict "$T/met.json")"
 id=$(jq -r .drill_id "$T/met.json")
 check "met: record written under the state dir" test -s "$STATE/drills/$id/record.json"
 check "met: rto below target" jq -e '.rto_s > 0 and .rto_s <= .rto_target_s' "$T/met.json"
+check "met: the demo load test held its slo" \
+	jq -e '.load.step == "load" and .load.slo_met and .load.requests == 100 and .load.ttft_p95_ms > 0' "$T/met.json"
 expect_eq "met: critical path ends at the probe" answer "$(jq -r '.critical_path[-1]' "$T/met.json")"
-expect_eq "met: every step ok" "ok ok ok ok ok ok" \
+expect_eq "met: every step ok" "ok ok ok ok ok ok ok" \
 	"$(jq -r '[.steps[].status] | join(" ")' "$T/met.json")"
 check "met: overhead is small and non-negative" \
 	jq -e '.overhead_s >= 0 and .overhead_s < .rto_s' "$T/met.json"

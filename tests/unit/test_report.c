@@ -693,10 +693,10 @@ static void test_report__csv_quoting(void)
 		CU_ASSERT(strstr(csv, t[i].cell) != NULL);
 		if (!strstr(csv, t[i].cell))
 			fprintf(stderr, "csv case %zu:\n%s\n", i, csv);
-		/* header + one row, each ended by CRLF; 19 columns */
+		/* header + one row, each ended by CRLF; 20 columns */
 		CU_ASSERT(strncmp(csv, "runbook,target,scenario,drills,met,", 35) == 0);
 		CU_ASSERT_EQUAL(count(csv, "\r\n"), 2);
-		CU_ASSERT(strstr(csv, ",1,1,0,0,0,1,1.5,1.5,1.5,2,n/a,,,,,met\r\n") != NULL);
+		CU_ASSERT(strstr(csv, ",1,1,0,0,0,1,1.5,1.5,1.5,2,n/a,,,,,met,\r\n") != NULL);
 		free(csv);
 		rh_report_free(r);
 	}
@@ -962,7 +962,52 @@ static void test_report__many_records(void)
 	rh_report_free(r);
 }
 
+static void test_report__load_latency(void)
+{
+	struct rh_report *r = NULL;
+	char *md, *html, *js, *csv;
+	json_t *doc, *load;
+
+	CU_ASSERT_FATAL(rh_report_new(&r, NULL) == 0);
+	for (int i = 0; i < 4; i++) {
+		json_t *rec = mk("lat", "local", "local", NULL, "met", 2, 10, NULL, NULL);
+
+		/* the third drill had no load test: no point, and the latest still counts */
+		if (i != 2)
+			json_object_set_new(rec, "load",
+					    json_pack("{s:s,s:f,s:i}", "step", "load", "p99_ms",
+						      i == 1 ? 250.0 : 12.5 + i, "requests", 100));
+		add(r, rec, (uint64_t)i);
+	}
+	md = render(r, RH_REPORT_MD);
+	CU_ASSERT(strstr(md, "| last verdict | load p99 ms |") != NULL);
+	CU_ASSERT(strstr(md, "| met | 15.5 |\n") != NULL);
+	CU_ASSERT(strstr(md, "Load test p99 latency: 15.5 ms in the latest, at most 250 ms over 3 "
+			     "drills.") != NULL);
+	html = render(r, RH_REPORT_HTML);
+	CU_ASSERT_EQUAL(count(html, "<svg "), 2);
+	CU_ASSERT(strstr(html, ">load p99 (ms)</text>") != NULL);
+	CU_ASSERT(strstr(html, ": load p99 250 ms</title>") != NULL);
+	CU_ASSERT_EQUAL(count(html, ": load p99 "), 3); /* one point per drill with a load test */
+	js = render(r, RH_REPORT_JSON);
+	doc = json_loads(js, 0, NULL);
+	load = json_object_get(json_array_get(json_object_get(doc, "groups"), 0), "load");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(load, "drills")), 3);
+	CU_ASSERT(near(json_number_value(json_object_get(load, "last_p99_ms")), 15.5));
+	CU_ASSERT(near(json_number_value(json_object_get(load, "max_p99_ms")), 250));
+	csv = render(r, RH_REPORT_CSV);
+	CU_ASSERT(strstr(csv, ",last_verdict,load_p99_ms\r\n") != NULL);
+	CU_ASSERT(strstr(csv, ",met,15.5\r\n") != NULL);
+	json_decref(doc);
+	free(md);
+	free(html);
+	free(js);
+	free(csv);
+	rh_report_free(r);
+}
+
 RH_TEST_MAIN("report", {"test_report__format_parse", test_report__format_parse},
+	     {"test_report__load_latency", test_report__load_latency},
 	     {"test_report__time_parse", test_report__time_parse},
 	     {"test_report__percentiles", test_report__percentiles},
 	     {"test_report__pass_rate_and_counts", test_report__pass_rate_and_counts},

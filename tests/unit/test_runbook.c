@@ -77,236 +77,334 @@ struct bad_case {
 #define STACK " 'stack': {'command': ['x']},\n"
 
 static const struct bad_case bad_cases[] = {
-	{ "empty", "@", "the file is empty" },
-	{ "blank", "@  \n", "the file is empty" },
-	/* jansson points at the last character it read. */
-	{ "truncated", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1@}",
-	  "unexpected end of file" },
-	{ "trailing", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}\n@xyz",
-	  "unexpected text after the end" },
-	{ "not_object", "@[1, 2]", "must be a json object" },
-	{ "string_doc", "@'x'", "invalid json" },
-	{ "dup_key", HEAD " @'name': 'u',\n 'steps': []}", "duplicate key \"name\"" },
-	{ "huge_int", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': "
-		      "@99999999999999999999}]}", "too large" },
-	{ "huge_real", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': @1e400}]}",
-	  "too large" },
-	{ "bad_utf8", HEAD " 'description': @'\xff',\n 'steps': []}", "invalid utf-8" },
-	{ "control_char", HEAD " 'description': @'a\x01',\n 'steps': []}",
-	  "control character" },
-	{ "nul_escape", HEAD " 'description': @'a\\u0000',\n 'steps': []}",
-	  "\\u0000 is not allowed" },
-	{ "missing_steps", "@{'rehydra': 1, 'name': 't'}", "missing required key 'steps'" },
-	{ "missing_name", "@{'rehydra': 1,\n 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
-	  "missing required key 'name' in the runbook" },
-	{ "missing_format", "@{'name': 't',\n 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
-	  "missing required key 'rehydra'" },
-	{ "format_2", "{'rehydra': @2, 'name': 't',\n 'steps': [{'id': 'a', 'do': 'wait', "
-		      "'seconds': 1}]}", "unsupported runbook format 2" },
-	{ "format_string", "{'rehydra': @'1', 'name': 't',\n 'steps': [{'id': 'a', 'do': 'wait', "
-			   "'seconds': 1}]}", "got a string" },
-	{ "name_type", "{'rehydra': 1, 'name': @5,\n 'steps': [{'id': 'a', 'do': 'wait', "
-		       "'seconds': 1}]}", "name: expected a string, got a number" },
-	{ "name_format", "{'rehydra': 1, 'name': @'a b',\n 'steps': [{'id': 'a', 'do': 'wait', "
-			 "'seconds': 1}]}", "letters, digits" },
-	{ "steps_empty", HEAD " 'steps': @[]}", "non-empty array of steps" },
-	{ "steps_type", HEAD " 'steps': @{}}", "got an object" },
-	{ "step_not_object", HEAD " 'steps': [@3]}", "expected a step object" },
-	{ "rto_negative", HEAD " 'rto_target_s': @-5,\n 'steps': [{'id': 'a', 'do': 'wait', "
-			  "'seconds': 1}]}", "greater than 0, got -5" },
-	{ "rto_huge", HEAD " 'rto_target_s': @1e308,\n 'steps': [{'id': 'a', 'do': 'wait', "
-		      "'seconds': 1}]}", "no greater than 604800" },
-	{ "timeout_huge", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
-			  "  'timeout_s': @1e308}]}", "timeout_s: expected a number of seconds" },
-	{ "timeout_zero", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
-			  "  'timeout_s': @0}]}", "greater than 0, got 0" },
-	{ "timeout_type", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
-			  "  'timeout_s': @'60'}]}", "got a string" },
-	{ "retries_negative", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
-			      "  'retries': @-1}]}", "retries: expected an integer from 0 to 100" },
-	{ "retries_real", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
-			  "  'retries': @1.5}]}", "got 1.5" },
-	{ "retries_big", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
-			 "  'retries': @101}]}", "got 101" },
-	{ "backoff_jitter", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
-			    "  'backoff': {'jitter': @2}}]}",
-	  "jitter: expected a number from 0 to 1" },
-	{ "backoff_factor", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
-			    "  'backoff': {'factor': @0.5}}]}", "factor" },
-	{ "restores_type", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
-			   "  'restores_service': @'yes'}]}", "expected true or false" },
-	{ "unknown_top", HEAD " @'stpes': [],\n 'steps': [{'id': 'a', 'do': 'wait', "
-			 "'seconds': 1}]}",
-	  "unknown key 'stpes' in the runbook: did you mean 'steps'?" },
-	{ "unknown_top_far", HEAD " @'zzzzzz': 1,\n 'steps': [{'id': 'a', 'do': 'wait', "
-			     "'seconds': 1}]}", "expected rehydra, name" },
-	{ "unknown_model_key", HEAD " 'model': {'registry': 'r', 'name': 'm', 'version': '1', "
-			       "@'versoin': '2'},\n 'steps': [{'id': 'a', 'do': 'wait', "
-			       "'seconds': 1}]}", "did you mean 'version'?" },
-	{ "unknown_target_key", HEAD " 'target': {'provider': 'local', @'Region': 'x'},\n"
-				" 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
-	  "did you mean 'region'?" },
-	{ "unknown_step_key", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
-			      "  @'tiemout_s': 5}]}",
-	  "unknown key 'tiemout_s' in step 'a': did you mean 'timeout_s'?" },
-	{ "other_types_key", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
-			     "  @'argv': ['x']}]}", "unknown key 'argv' in step 'a'" },
-	{ "unknown_backoff_key", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
-				 "  'backoff': {@'max': 5}}]}", "in backoff" },
-	{ "unknown_stack_key", HEAD TARGET " 'stack': {'command': ['x'], @'evn': {}},\n"
-			       " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
-	  "did you mean 'env'?" },
-	{ "bad_step_id", HEAD " 'steps': [{'id': @'1a', 'do': 'wait', 'seconds': 1}]}",
-	  "invalid step id '1a'" },
-	{ "missing_id", HEAD " 'steps': [@{'do': 'wait', 'seconds': 1}]}",
-	  "missing required key 'id' in steps[0]" },
-	{ "missing_do", HEAD " 'steps': [@{'id': 'a', 'seconds': 1}]}",
-	  "missing required key 'do' in step 'a'" },
-	{ "unknown_do", HEAD " 'steps': [{'id': 'a', 'do': @'exce', 'argv': ['x']}]}",
-	  "unknown step type 'exce': did you mean 'exec'?" },
-	{ "unknown_do_far", HEAD " 'steps': [{'id': 'a', 'do': @'launch'}]}",
-	  "expected exec, http_probe, wait, provision, sync_artifacts, deploy or teardown" },
-	{ "dup_id", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1},\n"
-		    "  {'id': @'a', 'do': 'wait', 'seconds': 2}]}",
-	  "duplicate step id 'a' (first defined at line 2)" },
-	{ "after_unknown", HEAD " 'steps': [{'id': 'fetch', 'do': 'wait', 'seconds': 1},\n"
-			   "  {'id': 'b', 'do': 'wait', 'seconds': 1, 'after': [@'fetsh']}]}",
-	  "unknown step 'fetsh' in after: did you mean 'fetch'?" },
-	{ "after_type", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1, "
-			"'after': @'b'}]}", "after: expected an array of step ids" },
-	{ "after_self", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1, "
-			"'after': [@'a']}]}", "step 'a' cannot depend on itself" },
-	{ "cycle2", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1, 'after': [@'b']},\n"
-		    "  {'id': 'b', 'do': 'wait', 'seconds': 1, 'after': ['a']}]}",
-	  "dependency cycle: a -> b -> a" },
-	{ "cycle3", HEAD " 'steps': [{'id': 'x', 'do': 'wait', 'seconds': 1},\n"
-		    "  {'id': 'b', 'do': 'wait', 'seconds': 1, 'after': [@'c']},\n"
-		    "  {'id': 'c', 'do': 'wait', 'seconds': 1, 'after': ['d', 'x']},\n"
-		    "  {'id': 'd', 'do': 'wait', 'seconds': 1, 'after': ['b']}]}",
-	  "dependency cycle: b -> c -> d -> b" },
-	{ "when_bad", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1, "
-		      "'when': @'allways'}]}", "did you mean 'always'?" },
-	{ "final_dep", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
-		       "  'when': 'always'},\n"
-		       "  {'id': 'b', 'do': 'wait', 'seconds': 1, 'after': [@'a']}]}",
-	  "step 'b' would never start" },
-	{ "provision_no_target", HEAD " 'steps': [{'id': 'p', 'do': @'provision'}]}",
-	  "step 'p' (provision) needs a target" },
-	{ "sync_no_model", HEAD TARGET " 'steps': [{'id': 's', 'do': @'sync_artifacts'}]}",
-	  "step 's' (sync_artifacts) needs a model" },
-	{ "deploy_no_stack", HEAD TARGET " 'steps': [{'id': 'd', 'do': @'deploy'}]}",
-	  "step 'd' (deploy) needs a stack" },
-	{ "provider_unknown", HEAD " 'target': {'provider': @'locale'},\n"
-			      " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
-	  "unknown provider 'locale': did you mean 'local'?" },
-	{ "provider_missing", HEAD " 'target': @{'region': 'x'},\n"
-			      " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
-	  "missing required key 'provider' in target" },
-	{ "model_commit", HEAD " 'model': {'registry': 'r', 'name': 'm', 'version': '1', "
-			  "'commit': @'abc'},\n"
-			  " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
-	  "40-character hex" },
-	{ "model_missing_version", HEAD " 'model': @{'registry': 'r', 'name': 'm'},\n"
-				   " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
-	  "missing required key 'version' in model" },
-	{ "vars_type", HEAD " 'vars': {'a': @[1]},\n 'steps': [{'id': 'a', 'do': 'wait', "
-		       "'seconds': 1}]}", "expected a string, number or boolean" },
-	{ "env_allow_bad", HEAD " 'env_allow': [@'path'],\n 'steps': [{'id': 'a', 'do': 'wait', "
-			   "'seconds': 1}]}", "not an environment variable name" },
-	{ "interp_unclosed", HEAD " 'steps': [{'id': 'a', 'do': 'exec', 'argv': [@'${vars.x']}]}",
-	  "unclosed '${'" },
-	{ "interp_empty", HEAD " 'steps': [{'id': 'a', 'do': 'exec', 'argv': [@'${}']}]}",
-	  "empty reference" },
-	{ "interp_char", HEAD " 'steps': [{'id': 'a', 'do': 'exec', 'argv': [@'${vars.a b}']}]}",
-	  "invalid character ' '" },
-	{ "interp_namespace", HEAD " 'steps': [{'id': 'a', 'do': 'exec', "
-			      "'argv': [@'${var.x}']}]}",
-	  "unknown namespace 'var' (did you mean 'vars'?)" },
-	{ "interp_incomplete", HEAD " 'steps': [{'id': 'a', 'do': 'exec', "
-			       "'argv': [@'${vars}']}]}", "incomplete reference" },
-	{ "unknown_var", HEAD " 'vars': {'registry': 'x'},\n"
-			 " 'steps': [{'id': 'a', 'do': 'exec',\n"
-			 "  'argv': ['x', @'${vars.regsitry}']}]}",
-	  "unknown variable 'regsitry' (did you mean 'registry'?)" },
-	{ "unknown_var_none", HEAD " 'steps': [{'id': 'a', 'do': 'exec', "
-			      "'env': {'X': @'a${vars.nope}'}, 'argv': ['x']}]}",
-	  "unknown variable 'nope': declare it in \"vars\"" },
-	{ "outputs_not_dep", HEAD " 'steps': [{'id': 'a', 'do': 'exec', 'argv': ['x']},\n"
-			     "  {'id': 'b', 'do': 'exec', 'argv': [@'${steps.a.outputs.v}']}]}",
-	  "step 'b' reads '${steps.a.outputs.v}' but does not depend on step 'a': add \"a\" "
-	  "to the after of step 'b'" },
-	{ "outputs_self", HEAD " 'steps': [{'id': 'a', 'do': 'exec', "
-			  "'argv': [@'${steps.a.outputs.v}']}]}", "cannot read its own outputs" },
-	{ "outputs_unknown", HEAD " 'steps': [{'id': 'fetch', 'do': 'exec', 'argv': ['x']},\n"
-			     "  {'id': 'b', 'do': 'exec', 'after': ['fetch'], "
-			     "'argv': [@'${steps.fecth.outputs.v}']}]}",
-	  "unknown step 'fecth' (did you mean 'fetch'?)" },
-	{ "outputs_malformed", HEAD " 'steps': [{'id': 'a', 'do': 'exec', 'argv': ['x']},\n"
-			       "  {'id': 'b', 'do': 'exec', 'after': ['a'], "
-			       "'argv': [@'${steps.a.v}']}]}", "write '${steps.ID.outputs.KEY}'" },
-	{ "env_not_allowed", HEAD " 'steps': [{'id': 'a', 'do': 'exec', "
-			     "'argv': [@'${env.HOME}']}]}",
-	  "environment variable HOME is not allowed: add \"HOME\" to \"env_allow\"" },
-	{ "env_not_set", HEAD " 'env_allow': ['RH_TEST_SURELY_UNSET'],\n"
-			 " 'steps': [{'id': 'a', 'do': 'exec', "
-			 "'argv': [@'${env.RH_TEST_SURELY_UNSET}']}]}",
-	  "environment variable RH_TEST_SURELY_UNSET is not set" },
-	{ "target_dynamic", HEAD TARGET " 'steps': [{'id': 'p', 'do': 'provision'},\n"
-			    "  {'id': 'h', 'do': 'http_probe', 'url': @'http://${target.host}/'}]}",
-	  "add \"p\" to the after of step 'h'" },
-	{ "target_no_provision", HEAD TARGET " 'steps': [{'id': 'h', 'do': 'http_probe', "
-				 "'url': @'http://${target.port}/'}]}",
-	  "the runbook has no provision step" },
-	{ "target_unknown_key", HEAD TARGET " 'steps': [{'id': 'h', 'do': 'http_probe', "
-				"'url': @'http://${target.hots}/'}]}",
-	  "unknown target field 'hots' (did you mean 'host'?)" },
-	{ "target_absent", HEAD " 'steps': [{'id': 'h', 'do': 'http_probe', "
-			   "'url': @'http://${target.host}/'}]}", "the runbook has no target" },
-	{ "model_dynamic", HEAD TARGET MODEL " 'steps': [{'id': 's', 'do': 'sync_artifacts'},\n"
-			   "  {'id': 'x', 'do': 'exec', 'argv': [@'${model.sha256}']}]}",
-	  "add \"s\" to the after of step 'x'" },
-	{ "registry_scope", HEAD " 'model': {'registry': @'${drill.dir}/r', 'name': 'm', "
-			    "'version': '1'},\n"
-			    " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
-	  "model.registry may only use" },
-	{ "stack_dynamic", HEAD TARGET " 'stack': {'command': ['x', @'${target.port}']},\n"
-			   " 'steps': [{'id': 'p', 'do': 'provision'},\n"
-			   "  {'id': 'd', 'do': 'deploy'}]}",
-	  "the stack, deployed by step 'd', uses '${target.port}'" },
-	{ "http_no_url", HEAD " 'steps': [@{'id': 'h', 'do': 'http_probe'}]}",
-	  "missing required key 'url' in step 'h'" },
-	{ "http_method", HEAD " 'steps': [{'id': 'h', 'do': 'http_probe', 'url': 'http://x/', "
-			 "'method': @'post'}]}", "did you mean 'POST'?" },
-	{ "http_status", HEAD " 'steps': [{'id': 'h', 'do': 'http_probe', 'url': 'http://x/', "
-			 "'expect_status': [200, @700]}]}", "from 100 to 599" },
-	{ "http_url_scheme", HEAD " 'steps': [{'id': 'h', 'do': 'http_probe', "
-			     "'url': @'ftp://x/'}]}", "expected an http:// or https:// url" },
-	{ "http_interval", HEAD " 'steps': [{'id': 'h', 'do': 'http_probe', 'url': 'http://x/', "
-			   "'interval_s': @0}]}", "from 0.01 to 60" },
-	{ "http_header_crlf", HEAD " 'steps': [{'id': 'h', 'do': 'http_probe', 'url': 'http://x/',"
-			      " 'headers': {'x-a': @'b\\r\\nc: d'}}]}", "line break" },
-	{ "exec_no_argv", HEAD " 'steps': [@{'id': 'e', 'do': 'exec'}]}",
-	  "missing required key 'argv' in step 'e'" },
-	{ "exec_argv_empty", HEAD " 'steps': [{'id': 'e', 'do': 'exec', 'argv': @[]}]}",
-	  "argv: expected a non-empty array of strings, got []" },
-	{ "exec_env_value", HEAD " 'steps': [{'id': 'e', 'do': 'exec', 'argv': ['x'], "
-			    "'env': {'A': @1}}]}", "env 'A': expected a string" },
-	{ "wait_negative", HEAD " 'steps': [{'id': 'w', 'do': 'wait', 'seconds': @-1}]}",
-	  "seconds: expected a number of seconds from 0 to 604800" },
-	{ "wait_missing", HEAD " 'steps': [@{'id': 'w', 'do': 'wait'}]}",
-	  "missing required key 'seconds'" },
-	{ "teardown_grace", HEAD TARGET " 'steps': [{'id': 't', 'do': 'teardown', "
-			    "'grace_s': @601}]}", "grace_s" },
-	/* expect_json is at depth 4; the object at '@' is the 33rd level. */
-	{ "deep", HEAD " 'steps': [{'id': 'h', 'do': 'http_probe', 'url': 'http://x/',\n"
-		  "  'expect_json': "
-		  "{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':"
-		  "{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':"
-		  "{'a':@{'a':1}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}" "}]}",
-	  "too deeply nested: at most 32 levels" },
-	{ "unicode_col", HEAD " 'description': 'h\xc3\xa9llo \xe2\x82\xac',"
-			 " 'rto_target_s': @-1,\n 'steps': [{'id': 'a', 'do': 'wait', "
-			 "'seconds': 1}]}", "greater than 0" },
+    {"empty", "@", "the file is empty"},
+    {"blank", "@  \n", "the file is empty"},
+    /* jansson points at the last character it read. */
+    {"truncated", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1@}",
+     "unexpected end of file"},
+    {"trailing", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}\n@xyz",
+     "unexpected text after the end"},
+    {"not_object", "@[1, 2]", "must be a json object"},
+    {"string_doc", "@'x'", "invalid json"},
+    {"dup_key", HEAD " @'name': 'u',\n 'steps': []}", "duplicate key \"name\""},
+    {"huge_int",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': "
+	  "@99999999999999999999}]}",
+     "too large"},
+    {"huge_real", HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': @1e400}]}", "too large"},
+    {"bad_utf8", HEAD " 'description': @'\xff',\n 'steps': []}", "invalid utf-8"},
+    {"control_char", HEAD " 'description': @'a\x01',\n 'steps': []}", "control character"},
+    {"nul_escape", HEAD " 'description': @'a\\u0000',\n 'steps': []}", "\\u0000 is not allowed"},
+    {"missing_steps", "@{'rehydra': 1, 'name': 't'}", "missing required key 'steps'"},
+    {"missing_name", "@{'rehydra': 1,\n 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
+     "missing required key 'name' in the runbook"},
+    {"missing_format", "@{'name': 't',\n 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
+     "missing required key 'rehydra'"},
+    {"format_2",
+     "{'rehydra': @2, 'name': 't',\n 'steps': [{'id': 'a', 'do': 'wait', "
+     "'seconds': 1}]}",
+     "unsupported runbook format 2"},
+    {"format_string",
+     "{'rehydra': @'1', 'name': 't',\n 'steps': [{'id': 'a', 'do': 'wait', "
+     "'seconds': 1}]}",
+     "got a string"},
+    {"name_type",
+     "{'rehydra': 1, 'name': @5,\n 'steps': [{'id': 'a', 'do': 'wait', "
+     "'seconds': 1}]}",
+     "name: expected a string, got a number"},
+    {"name_format",
+     "{'rehydra': 1, 'name': @'a b',\n 'steps': [{'id': 'a', 'do': 'wait', "
+     "'seconds': 1}]}",
+     "letters, digits"},
+    {"steps_empty", HEAD " 'steps': @[]}", "non-empty array of steps"},
+    {"steps_type", HEAD " 'steps': @{}}", "got an object"},
+    {"step_not_object", HEAD " 'steps': [@3]}", "expected a step object"},
+    {"rto_negative",
+     HEAD " 'rto_target_s': @-5,\n 'steps': [{'id': 'a', 'do': 'wait', "
+	  "'seconds': 1}]}",
+     "greater than 0, got -5"},
+    {"rto_huge",
+     HEAD " 'rto_target_s': @1e308,\n 'steps': [{'id': 'a', 'do': 'wait', "
+	  "'seconds': 1}]}",
+     "no greater than 604800"},
+    {"timeout_huge",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
+	  "  'timeout_s': @1e308}]}",
+     "timeout_s: expected a number of seconds"},
+    {"timeout_zero",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
+	  "  'timeout_s': @0}]}",
+     "greater than 0, got 0"},
+    {"timeout_type",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
+	  "  'timeout_s': @'60'}]}",
+     "got a string"},
+    {"retries_negative",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
+	  "  'retries': @-1}]}",
+     "retries: expected an integer from 0 to 100"},
+    {"retries_real",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
+	  "  'retries': @1.5}]}",
+     "got 1.5"},
+    {"retries_big",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
+	  "  'retries': @101}]}",
+     "got 101"},
+    {"backoff_jitter",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
+	  "  'backoff': {'jitter': @2}}]}",
+     "jitter: expected a number from 0 to 1"},
+    {"backoff_factor",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
+	  "  'backoff': {'factor': @0.5}}]}",
+     "factor"},
+    {"restores_type",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
+	  "  'restores_service': @'yes'}]}",
+     "expected true or false"},
+    {"unknown_top",
+     HEAD " @'stpes': [],\n 'steps': [{'id': 'a', 'do': 'wait', "
+	  "'seconds': 1}]}",
+     "unknown key 'stpes' in the runbook: did you mean 'steps'?"},
+    {"unknown_top_far",
+     HEAD " @'zzzzzz': 1,\n 'steps': [{'id': 'a', 'do': 'wait', "
+	  "'seconds': 1}]}",
+     "expected rehydra, name"},
+    {"unknown_model_key",
+     HEAD " 'model': {'registry': 'r', 'name': 'm', 'version': '1', "
+	  "@'versoin': '2'},\n 'steps': [{'id': 'a', 'do': 'wait', "
+	  "'seconds': 1}]}",
+     "did you mean 'version'?"},
+    {"unknown_target_key",
+     HEAD " 'target': {'provider': 'local', @'Region': 'x'},\n"
+	  " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
+     "did you mean 'region'?"},
+    {"unknown_step_key",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
+	  "  @'tiemout_s': 5}]}",
+     "unknown key 'tiemout_s' in step 'a': did you mean 'timeout_s'?"},
+    {"other_types_key",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
+	  "  @'argv': ['x']}]}",
+     "unknown key 'argv' in step 'a'"},
+    {"unknown_backoff_key",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
+	  "  'backoff': {@'max': 5}}]}",
+     "in backoff"},
+    {"unknown_stack_key",
+     HEAD TARGET " 'stack': {'command': ['x'], @'evn': {}},\n"
+		 " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
+     "did you mean 'env'?"},
+    {"bad_step_id", HEAD " 'steps': [{'id': @'1a', 'do': 'wait', 'seconds': 1}]}",
+     "invalid step id '1a'"},
+    {"missing_id", HEAD " 'steps': [@{'do': 'wait', 'seconds': 1}]}",
+     "missing required key 'id' in steps[0]"},
+    {"missing_do", HEAD " 'steps': [@{'id': 'a', 'seconds': 1}]}",
+     "missing required key 'do' in step 'a'"},
+    {"unknown_do", HEAD " 'steps': [{'id': 'a', 'do': @'exce', 'argv': ['x']}]}",
+     "unknown step type 'exce': did you mean 'exec'?"},
+    {"unknown_do_far", HEAD " 'steps': [{'id': 'a', 'do': @'launch'}]}",
+     "expected exec, http_probe, load_probe, wait, provision, sync_artifacts, deploy or teardown"},
+    {"dup_id",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1},\n"
+	  "  {'id': @'a', 'do': 'wait', 'seconds': 2}]}",
+     "duplicate step id 'a' (first defined at line 2)"},
+    {"after_unknown",
+     HEAD " 'steps': [{'id': 'fetch', 'do': 'wait', 'seconds': 1},\n"
+	  "  {'id': 'b', 'do': 'wait', 'seconds': 1, 'after': [@'fetsh']}]}",
+     "unknown step 'fetsh' in after: did you mean 'fetch'?"},
+    {"after_type",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1, "
+	  "'after': @'b'}]}",
+     "after: expected an array of step ids"},
+    {"after_self",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1, "
+	  "'after': [@'a']}]}",
+     "step 'a' cannot depend on itself"},
+    {"cycle2",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1, 'after': [@'b']},\n"
+	  "  {'id': 'b', 'do': 'wait', 'seconds': 1, 'after': ['a']}]}",
+     "dependency cycle: a -> b -> a"},
+    {"cycle3",
+     HEAD " 'steps': [{'id': 'x', 'do': 'wait', 'seconds': 1},\n"
+	  "  {'id': 'b', 'do': 'wait', 'seconds': 1, 'after': [@'c']},\n"
+	  "  {'id': 'c', 'do': 'wait', 'seconds': 1, 'after': ['d', 'x']},\n"
+	  "  {'id': 'd', 'do': 'wait', 'seconds': 1, 'after': ['b']}]}",
+     "dependency cycle: b -> c -> d -> b"},
+    {"when_bad",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1, "
+	  "'when': @'allways'}]}",
+     "did you mean 'always'?"},
+    {"final_dep",
+     HEAD " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1,\n"
+	  "  'when': 'always'},\n"
+	  "  {'id': 'b', 'do': 'wait', 'seconds': 1, 'after': [@'a']}]}",
+     "step 'b' would never start"},
+    {"provision_no_target", HEAD " 'steps': [{'id': 'p', 'do': @'provision'}]}",
+     "step 'p' (provision) needs a target"},
+    {"sync_no_model", HEAD TARGET " 'steps': [{'id': 's', 'do': @'sync_artifacts'}]}",
+     "step 's' (sync_artifacts) needs a model"},
+    {"deploy_no_stack", HEAD TARGET " 'steps': [{'id': 'd', 'do': @'deploy'}]}",
+     "step 'd' (deploy) needs a stack"},
+    {"provider_unknown",
+     HEAD " 'target': {'provider': @'locale'},\n"
+	  " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
+     "unknown provider 'locale': did you mean 'local'?"},
+    {"provider_missing",
+     HEAD " 'target': @{'region': 'x'},\n"
+	  " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
+     "missing required key 'provider' in target"},
+    {"model_commit",
+     HEAD " 'model': {'registry': 'r', 'name': 'm', 'version': '1', "
+	  "'commit': @'abc'},\n"
+	  " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
+     "40-character hex"},
+    {"model_missing_version",
+     HEAD " 'model': @{'registry': 'r', 'name': 'm'},\n"
+	  " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
+     "missing required key 'version' in model"},
+    {"vars_type",
+     HEAD " 'vars': {'a': @[1]},\n 'steps': [{'id': 'a', 'do': 'wait', "
+	  "'seconds': 1}]}",
+     "expected a string, number or boolean"},
+    {"env_allow_bad",
+     HEAD " 'env_allow': [@'path'],\n 'steps': [{'id': 'a', 'do': 'wait', "
+	  "'seconds': 1}]}",
+     "not an environment variable name"},
+    {"interp_unclosed", HEAD " 'steps': [{'id': 'a', 'do': 'exec', 'argv': [@'${vars.x']}]}",
+     "unclosed '${'"},
+    {"interp_empty", HEAD " 'steps': [{'id': 'a', 'do': 'exec', 'argv': [@'${}']}]}",
+     "empty reference"},
+    {"interp_char", HEAD " 'steps': [{'id': 'a', 'do': 'exec', 'argv': [@'${vars.a b}']}]}",
+     "invalid character ' '"},
+    {"interp_namespace",
+     HEAD " 'steps': [{'id': 'a', 'do': 'exec', "
+	  "'argv': [@'${var.x}']}]}",
+     "unknown namespace 'var' (did you mean 'vars'?)"},
+    {"interp_incomplete",
+     HEAD " 'steps': [{'id': 'a', 'do': 'exec', "
+	  "'argv': [@'${vars}']}]}",
+     "incomplete reference"},
+    {"unknown_var",
+     HEAD " 'vars': {'registry': 'x'},\n"
+	  " 'steps': [{'id': 'a', 'do': 'exec',\n"
+	  "  'argv': ['x', @'${vars.regsitry}']}]}",
+     "unknown variable 'regsitry' (did you mean 'registry'?)"},
+    {"unknown_var_none",
+     HEAD " 'steps': [{'id': 'a', 'do': 'exec', "
+	  "'env': {'X': @'a${vars.nope}'}, 'argv': ['x']}]}",
+     "unknown variable 'nope': declare it in \"vars\""},
+    {"outputs_not_dep",
+     HEAD " 'steps': [{'id': 'a', 'do': 'exec', 'argv': ['x']},\n"
+	  "  {'id': 'b', 'do': 'exec', 'argv': [@'${steps.a.outputs.v}']}]}",
+     "step 'b' reads '${steps.a.outputs.v}' but does not depend on step 'a': add \"a\" "
+     "to the after of step 'b'"},
+    {"outputs_self",
+     HEAD " 'steps': [{'id': 'a', 'do': 'exec', "
+	  "'argv': [@'${steps.a.outputs.v}']}]}",
+     "cannot read its own outputs"},
+    {"outputs_unknown",
+     HEAD " 'steps': [{'id': 'fetch', 'do': 'exec', 'argv': ['x']},\n"
+	  "  {'id': 'b', 'do': 'exec', 'after': ['fetch'], "
+	  "'argv': [@'${steps.fecth.outputs.v}']}]}",
+     "unknown step 'fecth' (did you mean 'fetch'?)"},
+    {"outputs_malformed",
+     HEAD " 'steps': [{'id': 'a', 'do': 'exec', 'argv': ['x']},\n"
+	  "  {'id': 'b', 'do': 'exec', 'after': ['a'], "
+	  "'argv': [@'${steps.a.v}']}]}",
+     "write '${steps.ID.outputs.KEY}'"},
+    {"env_not_allowed",
+     HEAD " 'steps': [{'id': 'a', 'do': 'exec', "
+	  "'argv': [@'${env.HOME}']}]}",
+     "environment variable HOME is not allowed: add \"HOME\" to \"env_allow\""},
+    {"env_not_set",
+     HEAD " 'env_allow': ['RH_TEST_SURELY_UNSET'],\n"
+	  " 'steps': [{'id': 'a', 'do': 'exec', "
+	  "'argv': [@'${env.RH_TEST_SURELY_UNSET}']}]}",
+     "environment variable RH_TEST_SURELY_UNSET is not set"},
+    {"target_dynamic",
+     HEAD TARGET " 'steps': [{'id': 'p', 'do': 'provision'},\n"
+		 "  {'id': 'h', 'do': 'http_probe', 'url': @'http://${target.host}/'}]}",
+     "add \"p\" to the after of step 'h'"},
+    {"target_no_provision",
+     HEAD TARGET " 'steps': [{'id': 'h', 'do': 'http_probe', "
+		 "'url': @'http://${target.port}/'}]}",
+     "the runbook has no provision step"},
+    {"target_unknown_key",
+     HEAD TARGET " 'steps': [{'id': 'h', 'do': 'http_probe', "
+		 "'url': @'http://${target.hots}/'}]}",
+     "unknown target field 'hots' (did you mean 'host'?)"},
+    {"target_absent",
+     HEAD " 'steps': [{'id': 'h', 'do': 'http_probe', "
+	  "'url': @'http://${target.host}/'}]}",
+     "the runbook has no target"},
+    {"model_dynamic",
+     HEAD TARGET MODEL " 'steps': [{'id': 's', 'do': 'sync_artifacts'},\n"
+		       "  {'id': 'x', 'do': 'exec', 'argv': [@'${model.sha256}']}]}",
+     "add \"s\" to the after of step 'x'"},
+    {"registry_scope",
+     HEAD " 'model': {'registry': @'${drill.dir}/r', 'name': 'm', "
+	  "'version': '1'},\n"
+	  " 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
+     "model.registry may only use"},
+    {"stack_dynamic",
+     HEAD TARGET " 'stack': {'command': ['x', @'${target.port}']},\n"
+		 " 'steps': [{'id': 'p', 'do': 'provision'},\n"
+		 "  {'id': 'd', 'do': 'deploy'}]}",
+     "the stack, deployed by step 'd', uses '${target.port}'"},
+    {"http_no_url", HEAD " 'steps': [@{'id': 'h', 'do': 'http_probe'}]}",
+     "missing required key 'url' in step 'h'"},
+    {"http_method",
+     HEAD " 'steps': [{'id': 'h', 'do': 'http_probe', 'url': 'http://x/', "
+	  "'method': @'post'}]}",
+     "did you mean 'POST'?"},
+    {"http_status",
+     HEAD " 'steps': [{'id': 'h', 'do': 'http_probe', 'url': 'http://x/', "
+	  "'expect_status': [200, @700]}]}",
+     "from 100 to 599"},
+    {"http_url_scheme",
+     HEAD " 'steps': [{'id': 'h', 'do': 'http_probe', "
+	  "'url': @'ftp://x/'}]}",
+     "expected an http:// or https:// url"},
+    {"http_interval",
+     HEAD " 'steps': [{'id': 'h', 'do': 'http_probe', 'url': 'http://x/', "
+	  "'interval_s': @0}]}",
+     "from 0.01 to 60"},
+    {"http_header_crlf",
+     HEAD " 'steps': [{'id': 'h', 'do': 'http_probe', 'url': 'http://x/',"
+	  " 'headers': {'x-a': @'b\\r\\nc: d'}}]}",
+     "line break"},
+    {"exec_no_argv", HEAD " 'steps': [@{'id': 'e', 'do': 'exec'}]}",
+     "missing required key 'argv' in step 'e'"},
+    {"exec_argv_empty", HEAD " 'steps': [{'id': 'e', 'do': 'exec', 'argv': @[]}]}",
+     "argv: expected a non-empty array of strings, got []"},
+    {"exec_env_value",
+     HEAD " 'steps': [{'id': 'e', 'do': 'exec', 'argv': ['x'], "
+	  "'env': {'A': @1}}]}",
+     "env 'A': expected a string"},
+    {"wait_negative", HEAD " 'steps': [{'id': 'w', 'do': 'wait', 'seconds': @-1}]}",
+     "seconds: expected a number of seconds from 0 to 604800"},
+    {"wait_missing", HEAD " 'steps': [@{'id': 'w', 'do': 'wait'}]}",
+     "missing required key 'seconds'"},
+    {"teardown_grace",
+     HEAD TARGET " 'steps': [{'id': 't', 'do': 'teardown', "
+		 "'grace_s': @601}]}",
+     "grace_s"},
+    /* expect_json is at depth 4; the object at '@' is the 33rd level. */
+    {"deep",
+     HEAD " 'steps': [{'id': 'h', 'do': 'http_probe', 'url': 'http://x/',\n"
+	  "  'expect_json': "
+	  "{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':"
+	  "{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':{'a':"
+	  "{'a':@{'a':1}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}"
+	  "}]}",
+     "too deeply nested: at most 32 levels"},
+    {"unicode_col",
+     HEAD " 'description': 'h\xc3\xa9llo \xe2\x82\xac',"
+	  " 'rto_target_s': @-1,\n 'steps': [{'id': 'a', 'do': 'wait', "
+	  "'seconds': 1}]}",
+     "greater than 0"},
 };
 
 static void check_case(const struct bad_case *bc)
@@ -380,7 +478,7 @@ static void test_runbook__example_validates(void)
 	CU_ASSERT_EQUAL(rb->dir[0], '/');
 	CU_ASSERT_PTR_NOT_NULL(strstr(rb->dir, "runbooks"));
 	CU_ASSERT_EQUAL(rb->rto_target_s, 60);
-	CU_ASSERT_EQUAL(rb->n_steps, 6);
+	CU_ASSERT_EQUAL(rb->n_steps, 7);
 	CU_ASSERT_PTR_EQUAL(rb->provider, &rh_provider_local);
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(rb->target, "region")), "local");
 	CU_ASSERT(rb->model.present);
@@ -405,7 +503,8 @@ static void test_runbook__example_validates(void)
 	CU_ASSERT_EQUAL(rb->steps[answer].n_after, 1);
 	CU_ASSERT_EQUAL(rb->steps[answer].after[0], (size_t)start);
 	CU_ASSERT_STRING_EQUAL(rb->steps[answer].pointer, "/steps/3");
-	CU_ASSERT_EQUAL(rb->steps[5].when, RH_WHEN_ALWAYS);
+	CU_ASSERT_EQUAL(rb->steps[6].when, RH_WHEN_ALWAYS);
+	CU_ASSERT_PTR_EQUAL(rb->steps[5].type, &rh_step_load_probe);
 	CU_ASSERT_EQUAL(rb->steps[0].when, RH_WHEN_ON_SUCCESS);
 	CU_ASSERT_EQUAL(rb->steps[0].retries, 0);
 	CU_ASSERT_EQUAL(rb->steps[0].backoff.initial_s, 1);
@@ -415,7 +514,7 @@ static void test_runbook__example_validates(void)
 	CU_ASSERT(rh_runbook_depends_on(rb, (size_t)answer, 0));
 	CU_ASSERT(rh_runbook_depends_on(rb, (size_t)answer, (size_t)answer));
 	CU_ASSERT(!rh_runbook_depends_on(rb, 0, (size_t)answer));
-	CU_ASSERT(!rh_runbook_depends_on(rb, 5, 0));
+	CU_ASSERT(!rh_runbook_depends_on(rb, 6, 0));
 	for (size_t i = 0; i < rb->n_steps; i++)
 		CU_ASSERT_EQUAL(rb->order[i], i);
 	rh_runbook_free(rb);
@@ -714,7 +813,8 @@ static void test_runbook__helpers(void)
 
 	while (rh_step_types[n])
 		n++;
-	CU_ASSERT_EQUAL(n, 7);
+	CU_ASSERT_EQUAL(n, 8);
+	CU_ASSERT_PTR_EQUAL(rh_step_type_find("load_probe"), &rh_step_load_probe);
 	CU_ASSERT_PTR_EQUAL(rh_step_type_find("exec"), &rh_step_exec);
 	CU_ASSERT_PTR_EQUAL(rh_step_type_find("teardown"), &rh_step_teardown);
 	CU_ASSERT_PTR_NULL(rh_step_type_find("Exec"));
