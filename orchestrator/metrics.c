@@ -10,6 +10,7 @@
  * rebuilt from the journal, which is the one place that knows them all.
  */
 #include "metrics.h"
+#include "cadence.h"
 
 #include "error.h"
 #include "fsutil.h"
@@ -55,6 +56,7 @@ static const struct {
 
 struct rh_metrics {
 	bool with_totals;
+	json_t *cadence; /* rh_cadence_compute's result, or NULL */
 	json_t *index; /* group key -> index into groups */
 	struct group *groups;
 	size_t n, cap;
@@ -90,7 +92,14 @@ void rh_metrics_free(struct rh_metrics *m)
 	}
 	free(m->groups);
 	json_decref(m->index);
+	json_decref(m->cadence);
 	free(m);
+}
+
+void rh_metrics_set_cadence(struct rh_metrics *m, json_t *cadence)
+{
+	json_decref(m->cadence);
+	m->cadence = json_incref(cadence);
 }
 
 void rh_metrics_target_label(char *buf, size_t size, const json_t *record)
@@ -365,6 +374,15 @@ int rh_metrics_render(const struct rh_metrics *m, char **out, size_t *len)
 				buf_value(&b, (double)m->groups[i].count[v]);
 			}
 		}
+	}
+	if (m->cadence) {
+		char *text = NULL;
+
+		if (rh_cadence_prom(&text, m->cadence) < 0)
+			b.failed = true;
+		else
+			buf_str(&b, text);
+		free(text);
 	}
 	if (b.failed || !b.sb.buf) {
 		rh_strbuf_release(&b.sb);

@@ -42,6 +42,11 @@ void rh_metrics_free(struct rh_metrics *m);
  * name are ignored. Returns 0 or RH_ENOMEM. */
 int rh_metrics_add(struct rh_metrics *m, const json_t *record);
 
+/* Adds rehydra_scenario_last_success_timestamp_seconds and
+ * rehydra_scenario_overdue per scenario from rh_cadence_compute's result
+ * (a reference is taken; NULL removes them). */
+void rh_metrics_set_cadence(struct rh_metrics *m, json_t *cadence);
+
 /* The exposition text. *out is new (free), NUL-terminated, *len its length. */
 int rh_metrics_render(const struct rh_metrics *m, char **out, size_t *len);
 

@@ -11,6 +11,7 @@
  * CSV and JSON each have their own rules.
  */
 #include "report.h"
+#include "cadence.h"
 #include "error.h"
 #include "strbuf.h"
 
@@ -89,6 +90,7 @@ struct rh_report {
 	uint64_t records, last_seq;
 	time_t generated;
 	bool prepared; /* statistics are current (no add since) */
+	json_t *cadence; /* rh_cadence_compute's result, or NULL: no section */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -759,9 +761,16 @@ void rh_report_free(struct rh_report *r)
 	free(r->groups);
 	free(r->sorted);
 	json_decref(r->index);
+	json_decref(r->cadence);
 	rh_strbuf_release(&r->key);
 	rh_strbuf_release(&r->target);
 	free(r);
+}
+
+void rh_report_set_cadence(struct rh_report *r, json_t *cadence)
+{
+	json_decref(r->cadence);
+	r->cadence = json_incref(cadence);
 }
 
 size_t rh_report_group_count(const struct rh_report *r)
@@ -1027,12 +1036,27 @@ static const char *ms_str(char *buf, size_t size, double v)
 	return buf;
 }
 
+static void write_md_groups(struct rh_report *r, FILE *f, const char *gen);
+
 static void write_md(struct rh_report *r, FILE *f)
 {
-	char gen[32], a[32], b[32], c[32], d[32], e[32];
+	char gen[32];
 
 	format_time(r->generated, gen, sizeof(gen));
 	fprintf(f, "# rehydra RTO report\n\n");
+	if (r->cadence) {
+		/* at the end, after the groups, whatever returns early below */
+		write_md_groups(r, f, gen);
+		rh_cadence_write_md(f, r->cadence);
+		return;
+	}
+	write_md_groups(r, f, gen);
+}
+
+static void write_md_groups(struct rh_report *r, FILE *f, const char *gen)
+{
+	char a[32], b[32], c[32], d[32], e[32];
+
 	fprintf(f, "Generated %s from %llu drill%s (", gen, (unsigned long long)r->records,
 		r->records == 1 ? "" : "s");
 	filter_describe(f, &r->filter, put_md);
@@ -1206,6 +1230,8 @@ static int write_json(struct rh_report *r, FILE *f)
 	    put(root, "last_seq", r->records ? json_integer((json_int_t)r->last_seq) : json_null());
 	bad |= put(root, "percentile_method", json_string("nearest-rank"));
 	bad |= put(root, "groups", groups);
+	if (r->cadence)
+		bad |= put(root, "cadence", json_incref(r->cadence));
 	for (size_t i = 0; i < r->n && !bad; i++) {
 		struct group *g = r->sorted[i];
 		json_t *o = json_object(), *steps = json_array(), *rto = json_object();
@@ -1308,6 +1334,13 @@ static void write_junit(struct rh_report *r, FILE *f)
 		for (size_t k = 0; k < g->n_dr; k++)
 			total += g->dr[k].time;
 	}
+	if (r->cadence) {
+		unsigned long long ct, cf;
+
+		rh_cadence_junit_counts(r->cadence, &ct, &cf);
+		tests += ct;
+		failures += cf;
+	}
 	fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", f);
 	fprintf(f,
 		"<testsuites name=\"rehydra drills\" tests=\"%llu\" failures=\"%llu\" "
@@ -1382,6 +1415,7 @@ static void write_junit(struct rh_report *r, FILE *f)
 		}
 		fputs("  </testsuite>\n", f);
 	}
+	rh_cadence_write_junit(f, r->cadence);
 	fputs("</testsuites>\n", f);
 }
 
@@ -1660,7 +1694,9 @@ static void write_html(struct rh_report *r, FILE *f)
 	      f);
 	fputs("<section>\n<h2>Summary</h2>\n", f);
 	if (r->n == 0) {
-		fputs("<p>No drills match.</p>\n</section>\n</main>\n</body>\n</html>\n", f);
+		fputs("<p>No drills match.</p>\n</section>\n", f);
+		rh_cadence_write_html(f, r->cadence);
+		fputs("</main>\n</body>\n</html>\n", f);
 		return;
 	}
 	fputs("<div class=\"wrap\"><table>\n<thead><tr><th>runbook</th><th>target</th>"
@@ -1742,6 +1778,7 @@ static void write_html(struct rh_report *r, FILE *f)
 		}
 		fputs("</tbody>\n</table>\n</section>\n", f);
 	}
+	rh_cadence_write_html(f, r->cadence);
 	fputs("</main>\n</body>\n</html>\n", f);
 }
 

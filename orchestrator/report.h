@@ -106,6 +106,12 @@ void rh_report_free(struct rh_report *r);
  * `record` is not a JSON object, or RH_ENOMEM. */
 int rh_report_add(struct rh_report *r, const json_t *record, uint64_t seq);
 
+/* Gives the report a rehearsal cadence section (rh_cadence_compute's
+ * result; a reference is taken): md, html and json get a table, JUnit a
+ * testsuite in which an overdue or never rehearsed scenario is a failed
+ * testcase. NULL removes it. */
+void rh_report_set_cadence(struct rh_report *r, json_t *cadence);
+
 /* Writes the report in `fmt` to `out` (borrowed, not closed). Returns 0,
  * RH_EIO when writing failed (the message names the errno), RH_ENOMEM. */
 int rh_report_write(struct rh_report *r, enum rh_report_format fmt, FILE *out);

@@ -11,6 +11,7 @@
  * thrown away if anything was reported.
  */
 #include "runbook.h"
+#include "scenario.h"
 
 #include "error.h"
 #include "interp.h"
@@ -505,7 +506,7 @@ static void check_limits(struct val *v, const json_t *j, const char *ptr, int de
 
 static const char *const top_keys[] = { "rehydra", "name", "description", "rto_target_s",
 					"vars", "env_allow", "model", "target", "stack",
-					"steps", NULL };
+					"steps", "policy", "entity", "constraints", NULL };
 static const char *const model_keys[] = { "registry", "name", "version", "commit", NULL };
 static const char *const stack_keys[] = { "command", "env", "image", NULL };
 static const char *const step_keys[] = { "id", "do", "description", "after", "timeout_s",
@@ -697,12 +698,75 @@ static void check_target(struct val *v, const json_t *doc)
 			    "%s", prov, words);
 	}
 	if (v->rb->provider) {
-		static const char *const base[] = { "provider", "region", NULL };
+		static const char *const base[] = { "provider", "region", "jurisdiction", NULL };
 
 		check_keys(v, t, "/target", "target", base, v->rb->provider->target_keys);
 		if (v->rb->provider->validate)
 			note(v, v->rb->provider->validate(v->rb->provider, t, "/target", v->d));
 	}
+}
+
+/* "jurisdiction" in a target, "entity", "constraints" and "policy" at the
+ * top: the runbook opts into policy rules that judge its own target, with
+ * the same meaning as in a scenario (scenario.h). */
+static void check_policy(struct val *v, const json_t *doc)
+{
+	static const char *const jur_keys[] = { "country", "bloc", NULL };
+	static const char *const ent_keys[] = { "name", "hq_country", NULL };
+	static const char *const con_keys[] = { "countries", "blocs", "accelerators", "providers",
+						NULL };
+	const json_t *t = v->rb->target;
+	const json_t *j = json_object_get(t, "jurisdiction");
+	const json_t *e = json_object_get(doc, "entity");
+	const json_t *c = json_object_get(doc, "constraints");
+	const json_t *p = json_object_get(doc, "policy");
+
+	if (j) {
+		if (!json_is_object(j)) {
+			add(v, "/target", "jurisdiction", false, "jurisdiction: expected "
+			    "{\"country\": \"FI\", \"bloc\": \"EU\"}, got %s", rh_json_kind(j));
+		} else {
+			check_keys(v, j, "/target/jurisdiction", "jurisdiction", jur_keys, NULL);
+			note(v, rh_spec_string(v->d, j, "/target/jurisdiction", "country", true,
+					       NULL));
+			note(v, rh_spec_string(v->d, j, "/target/jurisdiction", "bloc", false, NULL));
+		}
+	}
+	if (e) {
+		if (!json_is_object(e)) {
+			add(v, "", "entity", false, "entity: expected {\"name\": ..., "
+			    "\"hq_country\": ...}, got %s", rh_json_kind(e));
+		} else {
+			check_keys(v, e, "/entity", "entity", ent_keys, NULL);
+			note(v, rh_spec_string(v->d, e, "/entity", "name", false, NULL));
+			note(v, rh_spec_string(v->d, e, "/entity", "hq_country", true, NULL));
+		}
+	}
+	if (c) {
+		if (!json_is_object(c)) {
+			add(v, "", "constraints", false, "constraints: expected an object of "
+			    "allow-lists, got %s", rh_json_kind(c));
+		} else {
+			check_keys(v, c, "/constraints", "constraints", con_keys, NULL);
+			for (size_t i = 0; con_keys[i]; i++)
+				note(v, rh_spec_string_array(v->d, c, "/constraints", con_keys[i],
+							     false, true));
+		}
+	}
+	if (!p)
+		return;
+	if (!json_is_array(p) || json_array_size(p) == 0) {
+		add(v, "", "policy", false, "policy: expected a non-empty array of rule ids, got %s",
+		    json_is_array(p) ? "[]" : rh_json_kind(p));
+		return;
+	}
+	if (!t) {
+		add(v, "", "policy", false, "policy judges the runbook's target: add \"target\"");
+		return;
+	}
+	if (v->d->count == 0 &&
+	    rh_scenario_check_target(v->d, doc, t, "/target", v->rb->vars, NULL, NULL) < 0)
+		add(v, "", "policy", false, "cannot check the policy: %s", rh_error_last());
 }
 
 static void check_stack(struct val *v, const json_t *doc)
@@ -1735,6 +1799,7 @@ static void validate(struct val *v, const struct rh_var_override *ov, size_t n_o
 	check_target(v, doc);
 	check_stack(v, doc);
 	check_overrides(v, ov, n_ov);
+	check_policy(v, doc); /* after the overrides: it reads the target's vars */
 	steps = json_object_get(doc, "steps");
 	if (!steps) {
 		note(v, rh_spec_missing(v->d, doc, "", "steps", "a non-empty array of steps"));
@@ -1967,6 +2032,18 @@ int rh_runbook_load(struct rh_runbook **out, const char *path,
 		    const struct rh_var_override *overrides, size_t n_overrides,
 		    struct rh_diags *diags)
 {
+	struct rh_runbook_opts o = RH_RUNBOOK_OPTS_INIT;
+
+	o.overrides = overrides;
+	o.n_overrides = n_overrides;
+	return rh_runbook_load_opts(out, path, &o, diags);
+}
+
+int rh_runbook_load_opts(struct rh_runbook **out, const char *path,
+			 const struct rh_runbook_opts *opts, struct rh_diags *diags)
+{
+	const struct rh_var_override *overrides = opts->overrides;
+	size_t n_overrides = opts->n_overrides;
 	struct val v = { 0 };
 	struct rh_runbook *rb = NULL;
 	size_t before = diags->count;
@@ -1994,6 +2071,16 @@ int rh_runbook_load(struct rh_runbook **out, const char *path,
 	if (!rb->doc) {
 		parse_diag(diags, &je, buf, len);
 		err = rh_error_set(RH_EINVAL, "the runbook is not valid json");
+		goto done;
+	}
+	if (json_is_object(rb->doc) && opts->target &&
+	    json_object_set_new(rb->doc, "target", json_deep_copy(opts->target)) < 0) {
+		err = rh_error_set(RH_ENOMEM, "out of memory loading the runbook");
+		goto done;
+	}
+	if (json_is_object(rb->doc) && opts->rto_target_s > 0 &&
+	    json_object_set_new(rb->doc, "rto_target_s", json_real(opts->rto_target_s)) < 0) {
+		err = rh_error_set(RH_ENOMEM, "out of memory loading the runbook");
 		goto done;
 	}
 	v.d = diags;

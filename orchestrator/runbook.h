@@ -107,6 +107,22 @@ int rh_runbook_load(struct rh_runbook **out, const char *path,
 		    const struct rh_var_override *overrides, size_t n_overrides,
 		    struct rh_diags *diags);
 
+/* What rh_runbook_load_opts changes before validating: --var overrides,
+ * a target that replaces the file's (a rehearsal's chosen target) and an
+ * RTO target that replaces the file's (> 0). Initialise with
+ * RH_RUNBOOK_OPTS_INIT. Everything is borrowed. */
+struct rh_runbook_opts {
+	const struct rh_var_override *overrides;
+	size_t n_overrides;
+	const json_t *target;
+	double rto_target_s;
+};
+#define RH_RUNBOOK_OPTS_INIT { NULL, 0, NULL, 0 }
+
+/* rh_runbook_load with options; the same results. */
+int rh_runbook_load_opts(struct rh_runbook **out, const char *path,
+			 const struct rh_runbook_opts *opts, struct rh_diags *diags);
+
 void rh_runbook_free(struct rh_runbook *rb);
 
 /* Index of the step with `id`, or -1. */

@@ -42,20 +42,37 @@ static void source_root(char *buf, size_t size)
 	snprintf(buf, size, "%s", dirname(dirname(tmp)));
 }
 
+/* What each kind of data is called: its variable and its place in the
+ * source tree. */
+static void data_kind(const char *kind, const char **env_name, const char **src_rel)
+{
+	if (strcmp(kind, "catalog") == 0) {
+		*env_name = "RH_CATALOG_DIR";
+		*src_rel = "providers/catalog";
+	} else if (strcmp(kind, "policy") == 0) {
+		*env_name = "RH_POLICY_DIR";
+		*src_rel = "providers/policy";
+	} else {
+		*env_name = "RH_TEMPLATES_DIR";
+		*src_rel = "templates";
+	}
+}
+
 int rh_data_dir(char **out, const char *kind)
 {
-	bool catalog = strcmp(kind, "catalog") == 0;
-	const char *env = getenv(catalog ? "RH_CATALOG_DIR" : "RH_TEMPLATES_DIR");
+	const char *env_name, *src_rel;
+	const char *env;
 	char exe[PATH_MAX], bindir[PATH_MAX], src[PATH_MAX];
 	char cand[4][PATH_MAX + 64];
 	size_t n = 0;
 	ssize_t len;
 
 	*out = NULL;
+	data_kind(kind, &env_name, &src_rel);
+	env = getenv(env_name);
 	if (env && *env) {
 		if (!is_dir(env))
-			return rh_error_set(RH_ENOTFOUND, "%s=%s is not a directory",
-					    catalog ? "RH_CATALOG_DIR" : "RH_TEMPLATES_DIR", env);
+			return rh_error_set(RH_ENOTFOUND, "%s=%s is not a directory", env_name, env);
 		*out = strdup(env);
 		return *out ? 0 : rh_error_set(RH_ENOMEM, "out of memory");
 	}
@@ -67,10 +84,7 @@ int rh_data_dir(char **out, const char *kind)
 		snprintf(cand[n++], sizeof(cand[0]), "%s/../share/rehydra/%s", bindir, kind);
 	}
 	source_root(src, sizeof(src));
-	if (catalog)
-		snprintf(cand[n++], sizeof(cand[0]), "%s/providers/catalog", src);
-	else
-		snprintf(cand[n++], sizeof(cand[0]), "%s/templates", src);
+	snprintf(cand[n++], sizeof(cand[0]), "%s/%s", src, src_rel);
 	for (size_t i = 0; i < n; i++) {
 		if (!is_dir(cand[i]))
 			continue;
@@ -80,7 +94,7 @@ int rh_data_dir(char **out, const char *kind)
 	return rh_error_set(RH_ENOTFOUND,
 			    "cannot find the provider %s (looked beside the binary, in "
 			    "../share/rehydra/%s and in %s): set %s to its directory",
-			    kind, kind, cand[n - 1], catalog ? "RH_CATALOG_DIR" : "RH_TEMPLATES_DIR");
+			    kind, kind, cand[n - 1], env_name);
 }
 
 static int load_file(json_t **out, const char *name)

@@ -8,6 +8,7 @@
  * costs seconds, not memory. Exit status: 0 success, 1 the journal does not
  * verify or the operation failed, 2 bad usage or no journal.
  */
+#include "cadence.h"
 #include "cli.h"
 #include "error.h"
 #include "fsutil.h"
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "banned.h"
@@ -68,6 +70,9 @@ struct audit_opts {
 	bool json;
 	struct rh_report_filter filter;
 	const char *since_text, *until_text;
+	const char *scenarios; /* report --scenarios DIR, cadence [DIR] */
+	const char *at_text;   /* cadence --at TIME */
+	time_t at;
 };
 
 /* Checks what the table cannot: exclusive options and values with a
@@ -87,6 +92,8 @@ static int check_opts(const struct rh_cmd_ctx *ctx, struct audit_opts *o)
 					  "--verdict must be met, missed, failed or interrupted, "
 					  "not '%s'",
 					  f->verdict);
+	if (o->at_text && rh_report_time_parse(o->at_text, &o->at) < 0)
+		return rh_cli_usage_error(ctx, "--at: %s", rh_error_last());
 	if (o->since_text && rh_report_time_parse(o->since_text, &o->filter.since) < 0)
 		return rh_cli_usage_error(ctx, "--since: %s", rh_error_last());
 	if (o->until_text && rh_report_time_parse(o->until_text, &o->filter.until) < 0)
@@ -547,6 +554,22 @@ static int run_report(struct rh_journal *j, const struct audit_opts *o)
 		fprintf(stderr, "rehydra audit report: %s\n", rh_error_last());
 		goto done;
 	}
+	if (o->scenarios) {
+		struct rh_policy *p = NULL;
+		json_t *cad = NULL;
+
+		code = rh_cli_load_policy(&p, "audit report");
+		if (code == 0)
+			code = rh_cli_cadence(&cad, o->scenarios, j, p, time(NULL), NULL, NULL);
+		rh_policy_free(p);
+		if (code)
+			goto done;
+		code = EXIT_BAD;
+		rh_report_set_cadence(st.report, cad);
+		if (st.metrics)
+			rh_metrics_set_cadence(st.metrics, cad);
+		json_decref(cad);
+	}
 	if (write_report(st.report, fmt, o->out) < 0) {
 		fprintf(stderr, "rehydra audit report: %s\n", rh_error_last());
 		goto done;
@@ -561,6 +584,77 @@ done:
 	rh_metrics_free(st.metrics);
 	rh_report_free(st.report);
 	return code;
+}
+
+/* ---- cadence ------------------------------------------------------------------ */
+
+static void print_time(const json_t *e, const char *k)
+{
+	const char *s = json_string_value(json_object_get(e, k));
+
+	printf(" %-24.24s", s ? s : "-");
+}
+
+/* `j` may be NULL: no journal yet, nothing was ever rehearsed. */
+static int run_cadence(struct rh_journal *j, const struct audit_opts *o)
+{
+	const char *dir = o->scenarios ? o->scenarios : "runbooks/scenarios";
+	struct rh_policy *p = NULL;
+	json_t *cad = NULL;
+	size_t i;
+	json_t *e;
+	int rc;
+
+	rc = rh_cli_load_policy(&p, "audit cadence");
+	if (rc == 0)
+		rc = rh_cli_cadence(&cad, dir, j, p, o->at_text ? o->at : time(NULL), NULL, NULL);
+	rh_policy_free(p);
+	if (rc)
+		return rc;
+	if (o->json) {
+		rc = rh_cli_print_json(cad, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	} else {
+		printf("%-28s %8s %-24s %-11s %-24s %-24s %s\n", "scenario", "cadence",
+		       " last rehearsal", " verdict", " last success", " next due", "status");
+		json_array_foreach(cad, i, e)
+		{
+			const json_t *cd = json_object_get(e, "cadence_days");
+			const char *v = json_string_value(json_object_get(e, "last_verdict"));
+
+			printf("%-28s ", json_string_value(json_object_get(e, "scenario")));
+			if (json_is_number(cd))
+				printf("%6gd ", json_number_value(cd));
+			else
+				printf("%7s ", "-");
+			print_time(e, "last_rehearsal");
+			printf(" %-11s", v ? v : "-");
+			print_time(e, "last_success");
+			print_time(e, "next_due");
+			printf(" %s\n", json_string_value(json_object_get(e, "status")));
+		}
+		if (json_array_size(cad) == 0)
+			printf("(no scenarios in %s)\n", dir);
+	}
+	if (o->prom_file) {
+		struct rh_metrics *m = NULL;
+
+		if (rh_metrics_new(&m, false) < 0) {
+			rc = EXIT_BAD;
+		} else {
+			rh_metrics_set_cadence(m, cad);
+			if (rh_metrics_write(m, o->prom_file) < 0)
+				rc = EXIT_BAD;
+		}
+		if (rc)
+			fprintf(stderr,
+				"rehydra audit cadence: cannot write the metrics file %s: %s\n",
+				o->prom_file, rh_error_last());
+		rh_metrics_free(m);
+	}
+	if (rc == 0 && rh_cadence_failing(cad))
+		rc = EXIT_BAD;
+	json_decref(cad);
+	return rc;
 }
 
 /* ---- repair, push ---------------------------------------------------------- */
@@ -753,11 +847,68 @@ static int cmd_report(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	    RH_OPT_STRING(0, "out", &o.out, "FILE", "write the report to FILE atomically"),
 	    RH_OPT_STRING(0, "prom-file", &o.prom_file, "FILE",
 			  "write Prometheus metrics of the latest drill per group"),
+	    RH_OPT_STRING(
+		0, "scenarios", &o.scenarios, "DIR",
+		"add the rehearsal cadence of DIR's scenarios (JUnit: an overdue or never "
+		"rehearsed scenario is a failed testcase; Prometheus: "
+		"rehydra_scenario_last_success_timestamp_seconds, "
+		"rehydra_scenario_overdue)"),
 	    AUDIT_FILTERS(&o),
 	    RH_OPT_END(),
 	};
 
 	return audit_run(ctx, argc, argv, options, &o, 0, NULL, run_report);
+}
+
+static int cmd_cadence(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	struct audit_opts o = {0};
+	const struct rh_option options[] = {
+	    AUDIT_COMMON(&o),
+	    AUDIT_JSON(&o, "print [{scenario, file, cadence_days, rehearsals, last_rehearsal, "
+			   "last_verdict, last_success, next_due, status}] on stdout"),
+	    RH_OPT_STRING(
+		0, "at", &o.at_text, "TIME",
+		"judge as of TIME (YYYY-MM-DD or RFC 3339): what an audit then would have "
+		"found"),
+	    RH_OPT_STRING(0, "prom-file", &o.prom_file, "FILE",
+			  "write rehydra_scenario_last_success_timestamp_seconds and "
+			  "rehydra_scenario_overdue to FILE"),
+	    RH_OPT_END(),
+	};
+	struct rh_journal *j = NULL;
+	char *state = NULL;
+	char path[4200];
+	int n = rh_parse_options(ctx, argc, argv, options);
+	int rc;
+
+	if (n < 0)
+		return rh_parse_exit(n);
+	o.ctx = ctx;
+	o.sub = ctx->cmd->name;
+	if (n > 1)
+		return rh_cli_usage_error(ctx, "unexpected argument '%s'", argv[1]);
+	o.scenarios = n ? argv[0] : NULL;
+	rc = check_opts(ctx, &o);
+	if (rc)
+		return rc;
+	if (!o.journal_file) {
+		/* no journal yet is an answer here: nothing was ever rehearsed */
+		state = o.state_arg ? strdup(o.state_arg) : rh_cli_default_state_dir();
+		if (!state)
+			return rh_cli_usage_error(ctx, "no state directory: set HOME or "
+						       "XDG_STATE_HOME, or pass --state-dir");
+		snprintf(path, sizeof(path), "%s/journal/journal.jsonl", state);
+		free(state);
+		if (access(path, F_OK) != 0)
+			return run_cadence(NULL, &o);
+	}
+	rc = open_journal(&j, &o, NULL);
+	if (rc)
+		return rc;
+	rc = run_cadence(j, &o);
+	rh_journal_close(j);
+	return rc;
 }
 
 static int cmd_repair(const struct rh_cmd_ctx *ctx, int argc, char **argv)
@@ -840,8 +991,24 @@ static const struct rh_cmd audit_push = {
     .run = cmd_push,
 };
 
+static const struct rh_cmd audit_cadence = {
+    .name = "cadence",
+    .args = "[DIR]",
+    .summary = "every scenario of DIR (default runbooks/scenarios): last rehearsal, last success, "
+	       "verdict, next due, status ok|due|overdue|never",
+    .description =
+	"A scenario is ok while its last successful rehearsal (verdict met) is less than\n"
+	"cadence_days old, due within a grace of 10% of the cadence (at least a day)\n"
+	"after that, then overdue; rehearsed but never successfully is overdue too, never\n"
+	"rehearsed is never.\n",
+    .epilogue = "exit status: 0 every scenario ok or due, 1 one is overdue or never rehearsed\n"
+		"(or the operation failed), 2 bad usage or a bad scenario\n",
+    .run = cmd_cadence,
+};
+
 static const struct rh_cmd *const audit_subs[] = {
-    &audit_verify, &audit_list, &audit_show, &audit_report, &audit_repair, &audit_push, NULL,
+    &audit_verify, &audit_list, &audit_show,	&audit_report,
+    &audit_repair, &audit_push, &audit_cadence, NULL,
 };
 
 const struct rh_cmd rh_cmd_audit = {

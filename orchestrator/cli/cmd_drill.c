@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "record.h"
 #include "runbook.h"
+#include "scenario.h"
 #include "steps.h"
 
 #include <errno.h>
@@ -283,15 +284,15 @@ static bool scenario_ok(const char *s)
 /* Appends the record to the journal and writes the metrics file. Prints
  * what went wrong; returns false then. */
 static bool journal_and_metrics(const char *state_dir, const json_t *record, const char *prom_file,
-				const struct ui *ui)
+				const struct ui *ui, const char *cmd)
 {
 	struct rh_journal *j = NULL;
 	uint64_t seq = 0;
 	bool journaled = false, ok = true;
 
 	if (rh_journal_open(&j, state_dir) < 0 || rh_journal_append(j, record, &seq) < 0) {
-		fprintf(stderr, "rehydra drill: the drill was not added to the audit journal: %s\n",
-			rh_error_last());
+		fprintf(stderr, "rehydra %s: the drill was not added to the audit journal: %s\n",
+			cmd, rh_error_last());
 		ok = false;
 	} else {
 		journaled = true;
@@ -316,7 +317,7 @@ static bool journal_and_metrics(const char *state_dir, const json_t *record, con
 			rh_metrics_free(m);
 		}
 		if (rc < 0) {
-			fprintf(stderr, "rehydra drill: cannot write the metrics file %s: %s\n",
+			fprintf(stderr, "rehydra %s: cannot write the metrics file %s: %s\n", cmd,
 				prom_file, rh_error_last());
 			ok = false;
 		}
@@ -325,76 +326,88 @@ static bool journal_and_metrics(const char *state_dir, const json_t *record, con
 	return ok;
 }
 
-static int cmd_drill_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+/* Pre-flight of a runbook that opts into model-export: the manifest's
+ * export fields, read before T0, must allow the target. Prints why not. */
+static bool policy_preflight(const struct rh_runbook *rb, const char *file, const char *state_dir,
+			     const char *cmd)
 {
-	const char *var_items[RH_CLI_MAX_VARS];
-	struct rh_opt_list vars = RH_OPT_LIST_INIT(var_items);
-	struct rh_var_override overrides[RH_CLI_MAX_VARS];
+	struct rh_diags diags = RH_DIAGS_INIT;
+	char cache[4200], why[1024];
+	json_t *ex;
+	bool ok;
+
+	snprintf(cache, sizeof(cache), "%s/cache", state_dir);
+	ex = rh_cli_model_export(rb, cache, why, sizeof(why));
+	if (!ex) {
+		fprintf(stderr,
+			"rehydra %s: %s: pre-flight: %s (the runbook's policy rule "
+			"model-export needs it; nothing was created)\n",
+			cmd, file, why);
+		return false;
+	}
+	if (rh_scenario_check_target(&diags, rb->doc, rb->target, "/target", rb->vars, ex, NULL) <
+	    0) {
+		fprintf(stderr, "rehydra %s: %s: pre-flight: %s\n", cmd, file, rh_error_last());
+		json_decref(ex);
+		return false;
+	}
+	ok = diags.count == 0;
+	for (size_t i = 0; i < diags.count; i++)
+		fprintf(stderr, "%s: error: pre-flight: %s (nothing was created)\n", file,
+			diags.items[i].message);
+	rh_diags_clear(&diags);
+	json_decref(ex);
+	return ok;
+}
+
+int rh_cli_drill_execute(const struct rh_cli_drill_req *req)
+{
+	struct rh_runbook_opts lo = RH_RUNBOOK_OPTS_INIT;
 	struct rh_runbook *rb = NULL;
 	struct rh_drill drill;
 	struct rh_engine_opts opts = RH_ENGINE_OPTS_INIT;
-	struct ui ui = {.out = stdout, .lock = PTHREAD_MUTEX_INITIALIZER};
+	struct ui ui = {.out = stdout, .lock = PTHREAD_MUTEX_INITIALIZER, .quiet = req->quiet};
 	struct sig_state sig = {0};
 	pthread_t sig_tid;
 	bool sig_started = false, drill_ready = false;
-	bool json_out = false, no_color = false, record_ok = false;
-	const char *file = NULL;
-	const char *state_arg = NULL;
-	const char *scenario = NULL;
-	const char *prom_file = NULL;
-	const struct rh_option options[] = {
-	    RH_CLI_OPT_VAR(&vars),
-	    RH_OPT_STRING(0, "state-dir", &state_arg, "DIR",
-			  "where drills are recorded (default $XDG_STATE_HOME/rehydra or "
-			  "~/.local/state/rehydra)"),
-	    RH_OPT_STRING(0, "scenario", &scenario, "NAME",
-			  "record the drill as a rehearsal of scenario NAME (e.g. \"H20 "
-			  "unavailable in CN\"); reports group by it"),
-	    RH_OPT_STRING(0, "prom-file", &prom_file, "FILE",
-			  "write Prometheus metrics (textfile format) of the latest drill per "
-			  "runbook, target and scenario to FILE"),
-	    RH_OPT_BOOL(0, "json", &json_out,
-			"print the drill record on stdout (the timeline goes to stderr)"),
-	    RH_OPT_BOOL('q', "quiet", &ui.quiet, "no timeline or summary"),
-	    RH_OPT_BOOL(0, "no-color", &no_color,
-			"no colour even on a terminal (NO_COLOR is honoured too)"),
-	    RH_OPT_END(),
-	};
+	bool json_out = req->json_out, no_color = req->no_color, record_ok = false;
+	const char *file = req->file;
+	const char *state_arg = req->state_dir;
+	const char *scenario = req->scenario;
+	const char *prom_file = req->prom_file;
+	const char *cmd = req->cmd ? req->cmd : "drill";
 	char *state_dir = NULL;
 	char record_path[4200];
 	json_t *record = NULL;
 	sigset_t old;
 	int rc = RH_EXIT_FAILED;
-	int n;
 
-	n = rh_parse_options(ctx, argc, argv, options);
-	if (n < 0)
-		return rh_parse_exit(n);
-	if (n == 0)
-		return rh_cli_usage_error(ctx, "no runbook given");
-	if (n > 1)
-		return rh_cli_usage_error(ctx, "one runbook at a time");
-	if (scenario && !scenario_ok(scenario))
-		return rh_cli_usage_error(ctx, "--scenario needs a name: 1 to 128 printable "
-					       "characters");
-	file = argv[0];
-	rh_cli_vars(&vars, overrides);
-
+	lo.overrides = req->overrides;
+	lo.n_overrides = req->n_overrides;
+	lo.target = req->target;
+	lo.rto_target_s = req->rto_target_s;
 	/* Validate everything before anything is created. */
-	rc = rh_cli_load_runbook(&rb, file, overrides, vars.n);
+	rc = rh_cli_load_runbook_opts(&rb, file, &lo);
 	if (rc)
 		goto done;
 	rc = RH_EXIT_FAILED;
 	if (rb->provider && rb->provider->preflight &&
 	    rb->provider->preflight(rb->provider, rb->target) < 0) {
-		fprintf(stderr, "rehydra drill: %s: %s\n", file, rh_error_last());
+		fprintf(stderr, "rehydra %s: %s: %s\n", cmd, file, rh_error_last());
 		rc = RH_EXIT_USAGE;
 		goto done;
 	}
 	state_dir = state_arg ? strdup(state_arg) : rh_cli_default_state_dir();
 	if (!state_dir) {
-		rc = rh_cli_usage_error(ctx, "no state directory: set HOME or "
-					     "XDG_STATE_HOME, or pass --state-dir");
+		fprintf(stderr,
+			"rehydra %s: no state directory: set HOME or XDG_STATE_HOME, or "
+			"pass --state-dir\n",
+			cmd);
+		rc = RH_EXIT_USAGE;
+		goto done;
+	}
+	if (rh_scenario_needs_export(rb->doc) && !policy_preflight(rb, file, state_dir, cmd)) {
+		rc = RH_EXIT_USAGE;
 		goto done;
 	}
 
@@ -420,7 +433,7 @@ static int cmd_drill_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	}
 
 	if (rh_drill_init(&drill, rb, state_dir) < 0) {
-		fprintf(stderr, "rehydra drill: %s\n", rh_error_last());
+		fprintf(stderr, "rehydra %s: %s\n", cmd, rh_error_last());
 		rc = RH_EXIT_USAGE;
 		goto done;
 	}
@@ -428,7 +441,7 @@ static int cmd_drill_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	sig.drill = &drill;
 	sig.ui = &ui;
 	if (pthread_create(&sig_tid, NULL, signal_thread, &sig) != 0) {
-		fprintf(stderr, "rehydra drill: cannot start the signal thread\n");
+		fprintf(stderr, "rehydra %s: cannot start the signal thread\n", cmd);
 		goto done;
 	}
 	sig_started = true;
@@ -451,7 +464,7 @@ static int cmd_drill_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	opts.on_event = on_event;
 	opts.user = &ui;
 	if (rh_engine_run(&drill, &opts) < 0) {
-		fprintf(stderr, "rehydra drill: %s\n", rh_error_last());
+		fprintf(stderr, "rehydra %s: %s\n", cmd, rh_error_last());
 		goto done;
 	}
 	pthread_kill(sig_tid, SIGUSR1);
@@ -461,8 +474,10 @@ static int cmd_drill_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	snprintf(record_path, sizeof(record_path), "%s/record.json", drill.dir);
 	if (rh_record_build(&record, &drill) < 0 ||
 	    json_object_set_new(record, "scenario",
-				scenario ? json_string(scenario) : json_null()) < 0) {
-		fprintf(stderr, "rehydra drill: cannot build the drill record: %s\n",
+				scenario ? json_string(scenario) : json_null()) < 0 ||
+	    (req->rehearsal &&
+	     json_object_set_new(record, "rehearsal", json_deep_copy(req->rehearsal)) < 0)) {
+		fprintf(stderr, "rehydra %s: cannot build the drill record: %s\n", cmd,
 			rh_error_last());
 		rc = RH_EXIT_FAILED;
 		goto done;
@@ -471,12 +486,12 @@ static int cmd_drill_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	 * of the journal: it happened. */
 	record_ok = rh_record_write(&drill, record) == 0;
 	if (!record_ok)
-		fprintf(stderr, "rehydra drill: cannot write the drill record %s: %s\n",
+		fprintf(stderr, "rehydra %s: cannot write the drill record %s: %s\n", cmd,
 			record_path, rh_error_last());
 	if (!ui.quiet)
 		print_summary(&ui, &drill, record_ok ? record_path : NULL);
 	rc = rh_verdict_exit_code(drill.verdict);
-	if (!journal_and_metrics(state_dir, record, prom_file, &ui) || !record_ok)
+	if (!journal_and_metrics(state_dir, record, prom_file, &ui, cmd) || !record_ok)
 		rc = RH_EXIT_FAILED;
 	if (json_out) {
 		json_dumpf(record, stdout, RH_RECORD_JSON_FLAGS);
@@ -494,6 +509,49 @@ done:
 	rh_runbook_free(rb);
 	free(state_dir);
 	return rc;
+}
+
+static int cmd_drill_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	const char *var_items[RH_CLI_MAX_VARS];
+	struct rh_opt_list vars = RH_OPT_LIST_INIT(var_items);
+	struct rh_var_override overrides[RH_CLI_MAX_VARS];
+	struct rh_cli_drill_req req = {.cmd = "drill"};
+	const struct rh_option options[] = {
+	    RH_CLI_OPT_VAR(&vars),
+	    RH_OPT_STRING(0, "state-dir", &req.state_dir, "DIR",
+			  "where drills are recorded (default $XDG_STATE_HOME/rehydra or "
+			  "~/.local/state/rehydra)"),
+	    RH_OPT_STRING(0, "scenario", &req.scenario, "NAME",
+			  "record the drill as a rehearsal of scenario NAME (e.g. \"H20 "
+			  "unavailable in CN\"); reports group by it"),
+	    RH_OPT_STRING(0, "prom-file", &req.prom_file, "FILE",
+			  "write Prometheus metrics (textfile format) of the latest drill per "
+			  "runbook, target and scenario to FILE"),
+	    RH_OPT_BOOL(0, "json", &req.json_out,
+			"print the drill record on stdout (the timeline goes to stderr)"),
+	    RH_OPT_BOOL('q', "quiet", &req.quiet, "no timeline or summary"),
+	    RH_OPT_BOOL(0, "no-color", &req.no_color,
+			"no colour even on a terminal (NO_COLOR is honoured too)"),
+	    RH_OPT_END(),
+	};
+	int n;
+
+	n = rh_parse_options(ctx, argc, argv, options);
+	if (n < 0)
+		return rh_parse_exit(n);
+	if (n == 0)
+		return rh_cli_usage_error(ctx, "no runbook given");
+	if (n > 1)
+		return rh_cli_usage_error(ctx, "one runbook at a time");
+	if (req.scenario && !scenario_ok(req.scenario))
+		return rh_cli_usage_error(ctx, "--scenario needs a name: 1 to 128 printable "
+					       "characters");
+	req.file = argv[0];
+	rh_cli_vars(&vars, overrides);
+	req.overrides = overrides;
+	req.n_overrides = vars.n;
+	return rh_cli_drill_execute(&req);
 }
 
 const struct rh_cmd rh_cmd_drill = {

@@ -17,8 +17,17 @@
 #include "banned.h"
 
 static const struct rh_cmd *const commands[] = {
-    &rh_cmd_drill,  &rh_cmd_plan,      &rh_cmd_validate, &rh_cmd_audit, &rh_cmd_registry,
-    &rh_cmd_render, &rh_cmd_providers, &rh_cmd_help,	 NULL,
+    &rh_cmd_drill,
+    &rh_cmd_plan,
+    &rh_cmd_validate,
+    &rh_cmd_audit,
+    &rh_cmd_rehearse,
+    &rh_cmd_schedule,
+    &rh_cmd_registry,
+    &rh_cmd_render,
+    &rh_cmd_providers,
+    &rh_cmd_help,
+    NULL,
 };
 
 const struct rh_cmd rh_cmd_root = {
@@ -27,8 +36,8 @@ const struct rh_cmd rh_cmd_root = {
     .args = "[--version] [--help] <command> [<args>]",
     .epilogue = "'rehydra help <command>' or 'rehydra <command> --help' describes a command\n"
 		"(and 'rehydra <command> <subcommand> --help' a subcommand); 'rehydra help\n"
-		"runbook' the runbook format; 'rehydra help exit-codes' what the exit status\n"
-		"means.\n",
+		"runbook' the runbook format; 'rehydra help scenario' the scenario format;\n"
+		"'rehydra help exit-codes' what the exit status means.\n",
     .subs = commands,
 };
 
@@ -65,10 +74,20 @@ int rh_cli_print_json(const json_t *j, size_t flags)
 int rh_cli_load_runbook(struct rh_runbook **out, const char *file, const struct rh_var_override *ov,
 			size_t n)
 {
+	struct rh_runbook_opts o = RH_RUNBOOK_OPTS_INIT;
+
+	o.overrides = ov;
+	o.n_overrides = n;
+	return rh_cli_load_runbook_opts(out, file, &o);
+}
+
+int rh_cli_load_runbook_opts(struct rh_runbook **out, const char *file,
+			     const struct rh_runbook_opts *opts)
+{
 	struct rh_diags diags = RH_DIAGS_INIT;
 	int rc = 0;
 
-	if (rh_runbook_load(out, file, ov, n, &diags) < 0) {
+	if (rh_runbook_load_opts(out, file, opts, &diags) < 0) {
 		if (diags.count)
 			rh_cli_print_diags(stderr, file, &diags);
 		else

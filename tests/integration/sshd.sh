@@ -19,7 +19,10 @@
 #       a veth pair (10.213.<n>.1 here, 10.213.<n>.2 inside); with RATE
 #       (e.g. 200mbit) both ends of the veth get a tbf qdisc. Sets SSHD_HOST
 #       to the address inside and SSHD_NETNS; the namespace is deleted on
-#       exit. Needs root (ip netns).
+#       exit. Needs root (ip netns). Called again, it starts another server
+#       in another namespace (its own veth and subnet); the SSHD_* variables
+#       then describe the newest one and every server and namespace is
+#       stopped and deleted on exit.
 #
 # The server listens on loopback (or inside its own namespace) only, accepts
 # public keys only, and every process is stopped by pid when the test exits.
@@ -27,6 +30,8 @@
 sshd__dir=
 sshd__ns=
 sshd__veth=
+sshd__older=() # "PID NS VETH" of servers started before the newest one
+sshd__count=0
 
 sshd__cleanup_netns() {
 	if [ -n "$sshd__ns" ]; then
@@ -36,10 +41,20 @@ sshd__cleanup_netns() {
 	fi
 }
 
-# Extends lib.sh's exit trap: stop sshd first, then drop the namespace.
+# Extends lib.sh's exit trap: stop sshd first, then drop the namespace;
+# the same for every older server.
 sshd__exit() {
+	local e pid ns veth
 	sshd_kill
 	sshd__cleanup_netns
+	for e in "${sshd__older[@]}"; do
+		read -r pid ns veth <<<"$e"
+		kill -KILL "$pid" $(sshd__descendants "$pid") 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		ip netns del "$ns" 2>/dev/null || true
+		ip link del "$veth" 2>/dev/null || true
+	done
+	sshd__older=()
 	rh_cleanup
 }
 trap sshd__exit EXIT
@@ -204,25 +219,37 @@ sshd_restart() {
 }
 
 sshd_start_netns() {
-	local dir=$1 rate=${2:-} n
+	local dir=$1 rate=${2:-} n k peer
+	if [ -n "$sshd__ns" ]; then
+		sshd__older+=("${SSHD_PID:-0} $sshd__ns $sshd__veth")
+		sshd__ns=
+		SSHD_PID=
+	fi
+	sshd__count=$((sshd__count + 1))
+	k=$sshd__count
+	[ "$k" -eq 1 ] && k= # the first keeps the names it always had
 	sshd__dir=$dir
 	sshd__keys "$dir"
-	n=$((RANDOM % 250 + 1))
+	for _ in 1 2 3 4 5 6 7 8; do # a subnet no interface here uses yet
+		n=$((RANDOM % 250 + 1))
+		ip -4 addr show | grep -q "10\.213\.$n\." || break
+	done
 	sshd__ns=rh-sshd-$$-$n
-	sshd__veth=rhv$$h
+	sshd__veth=rhv$$h$k
+	peer=rhv$$n$k
 	ip netns add "$sshd__ns"
-	ip link add "$sshd__veth" type veth peer name rhv$$n
-	ip link set rhv$$n netns "$sshd__ns"
+	ip link add "$sshd__veth" type veth peer name "$peer"
+	ip link set "$peer" netns "$sshd__ns"
 	ip addr add "10.213.$n.1/30" dev "$sshd__veth"
 	ip link set "$sshd__veth" up
-	ip netns exec "$sshd__ns" ip addr add "10.213.$n.2/30" dev rhv$$n
-	ip netns exec "$sshd__ns" ip link set rhv$$n up
+	ip netns exec "$sshd__ns" ip addr add "10.213.$n.2/30" dev "$peer"
+	ip netns exec "$sshd__ns" ip link set "$peer" up
 	ip netns exec "$sshd__ns" ip link set lo up
 	if [ -n "$rate" ]; then
 		# burst must hold at least one timer tick of data at RATE; the
 		# latency bounds the queue so the shaper, not a buffer, sets the pace.
 		tc qdisc add dev "$sshd__veth" root tbf rate "$rate" burst 256kb latency 50ms
-		ip netns exec "$sshd__ns" tc qdisc add dev rhv$$n root tbf rate "$rate" \
+		ip netns exec "$sshd__ns" tc qdisc add dev "$peer" root tbf rate "$rate" \
 			burst 256kb latency 50ms
 	fi
 	SSHD_NETNS=$sshd__ns
