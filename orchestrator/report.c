@@ -29,10 +29,14 @@
  * points than pixels says nothing and makes the page heavy. */
 #define CHART_MAX 500
 
-enum { V_MET, V_MISSED, V_FAILED, V_INTERRUPTED, V_UNKNOWN, V_COUNT };
+/* aborted: a pre-flight check failed before T0 and nothing was created.
+ * Such drills are counted in a column of their own and kept out of
+ * `drills`, the pass rate and the RTO statistics: a setup mistake is not
+ * a recovery that failed. */
+enum { V_MET, V_MISSED, V_FAILED, V_INTERRUPTED, V_ABORTED, V_UNKNOWN, V_COUNT };
 
-static const char *const verdict_names[V_COUNT] = {"met", "missed", "failed", "interrupted",
-						   "unknown"};
+static const char *const verdict_names[V_COUNT] = {"met",	  "missed",  "failed",
+						   "interrupted", "aborted", "unknown"};
 
 struct dvec {
 	double *v;
@@ -58,8 +62,9 @@ struct drill_sum {
 
 struct group {
 	char *runbook, *target, *scenario;
-	uint64_t drills;
+	uint64_t drills; /* without the aborted ones */
 	uint64_t counts[V_COUNT];
+	uint64_t teardown_incomplete;
 	struct dvec rtos; /* journal order */
 	double rto_target;
 	struct step_agg *steps;
@@ -548,6 +553,18 @@ int rh_report_add(struct rh_report *r, const json_t *record, uint64_t seq)
 	err = group_find(r, &v, &g);
 	if (err < 0)
 		goto done;
+	if (verdict_index(v.verdict) == V_ABORTED) {
+		g->counts[V_ABORTED]++;
+		if (!g->drills)
+			g->last_verdict = V_ABORTED;
+		r->records++;
+		r->last_seq = seq;
+		r->prepared = false;
+		goto done;
+	}
+	if (json_is_string(json_object_get(record, "teardown")) &&
+	    strcmp(json_string_value(json_object_get(record, "teardown")), "incomplete") == 0)
+		g->teardown_incomplete++;
 	if (g->n_dr == g->cap_dr) {
 		size_t cap = g->cap_dr ? g->cap_dr * 2 : 16;
 		struct drill_sum *p = realloc(g->dr, cap * sizeof(*p));
@@ -1020,10 +1037,11 @@ static void write_md(struct rh_report *r, FILE *f)
 		fprintf(f, "No drills match.\n");
 		return;
 	}
-	fprintf(f, "| runbook | target | scenario | drills | met | missed | failed | interrupted "
-		   "| pass rate | RTO p50 s | RTO p95 s | RTO max s | target s | trend | slowest "
-		   "step | last verdict |\n");
-	fprintf(f, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|\n");
+	fprintf(f,
+		"| runbook | target | scenario | drills | met | missed | failed | interrupted "
+		"| aborted | teardown incomplete | pass rate | RTO p50 s | RTO p95 s | RTO max s "
+		"| target s | trend | slowest step | last verdict |\n");
+	fprintf(f, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|\n");
 	for (size_t i = 0; i < r->n; i++) {
 		struct group *g = r->sorted[i];
 
@@ -1033,14 +1051,19 @@ static void write_md(struct rh_report *r, FILE *f)
 		put_md(f, g->target);
 		fputs(" | ", f);
 		put_md(f, g->scenario);
-		fprintf(f, " | %llu | %llu | %llu | %llu | %llu | %s | %s | %s | %s | %s | %s | ",
-			(unsigned long long)g->drills, (unsigned long long)g->counts[V_MET],
-			(unsigned long long)g->counts[V_MISSED],
-			(unsigned long long)g->counts[V_FAILED],
-			(unsigned long long)g->counts[V_INTERRUPTED],
-			pct(a, sizeof(a), g->counts[V_MET], g->drills), secs(b, sizeof(b), g->p50),
-			secs(c, sizeof(c), g->p95), secs(d, sizeof(d), g->max),
-			target_str(e, sizeof(e), g->rto_target), g->trend);
+		fprintf(
+		    f,
+		    " | %llu | %llu | %llu | %llu | %llu | %llu | %llu | %s | %s | %s | %s | %s "
+		    "| %s | ",
+		    (unsigned long long)g->drills, (unsigned long long)g->counts[V_MET],
+		    (unsigned long long)g->counts[V_MISSED],
+		    (unsigned long long)g->counts[V_FAILED],
+		    (unsigned long long)g->counts[V_INTERRUPTED],
+		    (unsigned long long)g->counts[V_ABORTED],
+		    (unsigned long long)g->teardown_incomplete,
+		    pct(a, sizeof(a), g->counts[V_MET], g->drills), secs(b, sizeof(b), g->p50),
+		    secs(c, sizeof(c), g->p95), secs(d, sizeof(d), g->max),
+		    target_str(e, sizeof(e), g->rto_target), g->trend);
 		if (g->slowest < g->n_steps)
 			put_md(f, g->steps[g->slowest].id);
 		else
@@ -1076,7 +1099,8 @@ static void write_md(struct rh_report *r, FILE *f)
 
 static void write_csv(struct rh_report *r, FILE *f)
 {
-	fputs("runbook,target,scenario,drills,met,missed,failed,interrupted,pass_rate,"
+	fputs("runbook,target,scenario,drills,met,missed,failed,interrupted,aborted,"
+	      "teardown_incomplete,pass_rate,"
 	      "rto_p50_s,rto_p95_s,rto_max_s,rto_target_s,trend,slowest_step,"
 	      "slowest_step_mean_s,first_t0,last_t0,last_verdict\r\n",
 	      f);
@@ -1089,11 +1113,13 @@ static void write_csv(struct rh_report *r, FILE *f)
 		put_csv(f, g->target);
 		fputc(',', f);
 		put_csv(f, g->scenario);
-		fprintf(f, ",%llu,%llu,%llu,%llu,%llu,", (unsigned long long)g->drills,
+		fprintf(f, ",%llu,%llu,%llu,%llu,%llu,%llu,%llu,", (unsigned long long)g->drills,
 			(unsigned long long)g->counts[V_MET],
 			(unsigned long long)g->counts[V_MISSED],
 			(unsigned long long)g->counts[V_FAILED],
-			(unsigned long long)g->counts[V_INTERRUPTED]);
+			(unsigned long long)g->counts[V_INTERRUPTED],
+			(unsigned long long)g->counts[V_ABORTED],
+			(unsigned long long)g->teardown_incomplete);
 		put_csv_num(f, g->drills ? (double)g->counts[V_MET] / (double)g->drills : NAN);
 		fputc(',', f);
 		put_csv_num(f, g->p50);
@@ -1194,6 +1220,9 @@ static int write_json(struct rh_report *r, FILE *f)
 		bad |= put(o, "missed", json_integer((json_int_t)g->counts[V_MISSED]));
 		bad |= put(o, "failed", json_integer((json_int_t)g->counts[V_FAILED]));
 		bad |= put(o, "interrupted", json_integer((json_int_t)g->counts[V_INTERRUPTED]));
+		bad |= put(o, "aborted", json_integer((json_int_t)g->counts[V_ABORTED]));
+		bad |=
+		    put(o, "teardown_incomplete", json_integer((json_int_t)g->teardown_incomplete));
 		bad |= put(o, "pass_rate",
 			   json_real(g->drills ? (double)g->counts[V_MET] / (double)g->drills : 0));
 		bad |= put(rto, "restored", json_integer((json_int_t)g->rtos.n));
@@ -1346,8 +1375,8 @@ static void write_junit(struct rh_report *r, FILE *f)
 
 /* ---- html ------------------------------------------------------------- */
 
-static const char *const verdict_colors[V_COUNT] = {"#1a7f37", "#bf6a02", "#cf222e", "#6e7781",
-						    "#6e7781"};
+static const char *const verdict_colors[V_COUNT] = {"#1a7f37", "#bf6a02", "#cf222e",
+						    "#6e7781", "#8250df", "#6e7781"};
 
 /* A "nice" tick step (1, 2 or 5 x 10^k) giving about `ticks` intervals. */
 static double nice_step(double range, int ticks)
@@ -1597,6 +1626,12 @@ static void write_html(struct rh_report *r, FILE *f)
 			 (unsigned long long)g->counts[V_FAILED],
 			 (unsigned long long)g->counts[V_INTERRUPTED]);
 		html_kpi(f, e, "met / missed / failed / interrupted");
+		snprintf(e, sizeof(e), "%llu", (unsigned long long)g->counts[V_ABORTED]);
+		html_kpi(f, e, "aborted in pre-flight (not counted)");
+		if (g->teardown_incomplete) {
+			snprintf(e, sizeof(e), "%llu", (unsigned long long)g->teardown_incomplete);
+			html_kpi(f, e, "TEARDOWN INCOMPLETE: resources may remain");
+		}
 		html_kpi(f, pct(a, sizeof(a), g->counts[V_MET], g->drills), "pass rate");
 		html_kpi(f, secs(a, sizeof(a), g->p50), "RTO p50 s");
 		html_kpi(f, secs(a, sizeof(a), g->p95), "RTO p95 s");

@@ -81,10 +81,11 @@ static int check_opts(const struct rh_cmd_ctx *ctx, struct audit_opts *o)
 		return rh_cli_usage_error(ctx, "push mirrors the state directory's journal; use "
 					       "--state-dir");
 	if (f->verdict && strcmp(f->verdict, "met") != 0 && strcmp(f->verdict, "missed") != 0 &&
-	    strcmp(f->verdict, "failed") != 0 && strcmp(f->verdict, "interrupted") != 0)
+	    strcmp(f->verdict, "failed") != 0 && strcmp(f->verdict, "interrupted") != 0 &&
+	    strcmp(f->verdict, "aborted") != 0)
 		return rh_cli_usage_error(ctx,
-					  "--verdict must be met, missed, failed or interrupted, "
-					  "not '%s'",
+					  "--verdict must be met, missed, failed, interrupted or "
+					  "aborted, not '%s'",
 					  f->verdict);
 	if (o->since_text && rh_report_time_parse(o->since_text, &o->filter.since) < 0)
 		return rh_cli_usage_error(ctx, "--since: %s", rh_error_last());
@@ -339,6 +340,58 @@ static const char *jstr(const json_t *o, const char *key)
 	return s ? s : "-";
 }
 
+/* One "key  value" line per scalar of `o`, nested objects as a.b. */
+static void print_flat(const char *prefix, const json_t *o)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)o, key, v)
+	{
+		char name[256];
+		char *text;
+
+		snprintf(name, sizeof(name), "%s%s%s", prefix, *prefix ? "." : "", key);
+		if (json_is_object(v) && json_object_size(v)) {
+			print_flat(name, v);
+			continue;
+		}
+		text = json_is_string(v) ? NULL : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		printf("  %-28s %s\n", name, text ? text : json_string_value(v));
+		free(text);
+	}
+}
+
+/* What the drill ran from, how it was checked and how it ended. */
+static void print_provenance(const json_t *r)
+{
+	const json_t *prov = json_object_get(r, "provenance");
+	const json_t *checks = json_object_get(r, "preflight");
+	const json_t *target = json_object_get(r, "target");
+	char pf[32];
+	size_t i;
+	json_t *c;
+
+	fmt_seconds(pf, sizeof(pf), json_object_get(r, "preflight_s"));
+	printf("teardown  %s\n", jstr(r, "teardown"));
+	printf("preflight %s (before T0, not in the RTO)\n", pf);
+	json_array_foreach(checks, i, c)
+	{
+		printf("  %-4s %-15s %s\n", json_is_true(json_object_get(c, "ok")) ? "ok" : "FAIL",
+		       jstr(c, "check"), jstr(c, "message"));
+		if (json_is_string(json_object_get(c, "next")))
+			printf("       %-15s next: %s\n", "", jstr(c, "next"));
+	}
+	if (json_is_object(target)) {
+		printf("target (as run)\n");
+		print_flat("", target);
+	}
+	if (json_is_object(prov)) {
+		printf("provenance\n");
+		print_flat("", prov);
+	}
+}
+
 static void print_entry(const json_t *e)
 {
 	const json_t *r = json_object_get(e, "record");
@@ -393,6 +446,7 @@ static void print_entry(const json_t *e)
 	}
 	printf("host      %s, rehydra %s\n", jstr(json_object_get(r, "host"), "name"),
 	       jstr(r, "rehydra_version"));
+	print_provenance(r);
 }
 
 static int run_show(struct rh_journal *j, const struct audit_opts *o)
