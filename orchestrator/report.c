@@ -28,6 +28,8 @@
 /* The HTML chart plots at most this many drills (the most recent): more
  * points than pixels says nothing and makes the page heavy. */
 #define CHART_MAX 500
+/* The drill table lists at most this many (the most recent). */
+#define TABLE_MAX 500
 
 /* aborted: a pre-flight check failed before T0 and nothing was created.
  * Such drills are counted in a column of their own and kept out of
@@ -80,8 +82,23 @@ struct group {
 	size_t slowest; /* index into steps, n_steps when none */
 };
 
+/* One line of the HTML's drill table (the most recent TABLE_MAX drills,
+ * aborted ones too), kept in a ring. */
+struct row {
+	char *id, *t0, *reason;
+	const struct group *g;
+	double rto;
+	uint64_t seq;
+	unsigned char verdict;
+};
+
 struct rh_report {
 	struct rh_report_filter filter;
+	struct row *rows; /* ring of TABLE_MAX */
+	size_t n_rows, next_row;
+	uint64_t table_total;
+	bool journal_known, journal_ok;
+	char *journal_head, *journal_problem;
 	struct group **groups; /* insertion order */
 	size_t n, cap;
 	struct group **sorted; /* by runbook, target, scenario; NULL when stale */
@@ -531,6 +548,63 @@ static int replace_str(char **slot, const char *s)
 	return 0;
 }
 
+int rh_report_set_journal(struct rh_report *r, bool verified, const char *head_hash,
+			  const char *problem)
+{
+	free(r->journal_head);
+	free(r->journal_problem);
+	r->journal_head = dup_str(head_hash ? head_hash : "");
+	r->journal_problem = problem ? dup_str(problem) : NULL;
+	r->journal_known = true;
+	r->journal_ok = verified;
+	if (!r->journal_head || (problem && !r->journal_problem))
+		return rh_error_set(RH_ENOMEM, "out of memory building the report");
+	return 0;
+}
+
+/* Why an aborted drill did not run: its failed pre-flight check. */
+static char *aborted_reason(const json_t *rec)
+{
+	const json_t *checks = json_object_get(rec, "preflight");
+	const json_t *last = json_array_get(checks, json_array_size(checks) - 1);
+	char buf[1024];
+
+	snprintf(buf, sizeof(buf), "pre-flight check '%s' failed: %s",
+		 str_field(last, "check") ? str_field(last, "check") : "?",
+		 str_field(last, "message") ? str_field(last, "message") : "");
+	return dup_str(buf);
+}
+
+static int row_add(struct rh_report *r, const struct group *g, const char *id, const char *t0,
+		   int verdict, double rto, uint64_t seq, const char *reason)
+{
+	struct row *w;
+
+	if (!r->rows && !(r->rows = calloc(TABLE_MAX, sizeof(*r->rows))))
+		return rh_error_set(RH_ENOMEM, "out of memory building the report");
+	w = &r->rows[r->next_row];
+	if (r->n_rows == TABLE_MAX) {
+		free(w->id);
+		free(w->t0);
+		free(w->reason);
+	} else {
+		r->n_rows++;
+	}
+	memset(w, 0, sizeof(*w));
+	w->id = dup_str(id);
+	w->t0 = dup_str(t0 ? t0 : "-");
+	w->reason = reason ? dup_str(reason) : NULL;
+	w->g = g;
+	w->rto = rto;
+	w->seq = seq;
+	w->verdict = (unsigned char)verdict;
+	r->next_row = (r->next_row + 1) % TABLE_MAX;
+	r->table_total++;
+	if (!w->id || !w->t0 || (reason && !w->reason))
+		return rh_error_set(RH_ENOMEM, "out of memory building the report");
+	return 0;
+}
+
 int rh_report_add(struct rh_report *r, const json_t *record, uint64_t seq)
 {
 	struct view v;
@@ -554,6 +628,12 @@ int rh_report_add(struct rh_report *r, const json_t *record, uint64_t seq)
 	if (err < 0)
 		goto done;
 	if (verdict_index(v.verdict) == V_ABORTED) {
+		char *why = aborted_reason(record);
+
+		err = row_add(r, g, v.id ? v.id : "-", v.t0, V_ABORTED, NAN, seq, why);
+		free(why);
+		if (err < 0)
+			goto done;
 		g->counts[V_ABORTED]++;
 		if (!g->drills)
 			g->last_verdict = V_ABORTED;
@@ -604,6 +684,9 @@ int rh_report_add(struct rh_report *r, const json_t *record, uint64_t seq)
 	d->seq = seq;
 	d->verdict = (unsigned char)vi;
 	g->n_dr++;
+	err = row_add(r, g, d->id, v.t0, vi, rto, seq, d->reason);
+	if (err < 0)
+		goto done;
 
 	g->drills++;
 	g->counts[vi]++;
@@ -760,6 +843,14 @@ void rh_report_free(struct rh_report *r)
 {
 	if (!r)
 		return;
+	for (size_t i = 0; r->rows && i < r->n_rows; i++) {
+		free(r->rows[i].id);
+		free(r->rows[i].t0);
+		free(r->rows[i].reason);
+	}
+	free(r->rows);
+	free(r->journal_head);
+	free(r->journal_problem);
 	for (size_t i = 0; i < r->n; i++)
 		group_free(r->groups[i]);
 	free(r->groups);
@@ -1200,6 +1291,10 @@ static int write_json(struct rh_report *r, FILE *f)
 	bad |=
 	    put(root, "last_seq", r->records ? json_integer((json_int_t)r->last_seq) : json_null());
 	bad |= put(root, "percentile_method", json_string("nearest-rank"));
+	if (r->journal_known)
+		bad |= put(root, "journal",
+			   json_pack("{s:b, s:s, s:s?}", "verified", r->journal_ok, "head_hash",
+				     r->journal_head, "problem", r->journal_problem));
 	bad |= put(root, "groups", groups);
 	for (size_t i = 0; i < r->n && !bad; i++) {
 		struct group *g = r->sorted[i];
@@ -1415,7 +1510,11 @@ static void write_chart(const struct group *g, FILE *f)
 	size_t first = g->n_dr > CHART_MAX ? g->n_dr - CHART_MAX : 0;
 	size_t n = g->n_dr - first;
 	double ymax = 0, ystep, xstep, pw = CW - CL - CR, ph = CH - CT - CB;
-	double x0 = (double)first + 1, x1 = (double)g->n_dr;
+	/* x: the journal's sequence numbers, so a point can be found in the
+	 * journal and in the drill table */
+	double lo = g->n_dr ? (double)g->dr[first].seq : 1;
+	double hi = g->n_dr ? (double)g->dr[g->n_dr - 1].seq : 1;
+	double x0 = lo, x1 = hi;
 	int dec;
 	bool line = false;
 
@@ -1450,9 +1549,9 @@ static void write_chart(const struct group *g, FILE *f)
 			"</text>\n",
 			CL, CW - CR, YP(v), YP(v), CL - 8, YP(v) + 4, dec, v);
 	}
-	/* x ticks: drill numbers */
+	/* x ticks: journal sequence numbers */
 	for (double i = ceil(x0 / xstep) * xstep; i <= x1 + 1e-9; i += xstep) {
-		if (i < x0 - 1e-9 || i < 1 || i > (double)g->n_dr)
+		if (i < x0 - 1e-9 || i < lo || i > hi)
 			continue;
 		fprintf(f,
 			"<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
@@ -1465,8 +1564,8 @@ static void write_chart(const struct group *g, FILE *f)
 	fprintf(f, "<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n", CL,
 		CL, CT, CT + ph);
 	fprintf(f,
-		"<text class=\"label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">drill "
-		"number (journal order",
+		"<text class=\"label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">journal "
+		"sequence number (see the drill table",
 		CL + pw / 2, CH - 10);
 	if (first)
 		fprintf(f, "; the most recent %zu of %zu", n, g->n_dr);
@@ -1488,7 +1587,7 @@ static void write_chart(const struct group *g, FILE *f)
 		if (isnan(g->dr[k].rto))
 			continue;
 		fprintf(f, "%s%.1f,%.1f", line ? " " : "<polyline class=\"rto\" points=\"",
-			XP(k + 1), YP(g->dr[k].rto));
+			XP(g->dr[k].seq), YP(g->dr[k].rto));
 		line = true;
 	}
 	if (line)
@@ -1499,7 +1598,7 @@ static void write_chart(const struct group *g, FILE *f)
 
 		if (isnan(d->rto)) {
 			/* no RTO to plot: a cross on the time axis, so the failure is seen */
-			double x = XP(k + 1), y = CT + ph;
+			double x = XP(d->seq), y = CT + ph;
 
 			fprintf(f,
 				"<path d=\"M%.1f %.1fl8 8m0 -8l-8 8\" stroke=\"%s\" "
@@ -1507,7 +1606,7 @@ static void write_chart(const struct group *g, FILE *f)
 				x - 4, y - 4, verdict_colors[d->verdict]);
 		} else {
 			fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%s\" fill=\"%s\"><title>",
-				XP(k + 1), YP(d->rto), n > 100 ? "2.5" : "4.5",
+				XP(d->seq), YP(d->rto), n > 100 ? "2.5" : "4.5",
 				verdict_colors[d->verdict]);
 		}
 		put_xml(f, d->id);
@@ -1557,13 +1656,62 @@ static const char html_css[] =
     ".legend i{display:inline-block;width:10px;height:10px;border-radius:5px;"
     "margin:0 4px 0 12px;vertical-align:-1px}"
     ".steps{max-width:520px}"
-    ".slow td{font-weight:600}";
+    ".slow td{font-weight:600}"
+    ".aborted{background:#8250df}"
+    ".journal.ok b{color:#1a7f37}.journal.bad b{color:#cf222e}"
+    "code{font-size:12px;overflow-wrap:anywhere}"
+    ".drills td{font-size:12px}.drills td.why{white-space:normal;overflow-wrap:anywhere;"
+    "min-width:16em}"
+    "@media print{body{background:#fff;padding:0}section{border:0;padding:0;"
+    "break-inside:auto}.wrap{overflow:visible}th,td{white-space:normal}"
+    "tr{break-inside:avoid}}";
 
 static void html_kpi(FILE *f, const char *value, const char *what)
 {
 	fputs("<div class=\"kpi\"><b>", f);
 	put_xml(f, value);
 	fprintf(f, "</b><span>%s</span></div>", what);
+}
+
+/* Every drill (the most recent TABLE_MAX) in journal order: what the
+ * hover titles of the charts say, in a form that survives printing. */
+static void write_drill_table(const struct rh_report *r, FILE *f)
+{
+	size_t start = r->n_rows == TABLE_MAX ? r->next_row : 0;
+	char b[32];
+
+	if (!r->n_rows)
+		return;
+	fputs("<section id=\"drills\">\n<h2>Every drill</h2>\n", f);
+	if (r->table_total > r->n_rows)
+		fprintf(f, "<p class=\"meta\">The most recent %zu of %llu drills.</p>\n", r->n_rows,
+			(unsigned long long)r->table_total);
+	fputs("<div class=\"wrap\"><table class=\"drills\">\n<thead><tr><th class=\"n\">seq</th>"
+	      "<th>drill id</th><th>t0 (UTC)</th><th>verdict</th><th class=\"n\">RTO s</th>"
+	      "<th>target</th><th>scenario</th><th>failing step and reason</th></tr></thead>\n"
+	      "<tbody>\n",
+	      f);
+	for (size_t k = 0; k < r->n_rows; k++) {
+		const struct row *w = &r->rows[(start + k) % TABLE_MAX];
+
+		fprintf(f, "<tr><td class=\"n\">%llu</td><td class=\"name\">",
+			(unsigned long long)w->seq);
+		put_xml(f, w->id);
+		fputs("</td><td>", f);
+		put_xml(f, w->t0);
+		fprintf(f,
+			"</td><td><span class=\"badge %s\">%s</span></td><td class=\"n\">%s</td>"
+			"<td class=\"name\">",
+			verdict_names[w->verdict], verdict_names[w->verdict],
+			secs(b, sizeof(b), w->rto));
+		put_xml(f, w->g->target);
+		fputs("</td><td class=\"name\">", f);
+		put_xml(f, w->g->scenario);
+		fputs("</td><td class=\"why\">", f);
+		put_xml(f, w->reason ? w->reason : "");
+		fputs("</td></tr>\n", f);
+	}
+	fputs("</tbody>\n</table></div>\n</section>\n", f);
 }
 
 static void write_html(struct rh_report *r, FILE *f)
@@ -1581,8 +1729,22 @@ static void write_html(struct rh_report *r, FILE *f)
 		"drill%s (",
 		gen, (unsigned long long)r->records, r->records == 1 ? "" : "s");
 	filter_describe(f, &r->filter, put_xml);
-	fputs("). Percentiles are nearest-rank over the drills that restored the service.</p>\n",
+	fputs("). Percentiles are nearest-rank over the drills that restored the service; "
+	      "drills aborted in pre-flight are counted apart.</p>\n",
 	      f);
+	if (r->journal_known) {
+		fprintf(f, "<p class=\"meta journal %s\">Journal at generation time: <b>%s</b>",
+			r->journal_ok ? "ok" : "bad",
+			r->journal_ok ? "verified, hash chain intact" : "DOES NOT VERIFY");
+		if (!r->journal_ok && r->journal_problem) {
+			fputs(" (", f);
+			put_xml(f, r->journal_problem);
+			fputs(")", f);
+		}
+		fputs("; head hash <code>", f);
+		put_xml(f, r->journal_head && *r->journal_head ? r->journal_head : "-");
+		fputs("</code></p>\n", f);
+	}
 	fputs("<section>\n<h2>Summary</h2>\n", f);
 	if (r->n == 0) {
 		fputs("<p>No drills match.</p>\n</section>\n</main>\n</body>\n</html>\n", f);
@@ -1639,9 +1801,15 @@ static void write_html(struct rh_report *r, FILE *f)
 		html_kpi(f, target_str(a, sizeof(a), g->rto_target), "target s");
 		html_kpi(f, g->trend, "trend (last 5 vs 5 before)");
 		fputs("</div>\n", f);
-		write_chart(g, f);
+		if (g->n_dr)
+			write_chart(g, f);
+		else
+			fputs("<p>No drill ran: every attempt was aborted in pre-flight (see the "
+			      "drill "
+			      "table).</p>\n",
+			      f);
 		fputs("<div class=\"legend\">", f);
-		for (int v = 0; v < V_UNKNOWN; v++)
+		for (int v = 0; v < V_ABORTED; v++) /* aborted drills are not plotted */
 			fprintf(f, "<i style=\"background:%s\"></i>%s", verdict_colors[v],
 				verdict_names[v]);
 		fputs(" &nbsp;&times; on the axis: no RTO (service not restored)</div>\n", f);
@@ -1668,6 +1836,7 @@ static void write_html(struct rh_report *r, FILE *f)
 		}
 		fputs("</tbody>\n</table>\n</section>\n", f);
 	}
+	write_drill_table(r, f);
 	fputs("</main>\n</body>\n</html>\n", f);
 }
 

@@ -51,6 +51,8 @@ static const char *const record_fields[] = {
     "steps[].end_s",
     "steps[].duration_s",
     "steps[].error",
+    "teardown",
+    "preflight",
     NULL,
 };
 
@@ -588,6 +590,18 @@ static int run_report(struct rh_journal *j, const struct audit_opts *o)
 	    (o->prom_file && rh_metrics_new(&st.metrics, true) < 0)) {
 		fprintf(stderr, "rehydra audit report: %s\n", rh_error_last());
 		goto done;
+	}
+	/* the report says whether the evidence it is built from verifies */
+	if (fmt == RH_REPORT_HTML || fmt == RH_REPORT_JSON) {
+		struct rh_journal_problem pb;
+		uint64_t n = 0;
+		bool ok = rh_journal_verify(j, &pb, &n) == 0;
+
+		if (rh_report_set_journal(st.report, ok, pb.last_hash, ok ? NULL : pb.message) <
+		    0) {
+			fprintf(stderr, "rehydra audit report: %s\n", rh_error_last());
+			goto done;
+		}
 	}
 	if (rh_journal_foreach_fields(j, record_fields, report_one, &st) < 0) {
 		fprintf(stderr, "rehydra audit report: %s\n", rh_error_last());

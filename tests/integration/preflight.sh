@@ -137,4 +137,24 @@ expect_eq "report: pass rate ignores aborted drills" 1 "$(jq '[.groups[] | selec
 "$REHYDRA" audit report --state-dir "$STATE" --format md --out "$T/r.md"
 check "report md: an aborted column" grep -q "| aborted |" "$T/r.md"
 
+# 10. the HTML shows the evidence: every drill in a printable table (aborted
+#     ones with their failed check), the journal's state and head hash, and
+#     Chromium draws it
+"$REHYDRA" audit report --state-dir "$STATE" --format html --out "$T/r.html"
+check "html: journal verified" grep -q "verified, hash chain intact" "$T/r.html"
+check "html: the head hash" grep -qF "$(tail -1 "$STATE/journal/journal.jsonl" | jq -r .hash)" "$T/r.html"
+for name in registry version ok; do
+	check "html: drill table lists $name" grep -qF ">$(jq -r .drill_id "$T/$name.json")<" "$T/r.html"
+done
+check "html: the table gives an aborted drill's failed check" \
+	grep -qF "pre-flight check &#39;model version&#39; failed" "$T/r.html"
+check "html: x axis by journal sequence" grep -q "journal sequence number" "$T/r.html"
+PROF=$(mktemp -d)
+timeout -k 5 60 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
+	--disable-component-update --disable-sync --no-first-run --user-data-dir="$PROF" \
+	--screenshot="$T/r.png" --window-size=1200,1600 "file://$T/r.html" >"$T/chrome.log" 2>&1
+rm -rf "$PROF"
+check "html: chromium renders the report" test -s "$T/r.png"
+if [ -n "${RH_KEEP_SCREENSHOT:-}" ]; then cp "$T/r.png" "$RH_KEEP_SCREENSHOT"; fi
+
 finish

@@ -815,7 +815,7 @@ static void test_report__html_chart(void)
 	CU_ASSERT(strstr(html, "stroke-dasharray") != NULL);
 	CU_ASSERT(strstr(html, ">target 60 s</text>") != NULL);
 	CU_ASSERT(strstr(html, ">RTO (s)</text>") != NULL);
-	CU_ASSERT(strstr(html, "drill number (journal order)") != NULL);
+	CU_ASSERT(strstr(html, "journal sequence number (see the drill table)") != NULL);
 	CU_ASSERT(count(html, "class=\"tick\"") >= 6);
 	snprintf(stamp, sizeof(stamp), "%s", "</html>\n");
 	CU_ASSERT(strlen(html) > 8 && strcmp(html + strlen(html) - 8, stamp) == 0);
