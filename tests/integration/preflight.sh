@@ -129,6 +129,14 @@ expect_eq "ok: teardown complete" complete "$(jq -r .teardown "$T/ok.json")"
 check "audit show: prints the override" grep -q "var_overrides.registry" "$T/show.out"
 check "audit show: prints the pre-flight" grep -q "ok   model version" "$T/show.out"
 
+# audit diff: two drills side by side, and the input that made them differ
+"$REHYDRA" audit diff "$(jq -r .drill_id "$T/registry.json")" "$(jq -r .drill_id "$T/ok.json")" \
+	--state-dir "$STATE" >"$T/diff.out"
+check "audit diff: the steps side by side" grep -qE "^  sync +pending - +ok [0-9.]+ s +\*" "$T/diff.out"
+check "audit diff: names the --var that differs" grep -q "provenance.var_overrides.registry" "$T/diff.out"
+"$REHYDRA" audit diff 1 2 --state-dir "$STATE" --json >"$T/diff.json"
+check "audit diff --json: verdicts" jq -e '.verdict | length == 2' "$T/diff.json"
+
 # 9. reports keep aborted drills in their own column, out of pass rate and RTO
 "$REHYDRA" audit report --state-dir "$STATE" --format json --out "$T/r.json"
 expect_eq "report: aborted counted apart" 5 "$(jq '[.groups[] | select(.runbook == "tinylm-local") | .aborted] | add' "$T/r.json")"
