@@ -58,8 +58,10 @@ struct ssh_state {
 static const char *const ssh_target_keys[] = {"inventory",   "host",	      "accelerator",
 					      "known_hosts", "identity_file", "accept_new_host_key",
 					      NULL};
-static const char *const ssh_output_keys[] = {"host",	  "port",     "workspace",
-					      "ssh_host", "ssh_user", NULL};
+/* host_name and jurisdiction name the reserved host in the record: an
+ * auditor asks which machine, and under which law, the drill ran on. */
+static const char *const ssh_output_keys[] = {"host",	  "port",     "workspace",    "ssh_host",
+					      "ssh_user", "host_name", "jurisdiction", NULL};
 
 static int oom(void)
 {
@@ -621,7 +623,12 @@ static int set_outputs(json_t *dst, const struct ssh_state *st)
 	    json_object_set_new(dst, "port", json_integer(st->port)) ||
 	    json_object_set_new(dst, "workspace", json_string(st->workspace)) ||
 	    json_object_set_new(dst, "ssh_host", json_string(hstr(h, "address", ""))) ||
-	    json_object_set_new(dst, "ssh_user", json_string(user)))
+	    json_object_set_new(dst, "ssh_user", json_string(user)) ||
+	    json_object_set_new(dst, "host_name", json_string(hstr(h, "name", ""))))
+		return oom();
+	if (json_is_object(json_object_get(h, "jurisdiction")) &&
+	    json_object_set_new(dst, "jurisdiction",
+				json_deep_copy(json_object_get(h, "jurisdiction"))) < 0)
 		return oom();
 	return 0;
 }

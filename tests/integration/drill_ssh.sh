@@ -55,6 +55,10 @@ drill "$T/met.json"
 expect_eq "met: exit code" 0 "$RC"
 [ "$RC" = 0 ] || cat "$T/met.json.err"
 expect_eq "met: verdict" met "$(jq -r .verdict "$T/met.json")"
+expect_eq "met: the record names the reserved host and its jurisdiction" "ns-host SE" \
+	"$(jq -r '"\(.target.host_name) \(.target.jurisdiction.country)"' "$T/met.json")"
+check "met: the record's target is expanded (no \${vars.inventory})" \
+	bash -c "! jq -r .target.inventory '$T/met.json' | grep -qF '\${'"
 id=$(jq -r .drill_id "$T/met.json")
 expect_eq "met: every step ok" "ok ok ok ok ok ok" \
 	"$(jq -r '[.steps[].status] | join(" ")' "$T/met.json")"
