@@ -165,4 +165,26 @@ rm -rf "$PROF"
 check "html: chromium renders the report" test -s "$T/r.png"
 if [ -n "${RH_KEEP_SCREENSHOT:-}" ]; then cp "$T/r.png" "$RH_KEEP_SCREENSHOT"; fi
 
+# ergonomics: one typo gives one error; an inventory given to validate is named
+set +e
+"$REHYDRA" validate "$RH_SRC/tests/data/hostile/misspelt_do.json" >"$T/typo.out" 2>"$T/typo.err"
+set -e
+expect_eq "validate: a misspelt do gives one error, not follow-ons" 1 "$(grep -c error: "$T/typo.err")"
+jq -n '{hosts: [{name: "h", address: "127.0.0.1", workdir: "/tmp/x"}]}' >"$T/inv.json"
+set +e
+"$REHYDRA" validate "$T/inv.json" >"$T/inv.out" 2>"$T/inv.err"
+RC=$?
+set -e
+expect_eq "validate: an inventory is bad input" 2 "$RC"
+check "validate: says it is an inventory and where it goes" \
+	grep -q 'ssh inventory ("hosts"), not a runbook.*"inventory"' "$T/inv.err"
+# a missed verdict says by how much
+jq '.rto_target_s = 0.001' "$RB" >"$T/rb-missed.json"
+set +e
+"$REHYDRA" drill "$T/rb-missed.json" --state-dir "$STATE" >"$T/missed.out" 2>&1
+RC=$?
+set -e
+expect_eq "missed: exit 1" 1 "$RC"
+check "missed: says by how much" grep -qE "missed by [0-9.]+ s" "$T/missed.out"
+
 finish
