@@ -178,6 +178,11 @@ set -e
 expect_eq "validate: an inventory is bad input" 2 "$RC"
 check "validate: says it is an inventory and where it goes" \
 	grep -q 'ssh inventory ("hosts"), not a runbook.*"inventory"' "$T/inv.err"
+# plan resolves target.* the way the drill will: provision's outputs are
+# provision's, not the runbook's "${vars.host}"
+"$REHYDRA" plan "$RH_SRC/runbooks/tinylm-ssh.json" --var inventory="$T/inv.json" >"$T/plan.out"
+check "plan: target.host comes from provision, not \${vars.host}" \
+	grep -qF '${target.host} = (set at run time by step' "$T/plan.out"
 # a missed verdict says by how much
 jq '.rto_target_s = 0.001' "$RB" >"$T/rb-missed.json"
 set +e
