@@ -135,4 +135,11 @@ struct rh_lfs_fetch_opts {
 int rh_lfs_fetch(struct rh_lfs_remote *rm, const struct rh_lfs_pointer *p, int fd,
 		 const struct rh_lfs_fetch_opts *opts);
 
+/* Asks the server, with one batch request and no download, whether it
+ * would hand out object `p` (pre-flight), retrying as rh_lfs_fetch does.
+ * Returns 0 when the batch response has a download action for it,
+ * else the error rh_lfs_fetch's batch step would give. */
+int rh_lfs_check(struct rh_lfs_remote *rm, const struct rh_lfs_pointer *p,
+		 const struct rh_lfs_fetch_opts *opts);
+
 #endif

@@ -878,6 +878,28 @@ done:
 	return err;
 }
 
+int rh_lfs_check(struct rh_lfs_remote *rm, const struct rh_lfs_pointer *p,
+		 const struct rh_lfs_fetch_opts *opts)
+{
+	struct policy pol = {DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_S, DEFAULT_BACKOFF_MAX_S, NULL};
+	struct rh_lfs_action act = {0};
+	int err;
+
+	/* retried like a fetch: a 503 the sync would ride out must not abort */
+	if (opts) {
+		if (opts->attempts)
+			pol.attempts = opts->attempts;
+		if (opts->backoff_s > 0)
+			pol.backoff = opts->backoff_s;
+		if (opts->backoff_max_s > 0)
+			pol.backoff_max = opts->backoff_max_s;
+		pol.cancel = opts->cancel;
+	}
+	err = batch_call(rm, p, &pol, opts ? opts->ref : NULL, &act);
+	rh_lfs_action_clear(&act);
+	return err;
+}
+
 int rh_lfs_fetch(struct rh_lfs_remote *rm, const struct rh_lfs_pointer *p, int fd,
 		 const struct rh_lfs_fetch_opts *opts)
 {

@@ -1492,6 +1492,103 @@ done:
 	return err;
 }
 
+/* A regular file of exactly `size` bytes at `path`? */
+static bool object_present(const char *path, uint64_t size)
+{
+	struct stat st;
+
+	return path && stat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == size;
+}
+
+int rh_registry_file_check(struct rh_registry *r, const struct rh_model_version *v, size_t index,
+			   struct rh_cancel *cancel, const char **where_out)
+{
+	const struct rh_manifest_file *mf;
+	struct reg_source *s = NULL;
+	struct rh_lfs_pointer ptr;
+	char *path = NULL, *ref = NULL;
+	const char *how = NULL;
+	char where[1024];
+	bool is_lfs = false;
+	int err = 0;
+
+	if (index >= v->n_files) {
+		err = rh_error_set(RH_EINVAL, "file index %zu out of range (%zu files)", index,
+				   v->n_files);
+		goto done;
+	}
+	mf = &v->files[index];
+	snprintf(where, sizeof(where), "%s@%.12s:models/%s/%s", r->url, v->commit, v->name,
+		 mf->path);
+	s = source_new(where);
+	if (!s) {
+		err = rh_error_set(RH_ENOMEM, "out of memory reading %s", where);
+		goto done;
+	}
+	pthread_mutex_lock(&r->lock);
+	err = read_entry(r, v, mf, s, &ptr, &is_lfs, where);
+	pthread_mutex_unlock(&r->lock);
+	if (err < 0)
+		goto done;
+	if (!is_lfs) {
+		how = "blob";
+		goto done;
+	}
+	if (strcmp(ptr.oid, mf->sha256) != 0 || ptr.size != mf->size) {
+		err = rh_error_set(RH_EVERIFY,
+				   "%s: the Git LFS pointer (oid %s, size %llu) does "
+				   "not match the manifest (sha256 %s, size %llu)",
+				   where, ptr.oid, (unsigned long long)ptr.size, mf->sha256,
+				   (unsigned long long)mf->size);
+		goto done;
+	}
+	if (r->lfs_store) {
+		path = rh_lfs_local_object_path(r->lfs_store, ptr.oid);
+		if (object_present(path, ptr.size)) {
+			how = "store";
+			goto done;
+		}
+		err = rh_error_set(RH_ENOTFOUND,
+				   "%s: LFS object %s is not in the local LFS "
+				   "store (%s): run `git lfs fetch --all` in the registry, or "
+				   "`git lfs push --all` to it",
+				   where, ptr.oid, path ? path : r->lfs_store);
+	} else if (r->lfs_remote) {
+		struct rh_lfs_fetch_opts fo = RH_LFS_FETCH_OPTS_INIT;
+
+		free(path);
+		path = rh_cache_object_path(r->cache_dir, ptr.oid);
+		if (object_present(path, ptr.size)) {
+			how = "cache";
+			goto done;
+		}
+		if (asprintf(&ref, "refs/tags/%s/%s", v->name, v->version) < 0) {
+			ref = NULL;
+			err = rh_error_set(RH_ENOMEM, "out of memory");
+			goto done;
+		}
+		fo.ref = ref;
+		fo.cancel = cancel;
+		err = rh_lfs_check(r->lfs_remote, &ptr, &fo);
+		if (err < 0 && err != RH_ECANCELLED)
+			rh_error_prefix(err, "%s", where);
+		else if (err == 0)
+			how = "server";
+	} else {
+		err = rh_error_set(RH_EUNSUPPORTED, "%s is a Git LFS object, but %s", where,
+				   r->lfs_problem ? r->lfs_problem
+						  : "the registry has no LFS "
+						    "source");
+	}
+done:
+	if (where_out)
+		*where_out = how;
+	rh_registry_source_free(s ? &s->src : NULL);
+	free(path);
+	free(ref);
+	return err;
+}
+
 /* ---- cache gc ------------------------------------------------------------- */
 
 struct gc_ctx {

@@ -134,6 +134,15 @@ int rh_registry_file_source(struct rh_source **out, struct rh_registry *r,
 			    struct rh_cancel *cancel);
 void rh_registry_source_free(struct rh_source *src);
 
+/* Pre-flight for file `index` of `v`, moving no file bytes: a plain blob
+ * is readable; an LFS object is in the local LFS store or the cache with
+ * the manifest's size, or else the LFS server's batch API answers for it.
+ * *where_out (may be NULL) is set to how it was found: "blob", "store",
+ * "cache" or "server" (static strings). Returns 0 or the error
+ * rh_registry_file_source would give, with the same message. */
+int rh_registry_file_check(struct rh_registry *r, const struct rh_model_version *v, size_t index,
+			   struct rh_cancel *cancel, const char **where_out);
+
 /* Removes cache objects no version (tag NAME/VERSION) in any registry
  * cloned under <cache_dir>/registries references, partial downloads no
  * live process holds, and dead clones. *freed / *kept (may be NULL) get the

@@ -620,8 +620,10 @@ static int ssh_check_host_key(struct rh_ssh *s, struct kh_file *kh, bool accept_
 			err = rh_error_set(RH_EVERIFY,
 					   "unknown host key for %s: %s %s is not in %s; compare "
 					   "the fingerprint with the host's (ssh-keygen -lf on "
-					   "its host key), then accept it with "
-					   "--accept-new-host-key or add it to %s",
+					   "its host key), then accept it (runbook: "
+					   "\"accept_new_host_key\": true in the target; "
+					   "registry sync: --accept-new-host-key) or add it "
+					   "to %s",
 					   s->name, hostkey_type_name(keytype), s->fingerprint,
 					   kh->path, kh->path);
 			break;

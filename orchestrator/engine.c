@@ -348,6 +348,7 @@ int rh_drill_init(struct rh_drill *d, struct rh_runbook *rb, const char *state_d
 	memset(d, 0, sizeof(*d));
 	d->rb = rb;
 	d->rto_step = -1;
+	d->preflight_s = -1;
 	d->verdict = RH_VERDICT_FAILED;
 	d->interrupt.fds[0] = d->interrupt.fds[1] = -1;
 	d->hard_stop.fds[0] = d->hard_stop.fds[1] = -1;
@@ -436,6 +437,10 @@ void rh_drill_release(struct rh_drill *d)
 	d->provider = NULL;
 	json_decref(d->scope);
 	d->scope = NULL;
+	json_decref(d->preflight);
+	d->preflight = NULL;
+	json_decref(d->provenance);
+	d->provenance = NULL;
 	free(d->critical_path);
 	d->critical_path = NULL;
 	d->n_critical = 0;
@@ -848,6 +853,9 @@ static int compute_verdict(struct engine *e)
 		if (is_final_phase(&rb->steps[i])) {
 			if (r->attempts > 0 && r->status != RH_STEP_OK)
 				d->final_phase_failed = true;
+			if (rb->steps[i].type == &rh_step_teardown && r->attempts > 0 &&
+			    r->status != RH_STEP_OK)
+				d->teardown_incomplete = true;
 			continue;
 		}
 		if (r->status != RH_STEP_OK)
@@ -1004,6 +1012,8 @@ const char *rh_verdict_name(enum rh_verdict v)
 		return "failed";
 	case RH_VERDICT_INTERRUPTED:
 		return "interrupted";
+	case RH_VERDICT_ABORTED:
+		return "aborted";
 	}
 	return "unknown";
 }
@@ -1019,6 +1029,20 @@ int rh_verdict_exit_code(enum rh_verdict v)
 		return 3;
 	case RH_VERDICT_INTERRUPTED:
 		return 130;
+	case RH_VERDICT_ABORTED:
+		return 2;
 	}
 	return 3;
+}
+
+int rh_drill_exit_code(const struct rh_drill *d)
+{
+	return d->teardown_incomplete ? 4 : rh_verdict_exit_code(d->verdict);
+}
+
+void rh_drill_abort(struct rh_drill *d)
+{
+	d->t0_wall = rh_clock_wall();
+	d->verdict = RH_VERDICT_ABORTED;
+	d->restored = false;
 }

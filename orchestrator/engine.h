@@ -52,7 +52,14 @@ enum rh_step_status {
 	RH_STEP_CANCELLED,
 };
 
-enum rh_verdict { RH_VERDICT_MET, RH_VERDICT_MISSED, RH_VERDICT_FAILED, RH_VERDICT_INTERRUPTED };
+/* ABORTED: a pre-flight check failed before T0; nothing ran or was created. */
+enum rh_verdict {
+	RH_VERDICT_MET,
+	RH_VERDICT_MISSED,
+	RH_VERDICT_FAILED,
+	RH_VERDICT_INTERRUPTED,
+	RH_VERDICT_ABORTED,
+};
 
 struct rh_step_result {
 	enum rh_step_status status;
@@ -84,6 +91,16 @@ struct rh_drill {
 	size_t n_critical;
 	double overhead_s;
 	bool final_phase_failed;    /* a teardown/always step did not succeed */
+	bool teardown_incomplete;   /* a teardown step ran and failed: resources may remain */
+
+	/* Pre-flight (preflight.h): seconds before T0, not part of the RTO;
+	 * -1 when none ran. `preflight` (owned, may be NULL) the checks;
+	 * `provenance` (owned, may be NULL) what the drill ran from (registry
+	 * commit, manifest sha256, model RPO, --var overrides); both go into
+	 * the record. */
+	double preflight_s;
+	json_t *preflight;
+	json_t *provenance;
 
 	struct rh_cancel interrupt; /* main phase */
 	struct rh_cancel hard_stop; /* final phase: only rh_engine_abort fires it */
@@ -148,7 +165,17 @@ void rh_drill_release(struct rh_drill *d);
 const char *rh_step_status_name(enum rh_step_status s);
 const char *rh_verdict_name(enum rh_verdict v);
 
-/* Exit code of a verdict: met 0, missed 1, failed 3, interrupted 130. */
+/* Exit code of a verdict: met 0, missed 1, aborted 2, failed 3,
+ * interrupted 130. A teardown that did not complete is exit 4 whatever the
+ * verdict (rh_drill_exit_code). */
 int rh_verdict_exit_code(enum rh_verdict v);
+
+/* The drill's exit code: 4 when teardown_incomplete, else the verdict's. */
+int rh_drill_exit_code(const struct rh_drill *d);
+
+/* Marks an initialised drill that will not run (a pre-flight check
+ * failed): verdict aborted, every step pending, T0 now. Its record and
+ * journal entry say so. */
+void rh_drill_abort(struct rh_drill *d);
 
 #endif

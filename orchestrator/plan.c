@@ -218,6 +218,28 @@ int rh_plan_static_scope(json_t **out, const struct rh_runbook *rb)
 			  "rehydra", "bindir", exe, "version", RH_VERSION);
 	if (!scope)
 		return rh_error_set(RH_ENOMEM, "out of memory building the plan scope");
+	/* target.* as the drill will see them before provision: "${vars.host}"
+	 * means nothing to a reader; what it expands to does. Left as written
+	 * when it needs a value only the drill has (env, steps). */
+	if (rb->target) {
+		json_t *x = NULL;
+
+		if (!(rh_interp_expand_json(&x, rb->target, scope) == 0 && x)) {
+			json_decref(x);
+			x = json_deep_copy(rb->target);
+		}
+		rh_error_clear();
+		/* what provision exports replaces the runbook's value of that key
+		 * (an ssh target's "host" picks the inventory host; ${target.host}
+		 * is then its serving address) */
+		for (size_t k = 0;
+		     x && rb->provider && rb->provider->output_keys && rb->provider->output_keys[k];
+		     k++)
+			if (strcmp(first_step_of(rb, &rh_step_provision), "?") != 0)
+				json_object_del(x, rb->provider->output_keys[k]);
+		if (x)
+			json_object_set_new(scope, "target", x);
+	}
 	/* The registry as the drill will see it, when it needs no env value. */
 	if (rb->model.present) {
 		char *registry = NULL;

@@ -13,6 +13,8 @@
 #include "clock.h"
 #include "error.h"
 #include "fsutil.h"
+#include "interp.h"
+#include "sha256.h"
 #include "steps.h"
 
 #include <errno.h>
@@ -328,6 +330,54 @@ static json_t *build_breakdown(const struct rh_drill *d)
 	return o;
 }
 
+/* What the drill ran from: the effective inputs (vars after --var, their
+ * sha256), and what pre-flight and sync learnt of the registry. */
+static json_t *build_provenance(const struct rh_drill *d, const struct secrets *sec)
+{
+	json_t *o = d->provenance ? mask_json(d->provenance, sec) : json_object();
+	json_t *vars = json_object_get(d->scope, "vars");
+	char *text = NULL;
+	char hex[65];
+	int err = 0;
+
+	if (!o)
+		return NULL;
+	text = json_dumps(vars ? vars : json_object(),
+			  JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	if (!text) {
+		json_decref(o);
+		return NULL;
+	}
+	rh_sha256_buf_hex(hex, text, strlen(text));
+	free(text);
+	err |= put(o, "vars", vars ? mask_json(vars, sec) : json_object());
+	err |= put(o, "vars_sha256", json_string(hex));
+	if (!json_object_get(o, "var_overrides"))
+		err |= put(o, "var_overrides", json_object());
+	err |= put(o, "runbook_sha256", json_string(d->rb->sha256));
+	err |= put(o, "rehydra_version", json_string(RH_VERSION));
+	if (err) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+int rh_record_set_overrides(struct rh_drill *d, const struct rh_var_override *ov, size_t n)
+{
+	json_t *o;
+
+	if (!d->provenance && !(d->provenance = json_object()))
+		return rh_error_set(RH_ENOMEM, "out of memory");
+	o = json_object();
+	if (!o || json_object_set_new(d->provenance, "var_overrides", o) < 0)
+		return rh_error_set(RH_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		if (json_object_set_new(o, ov[i].name, json_string(ov[i].value)) < 0)
+			return rh_error_set(RH_ENOMEM, "out of memory");
+	return 0;
+}
+
 int rh_record_build(json_t **out, const struct rh_drill *d)
 {
 	const struct rh_runbook *rb = d->rb;
@@ -380,9 +430,21 @@ int rh_record_build(json_t **out, const struct rh_drill *d)
 	err |= put(o, "name", json_string(rb->name));
 	err |= put(o, "path", json_string(rb->path ? rb->path : ""));
 	err |= put(o, "sha256", json_string(rb->sha256));
-	/* the target with what provision learnt (host, port), never env values */
+	/* the target with what provision learnt (host, port), never env values;
+	 * expanded as the drill used it ("${vars.inventory}" would say nothing) */
 	o = json_object_get(d->scope, "target");
-	err |= put(rec, "target", o && json_object_size(o) ? mask_json(o, &sec) : json_null());
+	if (o && json_object_size(o)) {
+		json_t *x = NULL;
+
+		if (rh_interp_expand_json(&x, o, d->scope) < 0 || !x) {
+			rh_error_clear();
+			x = json_incref(o);
+		}
+		err |= put(rec, "target", mask_json(x, &sec));
+		json_decref(x);
+	} else {
+		err |= put(rec, "target", json_null());
+	}
 	err |= put(rec, "model", build_model(d, &sec));
 	err |= put(rec, "t0", json_string(t0));
 	err |= put(rec, "finished", json_string(fin));
@@ -400,6 +462,12 @@ int rh_record_build(json_t **out, const struct rh_drill *d)
 	err |= put(rec, "overhead_s", d->restored ? seconds(d->overhead_s) : json_null());
 	err |= put(rec, "rto_breakdown", build_breakdown(d));
 	err |= put(rec, "final_phase_failed", json_boolean(d->final_phase_failed));
+	err |=
+	    put(rec, "teardown", json_string(d->teardown_incomplete ? "incomplete" : "complete"));
+	/* before T0, beside the RTO and never inside it */
+	err |= put(rec, "preflight_s", d->preflight_s >= 0 ? seconds(d->preflight_s) : json_null());
+	err |= put(rec, "preflight", d->preflight ? mask_json(d->preflight, &sec) : json_null());
+	err |= put(rec, "provenance", build_provenance(d, &sec));
 	err |= put(rec, "steps", build_steps(d, &sec));
 	err |= put(rec, "load", build_load(d, &sec));
 	if (!(o = json_object()) || put(rec, "host", o) < 0)

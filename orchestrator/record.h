@@ -18,8 +18,16 @@
  * digits keep 0.072 as "0.072" rather than 0.071999999999999995. */
 #define RH_RECORD_JSON_FLAGS (JSON_INDENT(2) | JSON_REAL_PRECISION(15))
 
-/* *out is new. Returns 0 or RH_ENOMEM. */
+/* *out is new. Returns 0 or RH_ENOMEM. Also: teardown ("complete" |
+ * "incomplete"), preflight_s (seconds before T0, not in the RTO), preflight
+ * (the checks), provenance {var_overrides, vars, vars_sha256,
+ * runbook_sha256, rehydra_version, registry_commit, manifest_sha256,
+ * model_rpo}. */
 int rh_record_build(json_t **out, const struct rh_drill *d);
+
+/* Records the --var overrides (names and values copied) in d->provenance.
+ * Returns 0 or RH_ENOMEM. */
+int rh_record_set_overrides(struct rh_drill *d, const struct rh_var_override *ov, size_t n);
 
 /* Writes the record to <drill dir>/record.json atomically: temporary name,
  * fsync, rename, fsync of the directory. Mode 0600. */

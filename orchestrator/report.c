@@ -29,11 +29,17 @@
 /* The HTML chart plots at most this many drills (the most recent): more
  * points than pixels says nothing and makes the page heavy. */
 #define CHART_MAX 500
+/* The drill table lists at most this many (the most recent). */
+#define TABLE_MAX 500
 
-enum { V_MET, V_MISSED, V_FAILED, V_INTERRUPTED, V_UNKNOWN, V_COUNT };
+/* aborted: a pre-flight check failed before T0 and nothing was created.
+ * Such drills are counted in a column of their own and kept out of
+ * `drills`, the pass rate and the RTO statistics: a setup mistake is not
+ * a recovery that failed. */
+enum { V_MET, V_MISSED, V_FAILED, V_INTERRUPTED, V_ABORTED, V_UNKNOWN, V_COUNT };
 
-static const char *const verdict_names[V_COUNT] = {"met", "missed", "failed", "interrupted",
-						   "unknown"};
+static const char *const verdict_names[V_COUNT] = {"met",	  "missed",  "failed",
+						   "interrupted", "aborted", "unknown"};
 
 struct dvec {
 	double *v;
@@ -60,8 +66,9 @@ struct drill_sum {
 
 struct group {
 	char *runbook, *target, *scenario;
-	uint64_t drills;
+	uint64_t drills; /* without the aborted ones */
 	uint64_t counts[V_COUNT];
+	uint64_t teardown_incomplete;
 	struct dvec rtos; /* journal order */
 	double rto_target;
 	struct step_agg *steps;
@@ -80,8 +87,23 @@ struct group {
 	size_t slowest; /* index into steps, n_steps when none */
 };
 
+/* One line of the HTML's drill table (the most recent TABLE_MAX drills,
+ * aborted ones too), kept in a ring. */
+struct row {
+	char *id, *t0, *reason;
+	const struct group *g;
+	double rto;
+	uint64_t seq;
+	unsigned char verdict;
+};
+
 struct rh_report {
 	struct rh_report_filter filter;
+	struct row *rows; /* ring of TABLE_MAX */
+	size_t n_rows, next_row;
+	uint64_t table_total;
+	bool journal_known, journal_ok;
+	char *journal_head, *journal_problem;
 	struct group **groups; /* insertion order */
 	size_t n, cap;
 	struct group **sorted; /* by runbook, target, scenario; NULL when stale */
@@ -532,6 +554,63 @@ static int replace_str(char **slot, const char *s)
 	return 0;
 }
 
+int rh_report_set_journal(struct rh_report *r, bool verified, const char *head_hash,
+			  const char *problem)
+{
+	free(r->journal_head);
+	free(r->journal_problem);
+	r->journal_head = dup_str(head_hash ? head_hash : "");
+	r->journal_problem = problem ? dup_str(problem) : NULL;
+	r->journal_known = true;
+	r->journal_ok = verified;
+	if (!r->journal_head || (problem && !r->journal_problem))
+		return rh_error_set(RH_ENOMEM, "out of memory building the report");
+	return 0;
+}
+
+/* Why an aborted drill did not run: its failed pre-flight check. */
+static char *aborted_reason(const json_t *rec)
+{
+	const json_t *checks = json_object_get(rec, "preflight");
+	const json_t *last = json_array_get(checks, json_array_size(checks) - 1);
+	char buf[1024];
+
+	snprintf(buf, sizeof(buf), "pre-flight check '%s' failed: %s",
+		 str_field(last, "check") ? str_field(last, "check") : "?",
+		 str_field(last, "message") ? str_field(last, "message") : "");
+	return dup_str(buf);
+}
+
+static int row_add(struct rh_report *r, const struct group *g, const char *id, const char *t0,
+		   int verdict, double rto, uint64_t seq, const char *reason)
+{
+	struct row *w;
+
+	if (!r->rows && !(r->rows = calloc(TABLE_MAX, sizeof(*r->rows))))
+		return rh_error_set(RH_ENOMEM, "out of memory building the report");
+	w = &r->rows[r->next_row];
+	if (r->n_rows == TABLE_MAX) {
+		free(w->id);
+		free(w->t0);
+		free(w->reason);
+	} else {
+		r->n_rows++;
+	}
+	memset(w, 0, sizeof(*w));
+	w->id = dup_str(id);
+	w->t0 = dup_str(t0 ? t0 : "-");
+	w->reason = reason ? dup_str(reason) : NULL;
+	w->g = g;
+	w->rto = rto;
+	w->seq = seq;
+	w->verdict = (unsigned char)verdict;
+	r->next_row = (r->next_row + 1) % TABLE_MAX;
+	r->table_total++;
+	if (!w->id || !w->t0 || (reason && !w->reason))
+		return rh_error_set(RH_ENOMEM, "out of memory building the report");
+	return 0;
+}
+
 int rh_report_add(struct rh_report *r, const json_t *record, uint64_t seq)
 {
 	struct view v;
@@ -554,6 +633,24 @@ int rh_report_add(struct rh_report *r, const json_t *record, uint64_t seq)
 	err = group_find(r, &v, &g);
 	if (err < 0)
 		goto done;
+	if (verdict_index(v.verdict) == V_ABORTED) {
+		char *why = aborted_reason(record);
+
+		err = row_add(r, g, v.id ? v.id : "-", v.t0, V_ABORTED, NAN, seq, why);
+		free(why);
+		if (err < 0)
+			goto done;
+		g->counts[V_ABORTED]++;
+		if (!g->drills)
+			g->last_verdict = V_ABORTED;
+		r->records++;
+		r->last_seq = seq;
+		r->prepared = false;
+		goto done;
+	}
+	if (json_is_string(json_object_get(record, "teardown")) &&
+	    strcmp(json_string_value(json_object_get(record, "teardown")), "incomplete") == 0)
+		g->teardown_incomplete++;
 	if (g->n_dr == g->cap_dr) {
 		size_t cap = g->cap_dr ? g->cap_dr * 2 : 16;
 		struct drill_sum *p = realloc(g->dr, cap * sizeof(*p));
@@ -600,6 +697,9 @@ int rh_report_add(struct rh_report *r, const json_t *record, uint64_t seq)
 	d->seq = seq;
 	d->verdict = (unsigned char)vi;
 	g->n_dr++;
+	err = row_add(r, g, d->id, v.t0, vi, rto, seq, d->reason);
+	if (err < 0)
+		goto done;
 
 	g->drills++;
 	g->counts[vi]++;
@@ -756,6 +856,14 @@ void rh_report_free(struct rh_report *r)
 {
 	if (!r)
 		return;
+	for (size_t i = 0; r->rows && i < r->n_rows; i++) {
+		free(r->rows[i].id);
+		free(r->rows[i].t0);
+		free(r->rows[i].reason);
+	}
+	free(r->rows);
+	free(r->journal_head);
+	free(r->journal_problem);
 	for (size_t i = 0; i < r->n; i++)
 		group_free(r->groups[i]);
 	free(r->groups);
@@ -1065,10 +1173,11 @@ static void write_md_groups(struct rh_report *r, FILE *f, const char *gen)
 		fprintf(f, "No drills match.\n");
 		return;
 	}
-	fprintf(f, "| runbook | target | scenario | drills | met | missed | failed | interrupted "
-		   "| pass rate | RTO p50 s | RTO p95 s | RTO max s | target s | trend | slowest "
-		   "step | last verdict | load p99 ms |\n");
-	fprintf(f, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|--:|\n");
+	fprintf(f,
+		"| runbook | target | scenario | drills | met | missed | failed | interrupted "
+		"| aborted | teardown incomplete | pass rate | RTO p50 s | RTO p95 s | RTO max s "
+		"| target s | trend | slowest step | last verdict | load p99 ms |\n");
+	fprintf(f, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|--:|\n");
 	for (size_t i = 0; i < r->n; i++) {
 		struct group *g = r->sorted[i];
 
@@ -1078,14 +1187,19 @@ static void write_md_groups(struct rh_report *r, FILE *f, const char *gen)
 		put_md(f, g->target);
 		fputs(" | ", f);
 		put_md(f, g->scenario);
-		fprintf(f, " | %llu | %llu | %llu | %llu | %llu | %s | %s | %s | %s | %s | %s | ",
-			(unsigned long long)g->drills, (unsigned long long)g->counts[V_MET],
-			(unsigned long long)g->counts[V_MISSED],
-			(unsigned long long)g->counts[V_FAILED],
-			(unsigned long long)g->counts[V_INTERRUPTED],
-			pct(a, sizeof(a), g->counts[V_MET], g->drills), secs(b, sizeof(b), g->p50),
-			secs(c, sizeof(c), g->p95), secs(d, sizeof(d), g->max),
-			target_str(e, sizeof(e), g->rto_target), g->trend);
+		fprintf(
+		    f,
+		    " | %llu | %llu | %llu | %llu | %llu | %llu | %llu | %s | %s | %s | %s | %s "
+		    "| %s | ",
+		    (unsigned long long)g->drills, (unsigned long long)g->counts[V_MET],
+		    (unsigned long long)g->counts[V_MISSED],
+		    (unsigned long long)g->counts[V_FAILED],
+		    (unsigned long long)g->counts[V_INTERRUPTED],
+		    (unsigned long long)g->counts[V_ABORTED],
+		    (unsigned long long)g->teardown_incomplete,
+		    pct(a, sizeof(a), g->counts[V_MET], g->drills), secs(b, sizeof(b), g->p50),
+		    secs(c, sizeof(c), g->p95), secs(d, sizeof(d), g->max),
+		    target_str(e, sizeof(e), g->rto_target), g->trend);
 		if (g->slowest < g->n_steps)
 			put_md(f, g->steps[g->slowest].id);
 		else
@@ -1129,7 +1243,8 @@ static void write_md_groups(struct rh_report *r, FILE *f, const char *gen)
 
 static void write_csv(struct rh_report *r, FILE *f)
 {
-	fputs("runbook,target,scenario,drills,met,missed,failed,interrupted,pass_rate,"
+	fputs("runbook,target,scenario,drills,met,missed,failed,interrupted,aborted,"
+	      "teardown_incomplete,pass_rate,"
 	      "rto_p50_s,rto_p95_s,rto_max_s,rto_target_s,trend,slowest_step,"
 	      "slowest_step_mean_s,first_t0,last_t0,last_verdict,load_p99_ms\r\n",
 	      f);
@@ -1142,11 +1257,13 @@ static void write_csv(struct rh_report *r, FILE *f)
 		put_csv(f, g->target);
 		fputc(',', f);
 		put_csv(f, g->scenario);
-		fprintf(f, ",%llu,%llu,%llu,%llu,%llu,", (unsigned long long)g->drills,
+		fprintf(f, ",%llu,%llu,%llu,%llu,%llu,%llu,%llu,", (unsigned long long)g->drills,
 			(unsigned long long)g->counts[V_MET],
 			(unsigned long long)g->counts[V_MISSED],
 			(unsigned long long)g->counts[V_FAILED],
-			(unsigned long long)g->counts[V_INTERRUPTED]);
+			(unsigned long long)g->counts[V_INTERRUPTED],
+			(unsigned long long)g->counts[V_ABORTED],
+			(unsigned long long)g->teardown_incomplete);
 		put_csv_num(f, g->drills ? (double)g->counts[V_MET] / (double)g->drills : NAN);
 		fputc(',', f);
 		put_csv_num(f, g->p50);
@@ -1229,6 +1346,10 @@ static int write_json(struct rh_report *r, FILE *f)
 	bad |=
 	    put(root, "last_seq", r->records ? json_integer((json_int_t)r->last_seq) : json_null());
 	bad |= put(root, "percentile_method", json_string("nearest-rank"));
+	if (r->journal_known)
+		bad |= put(root, "journal",
+			   json_pack("{s:b, s:s, s:s?}", "verified", r->journal_ok, "head_hash",
+				     r->journal_head, "problem", r->journal_problem));
 	bad |= put(root, "groups", groups);
 	if (r->cadence)
 		bad |= put(root, "cadence", json_incref(r->cadence));
@@ -1251,6 +1372,9 @@ static int write_json(struct rh_report *r, FILE *f)
 		bad |= put(o, "missed", json_integer((json_int_t)g->counts[V_MISSED]));
 		bad |= put(o, "failed", json_integer((json_int_t)g->counts[V_FAILED]));
 		bad |= put(o, "interrupted", json_integer((json_int_t)g->counts[V_INTERRUPTED]));
+		bad |= put(o, "aborted", json_integer((json_int_t)g->counts[V_ABORTED]));
+		bad |=
+		    put(o, "teardown_incomplete", json_integer((json_int_t)g->teardown_incomplete));
 		bad |= put(o, "pass_rate",
 			   json_real(g->drills ? (double)g->counts[V_MET] / (double)g->drills : 0));
 		bad |= put(rto, "restored", json_integer((json_int_t)g->rtos.n));
@@ -1421,8 +1545,8 @@ static void write_junit(struct rh_report *r, FILE *f)
 
 /* ---- html ------------------------------------------------------------- */
 
-static const char *const verdict_colors[V_COUNT] = {"#1a7f37", "#bf6a02", "#cf222e", "#6e7781",
-						    "#6e7781"};
+static const char *const verdict_colors[V_COUNT] = {"#1a7f37", "#bf6a02", "#cf222e",
+						    "#6e7781", "#8250df", "#6e7781"};
 
 /* A "nice" tick step (1, 2 or 5 x 10^k) giving about `ticks` intervals. */
 static double nice_step(double range, int ticks)
@@ -1461,7 +1585,11 @@ static void write_chart(const struct group *g, FILE *f)
 	size_t first = g->n_dr > CHART_MAX ? g->n_dr - CHART_MAX : 0;
 	size_t n = g->n_dr - first;
 	double ymax = 0, ystep, xstep, pw = CW - CL - CR, ph = CH - CT - CB;
-	double x0 = (double)first + 1, x1 = (double)g->n_dr;
+	/* x: the journal's sequence numbers, so a point can be found in the
+	 * journal and in the drill table */
+	double lo = g->n_dr ? (double)g->dr[first].seq : 1;
+	double hi = g->n_dr ? (double)g->dr[g->n_dr - 1].seq : 1;
+	double x0 = lo, x1 = hi;
 	int dec;
 	bool line = false;
 
@@ -1496,9 +1624,9 @@ static void write_chart(const struct group *g, FILE *f)
 			"</text>\n",
 			CL, CW - CR, YP(v), YP(v), CL - 8, YP(v) + 4, dec, v);
 	}
-	/* x ticks: drill numbers */
+	/* x ticks: journal sequence numbers */
 	for (double i = ceil(x0 / xstep) * xstep; i <= x1 + 1e-9; i += xstep) {
-		if (i < x0 - 1e-9 || i < 1 || i > (double)g->n_dr)
+		if (i < x0 - 1e-9 || i < lo || i > hi)
 			continue;
 		fprintf(f,
 			"<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
@@ -1511,8 +1639,8 @@ static void write_chart(const struct group *g, FILE *f)
 	fprintf(f, "<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n", CL,
 		CL, CT, CT + ph);
 	fprintf(f,
-		"<text class=\"label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">drill "
-		"number (journal order",
+		"<text class=\"label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">journal "
+		"sequence number (see the drill table",
 		CL + pw / 2, CH - 10);
 	if (first)
 		fprintf(f, "; the most recent %zu of %zu", n, g->n_dr);
@@ -1534,7 +1662,7 @@ static void write_chart(const struct group *g, FILE *f)
 		if (isnan(g->dr[k].rto))
 			continue;
 		fprintf(f, "%s%.1f,%.1f", line ? " " : "<polyline class=\"rto\" points=\"",
-			XP(k + 1), YP(g->dr[k].rto));
+			XP(g->dr[k].seq), YP(g->dr[k].rto));
 		line = true;
 	}
 	if (line)
@@ -1545,7 +1673,7 @@ static void write_chart(const struct group *g, FILE *f)
 
 		if (isnan(d->rto)) {
 			/* no RTO to plot: a cross on the time axis, so the failure is seen */
-			double x = XP(k + 1), y = CT + ph;
+			double x = XP(d->seq), y = CT + ph;
 
 			fprintf(f,
 				"<path d=\"M%.1f %.1fl8 8m0 -8l-8 8\" stroke=\"%s\" "
@@ -1553,7 +1681,7 @@ static void write_chart(const struct group *g, FILE *f)
 				x - 4, y - 4, verdict_colors[d->verdict]);
 		} else {
 			fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%s\" fill=\"%s\"><title>",
-				XP(k + 1), YP(d->rto), n > 100 ? "2.5" : "4.5",
+				XP(d->seq), YP(d->rto), n > 100 ? "2.5" : "4.5",
 				verdict_colors[d->verdict]);
 		}
 		put_xml(f, d->id);
@@ -1666,13 +1794,62 @@ static const char html_css[] =
     ".legend i{display:inline-block;width:10px;height:10px;border-radius:5px;"
     "margin:0 4px 0 12px;vertical-align:-1px}"
     ".steps{max-width:520px}"
-    ".slow td{font-weight:600}";
+    ".slow td{font-weight:600}"
+    ".aborted{background:#8250df}"
+    ".journal.ok b{color:#1a7f37}.journal.bad b{color:#cf222e}"
+    "code{font-size:12px;overflow-wrap:anywhere}"
+    ".drills td{font-size:12px}.drills td.why{white-space:normal;overflow-wrap:anywhere;"
+    "min-width:16em}"
+    "@media print{body{background:#fff;padding:0}section{border:0;padding:0;"
+    "break-inside:auto}.wrap{overflow:visible}th,td{white-space:normal}"
+    "tr{break-inside:avoid}}";
 
 static void html_kpi(FILE *f, const char *value, const char *what)
 {
 	fputs("<div class=\"kpi\"><b>", f);
 	put_xml(f, value);
 	fprintf(f, "</b><span>%s</span></div>", what);
+}
+
+/* Every drill (the most recent TABLE_MAX) in journal order: what the
+ * hover titles of the charts say, in a form that survives printing. */
+static void write_drill_table(const struct rh_report *r, FILE *f)
+{
+	size_t start = r->n_rows == TABLE_MAX ? r->next_row : 0;
+	char b[32];
+
+	if (!r->n_rows)
+		return;
+	fputs("<section id=\"drills\">\n<h2>Every drill</h2>\n", f);
+	if (r->table_total > r->n_rows)
+		fprintf(f, "<p class=\"meta\">The most recent %zu of %llu drills.</p>\n", r->n_rows,
+			(unsigned long long)r->table_total);
+	fputs("<div class=\"wrap\"><table class=\"drills\">\n<thead><tr><th class=\"n\">seq</th>"
+	      "<th>drill id</th><th>t0 (UTC)</th><th>verdict</th><th class=\"n\">RTO s</th>"
+	      "<th>target</th><th>scenario</th><th>failing step and reason</th></tr></thead>\n"
+	      "<tbody>\n",
+	      f);
+	for (size_t k = 0; k < r->n_rows; k++) {
+		const struct row *w = &r->rows[(start + k) % TABLE_MAX];
+
+		fprintf(f, "<tr><td class=\"n\">%llu</td><td class=\"name\">",
+			(unsigned long long)w->seq);
+		put_xml(f, w->id);
+		fputs("</td><td>", f);
+		put_xml(f, w->t0);
+		fprintf(f,
+			"</td><td><span class=\"badge %s\">%s</span></td><td class=\"n\">%s</td>"
+			"<td class=\"name\">",
+			verdict_names[w->verdict], verdict_names[w->verdict],
+			secs(b, sizeof(b), w->rto));
+		put_xml(f, w->g->target);
+		fputs("</td><td class=\"name\">", f);
+		put_xml(f, w->g->scenario);
+		fputs("</td><td class=\"why\">", f);
+		put_xml(f, w->reason ? w->reason : "");
+		fputs("</td></tr>\n", f);
+	}
+	fputs("</tbody>\n</table></div>\n</section>\n", f);
 }
 
 static void write_html(struct rh_report *r, FILE *f)
@@ -1690,8 +1867,22 @@ static void write_html(struct rh_report *r, FILE *f)
 		"drill%s (",
 		gen, (unsigned long long)r->records, r->records == 1 ? "" : "s");
 	filter_describe(f, &r->filter, put_xml);
-	fputs("). Percentiles are nearest-rank over the drills that restored the service.</p>\n",
+	fputs("). Percentiles are nearest-rank over the drills that restored the service; "
+	      "drills aborted in pre-flight are counted apart.</p>\n",
 	      f);
+	if (r->journal_known) {
+		fprintf(f, "<p class=\"meta journal %s\">Journal at generation time: <b>%s</b>",
+			r->journal_ok ? "ok" : "bad",
+			r->journal_ok ? "verified, hash chain intact" : "DOES NOT VERIFY");
+		if (!r->journal_ok && r->journal_problem) {
+			fputs(" (", f);
+			put_xml(f, r->journal_problem);
+			fputs(")", f);
+		}
+		fputs("; head hash <code>", f);
+		put_xml(f, r->journal_head && *r->journal_head ? r->journal_head : "-");
+		fputs("</code></p>\n", f);
+	}
 	fputs("<section>\n<h2>Summary</h2>\n", f);
 	if (r->n == 0) {
 		fputs("<p>No drills match.</p>\n</section>\n", f);
@@ -1740,6 +1931,12 @@ static void write_html(struct rh_report *r, FILE *f)
 			 (unsigned long long)g->counts[V_FAILED],
 			 (unsigned long long)g->counts[V_INTERRUPTED]);
 		html_kpi(f, e, "met / missed / failed / interrupted");
+		snprintf(e, sizeof(e), "%llu", (unsigned long long)g->counts[V_ABORTED]);
+		html_kpi(f, e, "aborted in pre-flight (not counted)");
+		if (g->teardown_incomplete) {
+			snprintf(e, sizeof(e), "%llu", (unsigned long long)g->teardown_incomplete);
+			html_kpi(f, e, "TEARDOWN INCOMPLETE: resources may remain");
+		}
 		html_kpi(f, pct(a, sizeof(a), g->counts[V_MET], g->drills), "pass rate");
 		html_kpi(f, secs(a, sizeof(a), g->p50), "RTO p50 s");
 		html_kpi(f, secs(a, sizeof(a), g->p95), "RTO p95 s");
@@ -1747,9 +1944,15 @@ static void write_html(struct rh_report *r, FILE *f)
 		html_kpi(f, target_str(a, sizeof(a), g->rto_target), "target s");
 		html_kpi(f, g->trend, "trend (last 5 vs 5 before)");
 		fputs("</div>\n", f);
-		write_chart(g, f);
+		if (g->n_dr)
+			write_chart(g, f);
+		else
+			fputs("<p>No drill ran: every attempt was aborted in pre-flight (see the "
+			      "drill "
+			      "table).</p>\n",
+			      f);
 		fputs("<div class=\"legend\">", f);
-		for (int v = 0; v < V_UNKNOWN; v++)
+		for (int v = 0; v < V_ABORTED; v++) /* aborted drills are not plotted */
 			fprintf(f, "<i style=\"background:%s\"></i>%s", verdict_colors[v],
 				verdict_names[v]);
 		fputs(" &nbsp;&times; on the axis: no RTO (service not restored)</div>\n", f);
@@ -1778,6 +1981,7 @@ static void write_html(struct rh_report *r, FILE *f)
 		}
 		fputs("</tbody>\n</table>\n</section>\n", f);
 	}
+	write_drill_table(r, f);
 	rh_cadence_write_html(f, r->cadence);
 	fputs("</main>\n</body>\n</html>\n", f);
 }

@@ -116,6 +116,13 @@ void rh_report_set_cadence(struct rh_report *r, json_t *cadence);
  * RH_EIO when writing failed (the message names the errno), RH_ENOMEM. */
 int rh_report_write(struct rh_report *r, enum rh_report_format fmt, FILE *out);
 
+/* The journal's state when the report is made: `verified`, the hash of
+ * its last intact entry (the head) and, when it does not verify, the
+ * problem. The html and json formats show it. Strings are copied; returns
+ * 0 or RH_ENOMEM. */
+int rh_report_set_journal(struct rh_report *r, bool verified, const char *head_hash,
+			  const char *problem);
+
 /* Parses "md" (also "markdown"), "html", "json", "csv", "junit". Returns 0,
  * or RH_EINVAL with a message listing the valid names. */
 int rh_report_format_parse(const char *name, enum rh_report_format *out);

@@ -1413,6 +1413,11 @@ static void need_type(struct ref_ctx *c, const char *ref, const struct rh_step_t
 
 	if (c->user == SIZE_MAX || depends_on_type(v, c->user, type))
 		return;
+	/* One typo, one error: a step whose `do` is unknown (already reported,
+	 * with a suggestion) may well be the missing producer. */
+	for (size_t i = 0; i < v->rb->n_steps; i++)
+		if (!v->rb->steps[i].type)
+			return;
 	reader(who, sizeof(who), c);
 	prod = first_of_type(v->rb, type);
 	if (prod)

@@ -50,6 +50,7 @@ struct cloud_state {
 	char *sink_url;	   /* s3://bucket/model?endpoint=...: set once applied */
 	json_t *placement; /* region, jurisdiction, accelerator, offering */
 	bool applied;
+	bool apply_started; /* an apply ran (even one that failed): things may exist */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -866,6 +867,7 @@ int rh_cloud_provision(struct rh_provider_ctx *p, const struct rh_provider_call 
 	if (rc < 0)
 		goto done;
 	stream_ready = true;
+	st->apply_started = true;
 	rc = tf(st, c, "apply", apply_args, &stream, NULL);
 	rec = tf_record(st, &stream);
 	if (c && c->outputs && rec)
@@ -1133,8 +1135,10 @@ int rh_cloud_teardown(struct rh_provider_ctx *p, const struct rh_provider_call *
 		goto done;
 	if (!st->workdir && (rc = workdir_path(&st->workdir, p)) < 0)
 		goto done;
-	/* Nothing applied, nothing to destroy: no init ever ran here. */
-	if (!exists(st->workdir, "terraform.tfstate") && !exists(st->workdir, ".terraform")) {
+	/* Nothing can exist unless an apply started (in this process) or left
+	 * a state file (in an earlier one): a failed init, or a pre-flight's
+	 * init, applied nothing, so there is nothing to destroy and no alarm. */
+	if (!exists(st->workdir, "terraform.tfstate") && !st->apply_started) {
 		if (c && c->outputs)
 			rc = set_new(c->outputs, "leak_check", json_string("clean"));
 		goto done;
@@ -1174,6 +1178,89 @@ done:
 	if (stream_ready)
 		rh_tf_stream_release(&stream);
 	json_decref(rec);
+	return rc;
+}
+
+/* "plan: 3 to add, 0 to change, 0 to destroy" from the plan's stream. */
+static void plan_summary(char *buf, size_t size, const struct rh_tf_stream *stream)
+{
+	const json_t *sum = stream->summary;
+
+	if (!json_is_object(sum)) {
+		snprintf(buf, size, "terraform plan finished (no change summary in its output)");
+		return;
+	}
+	snprintf(buf, size, "terraform plan: %lld to add, %lld to change, %lld to destroy",
+		 (long long)json_integer_value(json_object_get(sum, "add")),
+		 (long long)json_integer_value(json_object_get(sum, "change")),
+		 (long long)json_integer_value(json_object_get(sum, "remove")));
+}
+
+int rh_cloud_preflight_ctx(struct rh_provider_ctx *p, const struct rh_provider_call *c,
+			   json_t *checks, bool plan)
+{
+	const struct rh_cloud_def *def = rh_cloud_def_of(p->ops);
+	static const char *const init_args[] = {"init", "-input=false", "-no-color", NULL};
+	static const char *const plan_args[] = {"plan", "-input=false", "-lock=false", "-json",
+						NULL};
+	struct rh_tf_stream stream;
+	struct cloud_state *st;
+	json_t *placement = NULL;
+	char *sink_url = NULL;
+	char msg[1024];
+	bool stream_ready = false;
+	int rc;
+
+	pthread_mutex_lock(&p->lock);
+	st = state_get(p, &rc);
+	if (!st)
+		goto done;
+	rc = prepare(st, p);
+	if (rc < 0) {
+		rh_provider_check_add(checks, "terraform found", false, rh_error_last(),
+				      "install terraform or tofu, or set target.terraform or "
+				      "REHYDRA_TERRAFORM to its path");
+		goto done;
+	}
+	snprintf(msg, sizeof(msg), "%s", st->bin);
+	if ((rc = rh_provider_check_add(checks, "terraform found", true, msg, NULL)) < 0)
+		goto done;
+	rc = render_into(def, p, st->workdir, &placement, &sink_url);
+	if (rc < 0) {
+		rh_provider_check_add(checks, "terraform init", false, rh_error_last(),
+				      "fix the target or the runbook's stack");
+		goto done;
+	}
+	rc = tf(st, c, "init", init_args, NULL, NULL);
+	if (rc < 0) {
+		rh_provider_check_add(checks, "terraform init", false, rh_error_last(),
+				      "make the providers reachable (a mirror in the terraform "
+				      "CLI config, or network to the provider registry), then "
+				      "run the drill again");
+		goto done;
+	}
+	snprintf(msg, sizeof(msg), "init succeeded in %s", st->workdir);
+	if ((rc = rh_provider_check_add(checks, "terraform init", true, msg, NULL)) < 0 || !plan)
+		goto done;
+	rc = rh_tf_stream_init(&stream);
+	if (rc < 0)
+		goto done;
+	stream_ready = true;
+	rc = tf(st, c, "plan", plan_args, &stream, NULL);
+	if (rc < 0) {
+		tf_failed(rc, &stream, "plan");
+		rh_provider_check_add(checks, "terraform plan", false, rh_error_last(),
+				      "fix what terraform reports, then run the drill again");
+		goto done;
+	}
+	plan_summary(msg, sizeof(msg), &stream);
+	rc = rh_provider_check_add(checks, "terraform plan", true, msg, NULL);
+done:
+	pthread_mutex_unlock(&p->lock);
+	if (stream_ready)
+		rh_tf_stream_release(&stream);
+	json_decref(placement);
+	free(sink_url);
 	return rc;
 }
 

@@ -86,6 +86,8 @@ int rh_cloud_teardown(struct rh_provider_ctx *p, const struct rh_provider_call *
 int rh_cloud_render(struct rh_provider_ctx *p, const char *out_dir);
 int rh_cloud_describe(const struct rh_provider_ops *self, json_t **out);
 void rh_cloud_free(struct rh_provider_ctx *p);
+int rh_cloud_preflight_ctx(struct rh_provider_ctx *p, const struct rh_provider_call *c,
+			   json_t *checks, bool plan);
 
 /* The base ops table of a cloud: its own name, summary and target keys,
  * the shared outputs and hooks. */
@@ -97,6 +99,7 @@ void rh_cloud_free(struct rh_provider_ctx *p);
 		.provision = rh_cloud_provision, .sink_open = rh_cloud_sink_open,                  \
 		.deploy = rh_cloud_deploy, .teardown = rh_cloud_teardown,                          \
 		.render = rh_cloud_render, .describe = rh_cloud_describe, .free = rh_cloud_free,   \
+		.preflight_ctx = rh_cloud_preflight_ctx,                                           \
 	}
 
 /* Helpers the definitions use: a target string/integer with a default. */

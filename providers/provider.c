@@ -95,3 +95,18 @@ const json_t *rh_provider_target(const struct rh_provider_ctx *p, const struct r
 {
 	return c && c->target ? c->target : p->target;
 }
+
+int rh_provider_check_add(json_t *checks, const char *name, bool ok, const char *message,
+			  const char *next)
+{
+	json_t *o = json_pack("{s:s, s:b, s:s}", "check", name, "ok", ok, "message",
+			      message ? message : "");
+
+	if (o && next && json_object_set_new(o, "next", json_string(next)) < 0) {
+		json_decref(o);
+		o = NULL;
+	}
+	if (!o || json_array_append_new(checks, o) < 0)
+		return rh_error_set(RH_ENOMEM, "out of memory recording a pre-flight check");
+	return 0;
+}

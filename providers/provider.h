@@ -56,6 +56,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdbool.h>
 
 struct rh_sink;
 
@@ -160,8 +161,26 @@ struct rh_provider_ops {
 	int (*describe)(const struct rh_provider_ops *self, json_t **out);
 	/* Optional: frees ctx->priv. */
 	void (*free)(struct rh_provider_ctx *p);
+
+	/* Optional (version 3; NULL: no such checks): the pre-flight checks
+	 * that need the drill's context, run before T0 with call->target
+	 * expanded against the render scope. It creates nothing a teardown
+	 * would have to remove (local files under ctx->drill_dir are fine:
+	 * terraform init's working dir). Appends one object {"check": NAME,
+	 * "ok": true|false, "message": TEXT, "next": WHAT TO DO (failures)}
+	 * to `checks` per check it ran, stopping at the first failure.
+	 * `plan`: also show what provision would create (`terraform plan`),
+	 * as "message" of a check named "plan". Returns 0 when every check
+	 * passed, else a negative code with the failed check's message set. */
+	int (*preflight_ctx)(struct rh_provider_ctx *p, const struct rh_provider_call *c,
+			     json_t *checks, bool plan);
 };
-#define RH_PROVIDER_OPS_VERSION 2
+#define RH_PROVIDER_OPS_VERSION 3
+
+/* Appends {"check": name, "ok": ok, "message": message, "next": next} to
+ * `checks` (next may be NULL). Returns 0 or RH_ENOMEM. */
+int rh_provider_check_add(json_t *checks, const char *name, bool ok, const char *message,
+			  const char *next);
 
 /* NULL-terminated table of all adapters. */
 extern const struct rh_provider_ops *const rh_providers[];

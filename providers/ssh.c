@@ -58,8 +58,10 @@ struct ssh_state {
 static const char *const ssh_target_keys[] = {"inventory",   "host",	      "accelerator",
 					      "known_hosts", "identity_file", "accept_new_host_key",
 					      NULL};
-static const char *const ssh_output_keys[] = {"host",	  "port",     "workspace",
-					      "ssh_host", "ssh_user", NULL};
+/* host_name and jurisdiction name the reserved host in the record: an
+ * auditor asks which machine, and under which law, the drill ran on. */
+static const char *const ssh_output_keys[] = {"host",	  "port",     "workspace",    "ssh_host",
+					      "ssh_user", "host_name", "jurisdiction", NULL};
 
 static int oom(void)
 {
@@ -621,7 +623,12 @@ static int set_outputs(json_t *dst, const struct ssh_state *st)
 	    json_object_set_new(dst, "port", json_integer(st->port)) ||
 	    json_object_set_new(dst, "workspace", json_string(st->workspace)) ||
 	    json_object_set_new(dst, "ssh_host", json_string(hstr(h, "address", ""))) ||
-	    json_object_set_new(dst, "ssh_user", json_string(user)))
+	    json_object_set_new(dst, "ssh_user", json_string(user)) ||
+	    json_object_set_new(dst, "host_name", json_string(hstr(h, "name", ""))))
+		return oom();
+	if (json_is_object(json_object_get(h, "jurisdiction")) &&
+	    json_object_set_new(dst, "jurisdiction",
+				json_deep_copy(json_object_get(h, "jurisdiction"))) < 0)
 		return oom();
 	return 0;
 }
@@ -1241,6 +1248,133 @@ done:
 	return rc;
 }
 
+/* Pre-flight: the inventory is valid and has a host for the target, that
+ * host answers with a known host key, and its lock is free. Only reads:
+ * no lock is taken, no workspace made (a `test -e` on the lock). */
+static int ssh_preflight_ctx(struct rh_provider_ctx *p, const struct rh_provider_call *call,
+			     json_t *checks, bool plan)
+{
+	struct ssh_state *st;
+	json_t *hosts = NULL;
+	char *want = NULL, *region = NULL, *acc = NULL;
+	char msg[2048] = "", first_err[1536] = "";
+	size_t matched = 0, busy_n = 0;
+	const char *ok_host = NULL;
+	int rc = 0, conn_rc = 0;
+
+	(void)plan;
+	pthread_mutex_lock(&p->lock);
+	st = state_get(p);
+	if (!st) {
+		rc = oom();
+		goto done;
+	}
+	rc = state_settings(st, p, call);
+	if (rc == 0)
+		rc = inv_load(&hosts, st->inv_path);
+	if (rc < 0) {
+		rh_provider_check_add(checks, "inventory", false, rh_error_last(),
+				      "fix the inventory file, or point target.inventory at the "
+				      "right one");
+		goto done;
+	}
+	if ((rc = target_str(&want, p, call, "host")) < 0 ||
+	    (rc = target_str(&region, p, call, "region")) < 0 ||
+	    (rc = target_str(&acc, p, call, "accelerator")) < 0)
+		goto done;
+	for (size_t i = 0; i < json_array_size(hosts); i++) {
+		const json_t *h = json_array_get(hosts, i);
+
+		if (!(want ? strcmp(hstr(h, "name", ""), want) != 0
+			   : !host_matches(h, region, acc)))
+			matched++;
+	}
+	if (!matched) {
+		if (want)
+			rc = rh_error_set(RH_ENOTFOUND, "inventory %s has no host named \"%s\"",
+					  st->inv_path, want);
+		else
+			rc = rh_error_set(RH_ENOTFOUND,
+					  "inventory %s has no host in region \"%s\" with "
+					  "accelerator \"%s\"",
+					  st->inv_path, region ? region : "(any)",
+					  acc ? acc : "(any)");
+		rh_provider_check_add(checks, "inventory", false, rh_error_last(),
+				      "add a matching host to the inventory, or change "
+				      "target.host, target.region or target.accelerator");
+		goto done;
+	}
+	snprintf(msg, sizeof(msg), "%s: %zu host%s match%s the target", st->inv_path, matched,
+		 matched == 1 ? "" : "s", matched == 1 ? "es" : "");
+	if ((rc = rh_provider_check_add(checks, "inventory", true, msg, NULL)) < 0)
+		goto done;
+	for (size_t i = 0; i < json_array_size(hosts) && !ok_host; i++) {
+		const json_t *h = json_array_get(hosts, i);
+		struct rh_ssh *c = NULL;
+		char lock[PATH_MAX + 256];
+		const char *test[] = {"test", "-e", lock, NULL};
+		int status = -1;
+
+		if (want ? strcmp(hstr(h, "name", ""), want) != 0 : !host_matches(h, region, acc))
+			continue;
+		conn_rc = ssh_open(&c, st, h, call);
+		if (conn_rc < 0) {
+			if (!first_err[0])
+				snprintf(first_err, sizeof(first_err), "%s", rh_error_last());
+			continue;
+		}
+		snprintf(lock, sizeof(lock), "%s/locks/%s", hstr(h, "workdir", ""),
+			 hstr(h, "name", ""));
+		rc = run(c, test, NULL, &status, NULL);
+		rh_ssh_free(c);
+		if (rc < 0) {
+			if (!first_err[0])
+				snprintf(first_err, sizeof(first_err), "host %s: %s",
+					 hstr(h, "name", "?"), rh_error_last());
+			rc = 0;
+			conn_rc = RH_EIO;
+			continue;
+		}
+		if (status == 0)
+			busy_n++;
+		else
+			ok_host = hstr(h, "name", "?");
+	}
+	if (!ok_host && busy_n == 0) {
+		rc = rh_error_set(conn_rc < 0 ? conn_rc : RH_EIO, "%s", first_err);
+		rh_provider_check_add(checks, "ssh host", false, first_err,
+				      "make the host reachable and its key known (see the "
+				      "message), then run the drill again");
+		goto done;
+	}
+	if (!ok_host) {
+		rc = rh_error_set(RH_ERROR,
+				  "every matching host in %s is reserved by another drill "
+				  "(%zu busy)",
+				  st->inv_path, busy_n);
+		rh_provider_check_add(checks, "ssh host", true,
+				      "a matching host answers with a "
+				      "known host key",
+				      NULL);
+		rh_provider_check_add(checks, "ssh lock", false, rh_error_last(),
+				      "wait for the other drill, or remove a stale lock "
+				      "<workdir>/locks/<host> on the host");
+		goto done;
+	}
+	snprintf(msg, sizeof(msg), "host %s answers with a known host key", ok_host);
+	if ((rc = rh_provider_check_add(checks, "ssh host", true, msg, NULL)) < 0)
+		goto done;
+	snprintf(msg, sizeof(msg), "host %s is not reserved by another drill", ok_host);
+	rc = rh_provider_check_add(checks, "ssh lock", true, msg, NULL);
+done:
+	pthread_mutex_unlock(&p->lock);
+	json_decref(hosts);
+	free(want);
+	free(region);
+	free(acc);
+	return rc;
+}
+
 static void ssh_free(struct rh_provider_ctx *p)
 {
 	struct ssh_state *st = p->priv;
@@ -1270,4 +1404,5 @@ const struct rh_provider_ops rh_provider_ssh = {
     .render = NULL,
     .describe = NULL,
     .free = ssh_free,
+    .preflight_ctx = ssh_preflight_ctx,
 };

@@ -526,6 +526,57 @@ static int reader_pump(struct line_reader *r, struct rh_tf_stream *st, bool last
 	return rc;
 }
 
+/* Terraform's own cause, from its plain-text stderr: the first "Error: "
+ * line and the paragraph after it (the detail), joined into one line, with
+ * the box-drawing prefix -no-color still prints ("│ ") removed. Returns
+ * false when the file has no such line. */
+static bool first_error(char *buf, size_t size, const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0, pos = 0;
+	ssize_t n;
+	int state = 0; /* 0 looking, 1 took the summary, 3 in the detail, 2 done */
+
+	buf[0] = '\0';
+	if (!f)
+		return false;
+	while (state != 2 && (n = getline(&line, &cap, f)) >= 0) {
+		char *t = line;
+
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
+			line[--n] = '\0';
+		if (strncmp(t, "\xe2\x94\x82", 3) == 0 || strncmp(t, "\xe2\x95\xb7", 3) == 0 ||
+		    strncmp(t, "\xe2\x95\xb5", 3) == 0)
+			t += 3;
+		while (*t == ' ')
+			t++;
+		if (state == 0 && strncmp(t, "Error: ", 7) == 0) {
+			int w = snprintf(buf, size, "%s", t + 7);
+
+			pos = w < 0 ? 0 : (size_t)w < size ? (size_t)w : size - 1;
+			state = 1;
+		} else if (state >= 1 && *t) {
+			/* the detail paragraph, wrapped over several lines */
+			int w;
+
+			for (unsigned char *c = (unsigned char *)t; *c; c++)
+				if (*c < 0x20)
+					*c = ' ';
+			w = pos < size ? snprintf(buf + pos, size - pos, "%s%s",
+						  state == 1 ? ": " : " ", t)
+				       : 0;
+			pos += w > 0 ? (size_t)w : 0;
+			state = 3;
+		} else if (state == 3) {
+			state = 2; /* a blank line ends the detail */
+		}
+	}
+	free(line);
+	fclose(f);
+	return state > 0;
+}
+
 int rh_tf_run(struct rh_tf_run *run)
 {
 	struct rh_spawn_opts opts = { 0 };
@@ -619,9 +670,15 @@ int rh_tf_run(struct rh_tf_run *run)
 	if (!WIFEXITED(child.status) || WEXITSTATUS(child.status) != 0) {
 		char how[64];
 
+		char cause[600];
+
 		rh_child_describe(how, sizeof(how), child.status);
-		rc = rh_error_set(RH_ERROR, "terraform %s %s (logs: %s, %s)", sub, how, out_path,
-				  err_path);
+		if (first_error(cause, sizeof(cause), err_path))
+			rc = rh_error_set(RH_ERROR, "terraform %s %s: %s (logs: %s, %s)", sub, how,
+					  cause, out_path, err_path);
+		else
+			rc = rh_error_set(RH_ERROR, "terraform %s %s (logs: %s, %s)", sub, how,
+					  out_path, err_path);
 	}
 done:
 	if (have_child)

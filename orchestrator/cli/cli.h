@@ -78,6 +78,7 @@ struct rh_cli_drill_req {
 	const json_t *rehearsal; /* recorded as "rehearsal" (the policy decision), or NULL */
 	const char *prom_file;
 	bool json_out, quiet, no_color;
+	bool preflight_only; /* run the pre-flight checks only; journal nothing */
 };
 
 /* Returns the drill's exit code (enum rh_exit). */

@@ -54,13 +54,16 @@ static const char *const record_fields[] = {
     "steps[].end_s",
     "steps[].duration_s",
     "steps[].error",
+    "teardown",
+    "preflight",
     NULL,
 };
 
 struct audit_opts {
 	const struct rh_cmd_ctx *ctx;
 	const char *sub;
-	const char *arg; /* show ID, push REMOTE */
+	const char *arg;  /* show ID, push REMOTE, diff ID1 */
+	const char *arg2; /* diff ID2 */
 	const char *state_arg;
 	const char *journal_file;
 	const char *format;
@@ -87,10 +90,11 @@ static int check_opts(const struct rh_cmd_ctx *ctx, struct audit_opts *o)
 		return rh_cli_usage_error(ctx, "push mirrors the state directory's journal; use "
 					       "--state-dir");
 	if (f->verdict && strcmp(f->verdict, "met") != 0 && strcmp(f->verdict, "missed") != 0 &&
-	    strcmp(f->verdict, "failed") != 0 && strcmp(f->verdict, "interrupted") != 0)
+	    strcmp(f->verdict, "failed") != 0 && strcmp(f->verdict, "interrupted") != 0 &&
+	    strcmp(f->verdict, "aborted") != 0)
 		return rh_cli_usage_error(ctx,
-					  "--verdict must be met, missed, failed or interrupted, "
-					  "not '%s'",
+					  "--verdict must be met, missed, failed, interrupted or "
+					  "aborted, not '%s'",
 					  f->verdict);
 	if (o->at_text && rh_report_time_parse(o->at_text, &o->at) < 0)
 		return rh_cli_usage_error(ctx, "--at: %s", rh_error_last());
@@ -347,6 +351,58 @@ static const char *jstr(const json_t *o, const char *key)
 	return s ? s : "-";
 }
 
+/* One "key  value" line per scalar of `o`, nested objects as a.b. */
+static void print_flat(const char *prefix, const json_t *o)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)o, key, v)
+	{
+		char name[256];
+		char *text;
+
+		snprintf(name, sizeof(name), "%s%s%s", prefix, *prefix ? "." : "", key);
+		if (json_is_object(v) && json_object_size(v)) {
+			print_flat(name, v);
+			continue;
+		}
+		text = json_is_string(v) ? NULL : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		printf("  %-28s %s\n", name, text ? text : json_string_value(v));
+		free(text);
+	}
+}
+
+/* What the drill ran from, how it was checked and how it ended. */
+static void print_provenance(const json_t *r)
+{
+	const json_t *prov = json_object_get(r, "provenance");
+	const json_t *checks = json_object_get(r, "preflight");
+	const json_t *target = json_object_get(r, "target");
+	char pf[32];
+	size_t i;
+	json_t *c;
+
+	fmt_seconds(pf, sizeof(pf), json_object_get(r, "preflight_s"));
+	printf("teardown  %s\n", jstr(r, "teardown"));
+	printf("preflight %s (before T0, not in the RTO)\n", pf);
+	json_array_foreach(checks, i, c)
+	{
+		printf("  %-4s %-15s %s\n", json_is_true(json_object_get(c, "ok")) ? "ok" : "FAIL",
+		       jstr(c, "check"), jstr(c, "message"));
+		if (json_is_string(json_object_get(c, "next")))
+			printf("       %-15s next: %s\n", "", jstr(c, "next"));
+	}
+	if (json_is_object(target)) {
+		printf("target (as run)\n");
+		print_flat("", target);
+	}
+	if (json_is_object(prov)) {
+		printf("provenance\n");
+		print_flat("", prov);
+	}
+}
+
 static void print_entry(const json_t *e)
 {
 	const json_t *r = json_object_get(e, "record");
@@ -408,21 +464,25 @@ static void print_entry(const json_t *e)
 	}
 	printf("host      %s, rehydra %s\n", jstr(json_object_get(r, "host"), "name"),
 	       jstr(r, "rehydra_version"));
+	print_provenance(r);
 }
 
-static int run_show(struct rh_journal *j, const struct audit_opts *o)
+/* Finds the one entry `arg` names (a seq, a drill id or a unique prefix);
+ * *found is new. Prints the problem as `sub` and returns its exit code. */
+static int find_entry(json_t **found, struct rh_journal *j, const char *arg, const char *sub)
 {
 	struct show_state st = {0};
 	const char *p;
 	int rc, code = 0;
 
-	st.id = o->arg;
-	st.id_len = strlen(o->arg);
+	*found = NULL;
+	st.id = arg;
+	st.id_len = strlen(arg);
 	st.by_seq = st.id_len > 0 && st.id_len <= 19;
-	for (p = o->arg; *p && st.by_seq; p++)
+	for (p = arg; *p && st.by_seq; p++)
 		st.by_seq = *p >= '0' && *p <= '9';
 	if (st.by_seq)
-		st.seq = strtoull(o->arg, NULL, 10);
+		st.seq = strtoull(arg, NULL, 10);
 	rc = rh_journal_foreach(j, show_one, &st);
 	if (rc >= 0 && !st.found && st.by_seq) {
 		/* "20261121" is no seq here: try it as the start of a drill id */
@@ -430,21 +490,21 @@ static int run_show(struct rh_journal *j, const struct audit_opts *o)
 		rc = rh_journal_foreach(j, show_one, &st);
 	}
 	if (rc < 0 && !(st.found && st.by_seq)) {
-		fprintf(stderr, "rehydra audit show: %s\n", rh_error_last());
+		fprintf(stderr, "rehydra audit %s: %s\n", sub, rh_error_last());
 		code = EXIT_BAD;
 		goto done;
 	}
 	if (!st.found) {
 		fprintf(stderr,
-			"rehydra audit show: no entry with seq or drill id '%s' in %s (see "
+			"rehydra audit %s: no entry with seq or drill id '%s' in %s (see "
 			"'rehydra audit list')\n",
-			o->arg, rh_journal_path(j));
+			sub, arg, rh_journal_path(j));
 		code = RH_EXIT_USAGE;
 		goto done;
 	}
 	if (!st.exact && st.matches > 1) {
-		fprintf(stderr, "rehydra audit show: '%s' names %zu drills; give more of the id:\n",
-			o->arg, st.matches);
+		fprintf(stderr, "rehydra audit %s: '%s' names %zu drills; give more of the id:\n",
+			sub, arg, st.matches);
 		for (size_t k = 0; k < st.matches && k < SHOW_MAX_CANDIDATES; k++)
 			fprintf(stderr, "  %s\n", st.candidates[k]);
 		if (st.matches > SHOW_MAX_CANDIDATES)
@@ -452,14 +512,202 @@ static int run_show(struct rh_journal *j, const struct audit_opts *o)
 		code = RH_EXIT_USAGE;
 		goto done;
 	}
-	if (o->json) {
-		json_dumpf(st.found, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
-		fputc('\n', stdout);
-	} else {
-		print_entry(st.found);
-	}
+	*found = st.found;
+	st.found = NULL;
 done:
 	json_decref(st.found);
+	return code;
+}
+
+static int run_show(struct rh_journal *j, const struct audit_opts *o)
+{
+	json_t *found = NULL;
+	int code = find_entry(&found, j, o->arg, "show");
+
+	if (code)
+		return code;
+	if (o->json) {
+		json_dumpf(found, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
+		fputc('\n', stdout);
+	} else {
+		print_entry(found);
+	}
+	json_decref(found);
+	return 0;
+}
+
+/* ---- diff ------------------------------------------------------------------ */
+
+/* Adds "path": [a, b] to `out` for every leaf that differs between a and b
+ * (objects walked key by key; anything else compared whole). */
+static int diff_json(json_t *out, const char *path, const json_t *a, const json_t *b)
+{
+	const char *key;
+	json_t *v;
+	char sub[512];
+
+	if (json_is_object(a) && json_is_object(b)) {
+		json_object_foreach((json_t *)a, key, v)
+		{
+			snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "." : "", key);
+			if (diff_json(out, sub, v, json_object_get(b, key)) < 0)
+				return -1;
+		}
+		json_object_foreach((json_t *)b, key, v)
+		{
+			if (json_object_get(a, key))
+				continue;
+			snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "." : "", key);
+			if (diff_json(out, sub, NULL, v) < 0)
+				return -1;
+		}
+		return 0;
+	}
+	if (json_equal((json_t *)a, (json_t *)b) || (!a && !b))
+		return 0;
+	return json_object_set_new(out, path,
+				   json_pack("[OO]", a ? a : json_null(), b ? b : json_null()));
+}
+
+static const json_t *step_named(const json_t *steps, const char *id)
+{
+	size_t i;
+	json_t *s;
+
+	json_array_foreach(
+	    steps, i, s) if (json_is_string(json_object_get(s, "id")) &&
+			     strcmp(json_string_value(json_object_get(s, "id")), id) == 0) return s;
+	return NULL;
+}
+
+static void diff_cell(char *buf, size_t size, const json_t *s)
+{
+	char dur[32];
+
+	if (!s) {
+		snprintf(buf, size, "(no such step)");
+		return;
+	}
+	fmt_seconds(dur, sizeof(dur), json_object_get(s, "duration_s"));
+	snprintf(buf, size, "%s %s", jstr(s, "status"), dur);
+}
+
+/* Two drills side by side, step by step, then the inputs that differ. */
+static int run_diff(struct rh_journal *j, const struct audit_opts *o)
+{
+	static const char *const inputs[] = {"runbook",	 "target",	 "model", "provenance",
+					     "scenario", "rto_target_s", NULL};
+	json_t *ea = NULL, *eb = NULL, *steps = NULL, *changed = NULL;
+	const json_t *ra, *rb, *sa, *sb;
+	const char *key;
+	json_t *v;
+	size_t i;
+	int code;
+
+	code = find_entry(&ea, j, o->arg, "diff");
+	if (!code)
+		code = find_entry(&eb, j, o->arg2, "diff");
+	if (code)
+		goto done;
+	code = EXIT_BAD;
+	ra = json_object_get(ea, "record");
+	rb = json_object_get(eb, "record");
+	if (!ra || !rb) {
+		fprintf(stderr, "rehydra audit diff: %s is not a drill\n", ra ? o->arg2 : o->arg);
+		code = RH_EXIT_USAGE;
+		goto done;
+	}
+	sa = json_object_get(ra, "steps");
+	sb = json_object_get(rb, "steps");
+	steps = json_array();
+	changed = json_object();
+	if (!steps || !changed)
+		goto oom;
+	/* the steps of the first, then those only the second has */
+	json_array_foreach(sa, i, v)
+	{
+		const char *id = jstr(v, "id");
+
+		if (json_array_append_new(steps, json_pack("{s:s, s:O?, s:O?}", "id", id, "a", v,
+							   "b", step_named(sb, id))) < 0)
+			goto oom;
+	}
+	json_array_foreach(
+	    sb, i,
+	    v) if (!step_named(sa, jstr(v, "id")) &&
+		   json_array_append_new(steps, json_pack("{s:s, s:n, s:O}", "id", jstr(v, "id"),
+							  "a", "b", v)) < 0) goto oom;
+	for (size_t k = 0; inputs[k]; k++)
+		if (diff_json(changed, inputs[k], json_object_get(ra, inputs[k]),
+			      json_object_get(rb, inputs[k])) < 0)
+			goto oom;
+	if (o->json) {
+		json_t *out = json_pack(
+		    "{s:s, s:s, s:o, s:o, s:o, s:O, s:O, s:o}", "a", jstr(ra, "drill_id"), "b",
+		    jstr(rb, "drill_id"), "verdict",
+		    json_pack("[ss]", jstr(ra, "verdict"), jstr(rb, "verdict")), "rto_s",
+		    json_pack(
+			"[OO]",
+			json_object_get(ra, "rto_s") ? json_object_get(ra, "rto_s") : json_null(),
+			json_object_get(rb, "rto_s") ? json_object_get(rb, "rto_s") : json_null()),
+		    "seq",
+		    json_pack("[OO]", json_object_get(ea, "seq"), json_object_get(eb, "seq")),
+		    "steps", steps, "inputs_differ", changed, "teardown",
+		    json_pack("[ss]", jstr(ra, "teardown"), jstr(rb, "teardown")));
+
+		code = out ? (rh_cli_print_json(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
+							 JSON_REAL_PRECISION(15))
+				  ? EXIT_BAD
+				  : 0)
+			   : EXIT_BAD;
+		json_decref(out);
+		goto done;
+	}
+	{
+		char rto_a[32], rto_b[32], ca[96], cb[96];
+
+		fmt_seconds(rto_a, sizeof(rto_a), json_object_get(ra, "rto_s"));
+		fmt_seconds(rto_b, sizeof(rto_b), json_object_get(rb, "rto_s"));
+		printf("%-18s %-34s %-34s\n", "", jstr(ra, "drill_id"), jstr(rb, "drill_id"));
+		printf("%-18s %-34" JSON_INTEGER_FORMAT " %-34" JSON_INTEGER_FORMAT "\n", "seq",
+		       json_integer_value(json_object_get(ea, "seq")),
+		       json_integer_value(json_object_get(eb, "seq")));
+		printf("%-18s %-34s %-34s\n", "verdict", jstr(ra, "verdict"), jstr(rb, "verdict"));
+		printf("%-18s %-34s %-34s\n", "rto", rto_a, rto_b);
+		printf("%-18s %-34s %-34s\n", "teardown", jstr(ra, "teardown"),
+		       jstr(rb, "teardown"));
+		printf("steps\n");
+		json_array_foreach(steps, i, v)
+		{
+			diff_cell(ca, sizeof(ca), json_object_get(v, "a"));
+			diff_cell(cb, sizeof(cb), json_object_get(v, "b"));
+			/* '*': the status differs (durations always do) */
+			printf("  %-16s %-34s %-34s%s\n", jstr(v, "id"), ca, cb,
+			       strcmp(jstr(json_object_get(v, "a"), "status"),
+				      jstr(json_object_get(v, "b"), "status")) != 0
+				   ? "  *"
+				   : "");
+		}
+		printf("inputs that differ%s\n", json_object_size(changed) ? "" : ": none");
+		json_object_foreach(changed, key, v)
+		{
+			char *x = json_dumps(json_array_get(v, 0), JSON_COMPACT | JSON_ENCODE_ANY);
+			char *y = json_dumps(json_array_get(v, 1), JSON_COMPACT | JSON_ENCODE_ANY);
+
+			printf("  %s\n    %s\n    %s\n", key, x ? x : "?", y ? y : "?");
+			free(x);
+			free(y);
+		}
+	}
+	code = 0;
+	goto done;
+oom:
+	fprintf(stderr, "rehydra audit diff: out of memory\n");
+done:
+	json_decref(steps);
+	json_decref(changed);
+	json_decref(ea);
+	json_decref(eb);
 	return code;
 }
 
@@ -549,6 +797,18 @@ static int run_report(struct rh_journal *j, const struct audit_opts *o)
 	    (o->prom_file && rh_metrics_new(&st.metrics, true) < 0)) {
 		fprintf(stderr, "rehydra audit report: %s\n", rh_error_last());
 		goto done;
+	}
+	/* the report says whether the evidence it is built from verifies */
+	if (fmt == RH_REPORT_HTML || fmt == RH_REPORT_JSON) {
+		struct rh_journal_problem pb;
+		uint64_t n = 0;
+		bool ok = rh_journal_verify(j, &pb, &n) == 0;
+
+		if (rh_report_set_journal(st.report, ok, pb.last_hash, ok ? NULL : pb.message) <
+		    0) {
+			fprintf(stderr, "rehydra audit report: %s\n", rh_error_last());
+			goto done;
+		}
 	}
 	if (rh_journal_foreach_fields(j, record_fields, report_one, &st) < 0) {
 		fprintf(stderr, "rehydra audit report: %s\n", rh_error_last());
@@ -783,9 +1043,10 @@ static int audit_run(const struct rh_cmd_ctx *ctx, int argc, char **argv,
 	o->sub = ctx->cmd->name;
 	if (n > max_pos)
 		return rh_cli_usage_error(ctx, "unexpected argument '%s'", argv[max_pos]);
-	if (max_pos && n == 0)
+	if (max_pos && n < max_pos)
 		return rh_cli_usage_error(ctx, "%s", need);
 	o->arg = n ? argv[0] : NULL;
+	o->arg2 = n > 1 ? argv[1] : NULL;
 	rc = check_opts(ctx, o);
 	if (rc)
 		return rc;
@@ -923,6 +1184,20 @@ static int cmd_repair(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	return audit_run(ctx, argc, argv, options, &o, 0, NULL, run_repair);
 }
 
+static int cmd_diff(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	struct audit_opts o = {0};
+	const struct rh_option options[] = {
+	    AUDIT_COMMON(&o),
+	    AUDIT_JSON(&o, "print {a, b, seq, verdict, rto_s, teardown, steps, inputs_differ}"),
+	    RH_OPT_END(),
+	};
+
+	return audit_run(ctx, argc, argv, options, &o, 2,
+			 "diff needs two entries: seq numbers or drill ids (or unique prefixes)",
+			 run_diff);
+}
+
 static int cmd_push(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 {
 	struct audit_opts o = {0};
@@ -962,6 +1237,15 @@ static const struct rh_cmd audit_show = {
     .summary = "one entry: ID is a seq number, a drill id or a unique prefix of one",
     .epilogue = audit_epilogue,
     .run = cmd_show,
+};
+
+static const struct rh_cmd audit_diff = {
+    .name = "diff",
+    .args = "ID1 ID2",
+    .summary = "two drills side by side: verdict, RTO, each step's status and duration, and "
+	       "every input that differs (vars, --var overrides, target, model, runbook)",
+    .epilogue = audit_epilogue,
+    .run = cmd_diff,
 };
 
 static const struct rh_cmd audit_report = {
@@ -1007,8 +1291,8 @@ static const struct rh_cmd audit_cadence = {
 };
 
 static const struct rh_cmd *const audit_subs[] = {
-    &audit_verify, &audit_list, &audit_show,	&audit_report,
-    &audit_repair, &audit_push, &audit_cadence, NULL,
+    &audit_verify, &audit_list,	  &audit_show,	 &audit_diff,	 &audit_report,
+    &audit_repair, &audit_push,	  &audit_cadence, NULL,
 };
 
 const struct rh_cmd rh_cmd_audit = {

@@ -16,10 +16,12 @@
 #include "cli.h"
 #include "engine.h"
 #include "error.h"
+#include "fsutil.h"
 #include "provider.h"
 #include "journal.h"
 #include "load.h"
 #include "metrics.h"
+#include "preflight.h"
 #include "record.h"
 #include "runbook.h"
 #include "scenario.h"
@@ -127,7 +129,10 @@ static void on_event(void *user, const struct rh_drill *d, const struct rh_event
 		if (r->status == RH_STEP_OK && s->restores_service)
 			fprintf(ui->out, "  %sservice answers%s", paint(ui, C_BOLD),
 				paint(ui, C_RESET));
-		if (r->status != RH_STEP_OK && ev->text && ev->text[0])
+		/* a failed teardown is told once, loudly, after the verdict */
+		if (r->status != RH_STEP_OK && s->type == &rh_step_teardown)
+			fprintf(ui->out, " (see below)");
+		else if (r->status != RH_STEP_OK && ev->text && ev->text[0])
 			fprintf(ui->out, ": %s", ev->text);
 		fputc('\n', ui->out);
 		break;
@@ -204,9 +209,22 @@ static void print_summary(struct ui *ui, const struct rh_drill *d, const char *r
 
 	fprintf(f, "\nverdict  %s%s%s", paint(ui, vcolor), rh_verdict_name(d->verdict),
 		paint(ui, C_RESET));
-	if (d->restored) {
+	if (d->verdict == RH_VERDICT_ABORTED) {
+		const json_t *c = rh_preflight_failed(d->preflight);
+
+		fprintf(f, "  pre-flight failed before T0; nothing was created\n");
+		if (c)
+			fprintf(f, "  check '%s': %s\n",
+				json_string_value(json_object_get(c, "check")),
+				json_string_value(json_object_get(c, "message")));
+		if (c && json_is_string(json_object_get(c, "next")))
+			fprintf(f, "  next: %s\n", json_string_value(json_object_get(c, "next")));
+	} else if (d->restored) {
 		fprintf(f, "  rto %.3f s", d->rto_s);
-		if (rb->rto_target_s > 0)
+		if (rb->rto_target_s > 0 && d->verdict == RH_VERDICT_MISSED)
+			fprintf(f, " (target %g s: missed by %.3f s)", rb->rto_target_s,
+				d->rto_s - rb->rto_target_s);
+		else if (rb->rto_target_s > 0)
 			fprintf(f, " (target %g s)", rb->rto_target_s);
 		fputc('\n', f);
 		if (d->n_critical) {
@@ -227,7 +245,8 @@ static void print_summary(struct ui *ui, const struct rh_drill *d, const char *r
 		for (size_t i = 0; i < rb->n_steps; i++) {
 			const struct rh_step_result *r = &d->results[i];
 
-			if (r->status != RH_STEP_FAILED && r->status != RH_STEP_TIMED_OUT)
+			if ((r->status != RH_STEP_FAILED && r->status != RH_STEP_TIMED_OUT) ||
+			    rb->steps[i].when != RH_WHEN_ON_SUCCESS)
 				continue;
 			fprintf(f, "  step '%s' %s: %s\n", rb->steps[i].id,
 				rh_step_status_name(r->status), r->error ? r->error : "");
@@ -243,11 +262,9 @@ static void print_summary(struct ui *ui, const struct rh_drill *d, const char *r
 		if (head[0])
 			fprintf(f, "load     %s: %s\n", rb->steps[i].id, head);
 	}
-	if (d->final_phase_failed) {
-		fprintf(f,
-			"\n%sWARNING: the final phase did not complete; resources may be left "
-			"behind:%s\n",
-			paint(ui, C_RED), paint(ui, C_RESET));
+	if (d->final_phase_failed && !d->teardown_incomplete) {
+		fprintf(f, "\n%sWARNING: the final phase did not complete:%s\n", paint(ui, C_RED),
+			paint(ui, C_RESET));
 		for (size_t i = 0; i < rb->n_steps; i++) {
 			const struct rh_step_result *r = &d->results[i];
 
@@ -261,6 +278,60 @@ static void print_summary(struct ui *ui, const struct rh_drill *d, const char *r
 	if (record_path)
 		fprintf(f, "record   %s\n", record_path);
 	fflush(f);
+}
+
+/* The one loud teardown alarm, on stderr (whatever --quiet or --json say:
+ * resources may be billing). Printed only when a teardown step ran and did
+ * not succeed, which the adapters make mean "something may exist". */
+static void print_teardown_alarm(const struct ui *ui, const struct rh_drill *d)
+{
+	static const char tag[] = "TEARDOWN INCOMPLETE: ";
+	const struct rh_runbook *rb = d->rb;
+	bool color = ui->color && ui->out == stderr;
+
+	if (!d->teardown_incomplete)
+		return;
+	fprintf(stderr, "\n%sTEARDOWN INCOMPLETE: resources may remain (exit 4)%s\n",
+		color ? C_RED : "", color ? C_RESET : "");
+	for (size_t i = 0; i < rb->n_steps; i++) {
+		const struct rh_step_result *r = &d->results[i];
+		const char *e = r->error ? r->error : "";
+		const char *hit = strstr(e, tag);
+
+		if (rb->steps[i].type != &rh_step_teardown || r->attempts == 0 ||
+		    r->status == RH_STEP_OK)
+			continue;
+		fprintf(stderr, "  step '%s' %s: ", rb->steps[i].id,
+			rh_step_status_name(r->status));
+		if (hit) /* the adapter's own words, without saying it twice */
+			fprintf(stderr, "%.*s%s\n", (int)(hit - e), e, hit + sizeof(tag) - 1);
+		else
+			fprintf(stderr, "%s\n", e);
+		print_logs(stderr, r->log_prefix);
+	}
+	fprintf(stderr, "  drill directory: %s\n", d->dir);
+	fflush(stderr);
+}
+
+/* The pre-flight checks, one line each; `all` prints passed ones too. */
+static void print_checks(FILE *f, const json_t *checks, bool all)
+{
+	size_t i;
+	const json_t *c;
+
+	json_array_foreach(checks, i, c)
+	{
+		bool ok = json_is_true(json_object_get(c, "ok"));
+		const char *next = json_string_value(json_object_get(c, "next"));
+
+		if (ok && !all)
+			continue;
+		fprintf(f, "  %-4s %-15s %s\n", ok ? "ok" : "FAIL",
+			json_string_value(json_object_get(c, "check")),
+			json_string_value(json_object_get(c, "message")));
+		if (!ok && next)
+			fprintf(f, "       %-15s next: %s\n", "", next);
+	}
 }
 
 /* A scenario names a rehearsal ("H20 unavailable in CN"): printable UTF-8. */
@@ -371,6 +442,9 @@ int rh_cli_drill_execute(const struct rh_cli_drill_req *req)
 	pthread_t sig_tid;
 	bool sig_started = false, drill_ready = false;
 	bool json_out = req->json_out, no_color = req->no_color, record_ok = false;
+	bool preflight_only = req->preflight_only;
+	struct rh_preflight_opts popts = RH_PREFLIGHT_OPTS_INIT;
+	json_t *checks = NULL;
 	const char *file = req->file;
 	const char *state_arg = req->state_dir;
 	const char *scenario = req->scenario;
@@ -391,12 +465,6 @@ int rh_cli_drill_execute(const struct rh_cli_drill_req *req)
 	if (rc)
 		goto done;
 	rc = RH_EXIT_FAILED;
-	if (rb->provider && rb->provider->preflight &&
-	    rb->provider->preflight(rb->provider, rb->target) < 0) {
-		fprintf(stderr, "rehydra %s: %s: %s\n", cmd, file, rh_error_last());
-		rc = RH_EXIT_USAGE;
-		goto done;
-	}
 	state_dir = state_arg ? strdup(state_arg) : rh_cli_default_state_dir();
 	if (!state_dir) {
 		fprintf(stderr,
@@ -438,6 +506,10 @@ int rh_cli_drill_execute(const struct rh_cli_drill_req *req)
 		goto done;
 	}
 	drill_ready = true;
+	if (rh_record_set_overrides(&drill, req->overrides, req->n_overrides) < 0) {
+		fprintf(stderr, "rehydra %s: %s\n", cmd, rh_error_last());
+		goto done;
+	}
 	sig.drill = &drill;
 	sig.ui = &ui;
 	if (pthread_create(&sig_tid, NULL, signal_thread, &sig) != 0) {
@@ -461,12 +533,48 @@ int rh_cli_drill_execute(const struct rh_cli_drill_req *req)
 		fflush(ui.out);
 	}
 
+	/* Pre-flight: before T0, creating nothing. A failure is an aborted
+	 * drill: journaled (the attempt is evidence), exit 2. */
+	popts.plan = preflight_only;
+	if (rh_preflight_run(&checks, &drill, &popts) < 0) {
+		char why[2048];
+
+		const json_t *failed = rh_preflight_failed(checks);
+		const char *next = json_string_value(json_object_get(failed, "next"));
+
+		snprintf(why, sizeof(why), "%s", rh_error_last());
+		fprintf(stderr, "rehydra %s: %s: %s%s%s\n", cmd, file, why,
+			next ? "; next: " : "", next ? next : "");
+		if (preflight_only && !ui.quiet)
+			print_checks(ui.out, checks, true);
+		rc = RH_EXIT_USAGE;
+		if (preflight_only)
+			goto done;
+		rh_drill_abort(&drill);
+	} else if (preflight_only) {
+		print_checks(ui.out, checks, true);
+		fprintf(ui.out, "pre-flight passed: %zu checks in %.3f s (nothing journaled)\n",
+			json_array_size(checks), drill.preflight_s);
+		rc = RH_EXIT_MET;
+		goto done;
+	} else if (!ui.quiet) {
+		fprintf(ui.out,
+			"  pre-flight ok  %zu checks in %.3f s (before T0, not in the RTO)\n",
+			json_array_size(checks), drill.preflight_s);
+		fflush(ui.out);
+	}
+	drill.preflight = checks;
+	checks = NULL;
+	if (drill.verdict == RH_VERDICT_ABORTED)
+		goto record;
+
 	opts.on_event = on_event;
 	opts.user = &ui;
 	if (rh_engine_run(&drill, &opts) < 0) {
 		fprintf(stderr, "rehydra %s: %s\n", cmd, rh_error_last());
 		goto done;
 	}
+record:
 	pthread_kill(sig_tid, SIGUSR1);
 	pthread_join(sig_tid, NULL);
 	sig_started = false;
@@ -490,7 +598,8 @@ int rh_cli_drill_execute(const struct rh_cli_drill_req *req)
 			record_path, rh_error_last());
 	if (!ui.quiet)
 		print_summary(&ui, &drill, record_ok ? record_path : NULL);
-	rc = rh_verdict_exit_code(drill.verdict);
+	print_teardown_alarm(&ui, &drill);
+	rc = rh_drill_exit_code(&drill);
 	if (!journal_and_metrics(state_dir, record, prom_file, &ui, cmd) || !record_ok)
 		rc = RH_EXIT_FAILED;
 	if (json_out) {
@@ -503,6 +612,10 @@ done:
 		pthread_kill(sig_tid, SIGUSR1);
 		pthread_join(sig_tid, NULL);
 	}
+	/* --preflight-only leaves no drill behind (its terraform init dir too) */
+	if (drill_ready && preflight_only && drill.dir)
+		rh_fs_rm_rf(drill.dir);
+	json_decref(checks);
 	json_decref(record);
 	if (drill_ready)
 		rh_drill_release(&drill);
@@ -528,6 +641,9 @@ static int cmd_drill_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	    RH_OPT_STRING(0, "prom-file", &req.prom_file, "FILE",
 			  "write Prometheus metrics (textfile format) of the latest drill per "
 			  "runbook, target and scenario to FILE"),
+	    RH_OPT_BOOL(0, "preflight-only", &req.preflight_only,
+			"run the pre-flight checks (and terraform plan for a cloud target) and "
+			"stop: nothing is created or journaled"),
 	    RH_OPT_BOOL(0, "json", &req.json_out,
 			"print the drill record on stdout (the timeline goes to stderr)"),
 	    RH_OPT_BOOL('q', "quiet", &req.quiet, "no timeline or summary"),
@@ -566,9 +682,15 @@ const struct rh_cmd rh_cmd_drill = {
 	"an interrupt. The drill record (JSON) is written to\n"
 	"STATE_DIR/drills/<drill id>/record.json, step logs beside it in steps/, and\n"
 	"appended to the audit journal STATE_DIR/journal/journal.jsonl (see 'rehydra\n"
-	"audit').\n",
+	"audit').\n\n"
+	"Before T0 a pre-flight checks, creating nothing, that the registry opens, the\n"
+	"model version's tag and manifest verify, its LFS objects are at hand, the\n"
+	"variables env_allow names are set, terraform init works, ssh hosts answer with\n"
+	"a known key and a free lock, and exec programs exist. A failure exits 2 and\n"
+	"journals the drill as 'aborted' (reports keep those out of pass rates).\n",
     .epilogue = "exit status: 0 restored within the RTO target, 1 restored but target missed,\n"
-		"2 bad input (nothing ran), 3 not restored or not journaled, 130 interrupted\n"
-		"(teardown ran)\n",
+		"2 bad input or failed pre-flight (nothing created), 3 not restored or not\n"
+		"journaled, 4 teardown incomplete: resources may remain (whatever the verdict),\n"
+		"130 interrupted (teardown ran)\n",
     .run = cmd_drill_run,
 };

@@ -23,9 +23,11 @@ static void help_exit_codes(void)
 	fputs("exit codes (the same for every command):\n"
 	      "  0    service restored within the RTO target (other commands: success)\n"
 	      "  1    service restored, but the RTO target was missed\n"
-	      "  2    bad input or usage: nothing was run, nothing was created\n"
+	      "  2    bad input, usage, or a failed pre-flight check: nothing was created\n"
+	      "       (a drill whose pre-flight failed is journaled as 'aborted')\n"
 	      "  3    drill failed: the service was not restored (teardown still ran);\n"
 	      "       rehearse: no lawful and available target (the contingency cannot be met)\n"
+	      "  4    teardown incomplete: resources may remain, whatever the verdict\n"
 	      "  130  interrupted by SIGINT or SIGTERM (teardown still ran)\n",
 	      stdout);
 }

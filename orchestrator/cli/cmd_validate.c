@@ -41,6 +41,17 @@ static json_t *file_json(const char *path, const struct rh_runbook *rb, const st
 	return o;
 }
 
+/* An object with "hosts" and none of a runbook's required keys. */
+static bool is_inventory(const char *path)
+{
+	json_t *doc = json_load_file(path, 0, NULL);
+	bool yes = json_is_object(doc) && json_is_array(json_object_get(doc, "hosts")) &&
+		   !json_object_get(doc, "rehydra") && !json_object_get(doc, "steps");
+
+	json_decref(doc);
+	return yes;
+}
+
 static int cmd_validate_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 {
 	bool quiet = false, as_json = false;
@@ -68,6 +79,17 @@ static int cmd_validate_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 		struct rh_diags diags = RH_DIAGS_INIT;
 		struct rh_runbook *rb = NULL;
 
+		if (!as_json && is_inventory(argv[i])) {
+			/* a common slip: the ssh inventory given where a runbook goes */
+			fprintf(
+			    stderr,
+			    "%s: error: this is an ssh inventory (\"hosts\"), not a runbook: "
+			    "name it in a runbook's target, \"inventory\": \"%s\", and "
+			    "validate the runbook; the drill's pre-flight checks the inventory\n",
+			    argv[i], argv[i]);
+			rc = RH_EXIT_USAGE;
+			continue;
+		}
 		if (!as_json) {
 			if (rh_cli_load_runbook(&rb, argv[i], NULL, 0))
 				rc = RH_EXIT_USAGE;

@@ -55,6 +55,10 @@ drill "$T/met.json"
 expect_eq "met: exit code" 0 "$RC"
 [ "$RC" = 0 ] || cat "$T/met.json.err"
 expect_eq "met: verdict" met "$(jq -r .verdict "$T/met.json")"
+expect_eq "met: the record names the reserved host and its jurisdiction" "ns-host SE" \
+	"$(jq -r '"\(.target.host_name) \(.target.jurisdiction.country)"' "$T/met.json")"
+check "met: the record's target is expanded (no \${vars.inventory})" \
+	bash -c "! jq -r .target.inventory '$T/met.json' | grep -qF '\${'"
 id=$(jq -r .drill_id "$T/met.json")
 expect_eq "met: every step ok" "ok ok ok ok ok ok" \
 	"$(jq -r '[.steps[].status] | join(" ")' "$T/met.json")"
@@ -129,11 +133,19 @@ check "dead stack: deploy names the command and the reason" \
 	       | test("nonexistent/tinylm exited right after starting.*not found")' "$T/dead.out"
 check "dead stack: nothing left on the host" host_clean "$(jq -r .drill_id "$T/dead.out")"
 
-# 4. An unknown host key: refused, with its fingerprint; nothing is created.
+# 4. An unknown host key: refused in pre-flight, with its fingerprint and
+# the runbook key that accepts it; nothing is created; journaled aborted.
 FP=$(ssh-keygen -l -E sha256 -f "$T/sshd/host_ed25519.pub" | cut -d' ' -f2)
 : >"$T/kh_empty"
 drill "$T/unknown.json" --var known_hosts="$T/kh_empty"
-expect_eq "unknown host key: exit code" 3 "$RC"
+expect_eq "unknown host key: exit code (pre-flight)" 2 "$RC"
+expect_eq "unknown host key: verdict aborted" aborted "$(jq -r .verdict "$T/unknown.json")"
+expect_eq "unknown host key: the failed check" "ssh host" \
+	"$(jq -r '.preflight[-1].check' "$T/unknown.json")"
+check "unknown host key: names the runbook key that exists" \
+	grep -qF '"accept_new_host_key": true in the target' "$T/unknown.json.err"
+expect_eq "unknown host key: nothing ran" 0 "$(jq '[.steps[] | select(.attempts > 0)] | length' \
+	"$T/unknown.json")"
 check "unknown host key: names the fingerprint" grep -qF "$FP" "$T/unknown.json.err"
 check "unknown host key: nothing on the host" test ! -e "$WORKDIR/locks/ns-host"
 
@@ -141,7 +153,8 @@ check "unknown host key: nothing on the host" test ! -e "$WORKDIR/locks/ns-host"
 mkdir -p "$WORKDIR/locks/ns-host"
 echo other-drill >"$WORKDIR/locks/ns-host/owner"
 drill "$T/busy.json"
-expect_eq "busy host: exit code" 3 "$RC"
+expect_eq "busy host: exit code (pre-flight)" 2 "$RC"
+expect_eq "busy host: the failed check" "ssh lock" "$(jq -r '.preflight[-1].check' "$T/busy.json")"
 check "busy host: says it is reserved" grep -q "reserved by another drill" "$T/busy.json.err"
 expect_eq "busy host: the other drill's lock is kept" other-drill \
 	"$(cat "$WORKDIR/locks/ns-host/owner")"

@@ -59,7 +59,7 @@ drill success ok
 expect_eq "success: exit 0" 0 "$RC"
 [ "$RC" = 0 ] || cat "$T/ok.err"
 expect_eq "success: terraform called in order" \
-	"init -input=false,apply -auto-approve,output -no-color,destroy -auto-approve,state list," \
+	"init -input=false,init -input=false,apply -auto-approve,output -no-color,destroy -auto-approve,state list," \
 	"$(calls ok)"
 expect_eq "success: per-resource apply time in the record" "42 complete create" \
 	"$(step ok provision '.outputs.terraform.resources["module.rehydra.aws_instance.gpu"]
@@ -96,13 +96,16 @@ check "apply-fails: the error names the resource and the cloud's reason" \
 expect_eq "apply-fails: the failed resource is in the record" "errored 14" \
 	"$(step fail provision '.outputs.terraform.resources["module.rehydra.aws_instance.gpu"] | "\(.status) \(.elapsed_s)"')"
 expect_eq "apply-fails: teardown still destroyed" \
-	"init -input=false,apply -auto-approve,destroy -auto-approve,state list," "$(calls fail)"
+	"init -input=false,init -input=false,apply -auto-approve,destroy -auto-approve,state list," "$(calls fail)"
 expect_eq "apply-fails: leak check clean" clean "$(step fail teardown '.outputs.leak_check')"
 check "apply-fails: no secret leaked" no_secret fail
 
 # --- destroy fails -------------------------------------------------------------
 drill destroy-fails leak
-check "destroy-fails: loud TEARDOWN INCOMPLETE" grep -q "TEARDOWN INCOMPLETE" "$T/leak.err"
+expect_eq "destroy-fails: exit 4 although the service was restored" 4 "$RC"
+expect_eq "destroy-fails: verdict still met" met "$(jq -r .verdict "$T/leak.json")"
+expect_eq "destroy-fails: record says teardown incomplete" incomplete "$(jq -r .teardown "$T/leak.json")"
+expect_eq "destroy-fails: TEARDOWN INCOMPLETE printed once" 1 "$(grep -c "TEARDOWN INCOMPLETE" "$T/leak.err")"
 check "destroy-fails: names the resource and the reason" \
 	grep -q "module.rehydra.aws_s3_bucket.artifacts: deleting S3 Bucket.*BucketNotEmpty" "$T/leak.err"
 LEAK_WD=$(ls -d "$T"/state-leak/drills/*)/terraform
@@ -140,10 +143,21 @@ RC=0
 wait $PID || RC=$?
 expect_eq "ctrl-c: exit 130" 130 "$RC"
 expect_eq "ctrl-c: terraform stopped, destroy still ran" \
-	"init -input=false,apply -auto-approve,destroy -auto-approve,state list," "$(calls int)"
+	"init -input=false,init -input=false,apply -auto-approve,destroy -auto-approve,state list," "$(calls int)"
 expect_eq "ctrl-c: leak check clean" clean "$(step int teardown '.outputs.leak_check')"
 check "ctrl-c: no double left running" no_process_matching "$T/state-int"
 fi
+
+# --- init fails after pre-flight: nothing was applied, so no alarm ------------
+drill init-fails-late initlate
+expect_eq "init fails: exit 3 (not restored), not 4" 3 "$RC"
+check "init fails: no teardown alarm" bash -c "! grep -q 'TEARDOWN INCOMPLETE' '$T/initlate.err'"
+check "init fails: terraform's own cause on stderr" \
+	grep -q "Failed to query available provider packages: Could not retrieve" "$T/initlate.err"
+expect_eq "init fails: no apply, no destroy" "init -input=false,init -input=false," \
+	"$(calls initlate)"
+expect_eq "init fails: record says teardown complete" complete \
+	"$(jq -r .teardown "$T/initlate.json")"
 
 # --- no binary -----------------------------------------------------------------
 RC=0
@@ -151,6 +165,9 @@ env -u REHYDRA_TERRAFORM PATH=/nonexistent-rh "$(command -v env)" \
 	"$REHYDRA" drill --no-color --state-dir "$T/state-nobin" "$RUNBOOK" >"$T/nobin.out" 2>&1 || RC=$?
 expect_eq "no binary: bad input, exit 2" 2 "$RC"
 check "no binary: says how to install one" grep -q "install OpenTofu" "$T/nobin.out"
-check "no binary: nothing created before failing" test ! -e "$T/state-nobin"
+check "no binary: nothing provisioned (no terraform working dir)" \
+	bash -c "! ls -d '$T'/state-nobin/drills/*/terraform 2>/dev/null | grep -q ."
+expect_eq "no binary: journaled as aborted" aborted \
+	"$(jq -r .record.verdict "$T"/state-nobin/journal/journal.jsonl | grep -v null | tail -1)"
 
 finish
