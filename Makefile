@@ -29,8 +29,8 @@ demo: build
 	$(BUILD)/rehydra drill runbooks/tinylm-local.json --var registry=$(abspath $(BUILD))/demo/registry
 
 test: test-deps build build-asan
-	cd $(BUILD) && ctest --output-on-failure
-	cd $(ASAN_BUILD) && ctest --output-on-failure
+	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure
+	cd $(ASAN_BUILD) && ctest -j $(JOBS) --output-on-failure
 
 bench: build
 	bash tests/bench/engine.sh $(BUILD)
