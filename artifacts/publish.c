@@ -255,7 +255,7 @@ static int mkdir_shared(const char *path)
 /* Copies f->src into the store, hashing on the way; fills size and sha256. */
 static int pub_store(struct pub *p, struct pub_file *f)
 {
-	struct rh_sha256 c;
+	struct rh_sha256 c = { 0 };
 	struct stat sb;
 	uint8_t d[32];
 	char rnd[17];
@@ -280,7 +280,9 @@ static int pub_store(struct pub *p, struct pub_file *f)
 		goto done;
 	}
 	have_tmp = true;
-	rh_sha256_init(&c);
+	err = rh_sha256_init(&c);
+	if (err < 0)
+		goto done;
 	for (;;) {
 		ssize_t n;
 		int rc;
@@ -342,6 +344,7 @@ static int pub_store(struct pub *p, struct pub_file *f)
 	}
 	have_tmp = false;
 done:
+	rh_sha256_free(&c);
 	if (in >= 0)
 		close(in);
 	if (out >= 0)

@@ -176,7 +176,7 @@ static const char *file_sink_known(struct file_sink *fs, const char *path, const
 
 static int hash_fd(struct file_sink *fs, const char *path, int fd, char hex[65])
 {
-	struct rh_sha256 c;
+	struct rh_sha256 c = { 0 };
 	uint8_t d[32];
 	uint8_t *buf = malloc(FILE_SINK_BUF);
 	int err = 0;
@@ -184,7 +184,9 @@ static int hash_fd(struct file_sink *fs, const char *path, int fd, char hex[65])
 	if (!buf)
 		return rh_error_set(RH_ENOMEM, "out of memory hashing %s in sink %s", path,
 				    fs->base.url);
-	rh_sha256_init(&c);
+	err = rh_sha256_init(&c);
+	if (err < 0)
+		goto done;
 	for (;;) {
 		ssize_t n;
 
@@ -208,6 +210,7 @@ static int hash_fd(struct file_sink *fs, const char *path, int fd, char hex[65])
 	rh_sha256_final(&c, d);
 	rh_sha256_hex(hex, d);
 done:
+	rh_sha256_free(&c);
 	free(buf);
 	return err;
 }
@@ -538,7 +541,7 @@ static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, con
 	struct file_sink *fs = (struct file_sink *)s;
 	struct put_job j = { .fs = fs, .path = path, .src = src, .fd = -1,
 			     .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
-	struct rh_sha256 c;
+	struct rh_sha256 c = { 0 };
 	struct stat sb;
 	uint8_t digest[32];
 	char part[NAME_MAX + 1];
@@ -627,8 +630,9 @@ static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, con
 		}
 	}
 	for (;;) {
-		rh_sha256_init(&c);
-		err = put_hash_prefix(&j, have, &c);
+		err = rh_sha256_init(&c);
+		if (err == 0)
+			err = put_hash_prefix(&j, have, &c);
 		if (err == 0)
 			err = put_stream(&j, have, size, &c, &src_failed);
 		sent += j.written;
@@ -678,6 +682,7 @@ static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, con
 		stats->bytes_sent = sent;
 	}
 done:
+	rh_sha256_free(&c);
 	if (err < 0 && !keep_part && j.fd >= 0)
 		unlinkat(dirfd, part, 0);
 	if (err < 0 && stats)

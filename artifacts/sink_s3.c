@@ -784,7 +784,9 @@ static int s3_on_seek(void *user, curl_off_t offset, int origin)
 	if (origin != SEEK_SET || offset != 0)
 		return CURL_SEEKFUNC_CANTSEEK;
 	st->pos = 0;
-	rh_md5_init(&st->md5);
+	rh_md5_free(&st->md5);
+	if (rh_md5_init(&st->md5) < 0)
+		return CURL_SEEKFUNC_FAIL;
 	return CURL_SEEKFUNC_OK;
 }
 
@@ -876,7 +878,10 @@ static int s3_request(struct s3_sink *s, CURL *h, const struct s3_req *rq, struc
 		if (rq->stream) {
 			rq->stream->pos = 0;
 			rq->stream->err = 0;
-			rh_md5_init(&rq->stream->md5);
+			rh_md5_free(&rq->stream->md5);
+			err = rh_md5_init(&rq->stream->md5);
+			if (err < 0)
+				goto done;
 		}
 		if (rq->payload && s3_cancelled(s)) {
 			err = rh_error_set(RH_ECANCELLED, "cancelled while %s", rq->what);
@@ -1262,8 +1267,8 @@ static int s3_hash_source(struct s3_sink *s, const struct rh_source *src, uint64
 			  uint64_t part_size, struct s3_upload *u, uint8_t single_md5[16],
 			  char sha_hex[65])
 {
-	struct rh_sha256 sc;
-	struct rh_md5 mc;
+	struct rh_sha256 sc = { 0 };
+	struct rh_md5 mc = { 0 };
 	uint8_t digest[32];
 	uint8_t *buf = malloc(S3_HASH_BUF);
 	uint64_t off = 0;
@@ -1272,8 +1277,8 @@ static int s3_hash_source(struct s3_sink *s, const struct rh_source *src, uint64
 
 	if (!buf)
 		return rh_error_set(RH_ENOMEM, "out of memory hashing %s", src->name);
-	rh_sha256_init(&sc);
-	rh_md5_init(&mc);
+	if ((err = rh_sha256_init(&sc)) < 0 || (err = rh_md5_init(&mc)) < 0)
+		goto done;
 	while (off < size) {
 		uint64_t part_end = u ? (uint64_t)(part + 1) * part_size : size;
 		size_t want = S3_HASH_BUF;
@@ -1307,7 +1312,9 @@ static int s3_hash_source(struct s3_sink *s, const struct rh_source *src, uint64
 		off += (uint64_t)n;
 		if (u && off == part_end) {
 			rh_md5_final(&mc, u->parts[part].local_md5);
-			rh_md5_init(&mc);
+			err = rh_md5_init(&mc);
+			if (err < 0)
+				goto done;
 			part++;
 		}
 	}
@@ -1326,6 +1333,8 @@ static int s3_hash_source(struct s3_sink *s, const struct rh_source *src, uint64
 	rh_sha256_final(&sc, digest);
 	rh_sha256_hex(sha_hex, digest);
 done:
+	rh_sha256_free(&sc);
+	rh_md5_free(&mc);
 	free(buf);
 	return err;
 }
@@ -1409,6 +1418,7 @@ static int s3_put_single(struct s3_sink *s, const char *path, const char *key, u
 	}
 	err = s3_remember(s, path, size, sha256);
 done:
+	rh_md5_free(&st.md5);
 	if (h)
 		curl_easy_cleanup(h);
 	s3_resp_release(&rs);
@@ -1701,6 +1711,7 @@ static int s3_upload_part(struct s3_upload *u, CURL *h, unsigned i, bool *resuma
 	p->state = PART_SENT;
 	pthread_mutex_unlock(&u->lock);
 done:
+	rh_md5_free(&st.md5);
 	s3_resp_release(&rs);
 	return err;
 }

@@ -728,7 +728,9 @@ static int sftp_put(struct rh_sink *s, const char *path, uint64_t size, const ch
 		err = rh_error_set(RH_ENOMEM, "out of memory writing %s to sink %s", path, s->url);
 		goto done;
 	}
-	rh_sha256_init(&p.hash);
+	err = rh_sha256_init(&p.hash);
+	if (err < 0)
+		goto done;
 	err = conn_acquire(ss, &c);
 	if (err < 0)
 		goto done;
@@ -841,6 +843,7 @@ done:
 		stats->bytes_sent = st.bytes_sent;
 		stats->bytes_resumed = st.bytes_resumed;
 	}
+	rh_sha256_free(&p.hash);
 	free(p.cur);
 	free(p.next);
 	free(final);
