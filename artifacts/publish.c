@@ -274,7 +274,9 @@ static int pub_store(struct pub *p, struct pub_file *f)
 		err = rh_error_set_errno(RH_EIO, errno, "cannot open %s", f->src);
 		goto done;
 	}
-	out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	/* read-only, like git's own objects: a restore on the same filesystem
+	 * may then hard-link the object instead of copying it (sink_file.c) */
+	out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
 	if (out < 0) {
 		err = rh_error_set_errno(RH_EIO, errno, "cannot create %s", tmp);
 		goto done;

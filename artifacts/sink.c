@@ -183,6 +183,11 @@ static long file_read_at(void *user, uint64_t offset, void *buf, size_t len)
 	return (long)got;
 }
 
+static int file_local_fd(void *user)
+{
+	return ((struct file_source *)user)->fd;
+}
+
 int rh_source_file_open(struct rh_source **out, const char *path)
 {
 	struct file_source *fsrc = NULL;
@@ -213,6 +218,7 @@ int rh_source_file_open(struct rh_source **out, const char *path)
 	}
 	fsrc->src.size = (uint64_t)sb.st_size;
 	fsrc->src.read_at = file_read_at;
+	fsrc->src.local_fd = file_local_fd;
 	fsrc->src.user = fsrc;
 	fsrc->src.name = fsrc->path;
 	*out = &fsrc->src;
@@ -253,6 +259,7 @@ static long mem_read_at(void *user, uint64_t offset, void *buf, size_t len)
 
 void rh_source_mem_init(struct rh_source *src, const void *data, size_t len, const char *name)
 {
+	memset(src, 0, sizeof(*src));
 	src->size = len;
 	src->read_at = mem_read_at;
 	src->user = src;

@@ -50,6 +50,11 @@ struct rh_source {
 	void *user;
 	const char *name; /* for messages: the registry file or cache object */
 	const void *data; /* rh_source_mem_init's bytes (its user is the source itself) */
+	/* A descriptor of a local regular file that holds exactly these bytes
+	 * (borrowed: open while the source is), or -1; NULL when the source
+	 * has none. Lets the file sink clone or hard-link instead of copying;
+	 * the sink still hashes what ends up under the final name. */
+	int (*local_fd)(void *user);
 };
 
 struct rh_put_stats {

@@ -122,6 +122,7 @@ static void file_src_make(struct file_src *f, const char *dir, const char *name,
 	rh_sha256_final(&c, d);
 	rh_sha256_hex(hex, d);
 	f->fd = fd;
+	f->src = (struct rh_source){ 0 };
 	f->src.size = size;
 	f->src.read_at = file_read_at;
 	f->src.user = f;
@@ -149,6 +150,7 @@ static long mem_read_at(void *user, uint64_t off, void *buf, size_t len)
 
 static void mem_src_init(struct mem_src *m, const void *data, size_t len)
 {
+	m->src = (struct rh_source){ 0 };
 	m->src.size = len;
 	m->src.read_at = mem_read_at;
 	m->src.user = m;

@@ -50,6 +50,7 @@ static long msrc_read_at(void *user, uint64_t off, void *buf, size_t len)
 static void msrc_init(struct msrc *m, const void *data, size_t len)
 {
 	m->data = data;
+	m->src = (struct rh_source){ 0 };
 	m->src.size = len;
 	m->src.read_at = msrc_read_at;
 	m->src.user = m;
