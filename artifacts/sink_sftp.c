@@ -3,7 +3,9 @@
  *
  * Speed. libssh2 1.10 pipelines only the buffer it is handed, and without
  * AES-GCM or ChaCha20 one connection is CPU-bound, so each put() owns one
- * connection of a small pool (opts.parallel, default 4) and hands
+ * connection of a pool sized to the cores (opts.parallel, default one per
+ * online CPU, at least 2: more connections than cores only take turns
+ * encrypting, fewer leave a core idle) and hands
  * libssh2_sftp_write 4 MiB at a time, passing the unacknowledged rest again.
  * While libssh2 waits for the server (EAGAIN), the same thread reads and
  * hashes the next 4 MiB in slices, so hashing overlaps the network instead
@@ -50,13 +52,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "banned.h"
 
 #define SFTP_BUF (4u << 20)
 #define SFTP_SLICE (256u << 10)
 #define SFTP_TAIL_CHECK (64u << 10)
-#define SFTP_DEFAULT_PARALLEL 4
+#define SFTP_DEFAULT_PARALLEL 4 /* the static ops' figure; opens use sftp_default_parallel */
 #define SFTP_MAX_PARALLEL 32
 #define SFTP_STATE ".rehydra-sink.json"
 #define SFTP_PART ".rh-part-"
@@ -1206,6 +1209,15 @@ static int open_root(struct sftp_sink *ss, struct rh_ssh *ssh, LIBSSH2_SFTP *sft
 	return 0;
 }
 
+static unsigned sftp_default_parallel(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 2)
+		return 2;
+	return n > SFTP_MAX_PARALLEL ? SFTP_MAX_PARALLEL : (unsigned)n;
+}
+
 int rh_sink_sftp_open(struct rh_sink **out, const char *url, const struct rh_sink_opts *opts)
 {
 	static const struct rh_sink_opts defaults = RH_SINK_OPTS_INIT;
@@ -1226,7 +1238,7 @@ int rh_sink_sftp_open(struct rh_sink **out, const char *url, const struct rh_sin
 	pthread_mutex_init(&ss->lock, NULL);
 	ss->ops = sftp_sink_ops;
 	ss->base.ops = &ss->ops;
-	parallel = opts->parallel ? opts->parallel : SFTP_DEFAULT_PARALLEL;
+	parallel = opts->parallel ? opts->parallel : sftp_default_parallel();
 	ss->ops.max_parallel = parallel > SFTP_MAX_PARALLEL ? SFTP_MAX_PARALLEL : parallel;
 	ss->files = json_object();
 	ss->dirs = json_object();
