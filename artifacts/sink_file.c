@@ -55,7 +55,7 @@
 #define FILE_SINK_NBUF 4             /* chunks in flight between hasher and writer */
 #define FILE_SINK_KICK (8u << 20)    /* start writeback every this many bytes */
 #define FILE_SINK_PARALLEL 4
-#define FILE_SINK_STATE ".rehydra-sink.json"
+#define FILE_SINK_STATE RH_SINK_MANIFEST_NAME
 #define FILE_SINK_PART ".rh-part-"
 #define FILE_SINK_STATE_MAX (64u * 1024 * 1024)
 
@@ -63,9 +63,7 @@ struct file_sink {
 	struct rh_sink base; /* first: the ops see a struct rh_sink */
 	char *root;          /* absolute */
 	int root_fd;
-	pthread_mutex_t lock; /* guards files/dirty: puts run in parallel */
-	json_t *files;       /* state: path -> {size, sha256, mtime_ns, ctime_ns, ino} */
-	bool dirty;
+	struct rh_sink_manifest m; /* path -> {size, sha256, mtime_ns, ctime_ns, ino} */
 };
 
 /* Names the sink reserves for itself cannot be manifest paths. */
@@ -154,31 +152,28 @@ static long long stat_ns(const struct timespec *ts)
 static int file_sink_remember(struct file_sink *fs, const char *path, const struct stat *sb,
 			      const char *sha256)
 {
-	json_t *e = json_pack("{s:I, s:s, s:I, s:I, s:I}", "size", (json_int_t)sb->st_size,
-			      "sha256", sha256, "mtime_ns", (json_int_t)stat_ns(&sb->st_mtim),
-			      "ctime_ns", (json_int_t)stat_ns(&sb->st_ctim),
-			      "ino", (json_int_t)sb->st_ino);
+	json_t *id = json_pack("{s:I, s:I, s:I}", "mtime_ns", (json_int_t)stat_ns(&sb->st_mtim),
+			       "ctime_ns", (json_int_t)stat_ns(&sb->st_ctim), "ino",
+			       (json_int_t)sb->st_ino);
 
-	if (!e || json_object_set_new(fs->files, path, e) != 0)
+	if (!id)
 		return rh_error_set(RH_ENOMEM, "out of memory recording %s in sink %s", path,
 				    fs->base.url);
-	fs->dirty = true;
-	return 0;
+	return rh_sink_manifest_set(&fs->m, path, (uint64_t)sb->st_size, sha256, id,
+				    fs->base.url);
 }
 
 /* The recorded sha256 of `path` if the file is the same inode, unchanged. */
 static const char *file_sink_known(struct file_sink *fs, const char *path, const struct stat *sb)
 {
-	json_t *e = json_object_get(fs->files, path);
+	const json_t *e = rh_sink_manifest_get(&fs->m, path);
 
-	if (!json_is_object(e))
+	if (!e)
 		return NULL;
 	if (json_integer_value(json_object_get(e, "size")) != (json_int_t)sb->st_size ||
 	    json_integer_value(json_object_get(e, "mtime_ns")) != stat_ns(&sb->st_mtim) ||
 	    json_integer_value(json_object_get(e, "ctime_ns")) != stat_ns(&sb->st_ctim) ||
 	    json_integer_value(json_object_get(e, "ino")) != (json_int_t)sb->st_ino)
-		return NULL;
-	if (!rh_hex_is_sha256(json_string_value(json_object_get(e, "sha256"))))
 		return NULL;
 	return json_string_value(json_object_get(e, "sha256"));
 }
@@ -693,9 +688,7 @@ static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, con
 	if (err == 0) {
 		unlinkat(dirfd, part, 0); /* a partial of an earlier copy, done with */
 		if (fstatat(dirfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
-			pthread_mutex_lock(&fs->lock);
 			err = file_sink_remember(fs, path, &sb, hex);
-			pthread_mutex_unlock(&fs->lock);
 		}
 		if (stats)
 			stats->bytes_sent = size;
@@ -786,9 +779,7 @@ static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, con
 	}
 	/* Identity after the rename (the rename may change ctime). */
 	if (fstatat(dirfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
-		pthread_mutex_lock(&fs->lock);
 		err = file_sink_remember(fs, path, &sb, hex);
-		pthread_mutex_unlock(&fs->lock);
 	}
 	if (stats) {
 		stats->bytes_resumed = have;
@@ -802,12 +793,8 @@ done:
 		stats->bytes_sent = sent;
 	if (j.fd >= 0)
 		close(j.fd); /* drops the flock */
-	if (err < 0 && fs->files) {
-		/* whatever is under the final name now, we do not vouch for it */
-		pthread_mutex_lock(&fs->lock);
-		json_object_del(fs->files, path);
-		pthread_mutex_unlock(&fs->lock);
-	}
+	if (err < 0) /* whatever is under the final name now, we do not vouch for it */
+		rh_sink_manifest_forget(&fs->m, path);
 	if (dirfd >= 0)
 		close(dirfd);
 	for (int i = 0; i < FILE_SINK_NBUF; i++)
@@ -822,10 +809,8 @@ static int file_sink_state_load(struct file_sink *fs)
 	json_error_t jerr;
 	struct stat sb;
 	json_t *doc = NULL;
-	json_t *files;
 	int fd;
 
-	fs->files = NULL;
 	fd = openat(fs->root_fd, FILE_SINK_STATE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
 	    sb.st_size < (off_t)FILE_SINK_STATE_MAX) {
@@ -840,14 +825,8 @@ static int file_sink_state_load(struct file_sink *fs)
 	if (fd >= 0)
 		close(fd);
 	/* A missing or damaged state only costs re-hashing: start empty. */
-	files = json_object_get(doc, "files");
-	if (json_integer_value(json_object_get(doc, "rehydra_sink")) == 1 && json_is_object(files))
-		fs->files = json_incref(files);
+	rh_sink_manifest_adopt(&fs->m, doc);
 	json_decref(doc);
-	if (!fs->files)
-		fs->files = json_object();
-	if (!fs->files)
-		return rh_error_set(RH_ENOMEM, "out of memory opening sink %s", fs->base.url);
 	return 0;
 }
 
@@ -855,23 +834,19 @@ static int file_sink_commit(struct rh_sink *s)
 {
 	struct file_sink *fs = (struct file_sink *)s;
 	char *text = NULL;
-	json_t *doc = NULL;
 	int err = 0;
 
-	if (!fs->dirty)
+	if (!fs->m.dirty)
 		goto sync_dir;
-	doc = json_pack("{s:i, s:O}", "rehydra_sink", 1, "files", fs->files);
-	text = doc ? json_dumps(doc, JSON_SORT_KEYS | JSON_INDENT(1)) : NULL;
-	if (!text) {
-		err = rh_error_set(RH_ENOMEM, "out of memory writing the state of sink %s", s->url);
+	err = rh_sink_manifest_text(&fs->m, &text, s->url);
+	if (err < 0)
 		goto done;
-	}
 	err = rh_fs_write_atomic_at(fs->root_fd, s->url, FILE_SINK_STATE, text, strlen(text));
 	if (err < 0) {
 		rh_error_prefix(err, "cannot record the state of sink %s", s->url);
 		goto done;
 	}
-	fs->dirty = false;
+	rh_sink_manifest_saved(&fs->m);
 sync_dir:
 	/* Renames are durable only once their directory is. Nested directories
 	 * were fsync'ed by nothing: syncfs covers them all in one call. */
@@ -881,7 +856,6 @@ sync_dir:
 	}
 done:
 	free(text);
-	json_decref(doc);
 	return err;
 }
 
@@ -891,11 +865,10 @@ static void file_sink_close(struct rh_sink *s)
 
 	if (fs->root_fd >= 0)
 		close(fs->root_fd);
-	json_decref(fs->files);
+	rh_sink_manifest_release(&fs->m);
 	free(fs->root);
 	free(s->url);
 	free(s->location);
-	pthread_mutex_destroy(&fs->lock);
 	free(fs);
 }
 
@@ -926,7 +899,9 @@ int rh_sink_file_open(struct rh_sink **out, const char *dir)
 	}
 	fs->root_fd = -1;
 	fs->base.ops = &file_sink_ops;
-	pthread_mutex_init(&fs->lock, NULL);
+	err = rh_sink_manifest_init(&fs->m);
+	if (err < 0)
+		goto done;
 	err = rh_fs_mkdir_p(dir);
 	if (err < 0) {
 		rh_error_prefix(err, "file sink %s", dir);

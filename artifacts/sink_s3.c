@@ -81,7 +81,7 @@
 #define S3_MANIFEST_MAX (64u << 20)
 #define S3_HASH_BUF (1u << 20)
 #define S3_ATTEMPTS 4
-#define S3_MANIFEST ".rehydra-sink.json"
+#define S3_MANIFEST RH_SINK_MANIFEST_NAME
 #define S3_RESERVED ".rehydra-sink"
 #define S3_UPLOADS ".rehydra-sink/uploads/"
 #define S3_META_SHA "x-amz-meta-rehydra-sha256"
@@ -96,9 +96,8 @@ struct s3_sink {
 	char key_hint[16];   /* the key id's first characters, for messages */
 	unsigned parallel;
 	uint64_t part_size;
-	pthread_mutex_t lock; /* files, dirty and progress calls (puts run in parallel) */
-	json_t *files;        /* manifest: path -> {size, sha256} */
-	bool dirty;
+	pthread_mutex_t lock; /* progress calls (puts run in parallel) */
+	struct rh_sink_manifest m; /* path -> {size, sha256}; its own lock */
 };
 
 /* What one request got back. */
@@ -1077,7 +1076,6 @@ static int s3_manifest_load(struct s3_sink *s, CURL *h)
 	struct s3_resp rs = { 0 };
 	json_error_t jerr;
 	json_t *doc = NULL;
-	json_t *files;
 	char *key = s3_key(s, S3_MANIFEST);
 	struct s3_req rq = { .method = "GET", .key = key, .what = "reading the sink manifest" };
 	int err = 0;
@@ -1109,13 +1107,7 @@ static int s3_manifest_load(struct s3_sink *s, CURL *h)
 		doc = json_loadb(rs.body ? rs.body : "", rs.len, JSON_REJECT_DUPLICATES, &jerr);
 	}
 	/* A missing or damaged manifest only costs HEADs: start empty. */
-	files = json_object_get(doc, "files");
-	if (json_integer_value(json_object_get(doc, "rehydra_sink")) == 1 && json_is_object(files))
-		s->files = json_incref(files);
-	else
-		s->files = json_object();
-	if (!s->files)
-		err = rh_error_set(RH_ENOMEM, "out of memory opening %s", s->base.url);
+	rh_sink_manifest_adopt(&s->m, doc);
 done:
 	json_decref(doc);
 	s3_resp_release(&rs);
@@ -1125,27 +1117,12 @@ done:
 
 static int s3_remember(struct s3_sink *s, const char *path, uint64_t size, const char *sha256)
 {
-	json_t *e = json_pack("{s:I, s:s}", "size", (json_int_t)size, "sha256", sha256);
-	int err = 0;
-
-	pthread_mutex_lock(&s->lock);
-	if (!e || json_object_set_new(s->files, path, e) != 0)
-		err = rh_error_set(RH_ENOMEM, "out of memory recording %s in sink %s", path,
-				   s->base.url);
-	else
-		s->dirty = true;
-	pthread_mutex_unlock(&s->lock);
-	return err;
+	return rh_sink_manifest_set(&s->m, path, size, sha256, NULL, s->base.url);
 }
 
 static void s3_forget(struct s3_sink *s, const char *path)
 {
-	pthread_mutex_lock(&s->lock);
-	if (json_object_get(s->files, path)) {
-		json_object_del(s->files, path);
-		s->dirty = true;
-	}
-	pthread_mutex_unlock(&s->lock);
+	rh_sink_manifest_forget(&s->m, path);
 }
 
 static int s3_has(struct rh_sink *base, const char *path, uint64_t size, const char *sha256,
@@ -1156,7 +1133,6 @@ static int s3_has(struct rh_sink *base, const char *path, uint64_t size, const c
 	char what[512];
 	char *key = NULL;
 	CURL *h = NULL;
-	json_t *e;
 	bool listed;
 	int err = 0;
 
@@ -1166,11 +1142,7 @@ static int s3_has(struct rh_sink *base, const char *path, uint64_t size, const c
 				   base->url);
 		goto done;
 	}
-	e = json_object_get(s->files, path);
-	listed = json_is_object(e) &&
-		 json_integer_value(json_object_get(e, "size")) == (json_int_t)size &&
-		 json_is_string(json_object_get(e, "sha256")) &&
-		 strcmp(json_string_value(json_object_get(e, "sha256")), sha256) == 0;
+	listed = rh_sink_manifest_match(&s->m, path, size, sha256) != NULL;
 	key = s3_key(s, path);
 	h = curl_easy_init();
 	if (!key || !h) {
@@ -1220,14 +1192,13 @@ static int s3_commit(struct rh_sink *base)
 	struct s3_resp rs = { 0 };
 	char *text = NULL;
 	char *key = NULL;
-	json_t *doc = NULL;
 	CURL *h = NULL;
 	int err = 0;
 
-	if (!s->dirty)
+	if (!s->m.dirty)
 		goto done;
-	doc = json_pack("{s:i, s:O}", "rehydra_sink", 1, "files", s->files);
-	text = doc ? json_dumps(doc, JSON_SORT_KEYS | JSON_INDENT(1)) : NULL;
+	if (rh_sink_manifest_text(&s->m, &text, base->url) < 0)
+		text = NULL;
 	key = s3_key(s, S3_MANIFEST);
 	h = curl_easy_init();
 	if (!text || !key || !h) {
@@ -1246,12 +1217,11 @@ static int s3_commit(struct rh_sink *base)
 		rh_error_prefix(err, "cannot record the content of sink %s", base->url);
 		goto done;
 	}
-	s->dirty = false;
+	rh_sink_manifest_saved(&s->m);
 done:
 	if (h)
 		curl_easy_cleanup(h);
 	s3_resp_release(&rs);
-	json_decref(doc);
 	free(text);
 	free(key);
 	return err;
@@ -2076,7 +2046,7 @@ static void s3_close(struct rh_sink *base)
 		free(s->token_hdr);
 	}
 	pthread_mutex_destroy(&s->lock);
-	json_decref(s->files);
+	rh_sink_manifest_release(&s->m);
 	rh_s3_target_release(&s->t);
 	free(s->sigv4);
 	free(s->base.url);
@@ -2115,6 +2085,9 @@ int rh_sink_s3_open(struct rh_sink **out, const char *url, const struct rh_sink_
 	}
 	pthread_mutex_init(&s->lock, NULL);
 	s->base.ops = &s3_sink_ops;
+	err = rh_sink_manifest_init(&s->m);
+	if (err < 0)
+		goto done;
 	err = rh_s3_target_parse(&s->t, url);
 	if (err < 0)
 		goto done;

@@ -991,6 +991,64 @@ static void test_sink__link_not_copy(void)
 	free(tmp);
 }
 
+/* The manifest all three sinks keep: set/match/forget, the text it stores
+ * and reading it back, and what it refuses to trust. */
+static void test_sink__manifest_helper(void)
+{
+	static const char sha[] = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+	struct rh_sink_manifest m, back;
+	const json_t *e;
+	json_t *doc;
+	char *text = NULL;
+
+	CU_ASSERT_EQUAL_FATAL(rh_sink_manifest_init(&m), 0);
+	CU_ASSERT_FALSE(m.dirty);
+	CU_ASSERT_PTR_NULL(rh_sink_manifest_get(&m, "a.bin"));
+	CU_ASSERT_EQUAL(rh_sink_manifest_set(&m, "a.bin", 3, sha, json_pack("{s:i}", "mtime", 7),
+					     "file:///x"),
+			0);
+	CU_ASSERT_TRUE(m.dirty);
+	e = rh_sink_manifest_match(&m, "a.bin", 3, sha);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(e, "mtime")), 7);
+	CU_ASSERT_PTR_NULL(rh_sink_manifest_match(&m, "a.bin", 4, sha));
+	CU_ASSERT_PTR_NULL(rh_sink_manifest_match(&m, "a.bin", 3, "00"));
+	CU_ASSERT_EQUAL(rh_sink_manifest_set(&m, "b.bin", 0, sha, NULL, "file:///x"), 0);
+
+	CU_ASSERT_EQUAL_FATAL(rh_sink_manifest_text(&m, &text, "file:///x"), 0);
+	rh_sink_manifest_saved(&m);
+	CU_ASSERT_FALSE(m.dirty);
+	CU_ASSERT_EQUAL_FATAL(rh_sink_manifest_init(&back), 0);
+	doc = json_loads(text, 0, NULL);
+	rh_sink_manifest_adopt(&back, doc);
+	json_decref(doc);
+	CU_ASSERT_PTR_NOT_NULL(rh_sink_manifest_match(&back, "a.bin", 3, sha));
+	CU_ASSERT_PTR_NOT_NULL(rh_sink_manifest_match(&back, "b.bin", 0, sha));
+	CU_ASSERT_FALSE(back.dirty);
+	rh_sink_manifest_forget(&back, "nope");
+	CU_ASSERT_FALSE(back.dirty);
+	rh_sink_manifest_forget(&back, "a.bin");
+	CU_ASSERT_TRUE(back.dirty);
+	CU_ASSERT_PTR_NULL(rh_sink_manifest_get(&back, "a.bin"));
+	rh_sink_manifest_release(&back);
+
+	/* another format, or an entry whose sha256 is no digest: not trusted */
+	CU_ASSERT_EQUAL_FATAL(rh_sink_manifest_init(&back), 0);
+	doc = json_pack("{s:i, s:{s:{s:i, s:s}}}", "rehydra_sink", 2, "files", "a.bin", "size",
+			3, "sha256", sha);
+	rh_sink_manifest_adopt(&back, doc);
+	json_decref(doc);
+	CU_ASSERT_PTR_NULL(rh_sink_manifest_get(&back, "a.bin"));
+	doc = json_pack("{s:i, s:{s:{s:i, s:s}}}", "rehydra_sink", 1, "files", "a.bin", "size",
+			3, "sha256", "ZZ");
+	rh_sink_manifest_adopt(&back, doc);
+	json_decref(doc);
+	CU_ASSERT_PTR_NULL(rh_sink_manifest_get(&back, "a.bin"));
+	rh_sink_manifest_release(&back);
+	rh_sink_manifest_release(&m);
+	free(text);
+}
+
 RH_TEST_MAIN("sink",
 	     { "put_ok", test_sink__put_ok },
 	     { "bad_data_leaves_nothing", test_sink__bad_data_leaves_nothing },
@@ -1004,4 +1062,5 @@ RH_TEST_MAIN("sink",
 	     { "parallel_puts", test_sink__parallel_puts },
 	     { "open_by_url", test_sink__open_by_url },
 	     { "sources", test_sink__sources },
-	     { "link_not_copy", test_sink__link_not_copy })
+	     { "link_not_copy", test_sink__link_not_copy },
+	     { "manifest_helper", test_sink__manifest_helper })
