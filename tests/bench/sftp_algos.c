@@ -56,7 +56,7 @@ static int fail(const char *what, LIBSSH2_SESSION *s)
 
 int main(int argc, char **argv)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET };
+	struct sockaddr_in sa = {.sin_family = AF_INET};
 	LIBSSH2_SESSION *s = NULL;
 	LIBSSH2_SFTP *sftp;
 	LIBSSH2_SFTP_HANDLE *h;
@@ -96,8 +96,8 @@ int main(int argc, char **argv)
 	if (!(sftp = libssh2_sftp_init(s)))
 		return fail("sftp", s);
 	snprintf(path, sizeof(path), "/tmp/rh-sftp-algos-%ld.bin", (long)getpid());
-	h = libssh2_sftp_open(sftp, path, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT |
-				  LIBSSH2_FXF_TRUNC, 0600);
+	h = libssh2_sftp_open(sftp, path, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC,
+			      0600);
 	if (!h)
 		return fail("open", s);
 	t0 = now();
