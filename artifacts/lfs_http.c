@@ -812,7 +812,9 @@ static int download_call(struct rh_lfs_remote *rm, const struct rh_lfs_pointer *
 		err = reset_fd(fd);
 		if (err < 0)
 			goto done;
-		rh_sha256_init(&x.sha);
+		err = rh_sha256_init(&x.sha);
+		if (err < 0)
+			goto done;
 		rc = http_do(&x, act->href, hdrs, NULL, true, &status);
 		if (rc == CURLE_ABORTED_BY_CALLBACK) {
 			err = rh_error_set(RH_ECANCELLED, "cancelled fetching LFS object %s "
@@ -859,6 +861,7 @@ static int download_call(struct rh_lfs_remote *rm, const struct rh_lfs_pointer *
 					   href_name, status);
 			retry = status_retryable(status);
 		}
+		rh_sha256_free(&x.sha); /* emptied by final on a 200 */
 		if (!retry || attempt >= pol->attempts) {
 			if (retry)
 				gave_up(err, attempt);

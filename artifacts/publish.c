@@ -255,7 +255,7 @@ static int mkdir_shared(const char *path)
 /* Copies f->src into the store, hashing on the way; fills size and sha256. */
 static int pub_store(struct pub *p, struct pub_file *f)
 {
-	struct rh_sha256 c;
+	struct rh_sha256 c = { 0 };
 	struct stat sb;
 	uint8_t d[32];
 	char rnd[17];
@@ -274,13 +274,17 @@ static int pub_store(struct pub *p, struct pub_file *f)
 		err = rh_error_set_errno(RH_EIO, errno, "cannot open %s", f->src);
 		goto done;
 	}
-	out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	/* read-only, like git's own objects: a restore on the same filesystem
+	 * may then hard-link the object instead of copying it (sink_file.c) */
+	out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
 	if (out < 0) {
 		err = rh_error_set_errno(RH_EIO, errno, "cannot create %s", tmp);
 		goto done;
 	}
 	have_tmp = true;
-	rh_sha256_init(&c);
+	err = rh_sha256_init(&c);
+	if (err < 0)
+		goto done;
 	for (;;) {
 		ssize_t n;
 		int rc;
@@ -342,6 +346,7 @@ static int pub_store(struct pub *p, struct pub_file *f)
 	}
 	have_tmp = false;
 done:
+	rh_sha256_free(&c);
 	if (in >= 0)
 		close(in);
 	if (out >= 0)

@@ -1250,6 +1250,11 @@ void rh_registry_source_free(struct rh_source *src)
 	free(s);
 }
 
+static int src_local_fd(void *user)
+{
+	return ((struct reg_source *)user)->fd;
+}
+
 static struct reg_source *source_new(const char *name)
 {
 	struct reg_source *s = calloc(1, sizeof(*s));
@@ -1264,6 +1269,7 @@ static struct reg_source *source_new(const char *name)
 	}
 	s->src.user = s;
 	s->src.name = s->name;
+	s->src.local_fd = src_local_fd;
 	return s;
 }
 

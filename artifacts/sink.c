@@ -2,6 +2,9 @@
  * sink.c - what every sink shares: opening one by URL, closing, the path
  * rule, and the two simple sources (a local file, memory).
  *
+ * Every sink also keeps the same manifest of what it holds (path -> size,
+ * sha256), written three times before this file held it once.
+ *
  * Manifest paths come from a registry that may not be ours to trust, and
  * they name files under a sink's root on some target. One function decides
  * which paths are acceptable so that file, SFTP and S3 sinks refuse exactly
@@ -10,6 +13,7 @@
  */
 #include "sink.h"
 #include "error.h"
+#include "hex.h"
 #include "url.h"
 
 #include <errno.h>
@@ -183,6 +187,11 @@ static long file_read_at(void *user, uint64_t offset, void *buf, size_t len)
 	return (long)got;
 }
 
+static int file_local_fd(void *user)
+{
+	return ((struct file_source *)user)->fd;
+}
+
 int rh_source_file_open(struct rh_source **out, const char *path)
 {
 	struct file_source *fsrc = NULL;
@@ -213,6 +222,7 @@ int rh_source_file_open(struct rh_source **out, const char *path)
 	}
 	fsrc->src.size = (uint64_t)sb.st_size;
 	fsrc->src.read_at = file_read_at;
+	fsrc->src.local_fd = file_local_fd;
 	fsrc->src.user = fsrc;
 	fsrc->src.name = fsrc->path;
 	*out = &fsrc->src;
@@ -253,9 +263,104 @@ static long mem_read_at(void *user, uint64_t offset, void *buf, size_t len)
 
 void rh_source_mem_init(struct rh_source *src, const void *data, size_t len, const char *name)
 {
+	memset(src, 0, sizeof(*src));
 	src->size = len;
 	src->read_at = mem_read_at;
 	src->user = src;
 	src->name = name;
 	src->data = data;
+}
+
+/* ---- the sink manifest -------------------------------------------------- */
+
+int rh_sink_manifest_init(struct rh_sink_manifest *m)
+{
+	pthread_mutex_init(&m->lock, NULL);
+	m->dirty = false;
+	m->files = json_object();
+	return m->files ? 0 : rh_error_set(RH_ENOMEM, "out of memory opening a sink");
+}
+
+void rh_sink_manifest_adopt(struct rh_sink_manifest *m, const json_t *doc)
+{
+	json_t *files = json_object_get(doc, "files");
+
+	if (json_integer_value(json_object_get(doc, "rehydra_sink")) != 1 ||
+	    !json_is_object(files))
+		return;
+	json_decref(m->files);
+	m->files = json_incref(files);
+}
+
+int rh_sink_manifest_set(struct rh_sink_manifest *m, const char *path, uint64_t size,
+			 const char *sha256, json_t *extra, const char *url)
+{
+	json_t *e = json_pack("{s:I, s:s}", "size", (json_int_t)size, "sha256", sha256);
+	int err = 0;
+
+	if (e && extra && json_object_update(e, extra) != 0) {
+		json_decref(e);
+		e = NULL;
+	}
+	json_decref(extra);
+	pthread_mutex_lock(&m->lock);
+	if (!e || json_object_set_new(m->files, path, e) != 0)
+		err = rh_error_set(RH_ENOMEM, "out of memory recording %s in sink %s", path, url);
+	else
+		m->dirty = true;
+	pthread_mutex_unlock(&m->lock);
+	return err;
+}
+
+void rh_sink_manifest_forget(struct rh_sink_manifest *m, const char *path)
+{
+	pthread_mutex_lock(&m->lock);
+	if (json_object_get(m->files, path)) {
+		json_object_del(m->files, path);
+		m->dirty = true;
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+const json_t *rh_sink_manifest_get(const struct rh_sink_manifest *m, const char *path)
+{
+	json_t *e = json_object_get(m->files, path);
+
+	if (!json_is_object(e) || !json_is_integer(json_object_get(e, "size")) ||
+	    !rh_hex_is_sha256(json_string_value(json_object_get(e, "sha256"))))
+		return NULL;
+	return e;
+}
+
+const json_t *rh_sink_manifest_match(const struct rh_sink_manifest *m, const char *path,
+				     uint64_t size, const char *sha256)
+{
+	const json_t *e = rh_sink_manifest_get(m, path);
+
+	if (!e || json_integer_value(json_object_get(e, "size")) != (json_int_t)size ||
+	    strcmp(json_string_value(json_object_get(e, "sha256")), sha256) != 0)
+		return NULL;
+	return e;
+}
+
+int rh_sink_manifest_text(const struct rh_sink_manifest *m, char **text, const char *url)
+{
+	json_t *doc = json_pack("{s:i, s:O}", "rehydra_sink", 1, "files", m->files);
+
+	*text = doc ? json_dumps(doc, JSON_SORT_KEYS | JSON_INDENT(1)) : NULL;
+	json_decref(doc);
+	return *text ? 0 : rh_error_set(RH_ENOMEM, "out of memory writing the manifest of sink %s",
+					url);
+}
+
+void rh_sink_manifest_saved(struct rh_sink_manifest *m)
+{
+	m->dirty = false;
+}
+
+void rh_sink_manifest_release(struct rh_sink_manifest *m)
+{
+	json_decref(m->files);
+	m->files = NULL;
+	pthread_mutex_destroy(&m->lock);
 }

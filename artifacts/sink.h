@@ -33,6 +33,7 @@
 #ifndef RH_SINK_H
 #define RH_SINK_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -50,6 +51,11 @@ struct rh_source {
 	void *user;
 	const char *name; /* for messages: the registry file or cache object */
 	const void *data; /* rh_source_mem_init's bytes (its user is the source itself) */
+	/* A descriptor of a local regular file that holds exactly these bytes
+	 * (borrowed: open while the source is), or -1; NULL when the source
+	 * has none. Lets the file sink clone or hard-link instead of copying;
+	 * the sink still hashes what ends up under the final name. */
+	int (*local_fd)(void *user);
 };
 
 struct rh_put_stats {
@@ -119,6 +125,48 @@ int rh_s3_object_get(char **body, size_t *len, const char *url, const char *key,
 
 /* Calls ops->close; accepts NULL. */
 void rh_sink_close(struct rh_sink *s);
+
+/* ---- the sink manifest ----------------------------------------------------
+ *
+ * What every sink keeps of what it holds, at its root as
+ * RH_SINK_MANIFEST_NAME: {"rehydra_sink": 1, "files": {PATH: {"size": N,
+ * "sha256": HEX, ...}}}, where "..." are what a sink needs to trust an
+ * entry (the file sink: the inode's identity; SFTP: the mtime). The
+ * bookkeeping is shared; reading and writing the bytes is each sink's.
+ * Puts record in parallel, so set/forget take the lock; get/match are for
+ * has() and commit(), which never run beside a put.
+ */
+#define RH_SINK_MANIFEST_NAME ".rehydra-sink.json"
+
+struct rh_sink_manifest {
+	pthread_mutex_t lock;
+	json_t *files; /* owned: path -> entry */
+	bool dirty;    /* changed since loaded or saved */
+};
+
+/* An empty manifest. Returns 0 or RH_ENOMEM. */
+int rh_sink_manifest_init(struct rh_sink_manifest *m);
+/* Takes the entries of a parsed manifest document (borrowed); a NULL, damaged
+ * or other-format one leaves the manifest empty: that only costs re-checking
+ * what the sink holds. */
+void rh_sink_manifest_adopt(struct rh_sink_manifest *m, const json_t *doc);
+/* Records `path` with its size and sha256, plus the members of `extra` (an
+ * object, stolen; may be NULL). `url` names the sink in messages. */
+int rh_sink_manifest_set(struct rh_sink_manifest *m, const char *path, uint64_t size,
+			 const char *sha256, json_t *extra, const char *url);
+/* Drops `path`, if listed: whatever is there now, the sink does not vouch for. */
+void rh_sink_manifest_forget(struct rh_sink_manifest *m, const char *path);
+/* The entry of `path` when it lists exactly this size and sha256 (64 lower
+ * hex), else NULL. Borrowed. */
+const json_t *rh_sink_manifest_match(const struct rh_sink_manifest *m, const char *path,
+				     uint64_t size, const char *sha256);
+/* The entry of `path` (NULL when not listed); its sha256 is 64 lower hex. */
+const json_t *rh_sink_manifest_get(const struct rh_sink_manifest *m, const char *path);
+/* The document's text to store (new string, sorted keys), or NULL with
+ * RH_ENOMEM. Call rh_sink_manifest_saved once it is stored. */
+int rh_sink_manifest_text(const struct rh_sink_manifest *m, char **text, const char *url);
+void rh_sink_manifest_saved(struct rh_sink_manifest *m);
+void rh_sink_manifest_release(struct rh_sink_manifest *m);
 
 /* Rejects manifest paths that could escape the sink root: empty, absolute,
  * "..", ".", empty segments, backslashes, control characters. */

@@ -3,7 +3,9 @@
  *
  * Speed. libssh2 1.10 pipelines only the buffer it is handed, and without
  * AES-GCM or ChaCha20 one connection is CPU-bound, so each put() owns one
- * connection of a small pool (opts.parallel, default 4) and hands
+ * connection of a pool sized to the cores (opts.parallel, default one per
+ * online CPU, at least 2: more connections than cores only take turns
+ * encrypting, fewer leave a core idle) and hands
  * libssh2_sftp_write 4 MiB at a time, passing the unacknowledged rest again.
  * While libssh2 waits for the server (EAGAIN), the same thread reads and
  * hashes the next 4 MiB in slices, so hashing overlaps the network instead
@@ -50,15 +52,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "banned.h"
 
 #define SFTP_BUF (4u << 20)
 #define SFTP_SLICE (256u << 10)
 #define SFTP_TAIL_CHECK (64u << 10)
-#define SFTP_DEFAULT_PARALLEL 4
+#define SFTP_DEFAULT_PARALLEL 4 /* the static ops' figure; opens use sftp_default_parallel */
 #define SFTP_MAX_PARALLEL 32
-#define SFTP_STATE ".rehydra-sink.json"
+#define SFTP_STATE RH_SINK_MANIFEST_NAME
 #define SFTP_PART ".rh-part-"
 #define SFTP_STATE_MAX (64u << 20)
 #define SFTP_FILE_MODE 0600
@@ -82,9 +85,8 @@ struct sftp_sink {
 	pthread_mutex_t lock; /* guards everything below */
 	struct sftp_conn *idle;
 	unsigned n_conns;
-	json_t *files; /* path -> {size, sha256, mtime} */
 	json_t *dirs;  /* set of directories (relative to root) known to be real dirs */
-	bool dirty;
+	struct rh_sink_manifest m; /* path -> {size, sha256, mtime}; its own lock */
 };
 
 static bool sftp_path_ok(const char *path)
@@ -643,29 +645,20 @@ static int put_stream(struct put_ctx *p, struct rh_ssh *ssh, LIBSSH2_SFTP *sftp,
 static int sftp_record(struct sftp_sink *ss, const char *path, uint64_t size, const char *sha256,
 		       const LIBSSH2_SFTP_ATTRIBUTES *a)
 {
-	json_t *e = json_pack("{s:I, s:s}", "size", (json_int_t)size, "sha256", sha256);
-	int err = 0;
+	json_t *extra = NULL;
 
-	if (e && (a->flags & LIBSSH2_SFTP_ATTR_ACMODTIME))
-		json_object_set_new(e, "mtime", json_integer((json_int_t)a->mtime));
-	pthread_mutex_lock(&ss->lock);
-	if (!e || json_object_set_new(ss->files, path, e) != 0)
-		err = rh_error_set(RH_ENOMEM, "out of memory recording %s in sink %s", path,
-				   ss->base.url);
-	else
-		ss->dirty = true;
-	pthread_mutex_unlock(&ss->lock);
-	return err;
+	if (a->flags & LIBSSH2_SFTP_ATTR_ACMODTIME) {
+		extra = json_pack("{s:I}", "mtime", (json_int_t)a->mtime);
+		if (!extra)
+			return rh_error_set(RH_ENOMEM, "out of memory recording %s in sink %s",
+					    path, ss->base.url);
+	}
+	return rh_sink_manifest_set(&ss->m, path, size, sha256, extra, ss->base.url);
 }
 
 static void sftp_forget(struct sftp_sink *ss, const char *path)
 {
-	pthread_mutex_lock(&ss->lock);
-	if (json_object_get(ss->files, path)) {
-		json_object_del(ss->files, path);
-		ss->dirty = true;
-	}
-	pthread_mutex_unlock(&ss->lock);
+	rh_sink_manifest_forget(&ss->m, path);
 }
 
 static int sftp_put(struct rh_sink *s, const char *path, uint64_t size, const char *sha256,
@@ -728,7 +721,9 @@ static int sftp_put(struct rh_sink *s, const char *path, uint64_t size, const ch
 		err = rh_error_set(RH_ENOMEM, "out of memory writing %s to sink %s", path, s->url);
 		goto done;
 	}
-	rh_sha256_init(&p.hash);
+	err = rh_sha256_init(&p.hash);
+	if (err < 0)
+		goto done;
 	err = conn_acquire(ss, &c);
 	if (err < 0)
 		goto done;
@@ -841,6 +836,7 @@ done:
 		stats->bytes_sent = st.bytes_sent;
 		stats->bytes_resumed = st.bytes_resumed;
 	}
+	rh_sha256_free(&p.hash);
 	free(p.cur);
 	free(p.next);
 	free(final);
@@ -857,7 +853,7 @@ static int sftp_has(struct rh_sink *s, const char *path, uint64_t size, const ch
 	struct sftp_conn *c = NULL;
 	LIBSSH2_SFTP *sftp = NULL;
 	LIBSSH2_SFTP_ATTRIBUTES a;
-	json_t *e;
+	const json_t *e;
 	json_t *mt;
 	char *final = NULL;
 	bool exists = false;
@@ -868,11 +864,8 @@ static int sftp_has(struct rh_sink *s, const char *path, uint64_t size, const ch
 		err = rh_error_set(RH_EINVAL, "unsafe path \"%s\" for sink %s", path, s->url);
 		goto done;
 	}
-	e = json_object_get(ss->files, path);
-	if (!json_is_object(e) ||
-	    json_integer_value(json_object_get(e, "size")) != (json_int_t)size ||
-	    !json_is_string(json_object_get(e, "sha256")) ||
-	    strcmp(json_string_value(json_object_get(e, "sha256")), sha256) != 0)
+	e = rh_sink_manifest_match(&ss->m, path, size, sha256);
+	if (!e)
 		goto done;
 	final = rjoin(ss->root, path);
 	if (!final) {
@@ -905,7 +898,6 @@ static int state_load(struct sftp_sink *ss, struct rh_ssh *ssh, LIBSSH2_SFTP *sf
 	LIBSSH2_SFTP_ATTRIBUTES a;
 	json_error_t jerr;
 	json_t *doc = NULL;
-	json_t *files;
 	uint8_t *buf = NULL;
 	char *rpath = rjoin(ss->root, SFTP_STATE);
 	size_t got = 0;
@@ -932,12 +924,7 @@ static int state_load(struct sftp_sink *ss, struct rh_ssh *ssh, LIBSSH2_SFTP *sf
 	if (err < 0)
 		goto done;
 	doc = json_loadb((const char *)buf, got, JSON_REJECT_DUPLICATES, &jerr);
-	files = json_object_get(doc, "files");
-	if (json_integer_value(json_object_get(doc, "rehydra_sink")) == 1 &&
-	    json_is_object(files)) {
-		json_decref(ss->files);
-		ss->files = json_incref(files);
-	}
+	rh_sink_manifest_adopt(&ss->m, doc);
 done:
 	if (h) {
 		int cerr = rclose(ss, ssh, sftp, h, rpath);
@@ -957,7 +944,6 @@ static int sftp_commit(struct rh_sink *s)
 	struct sftp_conn *c = NULL;
 	LIBSSH2_SFTP *sftp = NULL;
 	LIBSSH2_SFTP_HANDLE *h = NULL;
-	json_t *doc = NULL;
 	char *text = NULL;
 	char *tmp = NULL;
 	char *final = NULL;
@@ -966,10 +952,10 @@ static int sftp_commit(struct rh_sink *s)
 	int err = 0;
 	int rc;
 
-	if (!ss->dirty)
+	if (!ss->m.dirty)
 		goto done;
-	doc = json_pack("{s:i, s:O}", "rehydra_sink", 1, "files", ss->files);
-	text = doc ? json_dumps(doc, JSON_SORT_KEYS | JSON_INDENT(1)) : NULL;
+	if (rh_sink_manifest_text(&ss->m, &text, s->url) < 0)
+		text = NULL;
 	rh_fs_rand_hex(rnd);
 	final = rjoin(ss->root, SFTP_STATE);
 	if (!text || !final || asprintf(&tmp, "%s.tmp-%s", final, rnd) < 0) {
@@ -1006,7 +992,7 @@ static int sftp_commit(struct rh_sink *s)
 		goto done;
 	}
 	have_tmp = false;
-	ss->dirty = false;
+	rh_sink_manifest_saved(&ss->m);
 done:
 	if (c) {
 		bool reusable = err != RH_ECANCELLED && err != RH_ETIMEOUT;
@@ -1023,7 +1009,6 @@ done:
 		}
 		conn_release(ss, c, !reusable);
 	}
-	json_decref(doc);
 	free(text);
 	free(tmp);
 	free(final);
@@ -1041,7 +1026,7 @@ static void sftp_close(struct rh_sink *s)
 		free(c);
 	}
 	pthread_mutex_destroy(&ss->lock);
-	json_decref(ss->files);
+	rh_sink_manifest_release(&ss->m);
 	json_decref(ss->dirs);
 	free(ss->host);
 	free(ss->user);
@@ -1203,6 +1188,15 @@ static int open_root(struct sftp_sink *ss, struct rh_ssh *ssh, LIBSSH2_SFTP *sft
 	return 0;
 }
 
+static unsigned sftp_default_parallel(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 2)
+		return 2;
+	return n > SFTP_MAX_PARALLEL ? SFTP_MAX_PARALLEL : (unsigned)n;
+}
+
 int rh_sink_sftp_open(struct rh_sink **out, const char *url, const struct rh_sink_opts *opts)
 {
 	static const struct rh_sink_opts defaults = RH_SINK_OPTS_INIT;
@@ -1223,11 +1217,10 @@ int rh_sink_sftp_open(struct rh_sink **out, const char *url, const struct rh_sin
 	pthread_mutex_init(&ss->lock, NULL);
 	ss->ops = sftp_sink_ops;
 	ss->base.ops = &ss->ops;
-	parallel = opts->parallel ? opts->parallel : SFTP_DEFAULT_PARALLEL;
+	parallel = opts->parallel ? opts->parallel : sftp_default_parallel();
 	ss->ops.max_parallel = parallel > SFTP_MAX_PARALLEL ? SFTP_MAX_PARALLEL : parallel;
-	ss->files = json_object();
 	ss->dirs = json_object();
-	if (!ss->files || !ss->dirs) {
+	if (rh_sink_manifest_init(&ss->m) < 0 || !ss->dirs) {
 		err = rh_error_set(RH_ENOMEM, "out of memory opening sink %s", url);
 		goto done;
 	}

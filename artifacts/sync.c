@@ -436,7 +436,7 @@ static int verify_one(struct verify_run *vr, size_t idx, uint8_t *buf)
 {
 	const struct rh_manifest_file *mf = &vr->v->files[idx];
 	struct rh_source *src = NULL;
-	struct rh_sha256 c;
+	struct rh_sha256 c = { 0 };
 	uint8_t d[32];
 	char hex[65];
 	uint64_t off = 0;
@@ -445,7 +445,9 @@ static int verify_one(struct verify_run *vr, size_t idx, uint8_t *buf)
 	err = rh_registry_file_source(&src, vr->r, vr->v, idx, vr->cancel);
 	if (err < 0)
 		goto done;
-	rh_sha256_init(&c);
+	err = rh_sha256_init(&c);
+	if (err < 0)
+		goto done;
 	for (;;) {
 		long n;
 
@@ -478,6 +480,7 @@ static int verify_one(struct verify_run *vr, size_t idx, uint8_t *buf)
 		err = rh_error_set(RH_EVERIFY, "%s: sha256 mismatch: the manifest says %s, the "
 				   "registry holds %s", mf->path, mf->sha256, hex);
 done:
+	rh_sha256_free(&c);
 	rh_registry_source_free(src);
 	return err;
 }

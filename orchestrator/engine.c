@@ -51,6 +51,7 @@ struct step_rt {
 	size_t idx;
 	pthread_t tid;
 	bool has_thread; /* an attempt thread exists and is not joined */
+	bool queued;	 /* ready but held back by max_parallel (reported once) */
 	bool done;	 /* the attempt thread finished (join it) */
 	unsigned attempt;
 	json_t *spec;	 /* expanded spec of the current attempt */
@@ -74,6 +75,8 @@ struct engine {
 	bool failing;	  /* a main-phase step failed for good */
 	bool interrupted; /* rh_engine_interrupt during the main phase */
 	bool aborted;
+	unsigned running; /* attempt threads not yet joined */
+	unsigned cap;	  /* the runbook's max_parallel */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -628,6 +631,7 @@ static void start_attempt(struct engine *e, size_t i)
 		return;
 	}
 	rt->has_thread = true;
+	e->running++;
 }
 
 /* Stores a successful attempt's outputs in the scope. Under the lock. */
@@ -667,6 +671,7 @@ static void collect(struct engine *e, size_t i)
 
 	pthread_join(rt->tid, NULL);
 	rt->has_thread = false;
+	e->running--;
 	json_decref(r->outputs);
 	r->outputs = json_incref(rt->outputs);
 
@@ -695,6 +700,19 @@ static void collect(struct engine *e, size_t i)
 }
 
 /* ---- the scheduler ------------------------------------------------------ */
+
+/* A ready step waits while max_parallel attempts run (each is a thread);
+ * the first time, the timeline says so. Under the lock. */
+static bool held_back(struct engine *e, size_t i)
+{
+	if (e->running < e->cap)
+		return false;
+	if (!e->rt[i].queued) {
+		e->rt[i].queued = true;
+		emit(e, RH_EVENT_STEP_QUEUED, i, 0, 0, NULL);
+	}
+	return true;
+}
 
 /* Decides what a pending main-phase step does now. Under the lock. */
 static void schedule_main(struct engine *e, size_t i)
@@ -732,7 +750,7 @@ static void schedule_main(struct engine *e, size_t i)
 					     "failed");
 		return;
 	}
-	if (ready)
+	if (ready && !held_back(e, i))
 		start_attempt(e, i);
 }
 
@@ -752,7 +770,8 @@ static void schedule_final(struct engine *e, size_t i)
 	for (size_t k = 0; k < s->n_after; k++)
 		if (!status_final(d->results[s->after[k]].status))
 			return;
-	start_attempt(e, i);
+	if (!held_back(e, i))
+		start_attempt(e, i);
 }
 
 /* One pass over every step. Returns true when every step is final and no
@@ -929,7 +948,10 @@ done:
 
 int rh_engine_run(struct rh_drill *d, const struct rh_engine_opts *opts)
 {
-	struct engine e = {.d = d, .opts = opts};
+	struct engine e = {.d = d,
+			   .opts = opts,
+			   .cap = d->rb->max_parallel ? d->rb->max_parallel
+						      : RH_MAX_PARALLEL_DEFAULT};
 	pthread_t watcher;
 	bool watching = false;
 	size_t n = d->rb->n_steps;

@@ -114,6 +114,7 @@ enum rh_event_kind {
 	RH_EVENT_STEP_END,     /* final status known */
 	RH_EVENT_STEP_PROGRESS,
 	RH_EVENT_INTERRUPTED,
+	RH_EVENT_STEP_QUEUED,  /* ready, but max_parallel steps run: it waits */
 };
 
 struct rh_event {

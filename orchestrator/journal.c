@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -240,8 +241,7 @@ static bool hash_matches(const char *line, size_t len, const char *at, size_t at
 			 const char *hash)
 {
 	size_t cut = 7 + at_len + 1; /* {"at":" + at + " */
-	struct rh_sha256 c;
-	uint8_t digest[32];
+	struct iovec iov[2];
 	char hex[65];
 
 	if (len < cut + HASH_MEMBER_LEN || memcmp(line, "{\"at\":\"", 7) != 0 ||
@@ -249,11 +249,11 @@ static bool hash_matches(const char *line, size_t len, const char *at, size_t at
 	    memcmp(line + cut, ",\"hash\":\"", 9) != 0 || memcmp(line + cut + 9, hash, 64) != 0 ||
 	    line[cut + 9 + 64] != '"')
 		return false;
-	rh_sha256_init(&c);
-	rh_sha256_update(&c, line, cut);
-	rh_sha256_update(&c, line + cut + HASH_MEMBER_LEN, len - cut - HASH_MEMBER_LEN);
-	rh_sha256_final(&c, digest);
-	rh_sha256_hex(hex, digest);
+	iov[0].iov_base = (void *)line;
+	iov[0].iov_len = cut;
+	iov[1].iov_base = (void *)(line + cut + HASH_MEMBER_LEN);
+	iov[1].iov_len = len - cut - HASH_MEMBER_LEN;
+	rh_sha256_iov_hex(hex, iov, 2);
 	return memcmp(hex, hash, 64) == 0;
 }
 

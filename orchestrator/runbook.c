@@ -505,8 +505,8 @@ static void check_limits(struct val *v, const json_t *j, const char *ptr, int de
 /* ---- top level ---- */
 
 static const char *const top_keys[] = { "rehydra", "name", "description", "rto_target_s",
-					"vars", "env_allow", "model", "target", "stack",
-					"steps", "policy", "entity", "constraints", NULL };
+					"max_parallel", "vars", "env_allow", "model", "target",
+					"stack", "steps", "policy", "entity", "constraints", NULL };
 static const char *const model_keys[] = { "registry", "name", "version", "commit", NULL };
 static const char *const stack_keys[] = { "command", "env", "image", NULL };
 static const char *const step_keys[] = { "id", "do", "description", "after", "timeout_s",
@@ -544,6 +544,13 @@ static void check_header(struct val *v, const json_t *doc)
 	note(v, rh_spec_string(v->d, doc, "", "description", false, &s));
 	rb->description = sdup(v, s);
 	note(v, rh_spec_number(v->d, doc, "", "rto_target_s", false, &rto, &rb->rto_target_s));
+	{
+		long long mp = RH_MAX_PARALLEL_DEFAULT;
+
+		note(v, rh_spec_integer(v->d, doc, "", "max_parallel", false, 1,
+					RH_MAX_PARALLEL_MAX, &mp));
+		rb->max_parallel = (unsigned)mp;
+	}
 }
 
 static void check_vars(struct val *v, const json_t *doc)

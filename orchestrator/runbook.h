@@ -69,6 +69,9 @@ struct rh_model_ref {
 	char *commit;   /* optional pin; NULL if absent */
 };
 
+#define RH_MAX_PARALLEL_DEFAULT 16
+#define RH_MAX_PARALLEL_MAX 1024
+
 struct rh_runbook {
 	char *path;          /* as given on the command line */
 	char *dir;           /* absolute directory containing the file */
@@ -78,6 +81,10 @@ struct rh_runbook {
 	char *name;
 	char *description;   /* "" when absent */
 	double rto_target_s; /* 0 = no target */
+	/* Steps that may run at once ("max_parallel"; RH_MAX_PARALLEL_DEFAULT
+	 * when absent): one thread each, so 200 parallel probes are not 200
+	 * threads. Steps ready beyond it wait, with a "queued" event. */
+	unsigned max_parallel;
 
 	struct rh_model_ref model;
 	json_t *target;      /* borrowed object: provider, region, ... */

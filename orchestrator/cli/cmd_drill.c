@@ -144,6 +144,12 @@ static void on_event(void *user, const struct rh_drill *d, const struct rh_event
 			ui->line_open = true;
 		}
 		break;
+	case RH_EVENT_STEP_QUEUED:
+		ui_end_line(ui);
+		fprintf(ui->out, "  %s%+9.3fs%s  %-16s queued (max_parallel %u steps run)\n",
+			paint(ui, C_DIM), ev->at_s, paint(ui, C_RESET), s->id,
+			d->rb->max_parallel);
+		break;
 	case RH_EVENT_INTERRUPTED:
 		break;
 	}

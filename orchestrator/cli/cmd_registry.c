@@ -789,7 +789,7 @@ static int cmd_reg_sync(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 			  "s3://bucket/prefix?endpoint=URL&region=R"),
 	    RH_OPT_UINT(0, "parallel", &a.parallel, "N",
 			"files (and connections) in flight, 1 to 64 (default: the target's, 4 "
-			"for file and sftp)",
+			"for file, one per core for sftp)",
 			1, 64),
 	    RH_OPT_GROUP("sftp"),
 	    RH_OPT_STRING(0, "known-hosts", &a.known_hosts, "F",

@@ -63,11 +63,19 @@ objects_present() {
 	[ "$n" -eq 2 ]
 }
 
+# LFS objects are content-addressed and never change: read-only, as git keeps
+# its own objects, so a restore onto the same filesystem can hard-link them
+# into the workspace instead of copying (rehydra still hashes them).
+objects_readonly() {
+	find "$1/.git/lfs/objects" -type f -perm /222 -exec chmod a-w {} +
+}
+
 if [ -e "$out" ]; then
 	if [ -f "$out/.git/$stamp_name" ]; then
 		if [ "$(cat "$out/.git/$stamp_name")" = "$want_stamp" ] &&
 			git -C "$out" rev-parse -q --verify "refs/tags/$name/$version" >/dev/null &&
 			objects_present "$out"; then
+			objects_readonly "$out"
 			commit=$(git -C "$out" rev-parse "$name/$version^{commit}")
 			echo "$prog: $out is up to date ($name/$version at ${commit:0:12})"
 			exit 0
@@ -147,6 +155,7 @@ for oid in "$model_sha" "$shard_sha"; do
 		die "LFS object $oid is missing from $tmp/.git/lfs/objects"
 done
 
+objects_readonly "$tmp"
 printf '%s\n' "$want_stamp" >"$tmp/.git/$stamp_name"
 commit=$(g rev-parse HEAD)
 manifest_sha=$(sha256sum "$dir/manifest.json" | cut -d' ' -f1)

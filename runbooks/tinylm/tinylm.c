@@ -309,7 +309,7 @@ done:
 /* Maps one file and checks its size and sha256, streaming over the mapping. */
 static int verify_file(struct tlm_server *srv, struct tlm_file *f)
 {
-	struct rh_sha256 sc;
+	struct rh_sha256 sc = { 0 };
 	struct stat st;
 	uint8_t digest[32];
 	char hex[65];
@@ -332,7 +332,9 @@ static int verify_file(struct tlm_server *srv, struct tlm_file *f)
 				   (unsigned long long)f->size);
 		goto done;
 	}
-	rh_sha256_init(&sc);
+	err = rh_sha256_init(&sc);
+	if (err < 0)
+		goto done;
 	if (f->size > 0) {
 		f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
 		if (f->map == MAP_FAILED) {
@@ -366,6 +368,7 @@ static int verify_file(struct tlm_server *srv, struct tlm_file *f)
 	if (f->map)
 		madvise(f->map, f->size, MADV_NORMAL);
 done:
+	rh_sha256_free(&sc);
 	if (fd >= 0)
 		close(fd);
 	return err;

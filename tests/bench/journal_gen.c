@@ -42,8 +42,10 @@ static void rfc3339(char *buf, size_t n, time_t t, int ms)
 	struct tm tm;
 
 	gmtime_r(&t, &tm);
-	snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+	/* the ranges the compiler cannot know: a year has four digits here */
+	snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (tm.tm_year + 1900) % 10000,
+		 (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
+		 tm.tm_sec % 100, ms % 1000);
 }
 
 /* Writes entry + its hash as one line; prev gets the new hash. */

@@ -142,6 +142,13 @@ expect_eq "sync: bad --parallel (exit 2)" 2 "$(rc_of R sync m@1.0 --to "$TGT" --
 mkdir -p "$T/bigin"
 head -c $((128 * 1024 * 1024)) /dev/urandom >"$T/bigin/big.bin"
 expect_eq "publish big: exit 0" 0 "$(rc_of R publish big@1 "$T/bigin" -q)"
+# publish stores objects read-only, and a read-only object on the target's
+# filesystem arrives as a hard link (nothing to resume): make this one
+# writable so the sync copies it, which is what is cut off and resumed here.
+big_oid=$(sha256sum "$T/bigin/big.bin" | cut -d' ' -f1)
+big_obj=$REG/.git/lfs/objects/${big_oid:0:2}/${big_oid:2:2}/$big_oid
+check "publish: the object is read-only" test -z "$(find "$big_obj" -perm /222)"
+chmod u+w "$big_obj"
 BT=$T/big-target
 "$REHYDRA" registry sync big@1 --to "$BT" -q >/dev/null 2>&1 &
 pid=$!
@@ -172,6 +179,7 @@ fi
 # ---- a corrupted LFS object ---------------------------------------------------------
 oid=$(sha256sum "$T/in/weights-1.bin" | cut -d' ' -f1)
 obj=$REG/.git/lfs/objects/${oid:0:2}/${oid:2:2}/$oid
+chmod u+w "$obj"
 printf 'X' | dd of="$obj" bs=1 seek=100 conv=notrunc status=none
 expect_eq "verify: a corrupted object fails (exit 3)" 3 "$(rc_of R verify m@1.0)"
 check "verify: names the file" grep -q "weights-1.bin" "$T/err"

@@ -96,6 +96,8 @@ struct fx {
 	unsigned ends[16];
 	unsigned progress;
 	bool interrupted_event;
+	unsigned queued[16];
+	unsigned running, max_running; /* from START and END events */
 };
 
 static void on_event(void *user, const struct rh_drill *d, const struct rh_event *ev)
@@ -105,6 +107,12 @@ static void on_event(void *user, const struct rh_drill *d, const struct rh_event
 	(void)d;
 	pthread_mutex_lock(&f->lock);
 	if (ev->step < 16) {
+		if (ev->kind == RH_EVENT_STEP_QUEUED)
+			f->queued[ev->step]++;
+		if (ev->kind == RH_EVENT_STEP_START && ++f->running > f->max_running)
+			f->max_running = f->running;
+		if (ev->kind == RH_EVENT_STEP_END && f->running > 0)
+			f->running--;
 		if (ev->kind == RH_EVENT_STEP_START)
 			f->starts[ev->step]++;
 		else if (ev->kind == RH_EVENT_STEP_RETRY)
@@ -283,6 +291,47 @@ static void test_engine__parallel_branches(void)
 	CU_ASSERT(res(&f, "right")->start_s < res(&f, "left")->end_s);
 	CU_ASSERT(res(&f, "join")->start_s >= res(&f, "left")->end_s);
 	CU_ASSERT(res(&f, "join")->start_s >= res(&f, "right")->end_s);
+	fx_free(&f);
+}
+
+/* max_parallel caps the steps (threads) running at once; the others wait
+ * and the timeline says "queued" once for each. */
+static void test_engine__max_parallel_queues(void)
+{
+	struct fx f;
+	const char *rb = "{\"rehydra\": 1, \"name\": \"cap\", \"max_parallel\": 2, \"steps\": ["
+			 " {\"id\": \"a\", \"do\": \"exec\", \"argv\": [\"sleep\", \"0.2\"]},"
+			 " {\"id\": \"b\", \"do\": \"exec\", \"argv\": [\"sleep\", \"0.2\"]},"
+			 " {\"id\": \"c\", \"do\": \"exec\", \"argv\": [\"sleep\", \"0.2\"]},"
+			 " {\"id\": \"d\", \"do\": \"exec\", \"argv\": [\"sleep\", \"0.2\"]},"
+			 " {\"id\": \"e\", \"do\": \"exec\", \"argv\": [\"sleep\", \"0.2\"]},"
+			 " {\"id\": \"t\", \"do\": \"exec\", \"argv\": [\"true\"], \"when\": \"always\"}"
+			 "]}";
+	unsigned queued = 0;
+
+	CU_ASSERT_EQUAL_FATAL(fx_load(&f, rb), 0);
+	CU_ASSERT_EQUAL(f.rb->max_parallel, 2);
+	CU_ASSERT_EQUAL_FATAL(fx_run(&f), 0);
+	for (int i = 0; i < 5; i++) {
+		CU_ASSERT(f.queued[i] <= 1);
+		queued += f.queued[i];
+	}
+	CU_ASSERT_EQUAL(queued, 3); /* a and b start, c d e wait */
+	CU_ASSERT_EQUAL(f.max_running, 2);
+	CU_ASSERT(f.wall_s >= 0.59); /* three rounds of 0.2 s */
+	ASSERT_STATUS(&f, "e", RH_STEP_OK);
+	ASSERT_STATUS(&f, "t", RH_STEP_OK);
+	fx_free(&f);
+
+	/* the default is RH_MAX_PARALLEL_DEFAULT: two steps do not wait */
+	CU_ASSERT_EQUAL_FATAL(
+		fx_load(&f, "{\"rehydra\": 1, \"name\": \"nocap\", \"steps\": ["
+			    " {\"id\": \"a\", \"do\": \"exec\", \"argv\": [\"true\"]},"
+			    " {\"id\": \"b\", \"do\": \"exec\", \"argv\": [\"true\"]}]}"),
+		0);
+	CU_ASSERT_EQUAL(f.rb->max_parallel, RH_MAX_PARALLEL_DEFAULT);
+	CU_ASSERT_EQUAL_FATAL(fx_run(&f), 0);
+	CU_ASSERT_EQUAL(f.queued[0] + f.queued[1], 0);
 	fx_free(&f);
 }
 
@@ -1076,6 +1125,7 @@ static void test_engine__init_fails_cleanly(void)
 RH_TEST_MAIN(
     "engine", {"test_engine__dependency_order", test_engine__dependency_order},
     {"test_engine__parallel_branches", test_engine__parallel_branches},
+    {"test_engine__max_parallel_queues", test_engine__max_parallel_queues},
     {"test_engine__failure_skips_and_final_phase", test_engine__failure_skips_and_final_phase},
     {"test_engine__on_failure_skipped_on_success", test_engine__on_failure_skipped_on_success},
     {"test_engine__retries_with_backoff", test_engine__retries_with_backoff},

@@ -130,6 +130,13 @@ static void test_publish__what_lands(void)
 	free(text);
 	snprintf(obj, sizeof(obj), "%s/lfs/objects/%.2s/%.2s/%s", f.repo, sha, sha + 2, sha);
 	CU_ASSERT_EQUAL(access(obj, R_OK), 0);
+	{
+		struct stat sb;
+
+		/* read-only, so a restore may hard-link it */
+		CU_ASSERT_EQUAL(stat(obj, &sb), 0);
+		CU_ASSERT_EQUAL(sb.st_mode & 0222, 0);
+	}
 
 	/* .gitattributes: a space becomes [[:space:]], as git lfs track does. */
 	text = blob_text(f.repo, "m/1.0:.gitattributes");

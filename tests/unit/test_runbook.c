@@ -96,6 +96,8 @@ static const struct bad_case bad_cases[] = {
     {"control_char", HEAD " 'description': @'a\x01',\n 'steps': []}", "control character"},
     {"nul_escape", HEAD " 'description': @'a\\u0000',\n 'steps': []}", "\\u0000 is not allowed"},
     {"missing_steps", "@{'rehydra': 1, 'name': 't'}", "missing required key 'steps'"},
+    {"max_parallel_zero", HEAD " 'max_parallel': @0,\n 'steps': []}",
+     "max_parallel: expected an integer from 1 to 1024"},
     {"missing_name", "@{'rehydra': 1,\n 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",
      "missing required key 'name' in the runbook"},
     {"missing_format", "@{'name': 't',\n 'steps': [{'id': 'a', 'do': 'wait', 'seconds': 1}]}",

@@ -24,7 +24,11 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* A random-access test source over memory. `data_len` may differ from the
@@ -866,6 +870,185 @@ static void test_sink__sources(void)
 	free(tmp);
 }
 
+/* Does the filesystem under dir clone files (FICLONE)? Asked directly, so
+ * the test knows which of reflink and hard link the sink should pick. */
+static bool fs_clones(const char *dir)
+{
+	char *a = rh_test_path(dir, "clone-a");
+	char *b = rh_test_path(dir, "clone-b");
+	int fa, fb;
+	bool ok = false;
+
+	rh_test_write_file(a, "x");
+	fa = open(a, O_RDONLY);
+	fb = open(b, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fa >= 0 && fb >= 0)
+		ok = ioctl(fb, FICLONE, fa) == 0;
+	if (fa >= 0)
+		close(fa);
+	if (fb >= 0)
+		close(fb);
+	unlink(a);
+	unlink(b);
+	free(a);
+	free(b);
+	return ok;
+}
+
+/* A local, read-only source on the sink's filesystem arrives without a
+ * copy (a reflink, else a hard link) and is still hashed; a writable one is
+ * never hard-linked; a read-only one with other bytes is refused. */
+static void test_sink__link_not_copy(void)
+{
+	char *tmp = rh_test_tmpdir();
+	char *root = rh_test_path(tmp, "sink");
+	char *obj = rh_test_path(tmp, "object");
+	char *rw = rh_test_path(tmp, "writable");
+	char *final = rh_test_path(root, "m/weights.bin");
+	size_t len = 3 * 1024 * 1024 + 17;
+	unsigned char *data = pattern(len, 13);
+	bool clones = fs_clones(tmp);
+	struct rh_sink *sink = NULL;
+	struct rh_source *src = NULL;
+	struct rh_put_stats st;
+	struct stat so, sf;
+	char sha[65], wrong[65];
+	bool present = false;
+	FILE *f;
+
+	rh_sha256_buf_hex(sha, data, len);
+	f = fopen(obj, "wb");
+	CU_ASSERT_FATAL(f != NULL);
+	CU_ASSERT_EQUAL(fwrite(data, 1, len, f), len);
+	fclose(f);
+	CU_ASSERT_EQUAL(chmod(obj, 0444), 0);
+	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, root), 0);
+	CU_ASSERT_EQUAL_FATAL(rh_source_file_open(&src, obj), 0);
+	progress_sum = 0;
+	sink->progress = on_progress;
+	CU_ASSERT_EQUAL(sink->ops->put(sink, "m/weights.bin", len, sha, src, &st), 0);
+	CU_ASSERT_EQUAL(st.bytes_sent, len);
+	CU_ASSERT_EQUAL(progress_sum, len);
+	CU_ASSERT_TRUE(file_equals(final, data, len));
+	CU_ASSERT_EQUAL(stat(obj, &so), 0);
+	CU_ASSERT_EQUAL(stat(final, &sf), 0);
+	if (clones) {
+		printf("reflink ");
+		CU_ASSERT_NOT_EQUAL(sf.st_ino, so.st_ino);
+	} else {
+		printf("hard link ");
+		CU_ASSERT_EQUAL(sf.st_ino, so.st_ino);
+		CU_ASSERT_EQUAL(so.st_nlink, 2);
+	}
+	CU_ASSERT_EQUAL(count_files(root, ".rh-part-"), 0);
+	CU_ASSERT_EQUAL(sink->ops->has(sink, "m/weights.bin", len, sha, &present), 0);
+	CU_ASSERT_TRUE(present);
+	rh_source_file_close(src);
+
+	/* the same bytes, but writable: a copy or a clone, never the same inode */
+	f = fopen(rw, "wb");
+	CU_ASSERT_FATAL(f != NULL);
+	CU_ASSERT_EQUAL(fwrite(data, 1, len, f), len);
+	fclose(f);
+	CU_ASSERT_EQUAL_FATAL(rh_source_file_open(&src, rw), 0);
+	CU_ASSERT_EQUAL(sink->ops->put(sink, "rw.bin", len, sha, src, &st), 0);
+	rh_source_file_close(src);
+	{
+		char *p = rh_test_path(root, "rw.bin");
+
+		CU_ASSERT_EQUAL(stat(rw, &so), 0);
+		CU_ASSERT_EQUAL(stat(p, &sf), 0);
+		CU_ASSERT_NOT_EQUAL(sf.st_ino, so.st_ino);
+		CU_ASSERT_EQUAL(so.st_nlink, 1);
+		CU_ASSERT_TRUE(file_equals(p, data, len));
+		free(p);
+	}
+
+	/* read-only but not the bytes the manifest names: nothing arrives */
+	rh_sha256_buf_hex(wrong, "other", 5);
+	CU_ASSERT_EQUAL_FATAL(rh_source_file_open(&src, obj), 0);
+	CU_ASSERT_EQUAL(sink->ops->put(sink, "m/other.bin", len, wrong, src, &st), RH_EVERIFY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "m/other.bin"));
+	rh_source_file_close(src);
+	{
+		char *p = rh_test_path(root, "m/other.bin");
+
+		CU_ASSERT_NOT_EQUAL(access(p, F_OK), 0);
+		free(p);
+	}
+	CU_ASSERT_EQUAL(count_files(root, ".rh-part-"), 0);
+	CU_ASSERT_EQUAL(stat(obj, &so), 0);
+	CU_ASSERT_EQUAL(so.st_nlink, clones ? 1 : 2); /* only weights.bin links it */
+	CU_ASSERT_EQUAL(sink->ops->commit(sink), 0);
+	rh_sink_close(sink);
+	chmod(obj, 0644);
+	rh_test_rm_rf(tmp);
+	free(data);
+	free(final);
+	free(rw);
+	free(obj);
+	free(root);
+	free(tmp);
+}
+
+/* The manifest all three sinks keep: set/match/forget, the text it stores
+ * and reading it back, and what it refuses to trust. */
+static void test_sink__manifest_helper(void)
+{
+	static const char sha[] = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+	struct rh_sink_manifest m, back;
+	const json_t *e;
+	json_t *doc;
+	char *text = NULL;
+
+	CU_ASSERT_EQUAL_FATAL(rh_sink_manifest_init(&m), 0);
+	CU_ASSERT_FALSE(m.dirty);
+	CU_ASSERT_PTR_NULL(rh_sink_manifest_get(&m, "a.bin"));
+	CU_ASSERT_EQUAL(rh_sink_manifest_set(&m, "a.bin", 3, sha, json_pack("{s:i}", "mtime", 7),
+					     "file:///x"),
+			0);
+	CU_ASSERT_TRUE(m.dirty);
+	e = rh_sink_manifest_match(&m, "a.bin", 3, sha);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(e, "mtime")), 7);
+	CU_ASSERT_PTR_NULL(rh_sink_manifest_match(&m, "a.bin", 4, sha));
+	CU_ASSERT_PTR_NULL(rh_sink_manifest_match(&m, "a.bin", 3, "00"));
+	CU_ASSERT_EQUAL(rh_sink_manifest_set(&m, "b.bin", 0, sha, NULL, "file:///x"), 0);
+
+	CU_ASSERT_EQUAL_FATAL(rh_sink_manifest_text(&m, &text, "file:///x"), 0);
+	rh_sink_manifest_saved(&m);
+	CU_ASSERT_FALSE(m.dirty);
+	CU_ASSERT_EQUAL_FATAL(rh_sink_manifest_init(&back), 0);
+	doc = json_loads(text, 0, NULL);
+	rh_sink_manifest_adopt(&back, doc);
+	json_decref(doc);
+	CU_ASSERT_PTR_NOT_NULL(rh_sink_manifest_match(&back, "a.bin", 3, sha));
+	CU_ASSERT_PTR_NOT_NULL(rh_sink_manifest_match(&back, "b.bin", 0, sha));
+	CU_ASSERT_FALSE(back.dirty);
+	rh_sink_manifest_forget(&back, "nope");
+	CU_ASSERT_FALSE(back.dirty);
+	rh_sink_manifest_forget(&back, "a.bin");
+	CU_ASSERT_TRUE(back.dirty);
+	CU_ASSERT_PTR_NULL(rh_sink_manifest_get(&back, "a.bin"));
+	rh_sink_manifest_release(&back);
+
+	/* another format, or an entry whose sha256 is no digest: not trusted */
+	CU_ASSERT_EQUAL_FATAL(rh_sink_manifest_init(&back), 0);
+	doc = json_pack("{s:i, s:{s:{s:i, s:s}}}", "rehydra_sink", 2, "files", "a.bin", "size",
+			3, "sha256", sha);
+	rh_sink_manifest_adopt(&back, doc);
+	json_decref(doc);
+	CU_ASSERT_PTR_NULL(rh_sink_manifest_get(&back, "a.bin"));
+	doc = json_pack("{s:i, s:{s:{s:i, s:s}}}", "rehydra_sink", 1, "files", "a.bin", "size",
+			3, "sha256", "ZZ");
+	rh_sink_manifest_adopt(&back, doc);
+	json_decref(doc);
+	CU_ASSERT_PTR_NULL(rh_sink_manifest_get(&back, "a.bin"));
+	rh_sink_manifest_release(&back);
+	rh_sink_manifest_release(&m);
+	free(text);
+}
+
 RH_TEST_MAIN("sink",
 	     { "put_ok", test_sink__put_ok },
 	     { "bad_data_leaves_nothing", test_sink__bad_data_leaves_nothing },
@@ -878,4 +1061,6 @@ RH_TEST_MAIN("sink",
 	     { "resume_wrong_partial", test_sink__resume_wrong_partial },
 	     { "parallel_puts", test_sink__parallel_puts },
 	     { "open_by_url", test_sink__open_by_url },
-	     { "sources", test_sink__sources })
+	     { "sources", test_sink__sources },
+	     { "link_not_copy", test_sink__link_not_copy },
+	     { "manifest_helper", test_sink__manifest_helper })

@@ -8,7 +8,8 @@
  * upload with parallel parts; an unchanged re-sync that sends nothing; an
  * upload cancelled after some parts and resumed; wrong keys (403, and the
  * secret never in the message); a missing bucket; a source whose bytes do
- * not match its sha256 (nothing at the final key); virtual-host style.
+ * not match its sha256 (nothing at the final key); a source that changes
+ * between the hashing read and the sending read; virtual-host style.
  * s3.sh afterwards GETs the big objects back with the curl CLI and compares
  * their sha256sum.
  */
@@ -121,6 +122,7 @@ static void file_src_make(struct file_src *f, const char *dir, const char *name,
 	rh_sha256_final(&c, d);
 	rh_sha256_hex(hex, d);
 	f->fd = fd;
+	f->src = (struct rh_source){ 0 };
 	f->src.size = size;
 	f->src.read_at = file_read_at;
 	f->src.user = f;
@@ -148,6 +150,7 @@ static long mem_read_at(void *user, uint64_t off, void *buf, size_t len)
 
 static void mem_src_init(struct mem_src *m, const void *data, size_t len)
 {
+	m->src = (struct rh_source){ 0 };
 	m->src.size = len;
 	m->src.read_at = mem_read_at;
 	m->src.user = m;
@@ -769,6 +772,80 @@ static void test_sink_s3__sha256_mismatch(void)
 	free(url);
 }
 
+/* A test double of a source that changes under the sink: every byte reads
+ * as written the first time and with its low bit flipped after that, so
+ * whichever of the hashing pass and the sending read comes second sees
+ * other bytes than the first. */
+struct flip_src {
+	struct rh_source src;
+	const uint8_t *data;
+	uint8_t *seen;
+	pthread_mutex_t lock;
+};
+
+static long flip_read_at(void *user, uint64_t off, void *buf, size_t len)
+{
+	struct flip_src *f = user;
+	uint8_t *out = buf;
+
+	if (off >= f->src.size)
+		return 0;
+	if (len > f->src.size - off)
+		len = (size_t)(f->src.size - off);
+	pthread_mutex_lock(&f->lock);
+	for (size_t i = 0; i < len; i++) {
+		out[i] = f->data[off + i] ^ (f->seen[off + i] ? 1 : 0);
+		f->seen[off + i] = 1;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return (long)len;
+}
+
+/* Each byte is read once to hash and once to send, never hashed twice: a
+ * source that changes between the two must not end up stored. */
+static void test_sink_s3__source_changes_while_sent(void)
+{
+	static const size_t sizes[] = { 3 * MIB, 12 * MIB };
+	char *url;
+	struct rh_sink *s;
+
+	if (skip())
+		return;
+	url = sink_url("changing");
+	s = open_ok(url, 2, 5 * MIB);
+	for (size_t k = 0; k < 2; k++) {
+		struct flip_src f = { .lock = PTHREAD_MUTEX_INITIALIZER };
+		struct rh_put_stats st = { 0 };
+		uint8_t *data = malloc(sizes[k]);
+		char sha[65];
+		char *key;
+		int err;
+
+		CU_ASSERT_FATAL(data != NULL);
+		for (size_t i = 0; i < sizes[k]; i++)
+			data[i] = (uint8_t)(i * 7 + k);
+		rh_sha256_buf_hex(sha, data, sizes[k]);
+		f.data = data;
+		f.seen = calloc(1, sizes[k]);
+		CU_ASSERT_FATAL(f.seen != NULL);
+		f.src.size = sizes[k];
+		f.src.read_at = flip_read_at;
+		f.src.user = &f;
+		f.src.name = "changing.bin";
+		err = s->ops->put(s, "changing.bin", sizes[k], sha, &f.src, &st);
+		CU_ASSERT_NOT_EQUAL(err, 0);
+		printf("%zu MiB: %s; ", (size_t)(sizes[k] / MIB), rh_error_last());
+		key = obj_key("changing", "changing.bin");
+		CU_ASSERT_EQUAL(head_status(key), 404);
+		free(key);
+		free(f.seen);
+		free(data);
+		pthread_mutex_destroy(&f.lock);
+	}
+	rh_sink_close(s);
+	free(url);
+}
+
 static void test_sink_s3__virtual_host_style(void)
 {
 	static const char body[] = "virtual-host style";
@@ -818,4 +895,5 @@ RH_TEST_MAIN("sink_s3",
 	     { "wrong_keys", test_sink_s3__wrong_keys },
 	     { "missing_bucket", test_sink_s3__missing_bucket },
 	     { "sha256_mismatch", test_sink_s3__sha256_mismatch },
+	     { "source_changes_while_sent", test_sink_s3__source_changes_while_sent },
 	     { "virtual_host_style", test_sink_s3__virtual_host_style })

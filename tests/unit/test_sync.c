@@ -427,6 +427,7 @@ static void corrupt_object(const struct fx *f, const char *sha)
 
 	snprintf(rel, sizeof(rel), "lfs/objects/%.2s/%.2s/%s", sha, sha + 2, sha);
 	p = rh_test_path(f->repo, rel);
+	chmod(p, 0644); /* stored read-only */
 	fp = fopen(p, "r+b");
 	CU_ASSERT_FATAL(fp != NULL);
 	CU_ASSERT_FATAL(fseek(fp, 1000, SEEK_SET) == 0);
