@@ -36,7 +36,7 @@ struct rh_step_ctx {
 	size_t step_index;
 	unsigned attempt;             /* 1-based */
 	double deadline;              /* absolute rh_clock_mono() seconds */
-	struct rh_cancel *cancel;     /* fires on interrupt (main phase only) */
+	struct rh_cancel *cancel;     /* this attempt's: deadline passed, interrupt, failure */
 	json_t *spec;                 /* the step's object with ${...} expanded (borrowed) */
 	json_t *outputs;              /* object to fill (borrowed, owned by engine) */
 	const char *log_prefix;       /* e.g. "<drill dir>/steps/<id>.1": append ".stdout" */

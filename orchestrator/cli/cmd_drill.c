@@ -6,7 +6,9 @@
  * writes the drill record. Signals are handled by one thread that waits for
  * them (sigwait), so the engine's threads never run signal handlers: the
  * first SIGINT/SIGTERM interrupts the drill (teardown still runs), the
- * second says so, the third abandons the teardown.
+ * second says so, the third abandons the teardown: the engine stops waiting
+ * for running steps within a second, and the record and journal entry are
+ * still written before rehydra exits.
  *
  * Every drill that reaches a verdict (met, missed, failed, interrupted) is
  * then appended to the audit journal: a drill that happened but is missing
@@ -472,6 +474,15 @@ done:
 		pthread_join(sig_tid, NULL);
 	}
 	json_decref(record);
+	if (drill_ready && drill.n_abandoned > 0) {
+		/* A step thread the engine gave up on may still be inside a
+		 * library call using the drill, the runbook and the libraries'
+		 * global state: free nothing and leave without running exit
+		 * handlers under it. The record and journal are written. */
+		fflush(stdout);
+		fflush(stderr);
+		_exit(rc);
+	}
 	if (drill_ready)
 		rh_drill_release(&drill);
 	rh_runbook_free(rb);
