@@ -156,9 +156,12 @@ static int build_tree(git_oid *tree, uint64_t *lines, git_repository *repo, cons
 	int rc = 0;
 
 	*lines = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = rh_fs_open_regular(path, O_NOFOLLOW); /* never blocks on a FIFO */
 	if (fd < 0) {
-		rc = rh_error_set_errno(RH_EIO, errno, "cannot open the journal %s", path);
+		rc = fd == RH_ENOTFOUND ? rh_error_set(RH_EIO, "cannot open the journal %s: no "
+							       "such file", path)
+					: rh_error_prefix(fd, "the journal");
+		fd = -1;
 		goto done;
 	}
 	/* shared lock: an append in flight is not read half-written */

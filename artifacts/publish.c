@@ -269,9 +269,12 @@ static int pub_store(struct pub *p, struct pub_file *f)
 	err = rh_asprintf(&tmp, "%s/tmp/%s.rh-publish", p->lfs_dir, rnd);
 	if (err < 0)
 		goto done;
-	in = open(f->src, O_RDONLY | O_CLOEXEC);
+	in = rh_fs_open_regular(f->src, 0); /* never blocks on a FIFO */
 	if (in < 0) {
-		err = rh_error_set_errno(RH_EIO, errno, "cannot open %s", f->src);
+		err = in == RH_ENOTFOUND ? rh_error_set(RH_EIO, "cannot open %s: no such file",
+							 f->src)
+					 : in;
+		in = -1;
 		goto done;
 	}
 	out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
