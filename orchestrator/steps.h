@@ -62,6 +62,13 @@ struct rh_step_type {
 	const char *exports_to;
 };
 
+/* http_probe's rules for text that goes into a request, shared by the
+ * validation of literals and the check after ${...} expansion: a control
+ * character (CR, LF, NUL..., and a tab unless tab_ok) is bad; a method is
+ * one of GET, HEAD, POST, PUT, PATCH, DELETE. */
+bool rh_http_text_bad(const char *s, bool tab_ok);
+bool rh_http_method_ok(const char *m);
+
 /* How many step types there are: tables indexed in rh_step_types order are
  * sized by it (and static_assert that they agree). */
 #define RH_STEP_TYPE_COUNT 7

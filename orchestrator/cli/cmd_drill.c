@@ -90,9 +90,12 @@ static void on_event(void *user, const struct rh_drill *d, const struct rh_event
 	struct ui *ui = user;
 	const struct rh_step *s = &d->rb->steps[ev->step];
 	const struct rh_step_result *r = &d->results[ev->step];
+	/* what reaches the terminal is redacted as the record is, and escaped */
+	char *text = NULL;
 
 	if (ui->quiet)
 		return;
+	text = rh_record_redact_text(d, ev->text);
 	pthread_mutex_lock(&ui->lock);
 	switch (ev->kind) {
 	case RH_EVENT_STEP_START:
@@ -108,7 +111,7 @@ static void on_event(void *user, const struct rh_drill *d, const struct rh_event
 		fprintf(ui->out,
 			"  %s%+9.3fs%s  %-16s %sattempt %u failed%s: %s; retrying in %.1fs\n",
 			paint(ui, C_DIM), ev->at_s, paint(ui, C_RESET), s->id, paint(ui, C_YELLOW),
-			ev->attempt, paint(ui, C_RESET), ev->text ? ev->text : "", ev->delay_s);
+			ev->attempt, paint(ui, C_RESET), text ? text : "", ev->delay_s);
 		break;
 	case RH_EVENT_STEP_END:
 		ui_end_line(ui);
@@ -120,15 +123,15 @@ static void on_event(void *user, const struct rh_drill *d, const struct rh_event
 		if (r->status == RH_STEP_OK && s->restores_service)
 			fprintf(ui->out, "  %sservice answers%s", paint(ui, C_BOLD),
 				paint(ui, C_RESET));
-		if (r->status != RH_STEP_OK && ev->text && ev->text[0])
-			fprintf(ui->out, ": %s", ev->text);
+		if (r->status != RH_STEP_OK && text && text[0])
+			fprintf(ui->out, ": %s", text);
 		fputc('\n', ui->out);
 		break;
 	case RH_EVENT_STEP_PROGRESS:
-		if (ui->tty && ev->text) {
+		if (ui->tty && text) {
 			ui_end_line(ui);
 			fprintf(ui->out, "  %s%+9.3fs%s  %-16s %s", paint(ui, C_DIM), ev->at_s,
-				paint(ui, C_RESET), s->id, ev->text);
+				paint(ui, C_RESET), s->id, text);
 			ui->line_open = true;
 		}
 		break;
@@ -137,6 +140,7 @@ static void on_event(void *user, const struct rh_drill *d, const struct rh_event
 	}
 	fflush(ui->out);
 	pthread_mutex_unlock(&ui->lock);
+	free(text);
 }
 
 static void *signal_thread(void *arg)
@@ -220,10 +224,14 @@ static void print_summary(struct ui *ui, const struct rh_drill *d, const char *r
 		for (size_t i = 0; i < rb->n_steps; i++) {
 			const struct rh_step_result *r = &d->results[i];
 
+			char *shown;
+
 			if (r->status != RH_STEP_FAILED && r->status != RH_STEP_TIMED_OUT)
 				continue;
+			shown = rh_record_redact_text(d, r->error);
 			fprintf(f, "  step '%s' %s: %s\n", rb->steps[i].id,
-				rh_step_status_name(r->status), r->error ? r->error : "");
+				rh_step_status_name(r->status), shown ? shown : "");
+			free(shown);
 			print_logs(f, r->log_prefix);
 		}
 	}
@@ -235,10 +243,15 @@ static void print_summary(struct ui *ui, const struct rh_drill *d, const char *r
 		for (size_t i = 0; i < rb->n_steps; i++) {
 			const struct rh_step_result *r = &d->results[i];
 
-			if (rb->steps[i].when != RH_WHEN_ON_SUCCESS && r->status != RH_STEP_OK &&
-			    r->status != RH_STEP_SKIPPED)
-				fprintf(f, "  step '%s' %s: %s\n", rb->steps[i].id,
-					rh_step_status_name(r->status), r->error ? r->error : "");
+			char *shown;
+
+			if (rb->steps[i].when == RH_WHEN_ON_SUCCESS || r->status == RH_STEP_OK ||
+			    r->status == RH_STEP_SKIPPED)
+				continue;
+			shown = rh_record_redact_text(d, r->error);
+			fprintf(f, "  step '%s' %s: %s\n", rb->steps[i].id,
+				rh_step_status_name(r->status), shown ? shown : "");
+			free(shown);
 		}
 		fprintf(f, "  drill directory: %s\n", d->dir);
 	}
