@@ -110,6 +110,9 @@ static int pub_add(struct pub *p, const char *path, const char *src, uint64_t si
 	if (!rh_sink_path_is_safe(path))
 		return rh_error_set(RH_EINVAL, "%s: \"%s\" cannot be a model file path (no "
 				    "\"..\", \".\", backslashes or control characters)", src, path);
+	if (strncmp(path, ".rehydra-sink", 13) == 0 || strstr(path, ".rh-part-"))
+		return rh_error_set(RH_EINVAL, "%s: \"%s\" is reserved for the sinks' own state "
+				    "(.rehydra-sink*, *.rh-part-*); rename it", src, path);
 	if (strcmp(path, "manifest.json") == 0)
 		return rh_error_set(RH_EINVAL, "%s: a model file cannot be called manifest.json "
 				    "(rehydra writes the manifest itself); rename it", src);

@@ -907,6 +907,14 @@ static int manifest_check(struct rh_model_version *v, const char *where)
 					   i, path);
 			goto done;
 		}
+		/* the sinks keep their own state under these names and refuse them:
+		 * refuse them here too, so verify and sync agree */
+		if (strncmp(path, ".rehydra-sink", 13) == 0 || strstr(path, ".rh-part-")) {
+			err = rh_error_set(RH_EINVAL, "%s: files[%zu]: path \"%s\" is reserved for "
+					   "the sinks' own state (.rehydra-sink*, *.rh-part-*): "
+					   "rename the file", where, i, path);
+			goto done;
+		}
 		if (strcmp(path, "manifest.json") == 0) {
 			err = rh_error_set(RH_EINVAL, "%s: files[%zu]: \"manifest.json\" cannot be "
 					   "a model file (the manifest is copied by itself)", where,

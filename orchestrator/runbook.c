@@ -744,6 +744,19 @@ static void check_stack(struct val *v, const json_t *doc)
 	note(v, rh_spec_string_array(v->d, s, "/stack", "command", true, true));
 	note(v, rh_spec_string_object(v->d, s, "/stack", "env"));
 	note(v, rh_spec_string(v->d, s, "/stack", "image", false, NULL));
+	{
+		/* the same rule as an exec step's env names */
+		const json_t *env = json_object_get(s, "env");
+		const char *key;
+		json_t *val;
+
+		json_object_foreach((json_t *)env, key, val) {
+			if (*key && !strchr(key, '='))
+				continue;
+			add(v, "/stack/env", key, true, "invalid environment variable name '%.100s': "
+			    "names are non-empty and contain no '='", key);
+		}
+	}
 }
 
 /* ---- steps ---- */
@@ -1043,6 +1056,11 @@ static void check_step(struct val *v, size_t idx, const json_t *spec)
 	check_when(v, st, spec);
 	note(v, rh_spec_bool(v->d, spec, st->pointer, "restores_service",
 			     &st->restores_service));
+	if (st->restores_service && st->when != RH_WHEN_ON_SUCCESS)
+		add(v, st->pointer, "restores_service", true,
+		    "restores_service on a step that runs in the final phase (when: %s): the "
+		    "service is restored by the main phase; remove it or the when",
+		    st->when == RH_WHEN_ALWAYS ? "always" : "on_failure");
 	if (st->type) {
 		char what[96];
 

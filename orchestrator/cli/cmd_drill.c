@@ -143,6 +143,13 @@ static void on_event(void *user, const struct rh_drill *d, const struct rh_event
 	free(text);
 }
 
+static volatile sig_atomic_t early_signal;
+
+static void note_early_signal(int sig)
+{
+	early_signal = sig;
+}
+
 static void *signal_thread(void *arg)
 {
 	struct sig_state *st = arg;
@@ -378,8 +385,19 @@ static int cmd_drill_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	file = argv[0];
 	rh_cli_vars(&vars, overrides);
 
+	/* A signal during validation and pre-flight is an interrupt too (130,
+	 * not the 143 of dying by SIGTERM): noted here, acted on below. */
+	{
+		struct sigaction sa = {.sa_handler = note_early_signal};
+
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+	}
 	/* Validate everything before anything is created. */
 	rc = rh_cli_load_runbook(&rb, file, overrides, vars.n);
+	if (early_signal && rc == 0)
+		goto early;
 	if (rc)
 		goto done;
 	rc = RH_EXIT_FAILED;
@@ -407,6 +425,14 @@ static int cmd_drill_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	sigaddset(&sig.set, SIGTERM);
 	sigaddset(&sig.set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &sig.set, &old);
+	if (early_signal) {
+early:
+		fprintf(stderr, "rehydra drill: %s before the drill started: nothing was "
+				"created\n",
+			strsignal(early_signal));
+		rc = RH_EXIT_INTERRUPTED;
+		goto done;
+	}
 	/* An inherited SIG_IGN (background jobs of a shell) would discard the
 	 * signal before sigwait sees it; blocked, SIG_DFL cannot kill us. */
 	{
