@@ -8,6 +8,7 @@
 #include "global.h"
 
 #include "error.h"
+#include "netstream.h"
 
 #include <curl/curl.h>
 #include <git2.h>
@@ -41,6 +42,14 @@ int rh_artifacts_global_init(void)
 
 		err = rh_error_set(RH_ERROR, "cannot initialise libgit2: %s",
 				   e && e->message ? e->message : "unknown libgit2 error");
+		curl_global_cleanup();
+		goto done;
+	}
+	/* libgit2 1.5 has no network timeouts: give it a TCP stream that has
+	 * (registered again after every init: a shutdown forgets it) */
+	if (rh_netstream_register() < 0) {
+		err = RH_ERROR;
+		git_libgit2_shutdown();
 		curl_global_cleanup();
 		goto done;
 	}

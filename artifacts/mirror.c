@@ -156,9 +156,12 @@ static int build_tree(git_oid *tree, uint64_t *lines, git_repository *repo, cons
 	int rc = 0;
 
 	*lines = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = rh_fs_open_regular(path, O_NOFOLLOW); /* never blocks on a FIFO */
 	if (fd < 0) {
-		rc = rh_error_set_errno(RH_EIO, errno, "cannot open the journal %s", path);
+		rc = fd == RH_ENOTFOUND ? rh_error_set(RH_EIO, "cannot open the journal %s: no "
+							       "such file", path)
+					: rh_error_prefix(fd, "the journal");
+		fd = -1;
 		goto done;
 	}
 	/* shared lock: an append in flight is not read half-written */
@@ -283,6 +286,96 @@ done:
 	return rc;
 }
 
+/* Compares the journal held by commit `tip` (its segments, in name order)
+ * with the journal file: the mirrored bytes must be a prefix of the file,
+ * ending at a line boundary. Fills *mirrored (lines in the mirror) and, on a
+ * difference, *diff_line (the first line that differs or is missing).
+ * Returns 0, RH_EVERIFY when the file is not an extension of the mirror,
+ * RH_EIO. */
+static int mirror_is_prefix(git_repository *repo, const git_oid *tip, const char *journal_path,
+			    uint64_t *mirrored, uint64_t *diff_line)
+{
+	git_commit *commit = NULL;
+	git_tree *root = NULL, *segs = NULL;
+	git_tree_entry *jent = NULL;
+	char *buf = NULL;
+	size_t cap = 0;
+	off_t off = 0;
+	int fd = -1;
+	int rc = 0;
+
+	*mirrored = 0;
+	*diff_line = 0;
+	if (git_commit_lookup(&commit, repo, tip) < 0 || git_commit_tree(&root, commit) < 0 ||
+	    git_tree_entry_bypath(&jent, root, "journal") < 0 ||
+	    git_tree_lookup(&segs, repo, git_tree_entry_id(jent)) < 0) {
+		rc = rh_error_set(RH_EIO, "cannot read the mirrored journal: %s", git_msg());
+		goto done;
+	}
+	fd = rh_fs_open_regular(journal_path, O_NOFOLLOW);
+	if (fd < 0) {
+		rc = fd == RH_ENOTFOUND ? rh_error_set(RH_EIO, "no journal at %s", journal_path)
+					: fd;
+		fd = -1;
+		goto done;
+	}
+	while (flock(fd, LOCK_SH) != 0 && errno == EINTR)
+		;
+	for (size_t i = 0; i < git_tree_entrycount(segs); i++) {
+		const git_tree_entry *te = git_tree_entry_byindex(segs, i);
+		git_blob *blob = NULL;
+		const char *data;
+		size_t len, got = 0;
+
+		if (git_blob_lookup(&blob, repo, git_tree_entry_id(te)) < 0) {
+			rc = rh_error_set(RH_EIO, "cannot read the mirrored segment %s: %s",
+					  git_tree_entry_name(te), git_msg());
+			goto done;
+		}
+		data = git_blob_rawcontent(blob);
+		len = (size_t)git_blob_rawsize(blob);
+		if (len > cap) {
+			char *nb = realloc(buf, len);
+
+			if (!nb) {
+				git_blob_free(blob);
+				rc = rh_error_set(RH_ENOMEM, "out of memory reading the mirror");
+				goto done;
+			}
+			buf = nb;
+			cap = len;
+		}
+		while (got < len) {
+			ssize_t n = pread(fd, buf + got, len - got, off + (off_t)got);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+		for (size_t k = 0; k < len; k++) {
+			if (rc == 0 && (k >= got || buf[k] != data[k])) {
+				*diff_line = *mirrored + 1; /* counts the lines before k */
+				rc = RH_EVERIFY;
+			}
+			if (data[k] == '\n')
+				(*mirrored)++;
+		}
+		off += (off_t)len;
+		git_blob_free(blob);
+	}
+done:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	git_tree_free(segs);
+	git_tree_entry_free(jent);
+	git_tree_free(root);
+	git_commit_free(commit);
+	return rc;
+}
+
 int rh_mirror_push(struct rh_mirror_result *res, const char *journal_path,
 		   const char *mirror_dir, const char *remote_url, const char *branch)
 {
@@ -346,6 +439,25 @@ int rh_mirror_push(struct rh_mirror_result *res, const char *journal_path,
 				  "rehydra never force-pushes", branch, shown, hex);
 		goto done;
 	}
+	if (have_remote) {
+		/* ancestry is not enough: a journal rewritten here would be
+		 * committed on top and pushed; the mirror must be its prefix */
+		uint64_t mirrored = 0, diff = 0;
+
+		rc = mirror_is_prefix(repo, &remote_tip, journal_path, &mirrored, &diff);
+		if (rc == RH_EVERIFY) {
+			rc = rh_error_set(RH_EVERIFY,
+					  "branch '%s' of %s holds %" PRIu64 " journal entries, and "
+					  "this journal no longer has them as they were (first "
+					  "difference at line %" PRIu64 "): the local journal was "
+					  "altered or truncated after it was mirrored; refusing to push "
+					  "(compare with 'rehydra audit verify --against %s')",
+					  branch, shown, mirrored, diff, shown);
+			goto done;
+		}
+		if (rc < 0)
+			goto done;
+	}
 
 	rc = build_tree(&tree_id, &res->lines, repo, journal_path);
 	if (rc < 0)
@@ -401,6 +513,61 @@ done:
 	git_tree_free(tree);
 	git_commit_free(parent);
 	git_signature_free(sig);
+	git_remote_free(remote);
+	git_repository_free(repo);
+	return rc;
+}
+
+int rh_mirror_check(struct rh_mirror_check *res, const char *journal_path, const char *mirror_dir,
+		    const char *remote_url, const char *branch)
+{
+	git_repository *repo = NULL;
+	git_remote *remote = NULL;
+	git_remote_create_options ro;
+	git_oid tip;
+	char ref[300], shown[1024];
+	int valid = 0;
+	int rc = 0;
+
+	memset(res, 0, sizeof(*res));
+	if (!branch)
+		branch = RH_MIRROR_BRANCH;
+	safe_url(shown, sizeof(shown), remote_url);
+	rc = rh_artifacts_global_check();
+	if (rc < 0)
+		goto done;
+	snprintf(ref, sizeof(ref), "refs/heads/%s", branch);
+	if (strlen(branch) > 200 || git_reference_name_is_valid(&valid, ref) < 0 || !valid) {
+		rc = rh_error_set(RH_EINVAL, "'%s' is not a valid branch name", branch);
+		goto done;
+	}
+	rc = open_mirror(&repo, mirror_dir);
+	if (rc < 0)
+		goto done;
+	git_remote_create_options_init(&ro, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+	ro.repository = repo;
+	ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+	if (git_remote_create_with_opts(&remote, remote_url, &ro) < 0) {
+		rc = rh_error_set(RH_EIO, "journal remote %s: %s", shown, git_msg());
+		goto done;
+	}
+	rc = fetch_remote_tip(remote, repo, ref, branch, shown, &res->remote_exists, &tip);
+	if (rc < 0)
+		goto done;
+	if (!res->remote_exists) {
+		rc = rh_error_set(RH_ENOTFOUND, "%s has no branch '%s': nothing was pushed there",
+				  shown, branch);
+		goto done;
+	}
+	git_oid_tostr(res->commit, sizeof(res->commit), &tip);
+	rc = mirror_is_prefix(repo, &tip, journal_path, &res->mirrored, &res->diff_line);
+	if (rc == RH_EVERIFY)
+		rh_error_set(RH_EVERIFY,
+			     "the journal differs from branch '%s' of %s at line %" PRIu64
+			     " (the mirror holds %" PRIu64 " entries): the local journal was "
+			     "altered or truncated after it was mirrored",
+			     branch, shown, res->diff_line, res->mirrored);
+done:
 	git_remote_free(remote);
 	git_repository_free(repo);
 	return rc;

@@ -43,4 +43,21 @@ struct rh_mirror_result {
 int rh_mirror_push(struct rh_mirror_result *res, const char *journal_path,
 		   const char *mirror_dir, const char *remote, const char *branch);
 
+struct rh_mirror_check {
+	bool remote_exists;
+	uint64_t mirrored;  /* journal lines held by the remote branch */
+	uint64_t diff_line; /* first line that differs or is missing; 0 when none */
+	char commit[41];    /* the remote branch tip */
+};
+
+/* Fetches branch `branch` (NULL: "journal") of `remote` into `mirror_dir`
+ * and checks that the journal it holds is a prefix of `journal_path` (the
+ * local journal may have more: entries not yet pushed). Returns 0;
+ * RH_EVERIFY (message naming the line) when the local journal no longer
+ * holds what was mirrored; RH_ENOTFOUND when the branch does not exist;
+ * RH_EIO, RH_EINVAL as rh_mirror_push. rh_mirror_push refuses, with
+ * RH_EVERIFY, to push a journal that fails this check. */
+int rh_mirror_check(struct rh_mirror_check *res, const char *journal_path, const char *mirror_dir,
+		    const char *remote, const char *branch);
+
 #endif

@@ -110,6 +110,9 @@ static int pub_add(struct pub *p, const char *path, const char *src, uint64_t si
 	if (!rh_sink_path_is_safe(path))
 		return rh_error_set(RH_EINVAL, "%s: \"%s\" cannot be a model file path (no "
 				    "\"..\", \".\", backslashes or control characters)", src, path);
+	if (strncmp(path, ".rehydra-sink", 13) == 0 || strstr(path, ".rh-part-"))
+		return rh_error_set(RH_EINVAL, "%s: \"%s\" is reserved for the sinks' own state "
+				    "(.rehydra-sink*, *.rh-part-*); rename it", src, path);
 	if (strcmp(path, "manifest.json") == 0)
 		return rh_error_set(RH_EINVAL, "%s: a model file cannot be called manifest.json "
 				    "(rehydra writes the manifest itself); rename it", src);
@@ -269,9 +272,12 @@ static int pub_store(struct pub *p, struct pub_file *f)
 	err = rh_asprintf(&tmp, "%s/tmp/%s.rh-publish", p->lfs_dir, rnd);
 	if (err < 0)
 		goto done;
-	in = open(f->src, O_RDONLY | O_CLOEXEC);
+	in = rh_fs_open_regular(f->src, 0); /* never blocks on a FIFO */
 	if (in < 0) {
-		err = rh_error_set_errno(RH_EIO, errno, "cannot open %s", f->src);
+		err = in == RH_ENOTFOUND ? rh_error_set(RH_EIO, "cannot open %s: no such file",
+							 f->src)
+					 : in;
+		in = -1;
 		goto done;
 	}
 	/* read-only, like git's own objects: a restore on the same filesystem

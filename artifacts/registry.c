@@ -25,6 +25,7 @@
 #include "registry.h"
 #include "cache.h"
 #include "cancel.h"
+#include "netstream.h"
 #include "error.h"
 #include "fsutil.h"
 #include "global.h"
@@ -191,9 +192,17 @@ static int fetch_all(git_repository *repo, const char *conn_url, const char *nam
 	git_remote_create_options ro;
 	git_remote *remote = NULL;
 	git_buf head = { 0 };
+	struct rh_net_scope scope;
+	bool scoped = false;
 	int rc;
 	int err = 0;
 
+	/* the connections of this fetch end at its deadline or cancel, even in
+	 * a recv() that no progress callback would ever interrupt */
+	err = rh_net_scope_begin(&scope, fc->deadline, fc->cancel);
+	if (err < 0)
+		return err;
+	scoped = true;
 	git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
 	fo.callbacks.transfer_progress = on_transfer;
 	fo.callbacks.sideband_progress = on_sideband;
@@ -213,11 +222,17 @@ static int fetch_all(git_repository *repo, const char *conn_url, const char *nam
 	if (rc == 0)
 		rc = git_remote_fetch(remote, &refspecs, &fo, "rehydra: fetch");
 	if (rc < 0) {
-		if (fc->cancelled)
+		const char *peer = NULL;
+		enum rh_net_stop why = rh_net_scope_stopped(&scope, &peer);
+
+		if (fc->cancelled || why == RH_NET_CANCELLED ||
+		    (fc->cancel && rh_cancel_is_fired(fc->cancel)))
 			err = rh_error_set(RH_ECANCELLED, "registry %s: fetch cancelled", name);
-		else if (fc->timed_out)
+		else if (fc->timed_out || why == RH_NET_DEADLINE)
 			err = rh_error_set(RH_ETIMEOUT, "registry %s: fetch did not finish in time",
 					   name);
+		else if (why == RH_NET_CONNECT_SLOW || why == RH_NET_IDLE)
+			err = rh_error_set(RH_ETIMEOUT, "registry %s: %s", name, git_msg());
 		else
 			err = rh_error_set(RH_EIO, "registry %s: cannot fetch: %s", name,
 					   git_msg());
@@ -238,6 +253,8 @@ static int fetch_all(git_repository *repo, const char *conn_url, const char *nam
 done:
 	git_buf_dispose(&head);
 	git_remote_free(remote);
+	if (scoped)
+		rh_net_scope_end(&scope);
 	return err;
 }
 
@@ -890,6 +907,14 @@ static int manifest_check(struct rh_model_version *v, const char *where)
 					   i, path);
 			goto done;
 		}
+		/* the sinks keep their own state under these names and refuse them:
+		 * refuse them here too, so verify and sync agree */
+		if (strncmp(path, ".rehydra-sink", 13) == 0 || strstr(path, ".rh-part-")) {
+			err = rh_error_set(RH_EINVAL, "%s: files[%zu]: path \"%s\" is reserved for "
+					   "the sinks' own state (.rehydra-sink*, *.rh-part-*): "
+					   "rename the file", where, i, path);
+			goto done;
+		}
 		if (strcmp(path, "manifest.json") == 0) {
 			err = rh_error_set(RH_EINVAL, "%s: files[%zu]: \"manifest.json\" cannot be "
 					   "a model file (the manifest is copied by itself)", where,
@@ -1279,12 +1304,16 @@ static int source_open_file(struct reg_source *s, const char *path, const struct
 {
 	struct stat sb;
 
-	s->fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (s->fd < 0)
-		return errno == ENOENT ? RH_ENOTFOUND
-				       : rh_error_set_errno(RH_EIO, errno, "cannot open %s", path);
-	if (fstat(s->fd, &sb) != 0 || !S_ISREG(sb.st_mode))
-		return rh_error_set(RH_EIO, "%s is not a regular file", path);
+	/* a FIFO planted in the store must not block the open */
+	s->fd = rh_fs_open_regular(path, O_NOFOLLOW);
+	if (s->fd < 0) {
+		int err = s->fd;
+
+		s->fd = -1;
+		return err;
+	}
+	if (fstat(s->fd, &sb) != 0)
+		return rh_error_set_errno(RH_EIO, errno, "cannot stat %s", path);
 	if ((uint64_t)sb.st_size != p->size)
 		return rh_error_set(RH_EVERIFY, "LFS object %s has %llu bytes but its pointer says "
 				    "%llu", path, (unsigned long long)sb.st_size,

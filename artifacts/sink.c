@@ -13,6 +13,7 @@
  */
 #include "sink.h"
 #include "error.h"
+#include "fsutil.h"
 #include "hex.h"
 #include "url.h"
 
@@ -206,10 +207,12 @@ int rh_source_file_open(struct rh_source **out, const char *path)
 		err = rh_error_set(RH_ENOMEM, "out of memory opening %s", path);
 		goto done;
 	}
-	fsrc->fd = open(path, O_RDONLY | O_CLOEXEC);
+	fsrc->fd = rh_fs_open_regular(path, 0); /* never blocks on a FIFO */
 	if (fsrc->fd < 0) {
-		err = rh_error_set_errno(errno == ENOENT ? RH_ENOTFOUND : RH_EIO, errno,
-					 "cannot open %s", path);
+		err = fsrc->fd == RH_ENOTFOUND
+			  ? rh_error_set(RH_ENOTFOUND, "cannot open %s: no such file", path)
+			  : fsrc->fd;
+		fsrc->fd = -1;
 		goto done;
 	}
 	if (fstat(fsrc->fd, &sb) != 0) {

@@ -42,6 +42,16 @@
 
 #include "banned.h"
 
+/* How long an attempt may take to return once its own token fired (deadline,
+ * failure elsewhere, interrupt) before the engine stops waiting for it: more
+ * than the longest stop grace a step uses (terraform: 10 s). After an abort
+ * (the third signal) the wait is short: the user wants out. */
+#define RH_ABANDON_GRACE_S 15.0
+#define RH_ABORT_GRACE_S 1.0
+/* A step that watches its own deadline says best what it was waiting for:
+ * the engine fires the attempt's token only this long after the deadline. */
+#define RH_DEADLINE_SLACK_S 0.5
+
 struct engine;
 
 /* The running state of one step; touched only under d->lock, except the
@@ -63,6 +73,18 @@ struct step_rt {
 	double end; /* rh_clock_mono() at the end of the attempt */
 	bool retry; /* backoff slept: start the next attempt */
 	bool cancelled_in_backoff;
+	/* The attempt's own token: what run() watches. The scheduler fires it
+	 * when the attempt's deadline passes or its phase token fires, and
+	 * abandons the thread (detached, never joined) when it has not
+	 * returned within the grace after that. */
+	struct rh_cancel token;
+	double deadline; /* rh_clock_mono() */
+	double timeout_s;
+	double fired_at;	/* when `token` fired; 0: not yet */
+	bool deadline_hit;	/* `token` fired because the deadline passed */
+	bool abandoned;		/* the engine gave the thread up */
+	struct rh_step_ctx ctx; /* lives here, not on the thread's stack: the
+				 * step may keep it after being abandoned */
 };
 
 struct engine {
@@ -77,7 +99,15 @@ struct engine {
 	bool aborted;
 	unsigned running; /* attempt threads not yet joined */
 	unsigned cap;	  /* the runbook's max_parallel */
+	double grace_s;		       /* RH_ABANDON_GRACE_S unless the options say otherwise */
+	struct engine *next_abandoned; /* see engine_graveyard */
 };
+
+/* Engines with abandoned attempt threads are never freed: such a thread may
+ * still wake up and touch its step_rt, the engine and the drill. Keeping them
+ * reachable here says this is deliberate (and keeps leak checkers quiet). */
+static struct engine *engine_graveyard;
+static pthread_mutex_t graveyard_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -356,7 +386,15 @@ int rh_drill_init(struct rh_drill *d, struct rh_runbook *rb, const char *state_d
 	d->interrupt.fds[0] = d->interrupt.fds[1] = -1;
 	d->hard_stop.fds[0] = d->hard_stop.fds[1] = -1;
 	pthread_mutex_init(&d->lock, NULL);
-	pthread_cond_init(&d->cond, NULL);
+	{
+		/* the scheduler waits for deadlines on the monotonic clock */
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&d->cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	d->t0_wall = rh_clock_wall();
 
 	rc = make_id(d);
@@ -426,6 +464,8 @@ done:
 
 void rh_drill_release(struct rh_drill *d)
 {
+	if (d->n_abandoned > 0)
+		return; /* an abandoned step thread may still use all of it */
 	if (d->results && d->rb) {
 		for (size_t i = 0; i < d->rb->n_steps; i++) {
 			json_decref(d->results[i].outputs);
@@ -476,7 +516,8 @@ static void step_progress(void *user, const struct rh_step_ctx *ctx, const char 
 	struct rh_drill *d = rt->e->d;
 
 	pthread_mutex_lock(&d->lock);
-	emit(rt->e, RH_EVENT_STEP_PROGRESS, rt->idx, ctx->attempt, 0, text);
+	if (!rt->abandoned)
+		emit(rt->e, RH_EVENT_STEP_PROGRESS, rt->idx, ctx->attempt, 0, text);
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -491,41 +532,44 @@ static void *attempt_thread(void *arg)
 	struct engine *e = rt->e;
 	struct rh_drill *d = e->d;
 	const struct rh_step *s = &d->rb->steps[rt->idx];
-	struct rh_cancel *cancel = step_cancel(e, rt->idx);
-	/* The parser fills in the type's default; a step built without it
-	 * gets the same default from the same table. */
-	double timeout = s->timeout_s > 0 ? s->timeout_s : s->type->default_timeout_s;
-	struct rh_step_ctx ctx = {
-	    .drill = d,
-	    .step = s,
-	    .step_index = rt->idx,
-	    .attempt = rt->attempt,
-	    .deadline = rh_clock_mono() + timeout,
-	    .cancel = cancel,
-	    .spec = rt->spec,
-	    .outputs = rt->outputs,
-	    .log_prefix = rt->prefix,
-	    .progress = step_progress,
-	    .progress_user = rt,
-	};
+	struct rh_cancel *phase = step_cancel(e, rt->idx);
+	bool timed_out;
 	int rc;
 
 	rh_error_clear();
-	rc = s->type->run(&ctx);
+	rc = s->type->run(&rt->ctx);
+	pthread_mutex_lock(&d->lock);
+	if (rt->abandoned) {
+		/* the step already has its final status; nothing here is ours */
+		pthread_mutex_unlock(&d->lock);
+		return NULL;
+	}
+	timed_out = rt->deadline_hit;
+	pthread_mutex_unlock(&d->lock);
 	rt->end = rh_clock_mono();
 	if (rc < 0) {
 		const char *msg = rh_error_last();
 
-		rt->err = xstrdup(msg[0] ? msg : rh_strerror(rc));
+		if (timed_out && rc == RH_ECANCELLED) {
+			/* the engine's deadline stopped it: a timeout, retried as one */
+			char buf[1400];
+
+			snprintf(buf, sizeof(buf), "did not finish within its timeout (%g s): %s",
+				 rt->timeout_s, msg[0] ? msg : "stopped");
+			rc = RH_ETIMEOUT;
+			rt->err = xstrdup(buf);
+		} else {
+			rt->err = xstrdup(msg[0] ? msg : rh_strerror(rc));
+		}
 	}
 	rt->rc = rc;
-	if (rc < 0 && rt->attempt <= s->retries && !rh_cancel_is_fired(cancel)) {
+	if (rc < 0 && rt->attempt <= s->retries && !rh_cancel_is_fired(phase)) {
 		double delay = backoff_delay(&s->backoff, rt->attempt);
 
 		pthread_mutex_lock(&d->lock);
 		emit(e, RH_EVENT_STEP_RETRY, rt->idx, rt->attempt, delay, rt->err);
 		pthread_mutex_unlock(&d->lock);
-		if (rh_cancel_sleep(cancel, delay) == 0)
+		if (rh_cancel_sleep(phase, delay) == 0)
 			rt->retry = true;
 		else
 			rt->cancelled_in_backoff = true;
@@ -583,6 +627,10 @@ static void clear_attempt(struct step_rt *rt)
 	rt->retry = false;
 	rt->cancelled_in_backoff = false;
 	rt->done = false;
+	rh_cancel_clear(&rt->token);
+	rt->token.fds[0] = rt->token.fds[1] = -1;
+	rt->fired_at = 0;
+	rt->deadline_hit = false;
 }
 
 /* Starts the next attempt of step i. Under the lock. */
@@ -620,6 +668,27 @@ static void start_attempt(struct engine *e, size_t i)
 		snprintf(rt->prefix, n, "%s.%u", r->log_prefix, rt->attempt);
 	else
 		snprintf(rt->prefix, n, "%s", r->log_prefix);
+	/* The parser fills in the type's default; a step built without it
+	 * gets the same default from the same table. */
+	rt->timeout_s = s->timeout_s > 0 ? s->timeout_s : s->type->default_timeout_s;
+	rt->deadline = rh_clock_mono() + rt->timeout_s;
+	if (rh_cancel_init(&rt->token) < 0) {
+		finish_step(e, i, RH_STEP_FAILED, rh_error_last());
+		return;
+	}
+	rt->ctx = (struct rh_step_ctx){
+	    .drill = d,
+	    .step = s,
+	    .step_index = i,
+	    .attempt = rt->attempt,
+	    .deadline = rt->deadline,
+	    .cancel = &rt->token,
+	    .spec = rt->spec,
+	    .outputs = rt->outputs,
+	    .log_prefix = rt->prefix,
+	    .progress = step_progress,
+	    .progress_user = rt,
+	};
 	emit(e, RH_EVENT_STEP_START, i, rt->attempt, 0, NULL);
 	rc = pthread_create(&rt->tid, NULL, attempt_thread, rt);
 	if (rc != 0) {
@@ -774,6 +843,75 @@ static void schedule_final(struct engine *e, size_t i)
 		start_attempt(e, i);
 }
 
+/* Fires the token of every running attempt whose deadline passed or whose
+ * phase was cancelled, and gives up on one that has not returned within the
+ * grace since: a library call stuck in recv() must not keep the drill, its
+ * teardown, its record and its journal entry from happening. The thread is
+ * detached and left to finish (or not) on its own. Under the lock. */
+static void watch_attempts(struct engine *e, double now)
+{
+	struct rh_drill *d = e->d;
+	char msg[512];
+
+	for (size_t i = 0; i < d->rb->n_steps; i++) {
+		struct step_rt *rt = &e->rt[i];
+		double grace;
+
+		if (!rt->has_thread || rt->done)
+			continue;
+		if (rt->fired_at == 0) {
+			if (now >= rt->deadline + RH_DEADLINE_SLACK_S) {
+				rt->deadline_hit = true;
+				rt->fired_at = now;
+				rh_cancel_fire(&rt->token);
+			} else if (rh_cancel_is_fired(step_cancel(e, i))) {
+				rt->fired_at = now;
+				rh_cancel_fire(&rt->token);
+			}
+			continue;
+		}
+		grace = e->aborted ? RH_ABORT_GRACE_S : e->grace_s;
+		if (now < rt->fired_at + grace)
+			continue;
+		pthread_detach(rt->tid);
+		rt->has_thread = false;
+		e->running--; /* its slot goes to the steps still to run (teardown) */
+		rt->abandoned = true;
+		rt->end = now;
+		d->n_abandoned++;
+		if (rt->deadline_hit)
+			snprintf(msg, sizeof(msg),
+				 "timed out after %g s and did not stop within %g s: abandoned "
+				 "(its work may still be running in the background)",
+				 rt->timeout_s, grace);
+		else
+			snprintf(msg, sizeof(msg),
+				 "cancelled and did not stop within %g s: abandoned (its work "
+				 "may still be running in the background)",
+				 grace);
+		finish_step(e, i, rt->deadline_hit ? RH_STEP_TIMED_OUT : RH_STEP_CANCELLED, msg);
+	}
+}
+
+/* The next moment watch_attempts has something to do; 0 when none. */
+static double next_watch(const struct engine *e)
+{
+	double next = 0;
+
+	for (size_t i = 0; i < e->d->rb->n_steps; i++) {
+		const struct step_rt *rt = &e->rt[i];
+		double t;
+
+		if (!rt->has_thread || rt->done)
+			continue;
+		t = rt->fired_at == 0 ? rt->deadline + RH_DEADLINE_SLACK_S
+				      : rt->fired_at + (e->aborted ? RH_ABORT_GRACE_S : e->grace_s);
+		if (next == 0 || t < next)
+			next = t;
+	}
+	return next;
+}
+
 /* One pass over every step. Returns true when every step is final and no
  * thread is left. Under the lock. */
 static bool schedule(struct engine *e)
@@ -793,6 +931,7 @@ static bool schedule(struct engine *e)
 	for (size_t i = 0; i < rb->n_steps; i++)
 		if (e->rt[i].has_thread && e->rt[i].done)
 			collect(e, i);
+	watch_attempts(e, rh_clock_mono());
 
 	/* Topological order, so a skip propagates down a chain in one pass. */
 	for (size_t k = 0; k < rb->n_steps; k++) {
@@ -946,57 +1085,96 @@ done:
 	return rc;
 }
 
+/* Sleeps on d->cond (CLOCK_MONOTONIC, see rh_drill_init) until `until`
+ * (rh_clock_mono seconds; 0: no limit) or a signal. Under the lock. */
+static void wait_until(struct rh_drill *d, double until)
+{
+	struct timespec ts;
+	double now = rh_clock_mono(), left;
+
+	if (until <= 0) {
+		pthread_cond_wait(&d->cond, &d->lock);
+		return;
+	}
+	left = until - now;
+	if (left <= 0)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	left += 0.001; /* past the moment, not just before it */
+	ts.tv_sec += (time_t)left;
+	ts.tv_nsec += (long)((left - (double)(time_t)left) * 1e9);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+}
+
 int rh_engine_run(struct rh_drill *d, const struct rh_engine_opts *opts)
 {
-	struct engine e = {.d = d,
-			   .opts = opts,
-			   .cap = d->rb->max_parallel ? d->rb->max_parallel
-						      : RH_MAX_PARALLEL_DEFAULT};
+	struct engine *e = calloc(1, sizeof(*e));
 	pthread_t watcher;
 	bool watching = false;
 	size_t n = d->rb->n_steps;
 	int rc = 0;
 
-	e.main_cancel.fds[0] = e.main_cancel.fds[1] = -1;
-	e.watch_stop.fds[0] = e.watch_stop.fds[1] = -1;
-	e.rt = calloc(n ? n : 1, sizeof(*e.rt));
-	if (!e.rt) {
+	if (!e)
+		return rh_error_set(RH_ENOMEM, "out of memory");
+	e->d = d;
+	e->opts = opts;
+	e->cap = d->rb->max_parallel ? d->rb->max_parallel : RH_MAX_PARALLEL_DEFAULT;
+	e->grace_s = opts && opts->version >= 2 && opts->abandon_grace_s > 0 ? opts->abandon_grace_s
+									     : RH_ABANDON_GRACE_S;
+	e->main_cancel.fds[0] = e->main_cancel.fds[1] = -1;
+	e->watch_stop.fds[0] = e->watch_stop.fds[1] = -1;
+	e->rt = calloc(n ? n : 1, sizeof(*e->rt));
+	if (!e->rt) {
 		rc = rh_error_set(RH_ENOMEM, "out of memory");
 		goto done;
 	}
 	for (size_t i = 0; i < n; i++) {
-		e.rt[i].e = &e;
-		e.rt[i].idx = i;
+		e->rt[i].e = e;
+		e->rt[i].idx = i;
+		e->rt[i].token.fds[0] = e->rt[i].token.fds[1] = -1;
 	}
-	if ((rc = rh_cancel_init(&e.main_cancel)) < 0 || (rc = rh_cancel_init(&e.watch_stop)) < 0)
+	if ((rc = rh_cancel_init(&e->main_cancel)) < 0 || (rc = rh_cancel_init(&e->watch_stop)) < 0)
 		goto done;
 
 	/* T0: the primary is declared lost. */
 	d->t0_wall = rh_clock_wall();
 	d->t0_mono = rh_clock_mono();
 
-	if (pthread_create(&watcher, NULL, watcher_thread, &e) != 0) {
+	if (pthread_create(&watcher, NULL, watcher_thread, e) != 0) {
 		rc = rh_error_set(RH_ERROR, "cannot start the engine's watcher thread");
 		goto done;
 	}
 	watching = true;
 
 	pthread_mutex_lock(&d->lock);
-	while (!schedule(&e))
-		pthread_cond_wait(&d->cond, &d->lock);
-	rc = compute_verdict(&e);
+	while (!schedule(e))
+		wait_until(d, next_watch(e));
+	rc = compute_verdict(e);
 	pthread_mutex_unlock(&d->lock);
 done:
 	if (watching) {
-		rh_cancel_fire(&e.watch_stop);
+		rh_cancel_fire(&e->watch_stop);
 		pthread_join(watcher, NULL);
 	}
-	if (e.rt)
+	rh_cancel_clear(&e->watch_stop);
+	if (d->n_abandoned > 0) {
+		/* see engine_graveyard: what an abandoned thread may touch stays */
+		pthread_mutex_lock(&graveyard_lock);
+		e->next_abandoned = engine_graveyard;
+		engine_graveyard = e;
+		pthread_mutex_unlock(&graveyard_lock);
+		return rc;
+	}
+	if (e->rt)
 		for (size_t i = 0; i < n; i++)
-			clear_attempt(&e.rt[i]);
-	free(e.rt);
-	rh_cancel_clear(&e.main_cancel);
-	rh_cancel_clear(&e.watch_stop);
+			clear_attempt(&e->rt[i]);
+	free(e->rt);
+	rh_cancel_clear(&e->main_cancel);
+	free(e);
 	return rc;
 }
 

@@ -14,6 +14,13 @@
  * drill failed or was interrupted. Final steps wait for their `after` steps
  * to finish in any state.
  *
+ * Deadlines. Each attempt has its own cancellation token (ctx->cancel): the
+ * engine fires it when the attempt's timeout passes (the step becomes
+ * timed_out, and is retried like any timeout) or when its phase is cancelled.
+ * An attempt that has not returned within a grace after that is abandoned:
+ * its thread is detached, the step gets its final status, and the drill goes
+ * on to its teardown, record and journal entry (see n_abandoned).
+ *
  * Interrupt. rh_engine_interrupt (async-signal-safe) starts nothing new in
  * the main phase, cancels running main-phase steps (their process groups
  * are killed) and runs the final phase, which interrupt does not cancel.
@@ -102,6 +109,12 @@ struct rh_drill {
 	json_t *preflight;
 	json_t *provenance;
 
+	/* Attempt threads the engine gave up on (a call that ignored its
+	 * deadline and cancel). When non-zero, rh_drill_release frees nothing:
+	 * such a thread may still use the drill and its runbook, so the caller
+	 * must not free the runbook either, and should exit soon. */
+	unsigned n_abandoned;
+
 	struct rh_cancel interrupt; /* main phase */
 	struct rh_cancel hard_stop; /* final phase: only rh_engine_abort fires it */
 	pthread_mutex_t lock;
@@ -130,9 +143,14 @@ struct rh_engine_opts {
 	unsigned version;
 	void (*on_event)(void *user, const struct rh_drill *d, const struct rh_event *ev);
 	void *user;
+	/* Version 2: how long an attempt may take to return after its deadline
+	 * passed or it was cancelled before the engine abandons it (its status
+	 * becomes timed_out or cancelled and the drill goes on); 0: 15 s. After
+	 * rh_engine_abort the wait is 1 s whatever this says. */
+	double abandon_grace_s;
 };
-#define RH_ENGINE_OPTS_VERSION 1
-#define RH_ENGINE_OPTS_INIT { RH_ENGINE_OPTS_VERSION, NULL, NULL }
+#define RH_ENGINE_OPTS_VERSION 2
+#define RH_ENGINE_OPTS_INIT { RH_ENGINE_OPTS_VERSION, NULL, NULL, 0 }
 
 /* Prepares a drill of `rb`: creates <state_dir>/drills/<id>/ (0700) with a
  * steps/ subdirectory and the scope (runbook, vars, env (allowed names only),

@@ -164,11 +164,35 @@ struct expand_ctx {
 	struct rh_strbuf out;
 };
 
+/* A runbook value is a URL, an argv word, a header: references that make one
+ * longer than this are an attack or a mistake, not a need. The whole of one
+ * rh_interp_expand_json gets RH_INTERP_MAX_TOTAL. */
+#define RH_INTERP_MAX_TEXT (1u << 20)
+#define RH_INTERP_MAX_TOTAL (16u << 20)
+
+static _Thread_local size_t *expand_budget; /* bytes left for this expand_json */
+
+static int out_add(struct expand_ctx *c, const char *s, size_t n)
+{
+	if (c->out.len + n > RH_INTERP_MAX_TEXT)
+		return rh_error_set(RH_EINVAL, "the expanded text would exceed %u MiB: a ${...} "
+				    "reference is far larger than a runbook value needs",
+				    RH_INTERP_MAX_TEXT >> 20);
+	if (expand_budget) {
+		if (n > *expand_budget)
+			return rh_error_set(RH_EINVAL, "the expanded step would exceed %u MiB: "
+					    "its ${...} references are far larger than a runbook "
+					    "needs", RH_INTERP_MAX_TOTAL >> 20);
+		*expand_budget -= n;
+	}
+	return rh_strbuf_add(&c->out, s, n);
+}
+
 static int expand_lit(const char *s, size_t n, void *user)
 {
 	struct expand_ctx *c = user;
 
-	return rh_strbuf_add(&c->out, s, n);
+	return out_add(c, s, n);
 }
 
 /* Shortest text that reads back as the same double, in JSON syntax (0.05,
@@ -230,7 +254,7 @@ static int expand_ref(const char *ref, size_t n, void *user)
 				    "is known at this point", name);
 	switch (json_typeof(v)) {
 	case JSON_STRING:
-		return rh_strbuf_add(&c->out, json_string_value(v), json_string_length(v));
+		return out_add(c, json_string_value(v), json_string_length(v));
 	case JSON_INTEGER:
 		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 		return rh_strbuf_add(&c->out, num, strlen(num));
@@ -279,12 +303,19 @@ static int expand_json_at(json_t **out, const json_t *in, const json_t *scope, c
 			goto done;
 		}
 		res = json_string(s);
-		free(s);
 		if (!res) {
+			/* NULL means bad utf-8 or no memory: tell them apart */
+			json_t *raw = json_stringn_nocheck(s, strlen(s));
+
+			free(s);
+			if (!raw)
+				goto nomem;
+			json_decref(raw);
 			err = rh_error_set(RH_EINVAL, "in %s: the expanded text is not valid utf-8",
 					   *path ? path : "/");
 			goto done;
 		}
+		free(s);
 	} else if (json_is_object(in)) {
 		const char *key;
 		json_t *item;
@@ -343,5 +374,12 @@ done:
 
 int rh_interp_expand_json(json_t **out, const json_t *in, const json_t *scope)
 {
-	return expand_json_at(out, in, scope, "");
+	size_t budget = RH_INTERP_MAX_TOTAL;
+	size_t *outer = expand_budget;
+	int err;
+
+	expand_budget = &budget;
+	err = expand_json_at(out, in, scope, "");
+	expand_budget = outer;
+	return err;
 }

@@ -510,3 +510,51 @@ done:
 	free(text);
 	return rc;
 }
+
+char *rh_record_redact_text(const struct rh_drill *d, const char *text)
+{
+	json_t *env = d->scope ? json_object_get(d->scope, "env") : NULL;
+	const char *vals[64];
+	struct secrets sec = {vals, 0};
+	const char *key;
+	json_t *val;
+	char *masked, *out, *w;
+
+	if (!text)
+		return NULL;
+	json_object_foreach(env, key, val)
+	{
+		const char *v = json_string_value(val);
+
+		if (v && strlen(v) >= RH_REDACT_MIN && sec.n < 64)
+			vals[sec.n++] = v;
+	}
+	masked = mask_string(text, &sec);
+	if (!masked)
+		return NULL;
+	out = malloc(strlen(masked) * 4 + 1);
+	if (!out) {
+		free(masked);
+		return NULL;
+	}
+	w = out;
+	for (const unsigned char *p = (const unsigned char *)masked; *p; p++) {
+		if (*p >= 0x20 && *p != 0x7f) {
+			*w++ = (char)*p;
+		} else if (*p == '\n') {
+			memcpy(w, "\\n", 2);
+			w += 2;
+		} else if (*p == '\r') {
+			memcpy(w, "\\r", 2);
+			w += 2;
+		} else if (*p == '\t') {
+			memcpy(w, "\\t", 2);
+			w += 2;
+		} else {
+			w += snprintf(w, 5, "\\x%02x", *p);
+		}
+	}
+	*w = '\0';
+	free(masked);
+	return out;
+}

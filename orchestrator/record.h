@@ -33,4 +33,11 @@ int rh_record_set_overrides(struct rh_drill *d, const struct rh_var_override *ov
  * fsync, rename, fsync of the directory. Mode 0600. */
 int rh_record_write(const struct rh_drill *d, const json_t *record);
 
+/* `text` as a terminal may show it: every value the record masks (the set
+ * values of the runbook's allowed env vars) becomes [redacted], and control
+ * characters are escaped (\n, \r, \t, \xNN), so a value can neither leak
+ * into a CI log nor forge a line of the timeline. New (free it); NULL when
+ * text is NULL or memory ran out. */
+char *rh_record_redact_text(const struct rh_drill *d, const char *text);
+
 #endif

@@ -295,12 +295,26 @@ struct val {
 	size_t anc_for;
 	bool anc_types[RH_STEP_TYPE_COUNT]; /* which step types (rh_step_types order) it has */
 	size_t *stack;
+	size_t *after_mark;      /* after_mark[dep] == step + 1: dep already in its after */
 };
 
 static void note(struct val *v, int r)
 {
 	if (r == RH_ENOMEM)
 		v->err = RH_ENOMEM;
+}
+
+/* Once the diagnostics are full (RH_DIAGS_MAX), further ones are only
+ * counted: no formatting, no suggestions, no positions. That keeps a hostile
+ * runbook with millions of mistakes linear. */
+static bool diags_full(const struct val *v)
+{
+	return v->d->count >= RH_DIAGS_MAX;
+}
+
+static const char *suggest(const struct val *v, const char *word, const char *const *cands)
+{
+	return diags_full(v) ? NULL : rh_suggest(word, cands);
 }
 
 __attribute__((format(printf, 5, 6)))
@@ -310,6 +324,10 @@ static void add(struct val *v, const char *ptr, const char *key, bool at_key, co
 	char msg[MSG_MAX];
 	va_list ap;
 
+	if (diags_full(v)) {
+		v->d->dropped++;
+		return;
+	}
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -389,7 +407,11 @@ static void check_keys(struct val *v, const json_t *obj, const char *ptr, const 
 
 		if (in_list(key, cands))
 			continue;
-		s = rh_suggest(key, cands);
+		if (diags_full(v)) {
+			v->d->dropped++;
+			continue;
+		}
+		s = suggest(v, key, cands);
 		if (s) {
 			add(v, ptr, key, true, "unknown key '%.100s' in %s: did you mean '%s'?",
 			    key, what, s);
@@ -793,6 +815,19 @@ static void check_stack(struct val *v, const json_t *doc)
 	note(v, rh_spec_string_array(v->d, s, "/stack", "command", true, true));
 	note(v, rh_spec_string_object(v->d, s, "/stack", "env"));
 	note(v, rh_spec_string(v->d, s, "/stack", "image", false, NULL));
+	{
+		/* the same rule as an exec step's env names */
+		const json_t *env = json_object_get(s, "env");
+		const char *key;
+		json_t *val;
+
+		json_object_foreach((json_t *)env, key, val) {
+			if (*key && !strchr(key, '='))
+				continue;
+			add(v, "/stack/env", key, true, "invalid environment variable name '%.100s': "
+			    "names are non-empty and contain no '='", key);
+		}
+	}
 }
 
 /* ---- steps ---- */
@@ -858,6 +893,10 @@ static void collect_ids(struct val *v, const json_t *steps)
 
 		if (strcmp(v->ids[k].id, v->ids[k - 1].id) != 0)
 			continue;
+		if (diags_full(v)) {
+			v->d->dropped++;
+			continue;
+		}
 		while (f > 0 && strcmp(v->ids[f - 1].id, v->ids[k].id) == 0)
 			f--;
 		snprintf(first, sizeof(first), "/steps/%zu/id", v->ids[f].index);
@@ -897,17 +936,22 @@ static void check_after(struct val *v, struct rh_step *st, size_t idx, const jso
 	}
 	st->after = calloc(json_array_size(after) + 1, sizeof(*st->after));
 	ap = join(v, st->pointer, "after");
-	if (!st->after || !ap) {
+	if (!v->after_mark)
+		v->after_mark = calloc(v->n_ids + 1, sizeof(*v->after_mark));
+	if (!st->after || !ap || !v->after_mark) {
 		v->err = RH_ENOMEM;
 		goto done;
 	}
 	json_array_foreach(after, i, item) {
-		char idx_s[32];
+		char idx_s[32] = "";
 		const char *name;
 		long dep;
-		bool seen = false;
 
-		snprintf(idx_s, sizeof(idx_s), "%zu", i);
+		/* the index as a pointer token, only when there is something to say */
+		if (!diags_full(v) && (!json_is_string(item) ||
+				       (dep = find_id(v, json_string_value(item))) < 0 ||
+				       (size_t)dep == idx))
+			snprintf(idx_s, sizeof(idx_s), "%zu", i);
 		if (!json_is_string(item)) {
 			add(v, ap, idx_s, false, "after[%zu]: expected a step id, got %s", i,
 			    rh_json_kind(item));
@@ -916,7 +960,7 @@ static void check_after(struct val *v, struct rh_step *st, size_t idx, const jso
 		name = json_string_value(item);
 		dep = find_id(v, name);
 		if (dep < 0) {
-			const char *s = rh_suggest(name, v->step_ids);
+			const char *s = suggest(v, name, v->step_ids);
 
 			if (s)
 				add(v, ap, idx_s, false, "unknown step '%.80s' in after: did you "
@@ -931,10 +975,11 @@ static void check_after(struct val *v, struct rh_step *st, size_t idx, const jso
 			    "from its after", name, name);
 			continue;
 		}
-		for (size_t k = 0; k < st->n_after; k++)
-			seen = seen || st->after[k] == (size_t)dep;
-		if (!seen)
+		/* linear: a mark per dependency instead of a scan of the list */
+		if (v->after_mark[dep] != idx + 1) {
+			v->after_mark[dep] = idx + 1;
 			st->after[st->n_after++] = (size_t)dep;
+		}
 	}
 done:
 	free(ap);
@@ -1082,6 +1127,11 @@ static void check_step(struct val *v, size_t idx, const json_t *spec)
 	check_when(v, st, spec);
 	note(v, rh_spec_bool(v->d, spec, st->pointer, "restores_service",
 			     &st->restores_service));
+	if (st->restores_service && st->when != RH_WHEN_ON_SUCCESS)
+		add(v, st->pointer, "restores_service", true,
+		    "restores_service on a step that runs in the final phase (when: %s): the "
+		    "service is restored by the main phase; remove it or the when",
+		    st->when == RH_WHEN_ALWAYS ? "always" : "on_failure");
 	if (st->type) {
 		char what[96];
 
@@ -1214,10 +1264,14 @@ static void check_phases(struct val *v)
 			continue;
 		for (size_t k = 0; k < st->n_after; k++) {
 			struct rh_step *dep = &rb->steps[st->after[k]];
-			long item = after_item(st->spec, step_name(rb, st->after[k]));
+			long item;
 			char key[32], *ap;
 
-			if (dep->when == RH_WHEN_ON_SUCCESS || item < 0)
+			/* the position in after is looked up (a scan) only to report */
+			if (dep->when == RH_WHEN_ON_SUCCESS || diags_full(v))
+				continue;
+			item = after_item(st->spec, step_name(rb, st->after[k]));
+			if (item < 0)
 				continue;
 			ap = join(v, st->pointer, "after");
 			if (!ap)
@@ -1579,7 +1633,7 @@ static void ref_steps(struct ref_ctx *c, const char *ref, const char *rest)
 	id[dot - rest] = '\0';
 	dep = find_id(v, id);
 	if (dep < 0) {
-		const char *s = rh_suggest(id, v->step_ids);
+		const char *s = suggest(v, id, v->step_ids);
 
 		if (s)
 			ref_error(c, ref, "unknown step '%s' (did you mean '%s'?)", id, s);
@@ -2119,6 +2173,7 @@ done:
 	}
 	free(v.step_ids);
 	free(v.ids);
+	free(v.after_mark);
 	free(v.anc);
 	free(v.stack);
 	free(buf);

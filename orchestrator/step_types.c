@@ -106,6 +106,22 @@ static const char *const http_keys[] = { "url", "method", "headers", "body", "ex
 static const char *const http_methods[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
 					    NULL };
 
+bool rh_http_text_bad(const char *s, bool tab_ok)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if ((*p < 0x20 && !(tab_ok && *p == '\t')) || *p == 0x7f)
+			return true;
+	return false;
+}
+
+bool rh_http_method_ok(const char *m)
+{
+	for (size_t i = 0; http_methods[i]; i++)
+		if (strcmp(http_methods[i], m) == 0)
+			return true;
+	return false;
+}
+
 static bool header_name_ok(const char *s)
 {
 	if (!*s)
@@ -214,6 +230,9 @@ static int http_validate(const json_t *spec, const char *ptr, struct rh_diags *d
 		   strncasecmp(url, "https://", 8) != 0) {
 		r = add_at(d, ptr, "url", false, "url: expected an http:// or https:// url, got "
 			   "'%.200s'", url);
+	} else if (r == 1 && rh_http_text_bad(url, false)) {
+		r = add_at(d, ptr, "url", false, "url contains a control character (a line break, "
+			   "a tab...): remove it");
 	}
 	if (r == RH_ENOMEM)
 		goto nomem;

@@ -36,7 +36,7 @@ struct rh_step_ctx {
 	size_t step_index;
 	unsigned attempt;             /* 1-based */
 	double deadline;              /* absolute rh_clock_mono() seconds */
-	struct rh_cancel *cancel;     /* fires on interrupt (main phase only) */
+	struct rh_cancel *cancel;     /* this attempt's: deadline passed, interrupt, failure */
 	json_t *spec;                 /* the step's object with ${...} expanded (borrowed) */
 	json_t *outputs;              /* object to fill (borrowed, owned by engine) */
 	const char *log_prefix;       /* e.g. "<drill dir>/steps/<id>.1": append ".stdout" */
@@ -61,6 +61,13 @@ struct rh_step_type {
 	 * sync_artifacts -> "model" (sha256, path). */
 	const char *exports_to;
 };
+
+/* http_probe's rules for text that goes into a request, shared by the
+ * validation of literals and the check after ${...} expansion: a control
+ * character (CR, LF, NUL..., and a tab unless tab_ok) is bad; a method is
+ * one of GET, HEAD, POST, PUT, PATCH, DELETE. */
+bool rh_http_text_bad(const char *s, bool tab_ok);
+bool rh_http_method_ok(const char *m);
 
 /* How many step types there are: tables indexed in rh_step_types order are
  * sized by it (and static_assert that they agree). */

@@ -47,6 +47,10 @@ static int diags_push(struct rh_diags *d, char *pointer, bool at_key, int line, 
 		err = rh_error_set(RH_ENOMEM, "out of memory recording a diagnostic");
 		goto done;
 	}
+	if (d->count >= RH_DIAGS_MAX) {
+		d->dropped++;
+		goto done;
+	}
 	if (d->count == d->alloc) {
 		size_t n = d->alloc ? d->alloc * 2 : 8;
 		struct rh_diag *items = realloc(d->items, n * sizeof(*items));
@@ -91,25 +95,56 @@ int rh_diags_add_at(struct rh_diags *d, int line, int column, const char *fmt, .
 	va_start(ap, fmt);
 	msg = vformat(fmt, ap);
 	va_end(ap);
-	return diags_push(d, strdup(""), false, line < 1 ? 1 : line, column < 1 ? 1 : column,
-			  msg);
+	return diags_push(d, strdup(""), false, line < 1 ? 1 : line, column < 1 ? 1 : column, msg);
 }
 
 void rh_diags_locate(struct rh_diags *d, const char *text, size_t len)
 {
+	size_t *starts = NULL, n = 0, cap = 0;
+
+	/* one pass for the line starts, then a binary search per diagnostic */
+	for (size_t i = 0; i <= len; i++) {
+		if (i != 0 && (i == len || text[i - 1] != '\n'))
+			continue;
+		if (n == cap) {
+			size_t *ns = realloc(starts, (cap ? cap * 2 : 1024) * sizeof(*ns));
+
+			if (!ns)
+				break;
+			starts = ns;
+			cap = cap ? cap * 2 : 1024;
+		}
+		starts[n++] = i;
+	}
 	for (size_t i = 0; i < d->count; i++) {
 		struct rh_diag *g = &d->items[i];
+		size_t off = 0, lo = 0, hi = n;
+		int col = 1;
 
 		if (g->line > 0)
 			continue;
-		if (rh_jsonpos_locate(text, len, g->pointer, g->at_key, &g->line,
-				      &g->column) < 0) {
+		if (rh_jsonpos_offset(text, len, g->pointer, g->at_key, &off) < 0 || n == 0) {
 			/* Nothing to point at (not JSON at all): the top is the
 			 * least surprising place. */
 			g->line = 1;
 			g->column = 1;
+			continue;
 		}
+		while (hi - lo > 1) {
+			size_t mid = lo + (hi - lo) / 2;
+
+			if (starts[mid] <= off)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		for (size_t k = starts[lo]; k < off; k++)
+			if (((unsigned char)text[k] & 0xC0) != 0x80)
+				col++; /* continuation bytes belong to the previous character */
+		g->line = lo + 1 > (size_t)INT32_MAX ? INT32_MAX : (int)(lo + 1);
+		g->column = col;
 	}
+	free(starts);
 }
 
 struct diag_sort_item {

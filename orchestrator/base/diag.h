@@ -20,13 +20,18 @@ struct rh_diag {
 	char *message; /* lowercase, no trailing period */
 };
 
+/* At most this many diagnostics are kept: a hostile runbook with a million
+ * mistakes gets the first ones and a count of the rest, in bounded time. */
+#define RH_DIAGS_MAX 100
+
 struct rh_diags {
 	struct rh_diag *items;
 	size_t count;
 	size_t alloc;
+	size_t dropped; /* diagnostics not kept once count reached RH_DIAGS_MAX */
 };
 
-#define RH_DIAGS_INIT { NULL, 0, 0 }
+#define RH_DIAGS_INIT { NULL, 0, 0, 0 }
 
 /* Appends a diagnostic. Returns 0, or RH_ENOMEM. */
 int rh_diags_add(struct rh_diags *d, const char *pointer, bool at_key, const char *fmt, ...)
@@ -36,7 +41,8 @@ int rh_diags_add(struct rh_diags *d, const char *pointer, bool at_key, const cha
 int rh_diags_add_at(struct rh_diags *d, int line, int column, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* Fills line/column of every diagnostic that has none, from `text`. */
+/* Fills line/column of every diagnostic that has none, from `text`, with one
+ * index of line starts for all of them. */
 void rh_diags_locate(struct rh_diags *d, const char *text, size_t len);
 
 /* Sorts by position (stable), so output reads top to bottom. */

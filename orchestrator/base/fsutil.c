@@ -133,3 +133,39 @@ fail:
 	unlinkat(dirfd, tmp, 0);
 	return err;
 }
+
+int rh_fs_open_regular(const char *path, int flags)
+{
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | flags);
+	int fl;
+
+	if (fd < 0)
+		return errno == ENOENT ? RH_ENOTFOUND
+				       : rh_error_set_errno(RH_EIO, errno, "cannot open %s", path);
+	if (fstat(fd, &sb) != 0) {
+		int e = errno;
+
+		close(fd);
+		return rh_error_set_errno(RH_EIO, e, "cannot stat %s", path);
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		const char *kind = S_ISFIFO(sb.st_mode)	 ? "a FIFO"
+				   : S_ISDIR(sb.st_mode) ? "a directory"
+				   : S_ISSOCK(sb.st_mode) ? "a socket"
+				   : S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode) ? "a device"
+										  : "not a file";
+
+		close(fd);
+		return rh_error_set(RH_EINVAL, "%s is %s, not a regular file: refusing to read it",
+				    path, kind);
+	}
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		int e = errno;
+
+		close(fd);
+		return rh_error_set_errno(RH_EIO, e, "cannot open %s", path);
+	}
+	return fd;
+}

@@ -33,4 +33,11 @@ int rh_fs_write_atomic_at(int dirfd, const char *where, const char *name, const 
  * temporary names (O_EXCL still guards against a clash). */
 void rh_fs_rand_hex(char out[17]);
 
+/* Opens an existing regular file for reading (flags may add O_NOFOLLOW):
+ * with O_NONBLOCK first, so a FIFO or device planted where a file should be
+ * cannot block the open, then fstat, then blocking again. Returns the fd,
+ * RH_ENOTFOUND when it does not exist, RH_EINVAL (message naming the path
+ * and its type) when it is not a regular file, RH_EIO otherwise. */
+int rh_fs_open_regular(const char *path, int flags);
+
 #endif

@@ -158,11 +158,21 @@ static bool read_string(struct scan *sc, char *buf, size_t *n)
 			return false;
 		c = sc->s[sc->pos++];
 		switch (c) {
-		case 'b': buf[o++] = '\b'; break;
-		case 'f': buf[o++] = '\f'; break;
-		case 'n': buf[o++] = '\n'; break;
-		case 'r': buf[o++] = '\r'; break;
-		case 't': buf[o++] = '\t'; break;
+		case 'b':
+			buf[o++] = '\b';
+			break;
+		case 'f':
+			buf[o++] = '\f';
+			break;
+		case 'n':
+			buf[o++] = '\n';
+			break;
+		case 'r':
+			buf[o++] = '\r';
+			break;
+		case 't':
+			buf[o++] = '\t';
+			break;
 		case 'u':
 			if (!read_hex4(sc, &cp))
 				return false;
@@ -181,7 +191,9 @@ static bool read_string(struct scan *sc, char *buf, size_t *n)
 			/* "\uXXXX" is 6 bytes and yields at most 4. */
 			o += put_utf8(buf + o, cp);
 			break;
-		default: buf[o++] = c; break; /* \" \\ \/ */
+		default:
+			buf[o++] = c;
+			break; /* \" \\ \/ */
 		}
 	}
 	return false;
@@ -220,8 +232,7 @@ static bool parse_index(const char *t, size_t n, size_t *out)
 
 /* Finds the member `tok` of the object at sc->pos. On success sc->pos is at
  * its value and *key_pos at the key's opening quote. */
-static bool find_member(struct scan *sc, const char *tok, size_t tlen, char *buf,
-			size_t *key_pos)
+static bool find_member(struct scan *sc, const char *tok, size_t tlen, char *buf, size_t *key_pos)
 {
 	sc->pos++;
 	for (;;) {
@@ -285,18 +296,31 @@ static void offset_to_linecol(const char *s, size_t off, int *line, int *column)
 	*column = c;
 }
 
-int rh_jsonpos_locate(const char *text, size_t len, const char *pointer, bool at_key,
-		      int *line, int *column)
+int rh_jsonpos_locate(const char *text, size_t len, const char *pointer, bool at_key, int *line,
+		      int *column)
 {
-	struct scan sc = { text, len, 0 };
+	size_t off = 0;
+	int err;
+
+	*line = 0;
+	*column = 0;
+	err = rh_jsonpos_offset(text, len, pointer, at_key, &off);
+	if (err == 0)
+		offset_to_linecol(text, off, line, column);
+	return err;
+}
+
+int rh_jsonpos_offset(const char *text, size_t len, const char *pointer, bool at_key,
+		      size_t *offset)
+{
+	struct scan sc = {text, len, 0};
 	char *tok = NULL;
 	char *keybuf = NULL;
 	size_t value_pos, key_pos = SIZE_MAX;
 	const char *p = pointer ? pointer : "";
 	int err = 0;
 
-	*line = 0;
-	*column = 0;
+	*offset = 0;
 	skip_ws(&sc);
 	if (sc.pos >= len) {
 		err = rh_error_set(RH_ENOTFOUND, "no json value in the text");
@@ -329,8 +353,7 @@ int rh_jsonpos_locate(const char *text, size_t len, const char *pointer, bool at
 		}
 		value_pos = sc.pos;
 	}
-	offset_to_linecol(text, at_key && key_pos != SIZE_MAX ? key_pos : value_pos, line,
-			  column);
+	*offset = at_key && key_pos != SIZE_MAX ? key_pos : value_pos;
 done:
 	free(tok);
 	free(keybuf);

@@ -19,4 +19,9 @@
 int rh_jsonpos_locate(const char *text, size_t len, const char *pointer, bool at_key,
 		      int *line, int *column);
 
+/* The byte offset in `text` that rh_jsonpos_locate turns into line:column
+ * (for callers that index line starts once for many pointers). */
+int rh_jsonpos_offset(const char *text, size_t len, const char *pointer, bool at_key,
+		      size_t *offset);
+
 #endif

@@ -25,6 +25,7 @@ struct rh_spawn_opts {
 	const char *cwd;           /* NULL: inherit */
 	const char *stdout_path;   /* created/truncated 0600; NULL: /dev/null */
 	const char *stderr_path;   /* NULL: /dev/null */
+	const char *stdin_path;    /* read-only; NULL: /dev/null */
 };
 
 struct rh_child {

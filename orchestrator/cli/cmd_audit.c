@@ -9,6 +9,7 @@
  * verify or the operation failed, 2 bad usage or no journal.
  */
 #include "cadence.h"
+#include "checkpoint.h"
 #include "cli.h"
 #include "error.h"
 #include "fsutil.h"
@@ -70,6 +71,9 @@ struct audit_opts {
 	const char *out;
 	const char *prom_file;
 	const char *branch;
+	const char *allowed_signers; /* verify: check the signed checkpoints */
+	const char *against;	     /* verify: compare with this mirror remote */
+	const char *signing_key;     /* checkpoint */
 	bool json;
 	struct rh_report_filter filter;
 	const char *since_text, *until_text;
@@ -176,11 +180,77 @@ static const char *problem_kind_name(enum rh_journal_problem_kind k)
 	return "?";
 }
 
+/* <journal dir>/mirror.git, where push keeps its local copy. */
+static void mirror_dir_of(char *buf, size_t size, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	snprintf(buf, size, "%.*s/mirror.git", slash ? (int)(slash - path) : 1, slash ? path : ".");
+}
+
+/* verify --allowed-signers and --against, after the chain verified: what an
+ * editor who recomputed the whole chain cannot fake. Prints; 0 or EXIT_BAD. */
+static int verify_beyond_chain(struct rh_journal *j, const struct audit_opts *o, json_t *out)
+{
+	int bad = 0;
+
+	if (o->allowed_signers) {
+		struct rh_checkpoint_report rep;
+		int rc = rh_checkpoint_verify(j, o->allowed_signers, &rep);
+
+		if (rc < 0 && rc != RH_EVERIFY) {
+			fprintf(stderr, "rehydra audit verify: %s\n", rh_error_last());
+			return EXIT_BAD;
+		}
+		if (out)
+			json_object_set_new(out, "checkpoints",
+					    json_pack("{s:b, s:I, s:I, s:s, s:s}", "ok", rc == 0,
+						      "checked", (json_int_t)rep.checked,
+						      "latest_seq", (json_int_t)rep.latest_seq,
+						      "signer", rep.principal, "problem",
+						      rep.problem));
+		else if (rc == 0)
+			printf("%zu signed checkpoints verify (ssh-keygen -Y verify against %s); "
+			       "the newest, entry %" PRIu64 ", signed by %s\n",
+			       rep.checked, o->allowed_signers, rep.latest_seq, rep.principal);
+		else
+			fprintf(stderr, "%s: %s\n", rh_journal_path(j), rep.problem);
+		bad |= rc != 0;
+	}
+	if (o->against) {
+		struct rh_mirror_check mc;
+		char mirror[PATH_MAX];
+		int rc;
+
+		mirror_dir_of(mirror, sizeof(mirror), rh_journal_path(j));
+		rc = rh_mirror_check(&mc, rh_journal_path(j), mirror, o->against, o->branch);
+		if (rc < 0 && rc != RH_EVERIFY) {
+			fprintf(stderr, "rehydra audit verify: %s\n", rh_error_last());
+			return EXIT_BAD;
+		}
+		if (out)
+			json_object_set_new(
+			    out, "mirror",
+			    json_pack("{s:b, s:s, s:I, s:I, s:s}", "ok", rc == 0, "remote",
+				      o->against, "mirrored", (json_int_t)mc.mirrored, "diff_line",
+				      (json_int_t)mc.diff_line, "commit", mc.commit));
+		else if (rc == 0)
+			printf("the %" PRIu64 " entries mirrored at %s (commit %.12s) are this "
+			       "journal's first %" PRIu64 " lines, unchanged\n",
+			       mc.mirrored, o->against, mc.commit, mc.mirrored);
+		else
+			fprintf(stderr, "%s: %s\n", rh_journal_path(j), rh_error_last());
+		bad |= rc != 0;
+	}
+	return bad ? EXIT_BAD : 0;
+}
+
 static int run_verify(struct rh_journal *j, const struct audit_opts *o)
 {
 	struct rh_journal_problem pb;
 	uint64_t n = 0;
 	int rc = rh_journal_verify(j, &pb, &n);
+	int beyond = 0;
 
 	if (rc < 0 && rc != RH_EVERIFY) {
 		fprintf(stderr, "rehydra audit verify: %s\n", rh_error_last());
@@ -197,12 +267,15 @@ static int run_verify(struct rh_journal *j, const struct audit_opts *o)
 						      problem_kind_name(pb.kind), "line",
 						      (json_int_t)pb.line, "seq",
 						      (json_int_t)pb.seq, "message", pb.message));
+		if (out && rc == 0)
+			beyond = verify_beyond_chain(j, o, out);
 		json_dumpf(out, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 		json_decref(out);
 	} else if (rc == 0) {
 		printf("%s: %" PRIu64 " entries, chain intact, last hash %s\n", rh_journal_path(j),
 		       n, pb.last_hash);
+		beyond = verify_beyond_chain(j, o, NULL);
 	} else {
 		fprintf(stderr, "%s: %s\n", rh_journal_path(j), pb.message);
 		if (n)
@@ -211,7 +284,35 @@ static int run_verify(struct rh_journal *j, const struct audit_opts *o)
 				"(last hash %s)\n",
 				n, pb.line, pb.last_hash);
 	}
-	return rc == 0 ? 0 : EXIT_BAD;
+	return rc == 0 && beyond == 0 ? 0 : EXIT_BAD;
+}
+
+/* ---- checkpoint ------------------------------------------------------------ */
+
+static int run_checkpoint(struct rh_journal *j, const struct audit_opts *o)
+{
+	char path[PATH_MAX];
+	uint64_t seq = 0;
+
+	if (!o->signing_key)
+		return rh_cli_usage_error(o->ctx, "checkpoint needs --signing-key KEY (a private "
+						  "key, or a public key held by the ssh agent)");
+	if (rh_checkpoint_create(j, o->signing_key, path, sizeof(path), &seq) < 0) {
+		fprintf(stderr, "rehydra audit checkpoint: %s\n", rh_error_last());
+		return EXIT_BAD;
+	}
+	if (o->json) {
+		json_t *out = json_pack("{s:s, s:I, s:s, s:s}", "journal", rh_journal_path(j),
+					"seq", (json_int_t)seq, "checkpoint", path, "namespace",
+					RH_CHECKPOINT_NAMESPACE);
+		int rc = rh_cli_print_json(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		json_decref(out);
+		return rc ? EXIT_BAD : 0;
+	}
+	printf("signed checkpoint of entry %" PRIu64 ": %s (signature %s.sig, namespace %s)\n", seq,
+	       path, path, RH_CHECKPOINT_NAMESPACE);
+	return 0;
 }
 
 /* ---- list ------------------------------------------------------------------ */
@@ -1064,10 +1165,32 @@ static int cmd_verify(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	const struct rh_option options[] = {
 	    AUDIT_COMMON(&o),
 	    AUDIT_JSON(&o, "print {journal, intact, entries, last_hash, problem} on stdout"),
+	    RH_OPT_STRING(0, "allowed-signers", &o.allowed_signers, "FILE",
+			  "also check every signed checkpoint (ssh-keygen ALLOWED SIGNERS file) "
+			  "and that the journal still holds what each one signed"),
+	    RH_OPT_STRING(0, "against", &o.against, "REMOTE",
+			  "also check that the journal still holds what was pushed to REMOTE"),
+	    RH_OPT_STRING(0, "branch", &o.branch, "NAME",
+			  "with --against: the branch (default 'journal')"),
 	    RH_OPT_END(),
 	};
 
 	return audit_run(ctx, argc, argv, options, &o, 0, NULL, run_verify);
+}
+
+static int cmd_checkpoint(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	struct audit_opts o = {0};
+	const struct rh_option options[] = {
+	    AUDIT_COMMON(&o),
+	    RH_OPT_STRING(0, "signing-key", &o.signing_key, "KEY",
+			  "sign with this key: a private key file, or a public key whose private "
+			  "half is in the ssh agent"),
+	    AUDIT_JSON(&o, "print {journal, seq, checkpoint, namespace} on stdout"),
+	    RH_OPT_END(),
+	};
+
+	return audit_run(ctx, argc, argv, options, &o, 0, NULL, run_checkpoint);
 }
 
 static int cmd_list(const struct rh_cmd_ctx *ctx, int argc, char **argv)
@@ -1290,9 +1413,18 @@ static const struct rh_cmd audit_cadence = {
     .run = cmd_cadence,
 };
 
+static const struct rh_cmd audit_checkpoint = {
+    .name = "checkpoint",
+    .summary = "sign the journal head (seq, hash, time) with ssh-keygen -Y sign into "
+	       "STATE_DIR/journal/checkpoints/; 'verify --allowed-signers' and stock "
+	       "'ssh-keygen -Y verify -n rehydra-journal' check it",
+    .epilogue = audit_epilogue,
+    .run = cmd_checkpoint,
+};
+
 static const struct rh_cmd *const audit_subs[] = {
-    &audit_verify, &audit_list,	  &audit_show,	 &audit_diff,	 &audit_report,
-    &audit_repair, &audit_push,	  &audit_cadence, NULL,
+    &audit_verify, &audit_list, &audit_show,	&audit_diff,	   &audit_report,
+    &audit_repair, &audit_push, &audit_cadence, &audit_checkpoint, NULL,
 };
 
 const struct rh_cmd rh_cmd_audit = {

@@ -6,7 +6,9 @@
  * writes the drill record. Signals are handled by one thread that waits for
  * them (sigwait), so the engine's threads never run signal handlers: the
  * first SIGINT/SIGTERM interrupts the drill (teardown still runs), the
- * second says so, the third abandons the teardown.
+ * second says so, the third abandons the teardown: the engine stops waiting
+ * for running steps within a second, and the record and journal entry are
+ * still written before rehydra exits.
  *
  * Every drill that reaches a verdict (met, missed, failed, interrupted) is
  * then appended to the audit journal: a drill that happened but is missing
@@ -92,9 +94,12 @@ static void on_event(void *user, const struct rh_drill *d, const struct rh_event
 	struct ui *ui = user;
 	const struct rh_step *s = &d->rb->steps[ev->step];
 	const struct rh_step_result *r = &d->results[ev->step];
+	/* what reaches the terminal is redacted as the record is, and escaped */
+	char *text = NULL;
 
 	if (ui->quiet)
 		return;
+	text = rh_record_redact_text(d, ev->text);
 	pthread_mutex_lock(&ui->lock);
 	switch (ev->kind) {
 	case RH_EVENT_STEP_START:
@@ -110,7 +115,7 @@ static void on_event(void *user, const struct rh_drill *d, const struct rh_event
 		fprintf(ui->out,
 			"  %s%+9.3fs%s  %-16s %sattempt %u failed%s: %s; retrying in %.1fs\n",
 			paint(ui, C_DIM), ev->at_s, paint(ui, C_RESET), s->id, paint(ui, C_YELLOW),
-			ev->attempt, paint(ui, C_RESET), ev->text ? ev->text : "", ev->delay_s);
+			ev->attempt, paint(ui, C_RESET), text ? text : "", ev->delay_s);
 		break;
 	case RH_EVENT_STEP_END:
 		ui_end_line(ui);
@@ -132,15 +137,15 @@ static void on_event(void *user, const struct rh_drill *d, const struct rh_event
 		/* a failed teardown is told once, loudly, after the verdict */
 		if (r->status != RH_STEP_OK && s->type == &rh_step_teardown)
 			fprintf(ui->out, " (see below)");
-		else if (r->status != RH_STEP_OK && ev->text && ev->text[0])
-			fprintf(ui->out, ": %s", ev->text);
+		else if (r->status != RH_STEP_OK && text && text[0])
+			fprintf(ui->out, ": %s", text);
 		fputc('\n', ui->out);
 		break;
 	case RH_EVENT_STEP_PROGRESS:
-		if (ui->tty && ev->text) {
+		if (ui->tty && text) {
 			ui_end_line(ui);
 			fprintf(ui->out, "  %s%+9.3fs%s  %-16s %s", paint(ui, C_DIM), ev->at_s,
-				paint(ui, C_RESET), s->id, ev->text);
+				paint(ui, C_RESET), s->id, text);
 			ui->line_open = true;
 		}
 		break;
@@ -155,6 +160,14 @@ static void on_event(void *user, const struct rh_drill *d, const struct rh_event
 	}
 	fflush(ui->out);
 	pthread_mutex_unlock(&ui->lock);
+	free(text);
+}
+
+static volatile sig_atomic_t early_signal;
+
+static void note_early_signal(int sig)
+{
+	early_signal = sig;
 }
 
 static void *signal_thread(void *arg)
@@ -251,11 +264,15 @@ static void print_summary(struct ui *ui, const struct rh_drill *d, const char *r
 		for (size_t i = 0; i < rb->n_steps; i++) {
 			const struct rh_step_result *r = &d->results[i];
 
+			char *shown;
+
 			if ((r->status != RH_STEP_FAILED && r->status != RH_STEP_TIMED_OUT) ||
 			    rb->steps[i].when != RH_WHEN_ON_SUCCESS)
 				continue;
+			shown = rh_record_redact_text(d, r->error);
 			fprintf(f, "  step '%s' %s: %s\n", rb->steps[i].id,
-				rh_step_status_name(r->status), r->error ? r->error : "");
+				rh_step_status_name(r->status), shown ? shown : "");
+			free(shown);
 			print_logs(f, r->log_prefix);
 		}
 	}
@@ -274,10 +291,15 @@ static void print_summary(struct ui *ui, const struct rh_drill *d, const char *r
 		for (size_t i = 0; i < rb->n_steps; i++) {
 			const struct rh_step_result *r = &d->results[i];
 
-			if (rb->steps[i].when != RH_WHEN_ON_SUCCESS && r->status != RH_STEP_OK &&
-			    r->status != RH_STEP_SKIPPED)
-				fprintf(f, "  step '%s' %s: %s\n", rb->steps[i].id,
-					rh_step_status_name(r->status), r->error ? r->error : "");
+			char *shown;
+
+			if (rb->steps[i].when == RH_WHEN_ON_SUCCESS || r->status == RH_STEP_OK ||
+			    r->status == RH_STEP_SKIPPED)
+				continue;
+			shown = rh_record_redact_text(d, r->error);
+			fprintf(f, "  step '%s' %s: %s\n", rb->steps[i].id,
+				rh_step_status_name(r->status), shown ? shown : "");
+			free(shown);
 		}
 		fprintf(f, "  drill directory: %s\n", d->dir);
 	}
@@ -466,8 +488,19 @@ int rh_cli_drill_execute(const struct rh_cli_drill_req *req)
 	lo.n_overrides = req->n_overrides;
 	lo.target = req->target;
 	lo.rto_target_s = req->rto_target_s;
+	/* A signal during validation and pre-flight is an interrupt too (130,
+	 * not the 143 of dying by SIGTERM): noted here, acted on below. */
+	{
+		struct sigaction sa = {.sa_handler = note_early_signal};
+
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+	}
 	/* Validate everything before anything is created. */
 	rc = rh_cli_load_runbook_opts(&rb, file, &lo);
+	if (early_signal && rc == 0)
+		goto early;
 	if (rc)
 		goto done;
 	rc = RH_EXIT_FAILED;
@@ -496,6 +529,14 @@ int rh_cli_drill_execute(const struct rh_cli_drill_req *req)
 	sigaddset(&sig.set, SIGTERM);
 	sigaddset(&sig.set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &sig.set, &old);
+	if (early_signal) {
+early:
+		fprintf(stderr, "rehydra drill: %s before the drill started: nothing was "
+				"created\n",
+			strsignal(early_signal));
+		rc = RH_EXIT_INTERRUPTED;
+		goto done;
+	}
 	/* An inherited SIG_IGN (background jobs of a shell) would discard the
 	 * signal before sigwait sees it; blocked, SIG_DFL cannot kill us. */
 	{
@@ -623,6 +664,15 @@ done:
 		rh_fs_rm_rf(drill.dir);
 	json_decref(checks);
 	json_decref(record);
+	if (drill_ready && drill.n_abandoned > 0) {
+		/* A step thread the engine gave up on may still be inside a
+		 * library call using the drill, the runbook and the libraries'
+		 * global state: free nothing and leave without running exit
+		 * handlers under it. The record and journal are written. */
+		fflush(stdout);
+		fflush(stderr);
+		_exit(rc);
+	}
 	if (drill_ready)
 		rh_drill_release(&drill);
 	rh_runbook_free(rb);

@@ -46,6 +46,10 @@ void rh_cli_print_diags(FILE *f, const char *path, const struct rh_diags *d)
 	for (size_t i = 0; i < d->count; i++)
 		fprintf(f, "%s:%d:%d: error: %s\n", path, d->items[i].line, d->items[i].column,
 			d->items[i].message);
+	if (d->dropped)
+		fprintf(f, "%s: and %zu more errors (only the first %d are shown): fix these and "
+			   "validate again\n",
+			path, d->dropped, RH_DIAGS_MAX);
 }
 
 void rh_cli_vars(const struct rh_opt_list *list, struct rh_var_override *ov)

@@ -40,7 +40,7 @@ struct sshd_test {
 
 static void sshd_test_run(const char *const argv[], const char *out)
 {
-	struct rh_spawn_opts o = { argv, NULL, NULL, out, NULL };
+	struct rh_spawn_opts o = { argv, NULL, NULL, out, NULL, NULL };
 	struct rh_child c;
 
 	if (rh_spawn(&c, &o) != 0 || rh_child_wait(&c, rh_clock_mono() + 60, NULL) != 0 ||
@@ -177,7 +177,7 @@ static int sshd_test_spawn(struct sshd_test *t)
 {
 	const char *argv[] = { "/usr/bin/setpriv", "--pdeathsig", "KILL", "--",
 			       "/usr/sbin/sshd", "-f", t->config, "-D", "-e", NULL };
-	struct rh_spawn_opts o = { argv, NULL, NULL, NULL, t->log };
+	struct rh_spawn_opts o = { argv, NULL, NULL, NULL, t->log, NULL };
 
 	if (access(argv[0], X_OK) != 0)
 		o.argv = argv + 4;

@@ -356,7 +356,7 @@ static void test_engine__failure_skips_and_final_phase(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(res(&f, "bad")->error);
 	CU_ASSERT(strstr(res(&f, "bad")->error, "exited with status 2") != NULL);
 	CU_ASSERT(strstr(res(&f, "bad")->error, "nonexistent-rh-x") != NULL); /* stderr line */
-	CU_ASSERT(strncmp(res(&f, "bad")->error, "step 'bad'", 10) != 0); /* id is beside it */
+	CU_ASSERT(strncmp(res(&f, "bad")->error, "step 'bad'", 10) != 0);     /* id is beside it */
 	ASSERT_STATUS(&f, "slow", RH_STEP_CANCELLED);
 	ASSERT_STATUS(&f, "child", RH_STEP_SKIPPED);
 	ASSERT_STATUS(&f, "grandchild", RH_STEP_SKIPPED);
@@ -656,6 +656,86 @@ static void test_engine__abort_cancels_final_phase(void)
 	CU_ASSERT(f.d.final_phase_failed);
 	CU_ASSERT(res(&f, "stuck")->end_s - res(&f, "stuck")->start_s >= 0.25);
 	CU_ASSERT(f.wall_s < 10.0);
+	fx_free(&f);
+}
+
+/* ---- a step that ignores its deadline and its cancel ----------------------- */
+
+/* Test double: a step type whose run() blocks on a pipe and watches neither
+ * ctx->deadline nor ctx->cancel, as a library call stuck in recv() does. */
+static int stuck_pipe[2] = {-1, -1};
+static volatile bool stuck_returned;
+
+static int stuck_run(struct rh_step_ctx *ctx)
+{
+	char c;
+
+	(void)ctx;
+	while (read(stuck_pipe[0], &c, 1) < 0 && errno == EINTR)
+		;
+	stuck_returned = true;
+	return rh_error_set(RH_EIO, "released by the test");
+}
+
+static const struct rh_step_type stuck_type = {
+    .name = "exec",
+    .summary = "test double",
+    .run = stuck_run,
+};
+
+static void test_engine__abandons_stuck_call(void)
+{
+	struct fx f;
+	const char *rb =
+	    "{\"rehydra\": 1, \"name\": \"stuck\", \"steps\": ["
+	    " {\"id\": \"hang\", \"do\": \"exec\", \"argv\": [\"true\"], \"timeout_s\": 0.5},"
+	    " {\"id\": \"after\", \"do\": \"exec\", \"argv\": [\"true\"], \"after\": [\"hang\"]},"
+	    " {\"id\": \"teardown\", \"do\": \"exec\", \"argv\": [\"true\"],"
+	    "  \"when\": \"always\"},"
+	    " {\"id\": \"stuckfinal\", \"do\": \"exec\", \"argv\": [\"true\"],"
+	    "  \"when\": \"always\", \"timeout_s\": 600}"
+	    "]}";
+	struct rh_engine_opts opts = RH_ENGINE_OPTS_INIT;
+	struct timespec ts = {0, 200 * 1000 * 1000};
+	double t0;
+
+	CU_ASSERT_EQUAL_FATAL(pipe(stuck_pipe), 0);
+	stuck_returned = false;
+	CU_ASSERT_EQUAL_FATAL(fx_load(&f, rb), 0);
+	f.rb->steps[idx(&f, "hang")].type = &stuck_type;
+	opts.on_event = on_event;
+	opts.user = &f;
+	opts.abandon_grace_s = 0.5;
+	/* the deadline of "hang" ends it; "stuckfinal" has 600 s and no one
+	 * cancels it: an abort does, and then the engine waits 1 s at most */
+	f.rb->steps[idx(&f, "stuckfinal")].type = &stuck_type;
+	{
+		struct interrupter it = {.f = &f, .step = idx(&f, "stuckfinal")};
+		pthread_t tid;
+
+		CU_ASSERT_EQUAL_FATAL(pthread_create(&tid, NULL, abort_thread, &it), 0);
+		t0 = rh_clock_mono();
+		CU_ASSERT_EQUAL(rh_engine_run(&f.d, &opts), 0);
+		f.wall_s = rh_clock_mono() - t0;
+		pthread_join(tid, NULL);
+	}
+	ASSERT_STATUS(&f, "hang", RH_STEP_TIMED_OUT);
+	CU_ASSERT(strstr(res(&f, "hang")->error, "abandoned") != NULL);
+	CU_ASSERT(res(&f, "hang")->end_s - res(&f, "hang")->start_s < 3.0);
+	ASSERT_STATUS(&f, "after", RH_STEP_SKIPPED);
+	ASSERT_STATUS(&f, "teardown", RH_STEP_OK);
+	ASSERT_STATUS(&f, "stuckfinal", RH_STEP_CANCELLED);
+	CU_ASSERT(strstr(res(&f, "stuckfinal")->error, "abandoned") != NULL);
+	CU_ASSERT_EQUAL(f.d.n_abandoned, 2);
+	CU_ASSERT_EQUAL(f.d.verdict, RH_VERDICT_FAILED);
+	CU_ASSERT(f.wall_s < 6.0);
+	/* release the two threads, let them see they were abandoned, then free */
+	close(stuck_pipe[1]);
+	while (!stuck_returned)
+		nanosleep(&ts, NULL);
+	nanosleep(&ts, NULL);
+	close(stuck_pipe[0]);
+	f.d.n_abandoned = 0;
 	fx_free(&f);
 }
 
@@ -1134,6 +1214,7 @@ RH_TEST_MAIN(
     {"test_engine__interrupt", test_engine__interrupt},
     {"test_engine__interrupt_from_signal_handler", test_engine__interrupt_from_signal_handler},
     {"test_engine__abort_cancels_final_phase", test_engine__abort_cancels_final_phase},
+    {"test_engine__abandons_stuck_call", test_engine__abandons_stuck_call},
     {"test_engine__outputs_flow", test_engine__outputs_flow},
     {"test_engine__provider_steps", test_engine__provider_steps},
     {"test_engine__expansion_error_fails_step", test_engine__expansion_error_fails_step},
