@@ -16,10 +16,12 @@
 #include "error.h"
 #include "interp.h"
 #include "provider.h"
+#include "record.h"
 #include "registry.h"
 #include "steps.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,8 +283,13 @@ static int check_programs(json_t *checks, struct rh_drill *d)
 			return fail(checks, "exec programs", rc, "fix the step's argv");
 		}
 		if (!on_path(prog)) {
+			/* the name may hold an ${env.*} secret: shown as the record shows it */
+			char *shown = rh_record_redact_text(d, prog);
+
 			rh_error_set(RH_ENOTFOUND, "step '%s': program '%s' is not found%s", s->id,
-				     prog, strchr(prog, '/') ? " or not executable" : " on PATH");
+				     shown ? shown : "[redacted]",
+				     strchr(prog, '/') ? " or not executable" : " on PATH");
+			free(shown);
 			free(prog);
 			return fail(checks, "exec programs", RH_ENOTFOUND,
 				    "install it, or give its full path in the step's argv");
@@ -354,25 +361,97 @@ const json_t *rh_preflight_failed(const json_t *checks)
 	return last && json_is_false(json_object_get(last, "ok")) ? last : NULL;
 }
 
+/* How long the pre-flight may wait on the network: no longer than the
+ * runbook lets the steps that use the same registry and hosts wait (a
+ * blackholed registry must not hang the drill before T0 either), and never
+ * longer than RH_PREFLIGHT_DEFAULT_S. */
+static double preflight_timeout(const struct rh_runbook *rb)
+{
+	double t = RH_PREFLIGHT_DEFAULT_S;
+
+	for (size_t i = 0; i < rb->n_steps; i++) {
+		const struct rh_step *s = &rb->steps[i];
+
+		if ((s->type == &rh_step_sync_artifacts || s->type == &rh_step_provision) &&
+		    s->timeout_s > 0 && s->timeout_s < t)
+			t = s->timeout_s;
+	}
+	return t;
+}
+
+/* The pre-flight's own token: fired at its deadline or when the drill is
+ * interrupted, so a check that waits on a silent server (an LFS endpoint,
+ * an ssh host that accepts and never speaks) ends like a step does. */
+struct pf_watch {
+	struct rh_cancel token;
+	struct rh_cancel done;
+	struct rh_cancel *interrupt;
+	double deadline;
+};
+
+static void *pf_watcher(void *arg)
+{
+	struct pf_watch *w = arg;
+
+	while (!rh_cancel_is_fired(&w->done)) {
+		double left = w->deadline - rh_clock_mono();
+
+		if (left <= 0 || rh_cancel_is_fired(w->interrupt))
+			break;
+		rh_cancel_sleep(&w->done, left < 0.05 ? left : 0.05);
+	}
+	rh_cancel_fire(&w->token);
+	return NULL;
+}
+
 int rh_preflight_run(json_t **out, struct rh_drill *d, const struct rh_preflight_opts *opts)
 {
 	double t0 = rh_clock_mono();
-	double timeout_s = opts && opts->timeout_s > 0 ? opts->timeout_s : RH_PREFLIGHT_DEFAULT_S;
+	double timeout_s = opts && opts->timeout_s > 0 ? opts->timeout_s : preflight_timeout(d->rb);
 	json_t *checks = json_array();
 	const json_t *failed;
+	struct pf_watch w = {.interrupt = &d->interrupt, .deadline = t0 + timeout_s};
+	pthread_t watcher;
+	bool watching = false;
 	int rc = 0;
 
 	*out = NULL;
-	if (!checks || (!d->provenance && !(d->provenance = json_object())))
+	if (!checks || (!d->provenance && !(d->provenance = json_object()))) {
+		json_decref(checks);
 		return rh_error_set(RH_ENOMEM, "out of memory");
+	}
+	w.token.fds[0] = w.token.fds[1] = w.done.fds[0] = w.done.fds[1] = -1;
+	if ((rc = rh_cancel_init(&w.token)) < 0 || (rc = rh_cancel_init(&w.done)) < 0)
+		goto done;
+	if (pthread_create(&watcher, NULL, pf_watcher, &w) != 0) {
+		rc = rh_error_set(RH_ERROR, "cannot start the pre-flight's watcher thread");
+		goto done;
+	}
+	watching = true;
 	if (d->rb->model.present && runbook_syncs(d->rb))
-		rc = check_registry(checks, d, &d->interrupt, timeout_s);
+		rc = check_registry(checks, d, &w.token, timeout_s);
 	if (rc == 0)
 		rc = check_credentials(checks, d);
 	if (rc == 0)
-		rc = check_provider(checks, d, &d->interrupt, t0 + timeout_s, opts && opts->plan);
+		rc = check_provider(checks, d, &w.token, t0 + timeout_s, opts && opts->plan);
 	if (rc == 0)
 		rc = check_programs(checks, d);
+	if (rc == RH_ECANCELLED && !rh_cancel_is_fired(&d->interrupt))
+		rc = rh_error_set(RH_ETIMEOUT,
+				  "pre-flight check '%s' did not finish within %g s (the shortest "
+				  "timeout_s of the runbook's provision and sync steps): %s",
+				  rh_preflight_failed(checks)
+				      ? json_string_value(json_object_get(
+					    rh_preflight_failed(checks), "check"))
+				      : "?",
+				  timeout_s, rh_error_last());
+done:
+	if (watching) {
+		rh_cancel_fire(&w.done);
+		pthread_join(watcher, NULL);
+	}
+	rh_cancel_clear(&w.token);
+	rh_cancel_clear(&w.done);
 	d->preflight_s = rh_clock_mono() - t0;
 	if (rc < 0 && rc != RH_ENOMEM && (failed = rh_preflight_failed(checks)))
 		rc = rh_error_set(rc, "pre-flight check '%s' failed: %s",
