@@ -126,8 +126,7 @@ int rh_cache_tmp_commit(struct rh_cache_tmp *t, uint64_t size)
 	/* Read-only from now on: a cache object is never modified in place. */
 	fchmod(t->fd, 0400);
 	if (rename(t->tmp_path, t->final_path) != 0) {
-		err = rh_error_set_errno(RH_EIO, errno, "cannot rename %s into place",
-					 t->tmp_path);
+		err = rh_error_set_errno(RH_EIO, errno, "cannot rename %s into place", t->tmp_path);
 		goto done;
 	}
 	free(t->tmp_path);
@@ -190,8 +189,9 @@ static int sweep_dir(struct sweep *sw, const char *path, int depth)
 		} else if (depth == 2 && S_ISREG(sb.st_mode)) {
 			bool is_tmp = strstr(e->d_name, ".tmp-") != NULL;
 
-			if (is_tmp ? tmp_is_stale(dirfd(d), e->d_name)
-				   : !(rh_hex_is_sha256(e->d_name) && sw->keep(sw->user, e->d_name))) {
+			if (is_tmp
+				? tmp_is_stale(dirfd(d), e->d_name)
+				: !(rh_hex_is_sha256(e->d_name) && sw->keep(sw->user, e->d_name))) {
 				if (unlinkat(dirfd(d), e->d_name, 0) == 0)
 					sw->freed += (uint64_t)sb.st_size;
 				else
@@ -212,7 +212,7 @@ static int sweep_dir(struct sweep *sw, const char *path, int depth)
 int rh_cache_sweep(const char *cache_dir, bool (*keep)(void *user, const char *oid), void *user,
 		   uint64_t *freed, uint64_t *kept)
 {
-	struct sweep sw = { keep, user, 0, 0 };
+	struct sweep sw = {keep, user, 0, 0};
 	char *objects = NULL;
 	int err = 0;
 

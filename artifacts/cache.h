@@ -21,8 +21,8 @@ char *rh_cache_object_path(const char *cache_dir, const char *oid);
 
 /* A download in progress. */
 struct rh_cache_tmp {
-	int fd;           /* open for writing, empty at first */
-	char *tmp_path;   /* owned */
+	int fd;		  /* open for writing, empty at first */
+	char *tmp_path;	  /* owned */
 	char *final_path; /* owned */
 };
 

@@ -94,8 +94,7 @@ int rh_lfs_pointer_parse(struct rh_lfs_pointer *out, const void *data, size_t le
 
 	memset(out, 0, sizeof(*out));
 	if (len >= RH_LFS_POINTER_MAX) {
-		err = rh_error_set(RH_EINVAL, "larger than %d bytes",
-				   RH_LFS_POINTER_MAX);
+		err = rh_error_set(RH_EINVAL, "larger than %d bytes", RH_LFS_POINTER_MAX);
 		goto done;
 	}
 	if (len == 0 || p[len - 1] != '\n') {
@@ -111,38 +110,40 @@ int rh_lfs_pointer_parse(struct rh_lfs_pointer *out, const void *data, size_t le
 		line++;
 		sp = memchr(p, ' ', (size_t)(nl - p));
 		if (!sp || sp == p) {
-			err = rh_error_set(RH_EINVAL, "line %u is not \"key value\"",
-					   line);
+			err = rh_error_set(RH_EINVAL, "line %u is not \"key value\"", line);
 			goto done;
 		}
 		klen = (size_t)(sp - p);
 		vlen = (size_t)(nl - sp - 1);
 		for (size_t i = 0; i < klen; i++) {
 			if (!key_char_ok(p[i])) {
-				err = rh_error_set(RH_EINVAL, "line %u: bad key "
-						   "\"%.*s\"", line, (int)(klen > 40 ? 40 : klen),
-						   p);
+				err = rh_error_set(RH_EINVAL,
+						   "line %u: bad key "
+						   "\"%.*s\"",
+						   line, (int)(klen > 40 ? 40 : klen), p);
 				goto done;
 			}
 		}
 		for (size_t i = 0; i < vlen; i++) {
 			if (sp[1 + i] == '\r') {
-				err = rh_error_set(RH_EINVAL, "line %u has a CR: "
-							      "pointers use LF line endings", line);
+				err = rh_error_set(RH_EINVAL,
+						   "line %u has a CR: "
+						   "pointers use LF line endings",
+						   line);
 				goto done;
 			}
 		}
 		if (line == 1) {
 			if (klen != 7 || memcmp(p, "version", 7) != 0) {
-				err = rh_error_set(RH_EINVAL,
-						   "does not start with `version`");
+				err = rh_error_set(RH_EINVAL, "does not start with `version`");
 				goto done;
 			}
 			if (!((vlen == strlen(RH_LFS_SPEC_V1) &&
 			       memcmp(sp + 1, RH_LFS_SPEC_V1, vlen) == 0) ||
 			      (vlen == strlen(LFS_LEGACY_V1) &&
 			       memcmp(sp + 1, LFS_LEGACY_V1, vlen) == 0))) {
-				err = rh_error_set(RH_EINVAL, "unsupported version "
+				err = rh_error_set(RH_EINVAL,
+						   "unsupported version "
 						   "\"%.*s\" (expected %s)",
 						   (int)(vlen > 80 ? 80 : vlen), sp + 1,
 						   RH_LFS_SPEC_V1);
@@ -158,10 +159,11 @@ int rh_lfs_pointer_parse(struct rh_lfs_pointer *out, const void *data, size_t le
 			if (prev_key) {
 				cmp = memcmp(prev_key, p, prev_len < klen ? prev_len : klen);
 				if (cmp > 0 || (cmp == 0 && prev_len >= klen)) {
-					err = rh_error_set(RH_EINVAL, "keys are not "
+					err = rh_error_set(RH_EINVAL,
+							   "keys are not "
 							   "sorted or repeat (\"%.*s\" after "
-							   "\"%.*s\")", (int)klen, p,
-							   (int)prev_len, prev_key);
+							   "\"%.*s\")",
+							   (int)klen, p, (int)prev_len, prev_key);
 					goto done;
 				}
 			}
@@ -174,12 +176,15 @@ int rh_lfs_pointer_parse(struct rh_lfs_pointer *out, const void *data, size_t le
 				err = parse_size(&out->size, sp + 1, vlen);
 				have_size = err == 0;
 			} else if (klen > 4 && memcmp(p, "ext-", 4) == 0) {
-				err = rh_error_set(RH_EINVAL, "uses extension "
+				err = rh_error_set(RH_EINVAL,
+						   "uses extension "
 						   "\"%.*s\", which rehydra does not support",
 						   (int)klen, p);
 			} else {
-				err = rh_error_set(RH_EINVAL, "unknown key "
-						   "\"%.*s\"", (int)(klen > 40 ? 40 : klen), p);
+				err = rh_error_set(RH_EINVAL,
+						   "unknown key "
+						   "\"%.*s\"",
+						   (int)(klen > 40 ? 40 : klen), p);
 			}
 			if (err < 0) {
 				rh_error_prefix(err, "line %u", line);
@@ -205,8 +210,7 @@ char *rh_lfs_local_object_path(const char *gitdir, const char *oid)
 		n--;
 	if (strlen(oid) < 5)
 		return NULL;
-	if (asprintf(&path, "%.*s/lfs/objects/%.2s/%.2s/%s", (int)n, gitdir, oid, oid + 2,
-		     oid) < 0)
+	if (asprintf(&path, "%.*s/lfs/objects/%.2s/%.2s/%s", (int)n, gitdir, oid, oid + 2, oid) < 0)
 		return NULL;
 	return path;
 }

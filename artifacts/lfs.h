@@ -72,8 +72,8 @@ char *rh_lfs_endpoint_for_remote(const char *remote_url);
 
 /* What a batch response says about one object's download. */
 struct rh_lfs_action {
-	char *href;      /* new */
-	char **headers;  /* new: "Name: value" strings, NULL-terminated */
+	char *href;	   /* new */
+	char **headers;	   /* new: "Name: value" strings, NULL-terminated */
 	double expires_at; /* CLOCK_REALTIME seconds; 0 = never */
 };
 
@@ -115,14 +115,17 @@ const char *rh_lfs_remote_name(const struct rh_lfs_remote *rm);
 /* Retry policy, for tests; zero-initialise with RH_LFS_FETCH_OPTS_INIT. */
 struct rh_lfs_fetch_opts {
 	unsigned version;
-	unsigned attempts;     /* tries per request (batch, then download); default 6 */
-	double backoff_s;      /* first wait; doubles, +-25% jitter; default 0.5 */
-	double backoff_max_s;  /* default 30 */
-	const char *ref;       /* sent as the batch request's ref; may be NULL */
+	unsigned attempts;    /* tries per request (batch, then download); default 6 */
+	double backoff_s;     /* first wait; doubles, +-25% jitter; default 0.5 */
+	double backoff_max_s; /* default 30 */
+	const char *ref;      /* sent as the batch request's ref; may be NULL */
 	struct rh_cancel *cancel;
 };
 #define RH_LFS_FETCH_OPTS_VERSION 1
-#define RH_LFS_FETCH_OPTS_INIT { RH_LFS_FETCH_OPTS_VERSION, 0, 0, 0, NULL, NULL }
+#define RH_LFS_FETCH_OPTS_INIT                                                                     \
+	{                                                                                          \
+		RH_LFS_FETCH_OPTS_VERSION, 0, 0, 0, NULL, NULL                                     \
+	}
 
 /* Downloads object `p` into `fd` (an empty file opened for writing):
  * batch request, then GET of the download href with the headers the server

@@ -46,8 +46,8 @@
 
 struct rh_lfs_remote {
 	char *endpoint; /* without userinfo */
-	char *origin;   /* "scheme://host:port" of the endpoint, for the auth decision */
-	char *auth;     /* "Authorization: ..." or NULL; secret */
+	char *origin;	/* "scheme://host:port" of the endpoint, for the auth decision */
+	char *auth;	/* "Authorization: ..." or NULL; secret */
 };
 
 static double now_real(void)
@@ -91,7 +91,7 @@ done:
  * epoch seconds; -1 if it is not one. */
 static double parse_rfc3339(const char *s)
 {
-	struct tm tm = { 0 };
+	struct tm tm = {0};
 	int y, mo, d, h, mi, sec, n = 0;
 	double frac = 0;
 	const char *p;
@@ -175,17 +175,22 @@ static int action_headers(struct rh_lfs_action *out, json_t *hdr, const char *oi
 	int err = 0;
 
 	if (hdr && !json_is_object(hdr))
-		return rh_error_set(RH_EINVAL, "LFS server %s: object %s: \"header\" of the "
-				    "download action is not an object", server, oid);
+		return rh_error_set(RH_EINVAL,
+				    "LFS server %s: object %s: \"header\" of the "
+				    "download action is not an object",
+				    server, oid);
 	out->headers = calloc(json_object_size(hdr) + 1, sizeof(char *));
 	if (!out->headers)
 		return rh_error_set(RH_ENOMEM, "out of memory");
-	json_object_foreach(hdr, key, val) {
+	json_object_foreach(hdr, key, val)
+	{
 		if (!json_is_string(val) || !*key || strpbrk(key, ":\r\n ") ||
 		    strpbrk(json_string_value(val), "\r\n")) {
 			/* Never echo header values: they carry credentials. */
-			err = rh_error_set(RH_EINVAL, "LFS server %s: object %s: download header "
-					   "\"%.64s\" is not a valid header", server, oid, key);
+			err = rh_error_set(RH_EINVAL,
+					   "LFS server %s: object %s: download header "
+					   "\"%.64s\" is not a valid header",
+					   server, oid, key);
 			break;
 		}
 		if (asprintf(&out->headers[n], "%s: %s", key, json_string_value(val)) < 0) {
@@ -213,29 +218,34 @@ int rh_lfs_batch_parse(struct rh_lfs_action *out, const char *body, size_t len,
 	memset(out, 0, sizeof(*out));
 	doc = json_loadb(body, len, 0, &jerr);
 	if (!json_is_object(doc)) {
-		err = rh_error_set(RH_EINVAL, "LFS server %s answered the batch request for "
+		err = rh_error_set(RH_EINVAL,
+				   "LFS server %s answered the batch request for "
 				   "object %s with something that is not a JSON object (%s)",
 				   server, p->oid, doc ? "wrong type" : jerr.text);
 		goto done;
 	}
 	v = json_object_get(doc, "transfer");
 	if (v && (!json_is_string(v) || strcmp(json_string_value(v), "basic") != 0)) {
-		err = rh_error_set(RH_EINVAL, "LFS server %s chose transfer adapter \"%s\" for "
-				   "object %s; rehydra speaks only \"basic\"", server,
-				   json_is_string(v) ? json_string_value(v) : "?", p->oid);
+		err = rh_error_set(RH_EINVAL,
+				   "LFS server %s chose transfer adapter \"%s\" for "
+				   "object %s; rehydra speaks only \"basic\"",
+				   server, json_is_string(v) ? json_string_value(v) : "?", p->oid);
 		goto done;
 	}
 	v = json_object_get(doc, "hash_algo");
 	if (v && (!json_is_string(v) || strcmp(json_string_value(v), "sha256") != 0)) {
-		err = rh_error_set(RH_EINVAL, "LFS server %s uses hash algorithm \"%s\", not "
-				   "sha256", server,
-				   json_is_string(v) ? json_string_value(v) : "?");
+		err = rh_error_set(RH_EINVAL,
+				   "LFS server %s uses hash algorithm \"%s\", not "
+				   "sha256",
+				   server, json_is_string(v) ? json_string_value(v) : "?");
 		goto done;
 	}
 	objs = json_object_get(doc, "objects");
 	if (!json_is_array(objs)) {
-		err = rh_error_set(RH_EINVAL, "LFS server %s: the batch response for object %s "
-				   "has no \"objects\" array", server, p->oid);
+		err = rh_error_set(RH_EINVAL,
+				   "LFS server %s: the batch response for object %s "
+				   "has no \"objects\" array",
+				   server, p->oid);
 		goto done;
 	}
 	for (size_t i = 0; i < json_array_size(objs); i++) {
@@ -248,45 +258,56 @@ int rh_lfs_batch_parse(struct rh_lfs_action *out, const char *body, size_t len,
 		}
 	}
 	if (!obj) {
-		err = rh_error_set(RH_EINVAL, "LFS server %s: the batch response does not "
-				   "mention object %s", server, p->oid);
+		err = rh_error_set(RH_EINVAL,
+				   "LFS server %s: the batch response does not "
+				   "mention object %s",
+				   server, p->oid);
 		goto done;
 	}
 	v = json_object_get(obj, "error");
 	if (v) {
 		json_int_t code = json_integer_value(json_object_get(v, "code"));
 
-		clean_message(msg, sizeof(msg),
-			      json_string_value(json_object_get(v, "message")));
+		clean_message(msg, sizeof(msg), json_string_value(json_object_get(v, "message")));
 		if (code == 404 || code == 410)
-			err = rh_error_set(RH_ENOTFOUND, "LFS server %s does not have object %s "
+			err = rh_error_set(RH_ENOTFOUND,
+					   "LFS server %s does not have object %s "
 					   "(%lld: %s): push it with `git lfs push --all` from a "
-					   "clone that has it", server, p->oid, (long long)code,
-					   *msg ? msg : code == 404 ? "not found" : "removed");
+					   "clone that has it",
+					   server, p->oid, (long long)code,
+					   *msg		 ? msg
+					   : code == 404 ? "not found"
+							 : "removed");
 		else if (code == 422)
-			err = rh_error_set(RH_EVERIFY, "LFS server %s says object %s is invalid "
+			err = rh_error_set(RH_EVERIFY,
+					   "LFS server %s says object %s is invalid "
 					   "(422: %s): the pointer's size %llu may not match the "
-					   "object", server, p->oid,
-					   *msg ? msg : "validation error",
+					   "object",
+					   server, p->oid, *msg ? msg : "validation error",
 					   (unsigned long long)p->size);
 		else
-			err = rh_error_set(RH_EIO, "LFS server %s cannot serve object %s (%lld: "
-					   "%s)", server, p->oid, (long long)code,
-					   *msg ? msg : "error");
+			err = rh_error_set(RH_EIO,
+					   "LFS server %s cannot serve object %s (%lld: "
+					   "%s)",
+					   server, p->oid, (long long)code, *msg ? msg : "error");
 		goto done;
 	}
 	v = json_object_get(obj, "size");
 	if (v && (!json_is_integer(v) || (uint64_t)json_integer_value(v) != p->size)) {
-		err = rh_error_set(RH_EVERIFY, "LFS server %s says object %s has %lld bytes, but "
-				   "its pointer says %llu", server, p->oid,
-				   (long long)json_integer_value(v), (unsigned long long)p->size);
+		err = rh_error_set(RH_EVERIFY,
+				   "LFS server %s says object %s has %lld bytes, but "
+				   "its pointer says %llu",
+				   server, p->oid, (long long)json_integer_value(v),
+				   (unsigned long long)p->size);
 		goto done;
 	}
 	dl = json_object_get(json_object_get(obj, "actions"), "download");
 	if (!json_is_object(dl) || !json_is_string(json_object_get(dl, "href")) ||
 	    !*json_string_value(json_object_get(dl, "href"))) {
-		err = rh_error_set(RH_EINVAL, "LFS server %s gave no download action (href) for "
-				   "object %s", server, p->oid);
+		err = rh_error_set(RH_EINVAL,
+				   "LFS server %s gave no download action (href) for "
+				   "object %s",
+				   server, p->oid);
 		goto done;
 	}
 	out->href = strdup(json_string_value(json_object_get(dl, "href")));
@@ -295,8 +316,10 @@ int rh_lfs_batch_parse(struct rh_lfs_action *out, const char *body, size_t len,
 		goto done;
 	}
 	if (strncmp(out->href, "http://", 7) != 0 && strncmp(out->href, "https://", 8) != 0) {
-		err = rh_error_set(RH_EINVAL, "LFS server %s: the download href for object %s is "
-				   "not an http(s) URL", server, p->oid);
+		err = rh_error_set(RH_EINVAL,
+				   "LFS server %s: the download href for object %s is "
+				   "not an http(s) URL",
+				   server, p->oid);
 		goto done;
 	}
 	err = action_headers(out, json_object_get(dl, "header"), p->oid, server);
@@ -426,8 +449,8 @@ int rh_lfs_remote_new(struct rh_lfs_remote **out, const char *endpoint)
 	while (n > 0 && rm->endpoint[n - 1] == '/')
 		rm->endpoint[--n] = '\0';
 	if (strncmp(rm->endpoint, "http://", 7) != 0 && strncmp(rm->endpoint, "https://", 8) != 0) {
-		err = rh_error_set(RH_EINVAL, "LFS endpoint %s is not an http(s) URL",
-				   rm->endpoint);
+		err =
+		    rh_error_set(RH_EINVAL, "LFS endpoint %s is not an http(s) URL", rm->endpoint);
 		goto done;
 	}
 	rm->origin = url_origin(rm->endpoint);
@@ -701,42 +724,51 @@ static int batch_call(struct rh_lfs_remote *rm, const struct rh_lfs_pointer *p,
 	    (rm->auth && (err = slist_add(&hdrs, rm->auth)) < 0))
 		goto done;
 	for (unsigned attempt = 1;; attempt++) {
-		struct xfer x = { .cancel = pol->cancel, .fd = -1 };
+		struct xfer x = {.cancel = pol->cancel, .fd = -1};
 		long status;
 		CURLcode rc = http_do(&x, url, hdrs, body, false, &status);
 		bool retry = false;
 
 		if (rc == CURLE_ABORTED_BY_CALLBACK) {
-			err = rh_error_set(RH_ECANCELLED, "cancelled fetching LFS object %s "
-					   "from %s", p->oid, rm->endpoint);
+			err = rh_error_set(RH_ECANCELLED,
+					   "cancelled fetching LFS object %s "
+					   "from %s",
+					   p->oid, rm->endpoint);
 		} else if (rc != CURLE_OK && !x.too_big) {
-			err = rh_error_set(RH_EIO, "LFS server %s: batch request for object %s "
-					   "failed: %s", rm->endpoint, p->oid,
-					   curl_easy_strerror(rc));
+			err = rh_error_set(RH_EIO,
+					   "LFS server %s: batch request for object %s "
+					   "failed: %s",
+					   rm->endpoint, p->oid, curl_easy_strerror(rc));
 			retry = curl_transient(rc);
 		} else if (x.too_big) {
-			err = rh_error_set(RH_EIO, "LFS server %s: the batch response is larger "
-					   "than %u bytes", rm->endpoint, BATCH_BODY_MAX);
+			err = rh_error_set(RH_EIO,
+					   "LFS server %s: the batch response is larger "
+					   "than %u bytes",
+					   rm->endpoint, BATCH_BODY_MAX);
 		} else if (status == 200) {
 			err = rh_lfs_batch_parse(act, rh_strbuf_str(&x.body), x.body.len, p,
 						 rm->endpoint);
 		} else if (status == 401 || status == 403) {
-			err = rh_error_set(RH_EIO, "LFS server %s refused %s (HTTP %ld%s%s): %s",
-					   rm->endpoint, rm->auth ? "our credentials" :
-					   "the request without credentials", status,
-					   *batch_message(&x, msg, sizeof(msg)) ? ": " : "", msg,
-					   rm->auth ? "check REHYDRA_LFS_TOKEN or the credentials "
-					   "in the registry URL" : "set REHYDRA_LFS_TOKEN or put "
-					   "credentials in the registry URL");
+			err = rh_error_set(
+			    RH_EIO, "LFS server %s refused %s (HTTP %ld%s%s): %s", rm->endpoint,
+			    rm->auth ? "our credentials" : "the request without credentials",
+			    status, *batch_message(&x, msg, sizeof(msg)) ? ": " : "", msg,
+			    rm->auth ? "check REHYDRA_LFS_TOKEN or the credentials "
+				       "in the registry URL"
+				     : "set REHYDRA_LFS_TOKEN or put "
+				       "credentials in the registry URL");
 		} else if (status == 404) {
-			err = rh_error_set(RH_ENOTFOUND, "LFS server %s: no LFS repository there "
+			err = rh_error_set(RH_ENOTFOUND,
+					   "LFS server %s: no LFS repository there "
 					   "(HTTP 404 for the batch request): check lfs.url in the "
-					   "registry's .lfsconfig", rm->endpoint);
+					   "registry's .lfsconfig",
+					   rm->endpoint);
 		} else {
-			err = rh_error_set(RH_EIO, "LFS server %s answered the batch request for "
-					   "object %s with HTTP %ld%s%s", rm->endpoint, p->oid,
-					   status, *batch_message(&x, msg, sizeof(msg)) ? ": " : "",
-					   msg);
+			err = rh_error_set(RH_EIO,
+					   "LFS server %s answered the batch request for "
+					   "object %s with HTTP %ld%s%s",
+					   rm->endpoint, p->oid, status,
+					   *batch_message(&x, msg, sizeof(msg)) ? ": " : "", msg);
 			retry = status_retryable(status);
 		}
 		rh_strbuf_release(&x.body);
@@ -798,7 +830,7 @@ static int download_call(struct rh_lfs_remote *rm, const struct rh_lfs_pointer *
 			goto done;
 	}
 	for (unsigned attempt = 1;; attempt++) {
-		struct xfer x = { .cancel = pol->cancel, .fd = fd, .limit = p->size };
+		struct xfer x = {.cancel = pol->cancel, .fd = fd, .limit = p->size};
 		long status;
 		CURLcode rc;
 		bool retry = false;
@@ -817,15 +849,20 @@ static int download_call(struct rh_lfs_remote *rm, const struct rh_lfs_pointer *
 			goto done;
 		rc = http_do(&x, act->href, hdrs, NULL, true, &status);
 		if (rc == CURLE_ABORTED_BY_CALLBACK) {
-			err = rh_error_set(RH_ECANCELLED, "cancelled fetching LFS object %s "
-					   "from %s", p->oid, href_name);
+			err = rh_error_set(RH_ECANCELLED,
+					   "cancelled fetching LFS object %s "
+					   "from %s",
+					   p->oid, href_name);
 		} else if (x.write_errno) {
-			err = rh_error_set_errno(RH_EIO, x.write_errno, "cannot write LFS "
-						 "object %s into the cache", p->oid);
+			err = rh_error_set_errno(RH_EIO, x.write_errno,
+						 "cannot write LFS "
+						 "object %s into the cache",
+						 p->oid);
 		} else if (x.overflow) {
-			err = rh_error_set(RH_EVERIFY, "LFS object %s from %s: the server sent "
-					   "more than the %llu bytes the pointer names", p->oid,
-					   href_name, (unsigned long long)p->size);
+			err = rh_error_set(RH_EVERIFY,
+					   "LFS object %s from %s: the server sent "
+					   "more than the %llu bytes the pointer names",
+					   p->oid, href_name, (unsigned long long)p->size);
 		} else if (rc != CURLE_OK) {
 			err = rh_error_set(RH_EIO, "LFS object %s: download from %s failed: %s",
 					   p->oid, href_name, curl_easy_strerror(rc));
@@ -834,28 +871,33 @@ static int download_call(struct rh_lfs_remote *rm, const struct rh_lfs_pointer *
 			rh_sha256_final(&x.sha, dg);
 			rh_sha256_hex(hex, dg);
 			if (x.got != p->size)
-				err = rh_error_set(RH_EVERIFY, "LFS object %s from %s: got "
-						   "%llu bytes, the pointer names %llu", p->oid,
-						   href_name, (unsigned long long)x.got,
+				err = rh_error_set(RH_EVERIFY,
+						   "LFS object %s from %s: got "
+						   "%llu bytes, the pointer names %llu",
+						   p->oid, href_name, (unsigned long long)x.got,
 						   (unsigned long long)p->size);
 			else if (strcmp(hex, p->oid) != 0)
-				err = rh_error_set(RH_EVERIFY, "LFS object %s from %s has "
+				err = rh_error_set(RH_EVERIFY,
+						   "LFS object %s from %s has "
 						   "sha256 %s: the server's copy is corrupt "
 						   "(nothing was cached); repair it with `git lfs "
-						   "push` from a good clone", p->oid, href_name,
-						   hex);
+						   "push` from a good clone",
+						   p->oid, href_name, hex);
 			else
 				err = 0;
 		} else if ((status == 401 || status == 403) && act->expires_at > 0) {
 			/* Signed links expire early on clock skew: ask again. */
 			err = RH_EXPIRED;
 		} else if (status == 401 || status == 403) {
-			err = rh_error_set(RH_EIO, "LFS object %s: %s refused the download (HTTP "
-					   "%ld): check the token or the credentials", p->oid,
-					   href_name, status);
+			err = rh_error_set(RH_EIO,
+					   "LFS object %s: %s refused the download (HTTP "
+					   "%ld): check the token or the credentials",
+					   p->oid, href_name, status);
 		} else if (status == 404 || status == 410) {
-			err = rh_error_set(RH_ENOTFOUND, "LFS object %s: %s answered HTTP %ld: the "
-					   "server does not have it", p->oid, href_name, status);
+			err = rh_error_set(RH_ENOTFOUND,
+					   "LFS object %s: %s answered HTTP %ld: the "
+					   "server does not have it",
+					   p->oid, href_name, status);
 		} else {
 			err = rh_error_set(RH_EIO, "LFS object %s: %s answered HTTP %ld", p->oid,
 					   href_name, status);
@@ -906,8 +948,8 @@ int rh_lfs_check(struct rh_lfs_remote *rm, const struct rh_lfs_pointer *p,
 int rh_lfs_fetch(struct rh_lfs_remote *rm, const struct rh_lfs_pointer *p, int fd,
 		 const struct rh_lfs_fetch_opts *opts)
 {
-	struct policy pol = { DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_S, DEFAULT_BACKOFF_MAX_S, NULL };
-	struct rh_lfs_action act = { 0 };
+	struct policy pol = {DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_S, DEFAULT_BACKOFF_MAX_S, NULL};
+	struct rh_lfs_action act = {0};
 	const char *ref = NULL;
 	int err = 0;
 
@@ -931,7 +973,8 @@ int rh_lfs_fetch(struct rh_lfs_remote *rm, const struct rh_lfs_pointer *p, int f
 		if (err != RH_EXPIRED)
 			goto done;
 	}
-	err = rh_error_set(RH_EIO, "LFS server %s keeps handing out expired download links "
+	err = rh_error_set(RH_EIO,
+			   "LFS server %s keeps handing out expired download links "
 			   "for object %s: check the clocks of this host and the server",
 			   rm->endpoint, p->oid);
 done:

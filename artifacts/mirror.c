@@ -33,13 +33,13 @@
 
 #include "banned.h"
 
-#define RH_MIRROR_README                                                                    \
-	"This branch is a mirror of a rehydra audit journal, pushed by 'rehydra audit push'.\n" \
-	"\n"                                                                                \
-	"journal/NNNNNNNN.jsonl are the journal cut into segments of 1000 lines, in order:\n" \
-	"    cat journal/*.jsonl > journal.jsonl\n"                                         \
-	"    rehydra audit verify --journal journal.jsonl\n"                                \
-	"rebuilds it and checks its hash chain. Commits only ever add lines; a commit that\n" \
+#define RH_MIRROR_README                                                                           \
+	"This branch is a mirror of a rehydra audit journal, pushed by 'rehydra audit push'.\n"    \
+	"\n"                                                                                       \
+	"journal/NNNNNNNN.jsonl are the journal cut into segments of 1000 lines, in order:\n"      \
+	"    cat journal/*.jsonl > journal.jsonl\n"                                                \
+	"    rehydra audit verify --journal journal.jsonl\n"                                       \
+	"rebuilds it and checks its hash chain. Commits only ever add lines; a commit that\n"      \
 	"changes an earlier segment means the journal on the drill host was altered.\n"
 
 static const char *git_msg(void)
@@ -158,8 +158,10 @@ static int build_tree(git_oid *tree, uint64_t *lines, git_repository *repo, cons
 	*lines = 0;
 	fd = rh_fs_open_regular(path, O_NOFOLLOW); /* never blocks on a FIFO */
 	if (fd < 0) {
-		rc = fd == RH_ENOTFOUND ? rh_error_set(RH_EIO, "cannot open the journal %s: no "
-							       "such file", path)
+		rc = fd == RH_ENOTFOUND ? rh_error_set(RH_EIO,
+						       "cannot open the journal %s: no "
+						       "such file",
+						       path)
 					: rh_error_prefix(fd, "the journal");
 		fd = -1;
 		goto done;
@@ -240,11 +242,11 @@ static int fetch_remote_tip(git_remote *remote, git_repository *repo, const char
 {
 	git_remote_callbacks cb;
 	git_fetch_options fo;
-	struct cb_state st = { 0 };
+	struct cb_state st = {0};
 	const git_remote_head **heads;
 	char spec[512];
-	char *specs[1] = { spec };
-	git_strarray refspecs = { specs, 1 };
+	char *specs[1] = {spec};
+	git_strarray refspecs = {specs, 1};
 	git_odb *odb = NULL;
 	size_t n = 0;
 	int rc = 0;
@@ -376,8 +378,8 @@ done:
 	return rc;
 }
 
-int rh_mirror_push(struct rh_mirror_result *res, const char *journal_path,
-		   const char *mirror_dir, const char *remote_url, const char *branch)
+int rh_mirror_push(struct rh_mirror_result *res, const char *journal_path, const char *mirror_dir,
+		   const char *remote_url, const char *branch)
 {
 	git_repository *repo = NULL;
 	git_remote *remote = NULL;
@@ -387,12 +389,12 @@ int rh_mirror_push(struct rh_mirror_result *res, const char *journal_path,
 	git_remote_callbacks cb;
 	git_push_options po;
 	git_remote_create_options ro;
-	struct cb_state st = { 0 };
+	struct cb_state st = {0};
 	git_oid local, remote_tip, tree_id, new_id;
 	bool have_local = false, have_remote = false;
 	char ref[300], shown[1024], spec[620], msg[640], host[256];
-	char *specs[1] = { spec };
-	git_strarray refspecs = { specs, 1 };
+	char *specs[1] = {spec};
+	git_strarray refspecs = {specs, 1};
 	int valid = 0;
 	int rc = 0;
 
@@ -432,11 +434,13 @@ int rh_mirror_push(struct rh_mirror_result *res, const char *journal_path,
 		char hex[GIT_OID_HEXSZ + 1];
 
 		git_oid_tostr(hex, sizeof(hex), &remote_tip);
-		rc = rh_error_set(RH_EVERIFY, "branch '%s' of %s has diverged from this host's "
+		rc = rh_error_set(RH_EVERIFY,
+				  "branch '%s' of %s has diverged from this host's "
 				  "journal mirror (its tip %.12s is not in this mirror's history: "
 				  "another journal was pushed there, or it was rewritten): "
 				  "refusing to push; use another branch (--branch) or investigate; "
-				  "rehydra never force-pushes", branch, shown, hex);
+				  "rehydra never force-pushes",
+				  branch, shown, hex);
 		goto done;
 	}
 	if (have_remote) {
@@ -446,13 +450,14 @@ int rh_mirror_push(struct rh_mirror_result *res, const char *journal_path,
 
 		rc = mirror_is_prefix(repo, &remote_tip, journal_path, &mirrored, &diff);
 		if (rc == RH_EVERIFY) {
-			rc = rh_error_set(RH_EVERIFY,
-					  "branch '%s' of %s holds %" PRIu64 " journal entries, and "
-					  "this journal no longer has them as they were (first "
-					  "difference at line %" PRIu64 "): the local journal was "
-					  "altered or truncated after it was mirrored; refusing to push "
-					  "(compare with 'rehydra audit verify --against %s')",
-					  branch, shown, mirrored, diff, shown);
+			rc = rh_error_set(
+			    RH_EVERIFY,
+			    "branch '%s' of %s holds %" PRIu64 " journal entries, and "
+			    "this journal no longer has them as they were (first "
+			    "difference at line %" PRIu64 "): the local journal was "
+			    "altered or truncated after it was mirrored; refusing to push "
+			    "(compare with 'rehydra audit verify --against %s')",
+			    branch, shown, mirrored, diff, shown);
 			goto done;
 		}
 		if (rc < 0)
@@ -470,20 +475,24 @@ int rh_mirror_push(struct rh_mirror_result *res, const char *journal_path,
 		}
 	}
 	if (!parent || !git_oid_equal(git_commit_tree_id(parent), &tree_id)) {
-		const git_commit *parents[1] = { parent };
+		const git_commit *parents[1] = {parent};
 
 		if (gethostname(host, sizeof(host)) < 0)
 			snprintf(host, sizeof(host), "localhost");
 		host[sizeof(host) - 1] = '\0';
 		snprintf(spec, sizeof(spec), "rehydra@%s", host);
-		snprintf(msg, sizeof(msg), "journal: %" PRIu64 " entries\n\nPushed by rehydra %s "
-			 "from %s.\n", res->lines, RH_VERSION, host);
+		snprintf(msg, sizeof(msg),
+			 "journal: %" PRIu64 " entries\n\nPushed by rehydra %s "
+			 "from %s.\n",
+			 res->lines, RH_VERSION, host);
 		if (git_signature_now(&sig, "rehydra", spec) < 0 ||
 		    git_tree_lookup(&tree, repo, &tree_id) < 0 ||
-		    git_commit_create(&new_id, repo, ref, sig, sig, NULL, msg, tree,
-				      parent ? 1 : 0, parents) < 0) {
-			rc = rh_error_set(RH_EIO, "cannot commit the journal into the mirror "
-					  "%s: %s", mirror_dir, git_msg());
+		    git_commit_create(&new_id, repo, ref, sig, sig, NULL, msg, tree, parent ? 1 : 0,
+				      parents) < 0) {
+			rc = rh_error_set(RH_EIO,
+					  "cannot commit the journal into the mirror "
+					  "%s: %s",
+					  mirror_dir, git_msg());
 			goto done;
 		}
 		res->new_commit = true;

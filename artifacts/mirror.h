@@ -23,10 +23,10 @@
 #define RH_MIRROR_BRANCH "journal"
 
 struct rh_mirror_result {
-	uint64_t lines;        /* journal lines (entries) in the pushed commit */
-	bool new_commit;       /* a commit was made for this push */
-	bool pushed;           /* the remote branch moved */
-	char commit[41];       /* the branch tip, now on the remote */
+	uint64_t lines;	 /* journal lines (entries) in the pushed commit */
+	bool new_commit; /* a commit was made for this push */
+	bool pushed;	 /* the remote branch moved */
+	char commit[41]; /* the branch tip, now on the remote */
 };
 
 /* Mirrors `journal_path` (complete lines only) into the bare repository
@@ -40,8 +40,8 @@ struct rh_mirror_result {
  * RH_EIO (repository, transport; the message names the remote without
  * credentials), RH_EINVAL (bad branch name). The caller verifies the
  * journal first: the mirror copies what it is given. */
-int rh_mirror_push(struct rh_mirror_result *res, const char *journal_path,
-		   const char *mirror_dir, const char *remote, const char *branch);
+int rh_mirror_push(struct rh_mirror_result *res, const char *journal_path, const char *mirror_dir,
+		   const char *remote, const char *branch);
 
 struct rh_mirror_check {
 	bool remote_exists;

@@ -88,14 +88,18 @@ static int check_component(const char *what, const char *s)
 
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 		      c == '.' || c == '_' || c == '-' || c == '+'))
-			return rh_error_set(RH_EINVAL, "model %s \"%s\": use only letters, digits "
-					    "and . _ - +", what, s);
+			return rh_error_set(RH_EINVAL,
+					    "model %s \"%s\": use only letters, digits "
+					    "and . _ - +",
+					    what, s);
 	}
 	if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') ||
-	      (s[0] >= '0' && s[0] <= '9')) || strstr(s, "..") ||
-	    (n >= 5 && strcmp(s + n - 5, ".lock") == 0))
-		return rh_error_set(RH_EINVAL, "model %s \"%s\" must start with a letter or digit, "
-				    "and contain no \"..\" nor end in \".lock\"", what, s);
+	      (s[0] >= '0' && s[0] <= '9')) ||
+	    strstr(s, "..") || (n >= 5 && strcmp(s + n - 5, ".lock") == 0))
+		return rh_error_set(RH_EINVAL,
+				    "model %s \"%s\" must start with a letter or digit, "
+				    "and contain no \"..\" nor end in \".lock\"",
+				    what, s);
 	return 0;
 }
 
@@ -108,14 +112,20 @@ static int pub_add(struct pub *p, const char *path, const char *src, uint64_t si
 	if (p->n == PUB_MAX_FILES)
 		return rh_error_set(RH_EINVAL, "more than %d files to publish", PUB_MAX_FILES);
 	if (!rh_sink_path_is_safe(path))
-		return rh_error_set(RH_EINVAL, "%s: \"%s\" cannot be a model file path (no "
-				    "\"..\", \".\", backslashes or control characters)", src, path);
+		return rh_error_set(RH_EINVAL,
+				    "%s: \"%s\" cannot be a model file path (no "
+				    "\"..\", \".\", backslashes or control characters)",
+				    src, path);
 	if (strncmp(path, ".rehydra-sink", 13) == 0 || strstr(path, ".rh-part-"))
-		return rh_error_set(RH_EINVAL, "%s: \"%s\" is reserved for the sinks' own state "
-				    "(.rehydra-sink*, *.rh-part-*); rename it", src, path);
+		return rh_error_set(RH_EINVAL,
+				    "%s: \"%s\" is reserved for the sinks' own state "
+				    "(.rehydra-sink*, *.rh-part-*); rename it",
+				    src, path);
 	if (strcmp(path, "manifest.json") == 0)
-		return rh_error_set(RH_EINVAL, "%s: a model file cannot be called manifest.json "
-				    "(rehydra writes the manifest itself); rename it", src);
+		return rh_error_set(RH_EINVAL,
+				    "%s: a model file cannot be called manifest.json "
+				    "(rehydra writes the manifest itself); rename it",
+				    src);
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? p->cap * 2 : 16;
 		struct pub_file *grown = realloc(p->files, cap * sizeof(*grown));
@@ -171,10 +181,11 @@ static int pub_walk(struct pub *p, const char *dir, const char *rel, int depth)
 		} else if (S_ISREG(sb.st_mode)) {
 			err = pub_add(p, path, src, (uint64_t)sb.st_size);
 		} else {
-			err = rh_error_set(RH_EINVAL, "%s is %s: publish only regular files (copy "
-					   "what it points to instead)", src,
-					   S_ISLNK(sb.st_mode) ? "a symlink"
-							       : "not a regular file");
+			err = rh_error_set(
+			    RH_EINVAL,
+			    "%s is %s: publish only regular files (copy "
+			    "what it points to instead)",
+			    src, S_ISLNK(sb.st_mode) ? "a symlink" : "not a regular file");
 		}
 		free(src);
 		free(path);
@@ -218,8 +229,8 @@ static int pub_collect(struct pub *p, const char *const *inputs, size_t n_inputs
 				free(b);
 			}
 		} else {
-			err = rh_error_set(RH_EINVAL, "%s is not a regular file or a directory",
-					   in);
+			err =
+			    rh_error_set(RH_EINVAL, "%s is not a regular file or a directory", in);
 		}
 	}
 	if (err < 0)
@@ -238,8 +249,10 @@ static int pub_collect(struct pub *p, const char *const *inputs, size_t n_inputs
 		 * check every later path with the prefix instead. */
 		for (size_t k = i + 1; k < p->n && strncmp(p->files[k].path, a, la) == 0; k++)
 			if (p->files[k].path[la] == '/')
-				return rh_error_set(RH_EINVAL, "%s is a file but %s needs it to be "
-						    "a directory", a, p->files[k].path);
+				return rh_error_set(RH_EINVAL,
+						    "%s is a file but %s needs it to be "
+						    "a directory",
+						    a, p->files[k].path);
 	}
 	return 0;
 }
@@ -258,7 +271,7 @@ static int mkdir_shared(const char *path)
 /* Copies f->src into the store, hashing on the way; fills size and sha256. */
 static int pub_store(struct pub *p, struct pub_file *f)
 {
-	struct rh_sha256 c = { 0 };
+	struct rh_sha256 c = {0};
 	struct stat sb;
 	uint8_t d[32];
 	char rnd[17];
@@ -274,9 +287,9 @@ static int pub_store(struct pub *p, struct pub_file *f)
 		goto done;
 	in = rh_fs_open_regular(f->src, 0); /* never blocks on a FIFO */
 	if (in < 0) {
-		err = in == RH_ENOTFOUND ? rh_error_set(RH_EIO, "cannot open %s: no such file",
-							 f->src)
-					 : in;
+		err = in == RH_ENOTFOUND
+			  ? rh_error_set(RH_EIO, "cannot open %s: no such file", f->src)
+			  : in;
 		in = -1;
 		goto done;
 	}
@@ -505,7 +518,8 @@ static int pub_manifest(struct pub *p, char **out, size_t *out_len)
 		json_object_set_new(m, "license", json_string(p->opts->license));
 	else if (meta && json_object_get(meta, "license"))
 		json_object_set(m, "license", json_object_get(meta, "license"));
-	json_object_foreach((json_t *)meta, key, val) {
+	json_object_foreach((json_t *)meta, key, val)
+	{
 		if (strcmp(key, "serving") == 0 || strcmp(key, "export") == 0)
 			json_object_set(m, key, val);
 	}
@@ -550,7 +564,8 @@ static int check_meta(const struct rh_publish_opts *o)
 		return 0;
 	if (!json_is_object(o->meta))
 		return rh_error_set(RH_EINVAL, "%s: must be a JSON object", where);
-	json_object_foreach((json_t *)o->meta, key, val) {
+	json_object_foreach((json_t *)o->meta, key, val)
+	{
 		if (strcmp(key, "license") == 0 || strcmp(key, "description") == 0) {
 			if (!json_is_string(val))
 				return rh_error_set(RH_EINVAL, "%s: \"%s\" must be a string", where,
@@ -560,8 +575,10 @@ static int check_meta(const struct rh_publish_opts *o)
 				return rh_error_set(RH_EINVAL, "%s: \"%s\" must be an object",
 						    where, key);
 		} else {
-			return rh_error_set(RH_EINVAL, "%s: unknown key \"%s\" (expected license, "
-					    "description, serving, export)", where, key);
+			return rh_error_set(RH_EINVAL,
+					    "%s: unknown key \"%s\" (expected license, "
+					    "description, serving, export)",
+					    where, key);
 		}
 	}
 	return 0;
@@ -608,7 +625,7 @@ static int pub_tree(struct pub *p, git_tree *base, git_oid *tree_oid, const char
 	if (err < 0)
 		goto done;
 	if (base && git_tree_entry_bypath(&old, base, dir) == 0) {
-		git_tree_update rm = { .action = GIT_TREE_UPDATE_REMOVE, .path = dir };
+		git_tree_update rm = {.action = GIT_TREE_UPDATE_REMOVE, .path = dir};
 
 		if (git_tree_create_updated(&oid, p->repo, base, 1, &rm) < 0 ||
 		    git_tree_lookup(&stripped, p->repo, &oid) < 0) {
@@ -681,19 +698,21 @@ static int pub_open(struct pub *p)
 
 	if (strncmp(path, "file://", 7) == 0)
 		path += 7;
-	else if (strstr(path, "://") || (strchr(path, ':') && (!strchr(path, '/') ||
-							       strchr(path, ':') <
-								       strchr(path, '/'))))
-		return rh_error_set(RH_EUNSUPPORTED, "registry %s is remote: publish into a "
+	else if (strstr(path, "://") ||
+		 (strchr(path, ':') &&
+		  (!strchr(path, '/') || strchr(path, ':') < strchr(path, '/'))))
+		return rh_error_set(RH_EUNSUPPORTED,
+				    "registry %s is remote: publish into a "
 				    "local clone of it and push the branch and the tag",
 				    p->registry);
 	rc = git_repository_open_ext(&p->repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
 	if (rc == GIT_ENOTFOUND)
-		return rh_error_set(RH_ENOTFOUND, "registry %s: not a git repository (create one "
-				    "with git init and git lfs install --local)", p->registry);
+		return rh_error_set(RH_ENOTFOUND,
+				    "registry %s: not a git repository (create one "
+				    "with git init and git lfs install --local)",
+				    p->registry);
 	if (rc < 0)
-		return rh_error_set(RH_EIO, "registry %s: cannot open: %s", p->registry,
-				    git_msg());
+		return rh_error_set(RH_EIO, "registry %s: cannot open: %s", p->registry, git_msg());
 	if (rh_asprintf(&p->lfs_dir, "%s/lfs", git_repository_commondir(p->repo)) < 0)
 		return RH_ENOMEM;
 	/* git_repository_commondir ends with '/': "x//lfs" is harmless. */
@@ -705,7 +724,7 @@ int rh_registry_publish(struct rh_publish_result *res, const char *registry, con
 			const struct rh_publish_opts *opts)
 {
 	static const struct rh_publish_opts defaults = RH_PUBLISH_OPTS_INIT;
-	struct pub p = { .registry = registry, .name = name, .version = version };
+	struct pub p = {.registry = registry, .name = name, .version = version};
 	git_reference *head = NULL, *tag_ref = NULL, *branch = NULL;
 	git_commit *parent = NULL;
 	git_object *commit_obj = NULL;
@@ -742,16 +761,19 @@ int rh_registry_publish(struct rh_publish_result *res, const char *registry, con
 	if ((err = pub_open(&p)) < 0)
 		goto done;
 	if (git_reference_lookup(&tag_ref, p.repo, tagref) == 0) {
-		err = rh_error_set(RH_EINVAL, "registry %s already has %s@%s (tag %s): versions "
-				   "are immutable; publish a new version", registry, name, version,
-				   tagname);
+		err = rh_error_set(RH_EINVAL,
+				   "registry %s already has %s@%s (tag %s): versions "
+				   "are immutable; publish a new version",
+				   registry, name, version, tagname);
 		goto done;
 	}
 	/* The branch HEAD names, born or not. */
 	rc = git_reference_lookup(&head, p.repo, "HEAD");
 	if (rc < 0 || git_reference_type(head) != GIT_REFERENCE_SYMBOLIC) {
-		err = rh_error_set(RH_EINVAL, "registry %s: HEAD is not on a branch: check out "
-				   "the branch to publish onto", registry);
+		err = rh_error_set(RH_EINVAL,
+				   "registry %s: HEAD is not on a branch: check out "
+				   "the branch to publish onto",
+				   registry);
 		goto done;
 	}
 	branch_name = strdup(git_reference_symbolic_target(head));
@@ -768,8 +790,8 @@ int rh_registry_publish(struct rh_publish_result *res, const char *registry, con
 			goto done;
 		}
 	} else if (rc != GIT_ENOTFOUND) {
-		err = rh_error_set(RH_EIO, "registry %s: cannot read %s: %s", registry,
-				   branch_name, git_msg());
+		err = rh_error_set(RH_EIO, "registry %s: cannot read %s: %s", registry, branch_name,
+				   git_msg());
 		goto done;
 	}
 
@@ -812,7 +834,7 @@ int rh_registry_publish(struct rh_publish_result *res, const char *registry, con
 	if (err < 0)
 		goto done;
 	{
-		const git_commit *parents[1] = { parent };
+		const git_commit *parents[1] = {parent};
 
 		if (git_commit_create(&commit_oid, p.repo, NULL, sig, sig, NULL, msg, tree,
 				      parent ? 1 : 0, parents) < 0 ||
@@ -828,9 +850,10 @@ int rh_registry_publish(struct rh_publish_result *res, const char *registry, con
 		goto done;
 	rc = git_tag_create(&tag_oid, p.repo, tagname, commit_obj, sig, msg, 0);
 	if (rc == GIT_EEXISTS) {
-		err = rh_error_set(RH_EINVAL, "registry %s already has %s@%s (tag %s, made while "
-				   "we published): publish a new version", registry, name,
-				   version, tagname);
+		err = rh_error_set(RH_EINVAL,
+				   "registry %s already has %s@%s (tag %s, made while "
+				   "we published): publish a new version",
+				   registry, name, version, tagname);
 		goto done;
 	}
 	if (rc < 0) {
@@ -852,10 +875,11 @@ int rh_registry_publish(struct rh_publish_result *res, const char *registry, con
 		co.checkout_strategy = GIT_CHECKOUT_SAFE;
 		co.disable_filters = 1;
 		if (git_checkout_tree(p.repo, commit_obj, &co) < 0) {
-			err = rh_error_set(RH_EINVAL, "registry %s: cannot update the working tree "
+			err = rh_error_set(RH_EINVAL,
+					   "registry %s: cannot update the working tree "
 					   "(%s): commit or discard local changes under models/%s "
-					   "and .gitattributes, then publish again", registry,
-					   git_msg(), name);
+					   "and .gitattributes, then publish again",
+					   registry, git_msg(), name);
 			goto done;
 		}
 	}
@@ -874,7 +898,8 @@ int rh_registry_publish(struct rh_publish_result *res, const char *registry, con
 		git_reference_free(moved);
 		free(logmsg);
 		if (rc < 0) {
-			err = rh_error_set(RH_EIO, "registry %s: cannot move %s (did someone "
+			err = rh_error_set(RH_EIO,
+					   "registry %s: cannot move %s (did someone "
 					   "commit at the same time? publish again): %s",
 					   registry, branch_name, git_msg());
 			goto done;

@@ -29,23 +29,26 @@ struct rh_cancel;
 
 struct rh_publish_opts {
 	unsigned version;
-	const char *license;      /* overrides meta's "license"; may be NULL */
-	const json_t *meta;       /* borrowed, may be NULL: an object with any of
+	const char *license;	  /* overrides meta's "license"; may be NULL */
+	const json_t *meta;	  /* borrowed, may be NULL: an object with any of
 				   * "license", "description", "serving", "export" */
-	const char *meta_name;    /* where meta came from, for messages */
+	const char *meta_name;	  /* where meta came from, for messages */
 	struct rh_cancel *cancel; /* may be NULL */
 	/* Called with the bytes just copied into the LFS store; may be NULL. */
 	void (*progress)(void *user, uint64_t delta, uint64_t total);
 	void *progress_user;
 };
 #define RH_PUBLISH_OPTS_VERSION 1
-#define RH_PUBLISH_OPTS_INIT { RH_PUBLISH_OPTS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL }
+#define RH_PUBLISH_OPTS_INIT                                                                       \
+	{                                                                                          \
+		RH_PUBLISH_OPTS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL                        \
+	}
 
 struct rh_publish_result {
 	char commit[41];
 	char manifest_sha256[65];
 	size_t files;
-	uint64_t bytes;        /* of all model files */
+	uint64_t bytes;	       /* of all model files */
 	uint64_t bytes_stored; /* of the LFS objects that were new to the store */
 	double seconds;
 };

@@ -63,9 +63,9 @@ struct rh_registry {
 	 * threads at once; file_source is, so git calls hold this lock. */
 	pthread_mutex_t lock;
 	git_repository *repo;
-	char *url;         /* as given, without credentials: for messages */
-	char *gitdir;      /* the common git directory (the clone, for URLs) */
-	char *cache_dir;   /* NULL for path registries */
+	char *url;	 /* as given, without credentials: for messages */
+	char *gitdir;	 /* the common git directory (the clone, for URLs) */
+	char *cache_dir; /* NULL for path registries */
 	/* Where LFS objects come from: a local store (the gitdir whose
 	 * lfs/objects holds them) or an LFS server; neither when unknown,
 	 * with lfs_problem saying why. */
@@ -113,9 +113,9 @@ static bool is_dir(const char *path)
 
 struct fetch_ctx {
 	struct rh_cancel *cancel;
-	double deadline;   /* CLOCK_MONOTONIC */
-	const char *user;  /* from the URL, may be NULL */
-	const char *pass;  /* secret, may be NULL */
+	double deadline;  /* CLOCK_MONOTONIC */
+	const char *user; /* from the URL, may be NULL */
+	const char *pass; /* secret, may be NULL */
 	unsigned cred_tries;
 	bool cancelled;
 	bool timed_out;
@@ -186,12 +186,12 @@ static int on_credentials(git_credential **out, const char *url, const char *use
 static int fetch_all(git_repository *repo, const char *conn_url, const char *name,
 		     struct fetch_ctx *fc)
 {
-	static char *specs[] = { "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*" };
-	git_strarray refspecs = { specs, 2 };
+	static char *specs[] = {"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"};
+	git_strarray refspecs = {specs, 2};
 	git_fetch_options fo;
 	git_remote_create_options ro;
 	git_remote *remote = NULL;
-	git_buf head = { 0 };
+	git_buf head = {0};
 	struct rh_net_scope scope;
 	bool scoped = false;
 	int rc;
@@ -234,8 +234,8 @@ static int fetch_all(git_repository *repo, const char *conn_url, const char *nam
 		else if (why == RH_NET_CONNECT_SLOW || why == RH_NET_IDLE)
 			err = rh_error_set(RH_ETIMEOUT, "registry %s: %s", name, git_msg());
 		else
-			err = rh_error_set(RH_EIO, "registry %s: cannot fetch: %s", name,
-					   git_msg());
+			err =
+			    rh_error_set(RH_EIO, "registry %s: cannot fetch: %s", name, git_msg());
 		goto done;
 	}
 	/* HEAD decides which .lfsconfig counts, as in a clone made by git. */
@@ -277,7 +277,8 @@ static int lock_take(const char *path, struct fetch_ctx *fc, const char *name)
 			close(fd);
 			return rh_error_set(fc->cancelled ? RH_ECANCELLED : RH_ETIMEOUT,
 					    "registry %s: another process is fetching it (%s) "
-					    "and did not finish in time", name, path);
+					    "and did not finish in time",
+					    name, path);
 		}
 		rh_cancel_sleep(fc->cancel, 0.1);
 	}
@@ -286,8 +287,8 @@ static int lock_take(const char *path, struct fetch_ctx *fc, const char *name)
 
 /* Clones into a temporary directory beside `dir` and renames it into place:
  * a clone cut off half way never sits under the final name. */
-static int clone_fresh(const char *regdir, const char *key, const char *dir,
-		       const char *conn_url, const char *name, struct fetch_ctx *fc)
+static int clone_fresh(const char *regdir, const char *key, const char *dir, const char *conn_url,
+		       const char *name, struct fetch_ctx *fc)
 {
 	git_repository *repo = NULL;
 	char *tmp = NULL;
@@ -344,7 +345,7 @@ static int read_lfsconfig(char **out, struct rh_registry *r)
 {
 	git_object *obj = NULL;
 	git_config *cfg = NULL;
-	git_buf val = { 0 };
+	git_buf val = {0};
 	char *tmp = NULL;
 	char rnd[17];
 	int fd = -1;
@@ -366,8 +367,10 @@ static int read_lfsconfig(char **out, struct rh_registry *r)
 		goto done;
 	}
 	if (git_config_open_ondisk(&cfg, tmp) < 0) {
-		err = rh_error_set(RH_EINVAL, "registry %s: .lfsconfig at HEAD is not valid "
-				   "git-config syntax: %s", r->url, git_msg());
+		err = rh_error_set(RH_EINVAL,
+				   "registry %s: .lfsconfig at HEAD is not valid "
+				   "git-config syntax: %s",
+				   r->url, git_msg());
 		goto done;
 	}
 	if (git_config_get_string_buf(&val, cfg, "lfs.url") == 0 ||
@@ -453,9 +456,13 @@ static int lfs_setup(struct rh_registry *r, const char *url)
 			err = rh_error_set(RH_ENOMEM, "out of memory");
 		goto done;
 	} else {
-		err = asprintf(&r->lfs_problem, "registry %s has no lfs.url in its .lfsconfig: "
+		err = asprintf(&r->lfs_problem,
+			       "registry %s has no lfs.url in its .lfsconfig: "
 			       "rehydra reaches LFS objects of ssh registries only through an "
-			       "HTTP LFS server named there", r->url) < 0 ? RH_ENOMEM : 0;
+			       "HTTP LFS server named there",
+			       r->url) < 0
+			  ? RH_ENOMEM
+			  : 0;
 		if (err < 0) {
 			r->lfs_problem = NULL;
 			rh_error_set(err, "out of memory");
@@ -487,8 +494,10 @@ static int open_path(struct rh_registry *r, const char *path)
 	 * open whatever repository contains it. */
 	rc = git_repository_open_ext(&r->repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
 	if (rc == GIT_ENOTFOUND)
-		return rh_error_set(RH_ENOTFOUND, "registry %s: not a git repository (or it does "
-				    "not exist)", r->url);
+		return rh_error_set(RH_ENOTFOUND,
+				    "registry %s: not a git repository (or it does "
+				    "not exist)",
+				    r->url);
 	if (rc < 0)
 		return rh_error_set(RH_EIO, "registry %s: cannot open: %s", r->url, git_msg());
 	/* LFS objects live in the common directory, shared by worktrees. */
@@ -516,7 +525,7 @@ static char *connect_url(const char *url, const char *bare, const char *user)
 static int open_url(struct rh_registry *r, const char *url, const char *cache_dir,
 		    const struct rh_registry_opts *opts)
 {
-	struct fetch_ctx fc = { 0 };
+	struct fetch_ctx fc = {0};
 	char *bare = NULL, *user = NULL, *pass = NULL;
 	char *conn = NULL;
 	char *regdir = NULL;
@@ -527,8 +536,8 @@ static int open_url(struct rh_registry *r, const char *url, const char *cache_di
 	int err;
 
 	fc.cancel = opts->cancel;
-	fc.deadline = now_mono() + (opts->fetch_timeout_s > 0 ? opts->fetch_timeout_s
-							     : RH_FETCH_TIMEOUT_S);
+	fc.deadline =
+	    now_mono() + (opts->fetch_timeout_s > 0 ? opts->fetch_timeout_s : RH_FETCH_TIMEOUT_S);
 	err = rh_lfs_url_split(url, &bare, &user, &pass);
 	if (err < 0)
 		goto done;
@@ -556,8 +565,10 @@ static int open_url(struct rh_registry *r, const char *url, const char *cache_di
 	}
 	if (!is_dir(dir)) {
 		if (opts->offline) {
-			err = rh_error_set(RH_ENOTFOUND, "registry %s is not in the cache (%s) and "
-					   "offline mode forbids fetching it", r->url, cache_dir);
+			err = rh_error_set(RH_ENOTFOUND,
+					   "registry %s is not in the cache (%s) and "
+					   "offline mode forbids fetching it",
+					   r->url, cache_dir);
 			goto done;
 		}
 		err = clone_fresh(regdir, key, dir, conn, r->url, &fc);
@@ -631,14 +642,18 @@ int rh_registry_open_opts(struct rh_registry **out, const char *url, const char 
 		goto done;
 	}
 	if (strncmp(url, "file://", 7) == 0 && url[7] != '/') {
-		err = rh_error_set(RH_EINVAL, "registry %s: a file:// URL needs an absolute path "
-				   "(file:///path/to/registry)", r->url);
+		err = rh_error_set(RH_EINVAL,
+				   "registry %s: a file:// URL needs an absolute path "
+				   "(file:///path/to/registry)",
+				   r->url);
 		goto done;
 	}
 	if (url_is_remote(url)) {
 		if (!cache_dir || !*cache_dir) {
-			err = rh_error_set(RH_EINVAL, "registry %s: a registry given by URL needs "
-					   "a cache directory to clone into", r->url);
+			err = rh_error_set(RH_EINVAL,
+					   "registry %s: a registry given by URL needs "
+					   "a cache directory to clone into",
+					   r->url);
 			goto done;
 		}
 		err = open_url(r, url, cache_dir, opts);
@@ -716,9 +731,10 @@ static int check_name(const char *what, const char *s, size_t max)
 		unsigned char ch = (unsigned char)*c;
 
 		if (ch <= 0x20 || ch == 0x7f || strchr("/\\~^:?*[", ch))
-			return rh_error_set(RH_EINVAL, "model %s \"%s\" has a character that "
-					    "cannot be in a tag name ('%c')", what, s,
-					    ch > 0x20 && ch != 0x7f ? ch : '?');
+			return rh_error_set(RH_EINVAL,
+					    "model %s \"%s\" has a character that "
+					    "cannot be in a tag name ('%c')",
+					    what, s, ch > 0x20 && ch != 0x7f ? ch : '?');
 	}
 	if (strcmp(s, ".") == 0 || strcmp(s, "..") == 0 || strstr(s, "..") || s[0] == '.' ||
 	    strstr(s, "@{") || (strlen(s) >= 5 && strcmp(s + strlen(s) - 5, ".lock") == 0))
@@ -770,7 +786,7 @@ static int cmp_str(const void *a, const void *b)
 /* RH_ENOTFOUND naming the versions that do exist for `name`. */
 static int version_not_found(struct rh_registry *r, const char *name, const char *version)
 {
-	struct version_list vl = { 0 };
+	struct version_list vl = {0};
 	char *glob = NULL;
 	char list[1024];
 	size_t used = 0;
@@ -787,20 +803,23 @@ static int version_not_found(struct rh_registry *r, const char *name, const char
 	if (vl.n > 1)
 		qsort(vl.items, vl.n, sizeof(*vl.items), cmp_str);
 	for (size_t i = 0; i < vl.n && used < sizeof(list) - 1; i++) {
-		int n = snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "",
-				 vl.items[i]);
+		int n =
+		    snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", vl.items[i]);
 
 		if (n < 0)
 			break;
 		used += (size_t)n;
 	}
 	if (vl.n == 0)
-		err = rh_error_set(RH_ENOTFOUND, "registry %s has no model %s (no tags %s/*): "
-				   "check the model name", r->url, name, name);
+		err = rh_error_set(RH_ENOTFOUND,
+				   "registry %s has no model %s (no tags %s/*): "
+				   "check the model name",
+				   r->url, name, name);
 	else
-		err = rh_error_set(RH_ENOTFOUND, "registry %s has no version %s of model %s (no "
-				   "tag %s/%s); versions: %s", r->url, version, name, name, version,
-				   list);
+		err = rh_error_set(RH_ENOTFOUND,
+				   "registry %s has no version %s of model %s (no "
+				   "tag %s/%s); versions: %s",
+				   r->url, version, name, name, version, list);
 done:
 	for (size_t i = 0; i < vl.n; i++)
 		free(vl.items[i]);
@@ -822,11 +841,11 @@ static bool key_allowed(const char *key, const char *const *allowed)
  * "REGISTRY@COMMIT:models/NAME/manifest.json" for messages. */
 static int manifest_check(struct rh_model_version *v, const char *where)
 {
-	static const char *const top_keys[] = { "rehydra_manifest", "name", "version", "files",
-						"license", "serving", "export", "description",
-						"role", NULL };
-	static const char *const file_keys[] = { "path", "size", "sha256", "role",
-						 "description", NULL };
+	static const char *const top_keys[] = {
+	    "rehydra_manifest", "name",	  "version",	 "files", "license",
+	    "serving",		"export", "description", "role",  NULL};
+	static const char *const file_keys[] = {"path", "size",	       "sha256",
+						"role", "description", NULL};
 	json_t *m = v->manifest;
 	json_t *files;
 	json_t *seen = NULL;
@@ -839,7 +858,8 @@ static int manifest_check(struct rh_model_version *v, const char *where)
 		err = rh_error_set(RH_EINVAL, "%s: not a JSON object", where);
 		goto done;
 	}
-	json_object_foreach(m, key, val) {
+	json_object_foreach(m, key, val)
+	{
 		if (!key_allowed(key, top_keys)) {
 			err = rh_error_set(RH_EINVAL, "%s: unknown key \"%s\"", where, key);
 			goto done;
@@ -887,7 +907,8 @@ static int manifest_check(struct rh_model_version *v, const char *where)
 			err = rh_error_set(RH_EINVAL, "%s: files[%zu] is not an object", where, i);
 			goto done;
 		}
-		json_object_foreach(f, key, val) {
+		json_object_foreach(f, key, val)
+		{
 			if (!key_allowed(key, file_keys)) {
 				err = rh_error_set(RH_EINVAL, "%s: files[%zu]: unknown key \"%s\"",
 						   where, i, key);
@@ -901,24 +922,28 @@ static int manifest_check(struct rh_model_version *v, const char *where)
 		}
 		path = json_string_value(jp);
 		if (!rh_sink_path_is_safe(path) || strlen(path) != json_string_length(jp)) {
-			err = rh_error_set(RH_EINVAL, "%s: files[%zu].path \"%s\" is not a safe "
+			err = rh_error_set(RH_EINVAL,
+					   "%s: files[%zu].path \"%s\" is not a safe "
 					   "relative path (no \"..\", \".\", empty segments, "
-					   "leading '/', backslashes or control characters)", where,
-					   i, path);
+					   "leading '/', backslashes or control characters)",
+					   where, i, path);
 			goto done;
 		}
 		/* the sinks keep their own state under these names and refuse them:
 		 * refuse them here too, so verify and sync agree */
 		if (strncmp(path, ".rehydra-sink", 13) == 0 || strstr(path, ".rh-part-")) {
-			err = rh_error_set(RH_EINVAL, "%s: files[%zu]: path \"%s\" is reserved for "
+			err = rh_error_set(RH_EINVAL,
+					   "%s: files[%zu]: path \"%s\" is reserved for "
 					   "the sinks' own state (.rehydra-sink*, *.rh-part-*): "
-					   "rename the file", where, i, path);
+					   "rename the file",
+					   where, i, path);
 			goto done;
 		}
 		if (strcmp(path, "manifest.json") == 0) {
-			err = rh_error_set(RH_EINVAL, "%s: files[%zu]: \"manifest.json\" cannot be "
-					   "a model file (the manifest is copied by itself)", where,
-					   i);
+			err = rh_error_set(RH_EINVAL,
+					   "%s: files[%zu]: \"manifest.json\" cannot be "
+					   "a model file (the manifest is copied by itself)",
+					   where, i);
 			goto done;
 		}
 		if (json_object_get(seen, path)) {
@@ -931,13 +956,17 @@ static int manifest_check(struct rh_model_version *v, const char *where)
 			goto done;
 		}
 		if (!json_is_integer(js) || json_integer_value(js) < 0) {
-			err = rh_error_set(RH_EINVAL, "%s: files[%zu] (%s): size must be an "
-					   "integer >= 0", where, i, path);
+			err = rh_error_set(RH_EINVAL,
+					   "%s: files[%zu] (%s): size must be an "
+					   "integer >= 0",
+					   where, i, path);
 			goto done;
 		}
 		if (!json_is_string(jh) || !rh_hex_is_sha256(json_string_value(jh))) {
-			err = rh_error_set(RH_EINVAL, "%s: files[%zu] (%s): sha256 must be 64 "
-					   "lowercase hex digits", where, i, path);
+			err = rh_error_set(RH_EINVAL,
+					   "%s: files[%zu] (%s): sha256 must be 64 "
+					   "lowercase hex digits",
+					   where, i, path);
 			goto done;
 		}
 		mf->path = strdup(path);
@@ -959,7 +988,8 @@ static int manifest_check(struct rh_model_version *v, const char *where)
 			val = json_object_get(seen, p);
 			*s = '/';
 			if (val) {
-				err = rh_error_set(RH_EINVAL, "%s: files[%zu]: \"%s\" is inside "
+				err = rh_error_set(RH_EINVAL,
+						   "%s: files[%zu]: \"%s\" is inside "
 						   "\"%.*s\", which is also listed as a file",
 						   where, i, p, (int)(s - p), p);
 				goto done;
@@ -1003,11 +1033,13 @@ static int resolve_locked(struct rh_model_version **out, struct rh_registry *r, 
 
 		for (size_t i = 0; i < cl && i < 40; i++)
 			pin[i] = (char)((commit[i] >= 'A' && commit[i] <= 'F') ? commit[i] + 32
-									 : commit[i]);
+									       : commit[i]);
 		pin[cl < 40 ? cl : 40] = '\0';
 		if (cl != 40 || !rh_hex_is_lower(pin, 40)) {
-			err = rh_error_set(RH_EINVAL, "registry %s: commit pin \"%s\" is not 40 "
-					   "hex digits", r->url, commit);
+			err = rh_error_set(RH_EINVAL,
+					   "registry %s: commit pin \"%s\" is not 40 "
+					   "hex digits",
+					   r->url, commit);
 			goto done;
 		}
 	}
@@ -1029,29 +1061,34 @@ static int resolve_locked(struct rh_model_version **out, struct rh_registry *r, 
 		goto done;
 	}
 	if (git_object_peel(&cobj, tag_obj, GIT_OBJECT_COMMIT) < 0) {
-		err = rh_error_set(RH_EINVAL, "registry %s: tag %s/%s does not point to a commit: "
-				   "%s", r->url, name, version, git_msg());
+		err = rh_error_set(RH_EINVAL,
+				   "registry %s: tag %s/%s does not point to a commit: "
+				   "%s",
+				   r->url, name, version, git_msg());
 		goto done;
 	}
 	git_oid_fmt(v->commit, git_object_id(cobj));
 	v->commit[40] = '\0';
 	if (commit && strcmp(pin, v->commit) != 0) {
-		err = rh_error_set(RH_EVERIFY, "registry %s: tag %s/%s is commit %s but the "
+		err = rh_error_set(RH_EVERIFY,
+				   "registry %s: tag %s/%s is commit %s but the "
 				   "runbook pins commit %s: the tag was moved or the pin is stale; "
-				   "check which one is right", r->url, name, version, v->commit,
-				   pin);
+				   "check which one is right",
+				   r->url, name, version, v->commit, pin);
 		goto done;
 	}
 	snprintf(where, sizeof(where), "%s@%.12s:%s", r->url, v->commit, mpath);
 	if (git_commit_tree(&tree, (git_commit *)cobj) < 0) {
-		err = rh_error_set(RH_EIO, "%s: cannot read the commit's tree: %s", where,
-				   git_msg());
+		err =
+		    rh_error_set(RH_EIO, "%s: cannot read the commit's tree: %s", where, git_msg());
 		goto done;
 	}
 	rc = git_tree_entry_bypath(&entry, tree, mpath);
 	if (rc == GIT_ENOTFOUND) {
-		err = rh_error_set(RH_ENOTFOUND, "%s does not exist: the tag %s/%s does not hold "
-				   "model %s", where, name, version, name);
+		err = rh_error_set(RH_ENOTFOUND,
+				   "%s does not exist: the tag %s/%s does not hold "
+				   "model %s",
+				   where, name, version, name);
 		goto done;
 	}
 	if (rc < 0 || git_tree_entry_type(entry) != GIT_OBJECT_BLOB ||
@@ -1070,8 +1107,10 @@ static int resolve_locked(struct rh_model_version **out, struct rh_registry *r, 
 		goto done;
 	}
 	if (rh_lfs_pointer_detect(raw, len)) {
-		err = rh_error_set(RH_EINVAL, "%s is a Git LFS pointer: keep manifests out of LFS "
-				   "(exclude manifest.json in .gitattributes)", where);
+		err = rh_error_set(RH_EINVAL,
+				   "%s is a Git LFS pointer: keep manifests out of LFS "
+				   "(exclude manifest.json in .gitattributes)",
+				   where);
 		goto done;
 	}
 	v->manifest_text = malloc(len + 1);
@@ -1176,7 +1215,7 @@ static int collect_tag(const char *refname, void *payload)
 
 int rh_registry_list(json_t **out, struct rh_registry *r)
 {
-	struct list_ctx lc = { json_object(), false };
+	struct list_ctx lc = {json_object(), false};
 	const char *key;
 	json_t *arr;
 	int err = 0;
@@ -1193,7 +1232,8 @@ int rh_registry_list(json_t **out, struct rh_registry *r)
 		err = rh_error_set(RH_ENOMEM, "out of memory listing registry %s", r->url);
 		goto done;
 	}
-	json_object_foreach(lc.out, key, arr) {
+	json_object_foreach(lc.out, key, arr)
+	{
 		size_t n = json_array_size(arr);
 		json_t **items = calloc(n ? n : 1, sizeof(*items));
 
@@ -1220,7 +1260,7 @@ done:
 
 struct reg_source {
 	struct rh_source src; /* first: rh_registry_source_free casts back */
-	int fd;               /* -1 for memory */
+	int fd;		      /* -1 for memory */
 	unsigned char *data;  /* owned copy of a plain blob */
 	char *name;
 };
@@ -1315,8 +1355,10 @@ static int source_open_file(struct reg_source *s, const char *path, const struct
 	if (fstat(s->fd, &sb) != 0)
 		return rh_error_set_errno(RH_EIO, errno, "cannot stat %s", path);
 	if ((uint64_t)sb.st_size != p->size)
-		return rh_error_set(RH_EVERIFY, "LFS object %s has %llu bytes but its pointer says "
-				    "%llu", path, (unsigned long long)sb.st_size,
+		return rh_error_set(RH_EVERIFY,
+				    "LFS object %s has %llu bytes but its pointer says "
+				    "%llu",
+				    path, (unsigned long long)sb.st_size,
 				    (unsigned long long)p->size);
 	s->src.size = p->size;
 	s->src.read_at = src_read_fd;
@@ -1330,7 +1372,7 @@ static int cached_object(struct reg_source *s, struct rh_registry *r,
 			 struct rh_cancel *cancel)
 {
 	struct rh_lfs_fetch_opts fo = RH_LFS_FETCH_OPTS_INIT;
-	struct rh_cache_tmp tmp = { -1, NULL, NULL };
+	struct rh_cache_tmp tmp = {-1, NULL, NULL};
 	char *path = rh_cache_object_path(r->cache_dir, p->oid);
 	char *ref = NULL;
 	int err;
@@ -1364,8 +1406,10 @@ static int cached_object(struct reg_source *s, struct rh_registry *r,
 		goto done;
 	err = source_open_file(s, path, p);
 	if (err == RH_ENOTFOUND)
-		err = rh_error_set(RH_EIO, "cache object %s vanished after download (cache gc "
-				   "running?): try again", path);
+		err = rh_error_set(RH_EIO,
+				   "cache object %s vanished after download (cache gc "
+				   "running?): try again",
+				   path);
 done:
 	rh_cache_tmp_abort(&tmp);
 	free(path);
@@ -1404,8 +1448,10 @@ static int read_entry(struct rh_registry *r, const struct rh_model_version *v,
 	}
 	rc = git_tree_entry_bypath(&entry, tree, gpath);
 	if (rc == GIT_ENOTFOUND) {
-		err = rh_error_set(RH_ENOTFOUND, "%s is listed in the manifest but is not in the "
-				   "commit", where);
+		err = rh_error_set(RH_ENOTFOUND,
+				   "%s is listed in the manifest but is not in the "
+				   "commit",
+				   where);
 		goto done;
 	}
 	if (rc < 0 || git_tree_entry_type(entry) != GIT_OBJECT_BLOB ||
@@ -1479,9 +1525,10 @@ int rh_registry_file_source(struct rh_source **out, struct rh_registry *r,
 	/* The pointer must agree with the manifest, so a registry whose
 	 * pointer and manifest disagree fails here rather than in the sink. */
 	if (strcmp(ptr.oid, mf->sha256) != 0 || ptr.size != mf->size) {
-		err = rh_error_set(RH_EVERIFY, "%s: the Git LFS pointer (oid %s, size %llu) does "
-				   "not match the manifest (sha256 %s, size %llu)", where, ptr.oid,
-				   (unsigned long long)ptr.size, mf->sha256,
+		err = rh_error_set(RH_EVERIFY,
+				   "%s: the Git LFS pointer (oid %s, size %llu) does "
+				   "not match the manifest (sha256 %s, size %llu)",
+				   where, ptr.oid, (unsigned long long)ptr.size, mf->sha256,
 				   (unsigned long long)mf->size);
 		goto done;
 	}
@@ -1493,10 +1540,11 @@ int rh_registry_file_source(struct rh_source **out, struct rh_registry *r,
 		}
 		err = source_open_file(s, objpath, &ptr);
 		if (err == RH_ENOTFOUND) {
-			err = rh_error_set(RH_ENOTFOUND, "%s: LFS object %s is not in the "
+			err = rh_error_set(RH_ENOTFOUND,
+					   "%s: LFS object %s is not in the "
 					   "local LFS store (%s): run `git lfs fetch --all` in "
-					   "the registry, or `git lfs push --all` to it", where,
-					   ptr.oid, objpath);
+					   "the registry, or `git lfs push --all` to it",
+					   where, ptr.oid, objpath);
 		} else if (err == RH_EVERIFY) {
 			char msg[512];
 
@@ -1512,8 +1560,9 @@ int rh_registry_file_source(struct rh_source **out, struct rh_registry *r,
 			rh_error_prefix(err, "%s", where);
 	} else {
 		err = rh_error_set(RH_EUNSUPPORTED, "%s is a Git LFS object, but %s", where,
-				   r->lfs_problem ? r->lfs_problem : "the registry has no LFS "
-				   "source");
+				   r->lfs_problem ? r->lfs_problem
+						  : "the registry has no LFS "
+						    "source");
 	}
 	if (err == 0)
 		posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -1657,8 +1706,8 @@ static int gc_collect(const char *refname, void *payload)
 	m = json_loadb(git_blob_rawcontent((git_blob *)blob),
 		       (size_t)git_blob_rawsize((git_blob *)blob), 0, NULL);
 	for (size_t i = 0; i < json_array_size(json_object_get(m, "files")); i++) {
-		const char *sha = json_string_value(json_object_get(
-			json_array_get(json_object_get(m, "files"), i), "sha256"));
+		const char *sha = json_string_value(
+		    json_object_get(json_array_get(json_object_get(m, "files"), i), "sha256"));
 
 		if (sha && json_object_set_new(g->keep, sha, json_true()) != 0)
 			g->oom = true;
@@ -1704,7 +1753,7 @@ done:
 
 int rh_registry_cache_gc(const char *cache_dir, uint64_t *freed, uint64_t *kept)
 {
-	struct gc_ctx g = { NULL, json_object(), false };
+	struct gc_ctx g = {NULL, json_object(), false};
 	char *regdir = NULL;
 	DIR *d = NULL;
 	struct dirent *e;
@@ -1747,8 +1796,10 @@ int rh_registry_cache_gc(const char *cache_dir, uint64_t *freed, uint64_t *kept)
 		} else if (is_dir(path)) {
 			/* An unreadable clone could hold references we cannot see:
 			 * removing objects now could throw away what it needs. */
-			err = rh_error_set(RH_EIO, "cache gc: cannot open cached registry %s: %s; "
-					   "remove it and run gc again", path, git_msg());
+			err = rh_error_set(RH_EIO,
+					   "cache gc: cannot open cached registry %s: %s; "
+					   "remove it and run gc again",
+					   path, git_msg());
 			free(path);
 			goto done;
 		}

@@ -37,8 +37,8 @@ struct rh_model_version {
 	char *version;
 	char commit[41];
 	char manifest_sha256[65];
-	json_t *manifest;              /* owned */
-	char *manifest_text;           /* owned: the exact bytes */
+	json_t *manifest;    /* owned */
+	char *manifest_text; /* owned: the exact bytes */
 	size_t manifest_len;
 	struct rh_manifest_file *files; /* owned */
 	size_t n_files;
@@ -92,7 +92,10 @@ struct rh_registry_opts {
 	bool offline;
 };
 #define RH_REGISTRY_OPTS_VERSION 1
-#define RH_REGISTRY_OPTS_INIT { RH_REGISTRY_OPTS_VERSION, NULL, 0, false }
+#define RH_REGISTRY_OPTS_INIT                                                                      \
+	{                                                                                          \
+		RH_REGISTRY_OPTS_VERSION, NULL, 0, false                                           \
+	}
 
 int rh_registry_open_opts(struct rh_registry **out, const char *url, const char *cache_dir,
 			  const struct rh_registry_opts *opts);

@@ -120,28 +120,31 @@ int rh_sink_open(struct rh_sink **out, const char *url, const struct rh_sink_opt
 		opts = &defaults;
 	if (!url || !*url) {
 		err = rh_error_set(RH_EINVAL, "no target URL given (file:///dir, "
-				   "sftp://user@host/dir or s3://bucket/prefix)");
+					      "sftp://user@host/dir or s3://bucket/prefix)");
 		goto done;
 	}
 	url_shown(shown, sizeof(shown), url);
 	if (opts->version != RH_SINK_OPTS_VERSION) {
-		err = rh_error_set(RH_EINVAL, "target %s: sink options version %u is not %u",
-				   shown, opts->version, RH_SINK_OPTS_VERSION);
+		err = rh_error_set(RH_EINVAL, "target %s: sink options version %u is not %u", shown,
+				   opts->version, RH_SINK_OPTS_VERSION);
 		goto done;
 	}
 	if (url[0] == '/' || strncmp(url, "file://", 7) == 0) {
 		const char *p = url[0] == '/' ? url : url + 7;
 
 		if (p[0] != '/') {
-			err = rh_error_set(RH_EINVAL, "target %s: a file URL needs an absolute "
+			err = rh_error_set(RH_EINVAL,
+					   "target %s: a file URL needs an absolute "
 					   "path (file:///path/to/dir); a host is not supported",
 					   shown);
 			goto done;
 		}
 		path = url[0] == '/' ? strdup(p) : file_url_path(p);
 		if (!path) {
-			err = rh_error_set(RH_EINVAL, "target %s: malformed file URL (bad %% "
-					   "escape)", shown);
+			err = rh_error_set(RH_EINVAL,
+					   "target %s: malformed file URL (bad %% "
+					   "escape)",
+					   shown);
 			goto done;
 		}
 		err = rh_sink_file_open(out, path);
@@ -150,7 +153,8 @@ int rh_sink_open(struct rh_sink **out, const char *url, const struct rh_sink_opt
 	} else if (strncmp(url, "s3://", 5) == 0) {
 		err = rh_sink_s3_open(out, url, opts);
 	} else {
-		err = rh_error_set(RH_EINVAL, "target %s: unknown kind of target; use file:///dir, "
+		err = rh_error_set(RH_EINVAL,
+				   "target %s: unknown kind of target; use file:///dir, "
 				   "sftp://user@host[:port]/dir or s3://bucket/prefix?endpoint=...",
 				   shown);
 	}
@@ -288,8 +292,7 @@ void rh_sink_manifest_adopt(struct rh_sink_manifest *m, const json_t *doc)
 {
 	json_t *files = json_object_get(doc, "files");
 
-	if (json_integer_value(json_object_get(doc, "rehydra_sink")) != 1 ||
-	    !json_is_object(files))
+	if (json_integer_value(json_object_get(doc, "rehydra_sink")) != 1 || !json_is_object(files))
 		return;
 	json_decref(m->files);
 	m->files = json_incref(files);
@@ -352,8 +355,9 @@ int rh_sink_manifest_text(const struct rh_sink_manifest *m, char **text, const c
 
 	*text = doc ? json_dumps(doc, JSON_SORT_KEYS | JSON_INDENT(1)) : NULL;
 	json_decref(doc);
-	return *text ? 0 : rh_error_set(RH_ENOMEM, "out of memory writing the manifest of sink %s",
-					url);
+	return *text
+		   ? 0
+		   : rh_error_set(RH_ENOMEM, "out of memory writing the manifest of sink %s", url);
 }
 
 void rh_sink_manifest_saved(struct rh_sink_manifest *m)

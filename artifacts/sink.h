@@ -59,7 +59,7 @@ struct rh_source {
 };
 
 struct rh_put_stats {
-	uint64_t bytes_sent;    /* payload bytes transferred by this put */
+	uint64_t bytes_sent;	/* payload bytes transferred by this put */
 	uint64_t bytes_resumed; /* bytes a partial already held (not sent again) */
 };
 
@@ -80,8 +80,8 @@ struct rh_sink_ops {
 
 struct rh_sink {
 	const struct rh_sink_ops *ops;
-	char *url;                /* for messages; never contains secrets */
-	char *location;           /* what ${model.path} becomes: a local or remote dir, s3:// */
+	char *url;		  /* for messages; never contains secrets */
+	char *location;		  /* what ${model.path} becomes: a local or remote dir, s3:// */
 	struct rh_cancel *cancel; /* may be NULL */
 	/* Called (from put threads, serialised by the caller's lock) with the
 	 * number of payload bytes just moved; may be NULL. */
@@ -92,18 +92,21 @@ struct rh_sink {
 /* Options for rh_sink_open; zero-initialise with RH_SINK_OPTS_INIT. */
 struct rh_sink_opts {
 	unsigned version;
-	unsigned parallel;          /* connections/parts in flight; 0 = sink default */
+	unsigned parallel; /* connections/parts in flight; 0 = sink default */
 	/* sftp */
-	const char *known_hosts;    /* default ~/.ssh/known_hosts */
-	bool accept_new_host_key;   /* trust an unknown key and record it (never a changed one) */
-	const char *identity_file;  /* default: ssh-agent, then ~/.ssh/id_ed25519, id_rsa */
+	const char *known_hosts;   /* default ~/.ssh/known_hosts */
+	bool accept_new_host_key;  /* trust an unknown key and record it (never a changed one) */
+	const char *identity_file; /* default: ssh-agent, then ~/.ssh/id_ed25519, id_rsa */
 	/* s3: credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 	 * AWS_SESSION_TOKEN; region/endpoint from the URL, else AWS_REGION /
 	 * AWS_ENDPOINT_URL */
-	uint64_t part_size;         /* multipart part size; 0 = default (16 MiB) */
+	uint64_t part_size; /* multipart part size; 0 = default (16 MiB) */
 };
 #define RH_SINK_OPTS_VERSION 1
-#define RH_SINK_OPTS_INIT { RH_SINK_OPTS_VERSION, 0, NULL, false, NULL, 0 }
+#define RH_SINK_OPTS_INIT                                                                          \
+	{                                                                                          \
+		RH_SINK_OPTS_VERSION, 0, NULL, false, NULL, 0                                      \
+	}
 
 /* Opens a sink by URL (scheme dispatch). *out is new; free with
  * rh_sink_close. Errors name the URL (without credentials) and say what to

@@ -52,9 +52,9 @@
 #include "banned.h"
 
 #define FILE_SINK_BUF (1u << 20)
-#define FILE_SINK_CHUNK (1u << 20)   /* source reads: large, to keep the hasher busy */
-#define FILE_SINK_NBUF 4             /* chunks in flight between hasher and writer */
-#define FILE_SINK_KICK (8u << 20)    /* start writeback every this many bytes */
+#define FILE_SINK_CHUNK (1u << 20) /* source reads: large, to keep the hasher busy */
+#define FILE_SINK_NBUF 4	   /* chunks in flight between hasher and writer */
+#define FILE_SINK_KICK (8u << 20)  /* start writeback every this many bytes */
 #define FILE_SINK_PARALLEL 4
 #define FILE_SINK_STATE RH_SINK_MANIFEST_NAME
 #define FILE_SINK_PART ".rh-part-"
@@ -62,7 +62,7 @@
 
 struct file_sink {
 	struct rh_sink base; /* first: the ops see a struct rh_sink */
-	char *root;          /* absolute */
+	char *root;	     /* absolute */
 	int root_fd;
 	struct rh_sink_manifest m; /* path -> {size, sha256, mtime_ns, ctime_ns, ino} */
 };
@@ -102,8 +102,10 @@ static int file_sink_parent(struct file_sink *fs, const char *path, bool create,
 		size_t n = (size_t)(slash - p);
 
 		if (n > NAME_MAX) {
-			err = rh_error_set(RH_EINVAL, "path %s in sink %s has a component that is "
-					   "too long", path, fs->base.url);
+			err = rh_error_set(RH_EINVAL,
+					   "path %s in sink %s has a component that is "
+					   "too long",
+					   path, fs->base.url);
 			goto done;
 		}
 		memcpy(comp, p, n);
@@ -123,13 +125,15 @@ static int file_sink_parent(struct file_sink *fs, const char *path, bool create,
 				err = rh_error_set(RH_ENOTFOUND, "%.*s does not exist in sink %s",
 						   (int)(slash - path), path, fs->base.url);
 			else if (errno == ELOOP || errno == ENOTDIR)
-				err = rh_error_set(RH_EINVAL, "refusing to write %s in sink %s: "
-						   "%.*s is a symlink or not a directory", path,
-						   fs->base.url, (int)(slash - path), path);
+				err = rh_error_set(RH_EINVAL,
+						   "refusing to write %s in sink %s: "
+						   "%.*s is a symlink or not a directory",
+						   path, fs->base.url, (int)(slash - path), path);
 			else
-				err = rh_error_set_errno(RH_EIO, errno, "cannot open %.*s in sink "
-							 "%s", (int)(slash - path), path,
-							 fs->base.url);
+				err = rh_error_set_errno(RH_EIO, errno,
+							 "cannot open %.*s in sink "
+							 "%s",
+							 (int)(slash - path), path, fs->base.url);
 			goto done;
 		}
 		close(fd);
@@ -153,15 +157,14 @@ static long long stat_ns(const struct timespec *ts)
 static int file_sink_remember(struct file_sink *fs, const char *path, const struct stat *sb,
 			      const char *sha256)
 {
-	json_t *id = json_pack("{s:I, s:I, s:I}", "mtime_ns", (json_int_t)stat_ns(&sb->st_mtim),
-			       "ctime_ns", (json_int_t)stat_ns(&sb->st_ctim), "ino",
-			       (json_int_t)sb->st_ino);
+	json_t *id =
+	    json_pack("{s:I, s:I, s:I}", "mtime_ns", (json_int_t)stat_ns(&sb->st_mtim), "ctime_ns",
+		      (json_int_t)stat_ns(&sb->st_ctim), "ino", (json_int_t)sb->st_ino);
 
 	if (!id)
 		return rh_error_set(RH_ENOMEM, "out of memory recording %s in sink %s", path,
 				    fs->base.url);
-	return rh_sink_manifest_set(&fs->m, path, (uint64_t)sb->st_size, sha256, id,
-				    fs->base.url);
+	return rh_sink_manifest_set(&fs->m, path, (uint64_t)sb->st_size, sha256, id, fs->base.url);
 }
 
 /* The recorded sha256 of `path` if the file is the same inode, unchanged. */
@@ -183,7 +186,7 @@ static const char *file_sink_known(struct file_sink *fs, const char *path, const
  * the bytes as moved (they are the put's payload, verified in place). */
 static int hash_fd(struct file_sink *fs, const char *path, int fd, bool progress, char hex[65])
 {
-	struct rh_sha256 c = { 0 };
+	struct rh_sha256 c = {0};
 	uint8_t d[32];
 	uint8_t *buf = malloc(FILE_SINK_BUF);
 	int err = 0;
@@ -256,8 +259,8 @@ static int file_sink_has(struct rh_sink *s, const char *path, uint64_t size, con
 		goto done;
 	}
 	if (fstat(fd, &sb) != 0) {
-		err = rh_error_set_errno(RH_EIO, errno, "cannot inspect %s in sink %s", path,
-					 s->url);
+		err =
+		    rh_error_set_errno(RH_EIO, errno, "cannot inspect %s in sink %s", path, s->url);
 		goto done;
 	}
 	if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != size)
@@ -286,12 +289,11 @@ done:
 /* ---- put ------------------------------------------------------------------
  *
  * Hashing must never wait for the disk (libcrypto's SHA-256 runs at
- * ~1.5 GB/s with SHA-NI, faster than most disks write): the calling thread reads the source in 1 MiB chunks and
- * hashes them while a writer thread writes the previous ones, through a ring
- * of FILE_SINK_NBUF buffers (bounded memory whatever the file size). The
- * writer starts writeback every FILE_SINK_KICK bytes (sync_file_range) and
- * waits for the range before that, so dirty pages never pile up and the
- * final fsync has little left to do.
+ * ~1.5 GB/s with SHA-NI, faster than most disks write): the calling thread reads the source in 1
+ * MiB chunks and hashes them while a writer thread writes the previous ones, through a ring of
+ * FILE_SINK_NBUF buffers (bounded memory whatever the file size). The writer starts writeback every
+ * FILE_SINK_KICK bytes (sync_file_range) and waits for the range before that, so dirty pages never
+ * pile up and the final fsync has little left to do.
  *
  * Resume: the bytes go to "<leaf>.rh-part-<first 16 hex of sha256>", which
  * survives a cancel or a source that broke off, so the next put of the same
@@ -312,10 +314,10 @@ struct put_job {
 	pthread_cond_t cond;
 	size_t len[FILE_SINK_NBUF];
 	uint64_t off[FILE_SINK_NBUF];
-	unsigned head;    /* the next filled slot the writer takes */
+	unsigned head;	  /* the next filled slot the writer takes */
 	unsigned filled;  /* slots filled and not yet written */
-	bool eof;         /* the reader fills no more */
-	int werrno;       /* the writer's errno, 0 while it is fine */
+	bool eof;	  /* the reader fills no more */
+	int werrno;	  /* the writer's errno, 0 while it is fine */
 	uint64_t written; /* bytes the writer wrote */
 };
 
@@ -369,8 +371,8 @@ static void *put_writer(void *arg)
 			if (prev_len)
 				sync_file_range(j->fd, (off_t)prev_off, (off_t)prev_len,
 						SYNC_FILE_RANGE_WAIT_BEFORE |
-							SYNC_FILE_RANGE_WRITE |
-							SYNC_FILE_RANGE_WAIT_AFTER);
+						    SYNC_FILE_RANGE_WRITE |
+						    SYNC_FILE_RANGE_WAIT_AFTER);
 			prev_off = kicked;
 			prev_len = end - kicked;
 			kicked = end;
@@ -412,11 +414,15 @@ static int put_hash_prefix(struct put_job *j, uint64_t have, struct rh_sha256 *c
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return rh_error_set_errno(RH_EIO, errno, "cannot read the partial of %s in "
-						  "sink %s", j->path, j->fs->base.url);
+			return rh_error_set_errno(RH_EIO, errno,
+						  "cannot read the partial of %s in "
+						  "sink %s",
+						  j->path, j->fs->base.url);
 		if (n == 0)
-			return rh_error_set(RH_EIO, "the partial of %s in sink %s shrank while it "
-					    "was read", j->path, j->fs->base.url);
+			return rh_error_set(RH_EIO,
+					    "the partial of %s in sink %s shrank while it "
+					    "was read",
+					    j->path, j->fs->base.url);
 		rh_sha256_update(c, j->buf[0], (size_t)n);
 		off += (uint64_t)n;
 	}
@@ -461,13 +467,14 @@ static int put_stream(struct put_job *j, uint64_t from, uint64_t size, struct rh
 		if (werr)
 			break; /* reported after the join */
 		while (got < want) {
-			n = j->src->read_at(j->src->user, off + got, j->buf[idx] + got,
-					    want - got);
+			n = j->src->read_at(j->src->user, off + got, j->buf[idx] + got, want - got);
 			if (n <= 0)
 				break;
 			if ((size_t)n > want - got) {
-				n = rh_error_set(RH_ERROR, "the source of %s returned more bytes "
-						 "than asked", j->path);
+				n = rh_error_set(RH_ERROR,
+						 "the source of %s returned more bytes "
+						 "than asked",
+						 j->path);
 				break;
 			}
 			got += (size_t)n;
@@ -480,9 +487,10 @@ static int put_stream(struct put_job *j, uint64_t from, uint64_t size, struct rh
 		}
 		if (got < want) {
 			*src_failed = true;
-			err = rh_error_set(RH_EVERIFY, "the source of %s ended after %llu bytes "
-					   "but the manifest says %llu", j->path,
-					   (unsigned long long)(off + got),
+			err = rh_error_set(RH_EVERIFY,
+					   "the source of %s ended after %llu bytes "
+					   "but the manifest says %llu",
+					   j->path, (unsigned long long)(off + got),
 					   (unsigned long long)size);
 			break;
 		}
@@ -503,11 +511,11 @@ static int put_stream(struct put_job *j, uint64_t from, uint64_t size, struct rh
 	pthread_mutex_unlock(&j->lock);
 	pthread_join(tid, NULL);
 	if (j->werrno && err == 0)
-		err = rh_error_set_errno(RH_EIO, j->werrno, "cannot write %s to sink %s%s",
-					 j->path, j->fs->base.url,
+		err = rh_error_set_errno(RH_EIO, j->werrno, "cannot write %s to sink %s%s", j->path,
+					 j->fs->base.url,
 					 j->werrno == ENOSPC || j->werrno == EDQUOT
-						 ? " (free space on the target and run again)"
-						 : "");
+					     ? " (free space on the target and run again)"
+					     : "");
 	return err;
 }
 
@@ -552,10 +560,9 @@ static void put_drop_stale(int dirfd, const char *leaf, const char *keep)
  * read-only store object is mapped, so nothing should truncate it under
  * us (which would fault, as it would for the stack's own mmap check).
  * Falls back to hash_fd when it cannot map. */
-static int hash_mapped(struct file_sink *fs, const char *path, int fd, uint64_t size,
-		       char hex[65])
+static int hash_mapped(struct file_sink *fs, const char *path, int fd, uint64_t size, char hex[65])
 {
-	struct rh_sha256 c = { 0 };
+	struct rh_sha256 c = {0};
 	uint8_t d[32];
 	void *map;
 	int err = 0;
@@ -676,9 +683,13 @@ static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, con
 			 const struct rh_source *src, struct rh_put_stats *stats)
 {
 	struct file_sink *fs = (struct file_sink *)s;
-	struct put_job j = { .fs = fs, .path = path, .src = src, .fd = -1,
-			     .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
-	struct rh_sha256 c = { 0 };
+	struct put_job j = {.fs = fs,
+			    .path = path,
+			    .src = src,
+			    .fd = -1,
+			    .lock = PTHREAD_MUTEX_INITIALIZER,
+			    .cond = PTHREAD_COND_INITIALIZER};
+	struct rh_sha256 c = {0};
 	struct stat sb;
 	uint8_t digest[32];
 	char part[NAME_MAX + 1];
@@ -708,9 +719,10 @@ static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, con
 		goto done;
 	}
 	if (src->size != size) {
-		err = rh_error_set(RH_EVERIFY, "the source of %s has %llu bytes but the manifest "
-				   "says %llu", path, (unsigned long long)src->size,
-				   (unsigned long long)size);
+		err = rh_error_set(RH_EVERIFY,
+				   "the source of %s has %llu bytes but the manifest "
+				   "says %llu",
+				   path, (unsigned long long)src->size, (unsigned long long)size);
 		goto done;
 	}
 	if (sink_cancelled(fs)) {
@@ -743,17 +755,21 @@ static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, con
 	err = 0;
 	j.fd = openat(dirfd, part, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (j.fd < 0 && errno == ELOOP && unlinkat(dirfd, part, 0) == 0)
-		j.fd = openat(dirfd, part, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-			      0600);
+		j.fd =
+		    openat(dirfd, part, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (j.fd < 0) {
-		err = rh_error_set_errno(RH_EIO, errno, "cannot create a temporary for %s in sink "
-					 "%s", path, s->url);
+		err = rh_error_set_errno(RH_EIO, errno,
+					 "cannot create a temporary for %s in sink "
+					 "%s",
+					 path, s->url);
 		goto done;
 	}
 	keep_part = true; /* until we know whether it is worth keeping */
 	if (flock(j.fd, LOCK_EX | LOCK_NB) != 0) {
-		err = rh_error_set(RH_EIO, "another process is writing %s to sink %s: wait for it "
-				   "or stop it", path, s->url);
+		err = rh_error_set(RH_EIO,
+				   "another process is writing %s to sink %s: wait for it "
+				   "or stop it",
+				   path, s->url);
 		goto done;
 	}
 	if (fstat(j.fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
@@ -764,8 +780,10 @@ static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, con
 	have = (uint64_t)sb.st_size;
 	if (have > size) {
 		if (ftruncate(j.fd, 0) != 0) {
-			err = rh_error_set_errno(RH_EIO, errno, "cannot reset the partial of %s in "
-						 "sink %s", path, s->url);
+			err = rh_error_set_errno(RH_EIO, errno,
+						 "cannot reset the partial of %s in "
+						 "sink %s",
+						 path, s->url);
 			goto done;
 		}
 		have = 0;
@@ -798,14 +816,18 @@ static int file_sink_put(struct rh_sink *s, const char *path, uint64_t size, con
 			break;
 		if (have == 0) {
 			keep_part = false;
-			err = rh_error_set(RH_EVERIFY, "sha256 mismatch for %s in sink %s: "
-					   "expected %s, got %s", path, s->url, sha256, hex);
+			err = rh_error_set(RH_EVERIFY,
+					   "sha256 mismatch for %s in sink %s: "
+					   "expected %s, got %s",
+					   path, s->url, sha256, hex);
 			goto done;
 		}
 		/* The partial was not the start of this object: once more, whole. */
 		if (ftruncate(j.fd, 0) != 0) {
-			err = rh_error_set_errno(RH_EIO, errno, "cannot reset the partial of %s in "
-						 "sink %s", path, s->url);
+			err = rh_error_set_errno(RH_EIO, errno,
+						 "cannot reset the partial of %s in "
+						 "sink %s",
+						 path, s->url);
 			keep_part = false;
 			goto done;
 		}
@@ -837,7 +859,7 @@ done:
 		stats->bytes_sent = sent;
 	if (j.fd >= 0)
 		close(j.fd); /* drops the flock */
-	if (err < 0) /* whatever is under the final name now, we do not vouch for it */
+	if (err < 0)	     /* whatever is under the final name now, we do not vouch for it */
 		rh_sink_manifest_forget(&fs->m, path);
 	if (dirfd >= 0)
 		close(dirfd);
@@ -917,13 +939,13 @@ static void file_sink_close(struct rh_sink *s)
 }
 
 static const struct rh_sink_ops file_sink_ops = {
-	.version = RH_SINK_OPS_VERSION,
-	.scheme = "file",
-	.max_parallel = FILE_SINK_PARALLEL,
-	.has = file_sink_has,
-	.put = file_sink_put,
-	.commit = file_sink_commit,
-	.close = file_sink_close,
+    .version = RH_SINK_OPS_VERSION,
+    .scheme = "file",
+    .max_parallel = FILE_SINK_PARALLEL,
+    .has = file_sink_has,
+    .put = file_sink_put,
+    .commit = file_sink_commit,
+    .close = file_sink_close,
 };
 
 int rh_sink_file_open(struct rh_sink **out, const char *dir)

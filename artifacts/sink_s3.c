@@ -90,13 +90,13 @@
 struct s3_sink {
 	struct rh_sink base; /* first: the ops see a struct rh_sink */
 	struct rh_s3_target t;
-	char *userpwd;       /* "keyid:secret" for CURLOPT_USERPWD: secret, wiped at close */
-	char *token_hdr;     /* "x-amz-security-token: ..." or NULL: secret, wiped at close */
-	char *sigv4;         /* "aws:amz:REGION:s3" */
-	char key_hint[16];   /* the key id's first characters, for messages */
+	char *userpwd;	   /* "keyid:secret" for CURLOPT_USERPWD: secret, wiped at close */
+	char *token_hdr;   /* "x-amz-security-token: ..." or NULL: secret, wiped at close */
+	char *sigv4;	   /* "aws:amz:REGION:s3" */
+	char key_hint[16]; /* the key id's first characters, for messages */
 	unsigned parallel;
 	uint64_t part_size;
-	pthread_mutex_t lock; /* progress calls (puts run in parallel) */
+	pthread_mutex_t lock;	   /* progress calls (puts run in parallel) */
 	struct rh_sink_manifest m; /* path -> {size, sha256}; its own lock */
 };
 
@@ -106,9 +106,9 @@ struct s3_resp {
 	char *body;
 	size_t len;
 	size_t cap;
-	size_t max;      /* keep at most this much of the body */
+	size_t max; /* keep at most this much of the body */
 	bool truncated;
-	char etag[96];   /* quotes stripped */
+	char etag[96]; /* quotes stripped */
 	char meta_sha256[65];
 	uint64_t length; /* Content-Length, when has_length */
 	bool has_length;
@@ -123,23 +123,23 @@ struct s3_stream {
 	uint64_t start;
 	uint64_t len;
 	uint64_t pos;
-	uint64_t sent;   /* bytes handed to curl, retries included */
-	int err;         /* a read error, message set in this thread */
+	uint64_t sent; /* bytes handed to curl, retries included */
+	int err;       /* a read error, message set in this thread */
 };
 
 struct s3_req {
-	const char *method;         /* GET HEAD PUT POST DELETE */
-	const char *key;            /* raw object key; NULL for the bucket */
-	const char *query;          /* encoded and sorted; NULL for none */
+	const char *method;	    /* GET HEAD PUT POST DELETE */
+	const char *key;	    /* raw object key; NULL for the bucket */
+	const char *query;	    /* encoded and sorted; NULL for none */
 	const char *content_sha256; /* x-amz-content-sha256; NULL: of the memory body */
 	const char *content_type;   /* NULL: none */
-	const char *extra[3];       /* more headers ("Name: value"), NULL-terminated */
-	const void *body;           /* a small memory body (PUT/POST) */
+	const char *extra[3];	    /* more headers ("Name: value"), NULL-terminated */
+	const void *body;	    /* a small memory body (PUT/POST) */
 	size_t body_len;
-	struct s3_stream *stream;   /* or a streamed body (PUT) */
-	atomic_bool *stop;          /* set by a failing sibling part: abort; may be NULL */
-	bool payload;               /* a payload transfer: sink->cancel interrupts it */
-	const char *what;           /* for messages: "uploading part 3 of x" */
+	struct s3_stream *stream; /* or a streamed body (PUT) */
+	atomic_bool *stop;	  /* set by a failing sibling part: abort; may be NULL */
+	bool payload;		  /* a payload transfer: sink->cancel interrupts it */
+	const char *what;	  /* for messages: "uploading part 3 of x" */
 };
 
 enum s3_part_state { PART_PENDING, PART_KEPT, PART_SENT };
@@ -148,8 +148,8 @@ struct s3_part {
 	uint64_t off;
 	uint64_t len;
 	enum s3_part_state state;
-	char etag[96];          /* as the server spells it (quotes stripped) */
-	uint8_t local_md5[16];  /* of the source range, by the hashing pass */
+	char etag[96];	       /* as the server spells it (quotes stripped) */
+	uint8_t local_md5[16]; /* of the source range, by the hashing pass */
 };
 
 struct s3_upload {
@@ -165,7 +165,7 @@ struct s3_upload {
 	uint64_t part_size;
 	unsigned nparts;
 	struct s3_part *parts;
-	pthread_mutex_t lock;       /* next, the error, parts' states, sent */
+	pthread_mutex_t lock;	    /* next, the error, parts' states, sent */
 	pthread_mutex_t state_lock; /* one state-object write at a time */
 	unsigned next;
 	atomic_bool stop;
@@ -210,7 +210,7 @@ static bool s3_cancelled(const struct s3_sink *s)
 static void base64_encode(char *out, const uint8_t *in, size_t n)
 {
 	static const char tbl[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t o = 0;
 
 	for (size_t i = 0; i < n; i += 3) {
@@ -243,8 +243,8 @@ static void etag_copy(char dst[96], const char *src, size_t n)
 		src++;
 		n--;
 	}
-	while (n > 0 && (src[n - 1] == '"' || src[n - 1] == ' ' || src[n - 1] == '\r' ||
-			 src[n - 1] == '\n'))
+	while (n > 0 &&
+	       (src[n - 1] == '"' || src[n - 1] == ' ' || src[n - 1] == '\r' || src[n - 1] == '\n'))
 		n--;
 	if (n > 95)
 		n = 95;
@@ -259,7 +259,7 @@ static void etag_copy(char dst[96], const char *src, size_t n)
  * character references; it never builds a tree and never reads past len. */
 
 bool rh_s3_xml_find(const char *xml, size_t len, size_t *pos, const char *tag, const char **val,
-		     size_t *vlen)
+		    size_t *vlen)
 {
 	size_t tl = strlen(tag);
 	size_t i = *pos;
@@ -311,8 +311,8 @@ static char *xml_text(const char *v, size_t n)
 	static const struct {
 		const char *ent;
 		char ch;
-	} ents[] = { { "&lt;", '<' }, { "&gt;", '>' }, { "&amp;", '&' },
-		     { "&quot;", '"' }, { "&apos;", '\'' } };
+	} ents[] = {
+	    {"&lt;", '<'}, {"&gt;", '>'}, {"&amp;", '&'}, {"&quot;", '"'}, {"&apos;", '\''}};
 	char *out = malloc(n + 1);
 	size_t o = 0;
 
@@ -400,8 +400,8 @@ static bool region_ok(const char *r)
 	if (n == 0 || n > 64)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (!((r[i] >= 'a' && r[i] <= 'z') || (r[i] >= '0' && r[i] <= '9') ||
-		      r[i] == '-' || r[i] == '_'))
+		if (!((r[i] >= 'a' && r[i] <= 'z') || (r[i] >= '0' && r[i] <= '9') || r[i] == '-' ||
+		      r[i] == '_'))
 			return false;
 	return true;
 }
@@ -481,8 +481,10 @@ int rh_s3_target_parse(struct rh_s3_target *t, const char *url)
 
 	memset(t, 0, sizeof(*t));
 	if (!url || strncmp(url, "s3://", 5) != 0) {
-		err = rh_error_set(RH_EINVAL, "bad s3 target \"%s\": expected "
-				   "s3://bucket/prefix?endpoint=URL&region=R", url ? url : "");
+		err = rh_error_set(RH_EINVAL,
+				   "bad s3 target \"%s\": expected "
+				   "s3://bucket/prefix?endpoint=URL&region=R",
+				   url ? url : "");
 		goto done;
 	}
 	p = url + 5;
@@ -495,8 +497,10 @@ int rh_s3_target_parse(struct rh_s3_target *t, const char *url)
 		goto done;
 	}
 	if (!bucket_ok(t->bucket)) {
-		err = rh_error_set(RH_EINVAL, "bad bucket name \"%s\" in s3 target %s: use 3-63 "
-				   "lowercase letters, digits, '.', '-' or '_'", t->bucket, url);
+		err = rh_error_set(RH_EINVAL,
+				   "bad bucket name \"%s\" in s3 target %s: use 3-63 "
+				   "lowercase letters, digits, '.', '-' or '_'",
+				   t->bucket, url);
 		goto done;
 	}
 	/* prefix: between the bucket and '?', without surrounding slashes */
@@ -509,8 +513,10 @@ int rh_s3_target_parse(struct rh_s3_target *t, const char *url)
 		while (pe > p && pe[-1] == '/')
 			pe--;
 		if (rh_url_decode(&prefix_raw, p, (size_t)(pe - p), 0) < 0) {
-			err = rh_error_set(RH_EINVAL, "bad percent-encoding in the prefix of s3 "
-					   "target %s", url);
+			err = rh_error_set(RH_EINVAL,
+					   "bad percent-encoding in the prefix of s3 "
+					   "target %s",
+					   url);
 			goto done;
 		}
 	}
@@ -537,15 +543,19 @@ int rh_s3_target_parse(struct rh_s3_target *t, const char *url)
 		else if (kl == 5 && strncmp(a, "style", 5) == 0)
 			slot = &style;
 		if (!slot || !eq) {
-			err = rh_error_set(RH_EINVAL, "unknown or empty option \"%.*s\" in s3 "
+			err = rh_error_set(RH_EINVAL,
+					   "unknown or empty option \"%.*s\" in s3 "
 					   "target %s: use endpoint=, region= and "
-					   "style=path|virtual", (int)(end - a), a, url);
+					   "style=path|virtual",
+					   (int)(end - a), a, url);
 			goto done;
 		}
 		free(*slot);
 		if (rh_url_decode(slot, eq + 1, (size_t)(end - eq - 1), 0) < 0) {
-			err = rh_error_set(RH_EINVAL, "bad percent-encoding in option \"%.*s\" of "
-					   "s3 target %s", (int)kl, a, url);
+			err = rh_error_set(RH_EINVAL,
+					   "bad percent-encoding in option \"%.*s\" of "
+					   "s3 target %s",
+					   (int)kl, a, url);
 			goto done;
 		}
 		a = amp ? amp + 1 : end;
@@ -562,9 +572,10 @@ int rh_s3_target_parse(struct rh_s3_target *t, const char *url)
 		goto done;
 	}
 	if (!region_ok(t->region)) {
-		err = rh_error_set(RH_EINVAL, "bad region \"%s\" for s3 target %s: use letters, "
-				   "digits and '-' (e.g. eu-north1, oss-cn-hangzhou)", t->region,
-				   url);
+		err = rh_error_set(RH_EINVAL,
+				   "bad region \"%s\" for s3 target %s: use letters, "
+				   "digits and '-' (e.g. eu-north1, oss-cn-hangzhou)",
+				   t->region, url);
 		goto done;
 	}
 	if (!t->endpoint) {
@@ -582,8 +593,10 @@ int rh_s3_target_parse(struct rh_s3_target *t, const char *url)
 		goto done;
 	}
 	if (!endpoint_ok(t->endpoint)) {
-		err = rh_error_set(RH_EINVAL, "bad s3 endpoint \"%s\" for %s: expected "
-				   "http(s)://host[:port] without a path", t->endpoint, url);
+		err = rh_error_set(RH_EINVAL,
+				   "bad s3 endpoint \"%s\" for %s: expected "
+				   "http(s)://host[:port] without a path",
+				   t->endpoint, url);
 		goto done;
 	}
 	if (t->endpoint[strlen(t->endpoint) - 1] == '/')
@@ -593,8 +606,10 @@ int rh_s3_target_parse(struct rh_s3_target *t, const char *url)
 	} else if (style && strcmp(style, "path") == 0) {
 		t->virtual_style = false;
 	} else if (style) {
-		err = rh_error_set(RH_EINVAL, "bad style \"%s\" for s3 target %s: use path or "
-				   "virtual", style, url);
+		err = rh_error_set(RH_EINVAL,
+				   "bad style \"%s\" for s3 target %s: use path or "
+				   "virtual",
+				   style, url);
 		goto done;
 	} else {
 		/* These services want (OSS: require) virtual-host style; a bucket
@@ -606,8 +621,10 @@ int rh_s3_target_parse(struct rh_s3_target *t, const char *url)
 				    host_ends_with(t->endpoint, ".aliyuncs.com"));
 	}
 	if (t->virtual_style && strchr(t->bucket, '_')) {
-		err = rh_error_set(RH_EINVAL, "bucket \"%s\" of s3 target %s cannot be a host "
-				   "name: use style=path", t->bucket, url);
+		err = rh_error_set(RH_EINVAL,
+				   "bucket \"%s\" of s3 target %s cannot be a host "
+				   "name: use style=path",
+				   t->bucket, url);
 		goto done;
 	}
 done:
@@ -698,8 +715,7 @@ static size_t s3_on_body(char *ptr, size_t size, size_t nmemb, void *user)
 	return n;
 }
 
-static bool header_is(const char *line, size_t n, const char *name, const char **val,
-		      size_t *vlen)
+static bool header_is(const char *line, size_t n, const char *name, const char **val, size_t *vlen)
 {
 	size_t nl = strlen(name);
 
@@ -711,8 +727,8 @@ static bool header_is(const char *line, size_t n, const char *name, const char *
 		(*val)++;
 		(*vlen)--;
 	}
-	while (*vlen > 0 && ((*val)[*vlen - 1] == '\r' || (*val)[*vlen - 1] == '\n' ||
-			     (*val)[*vlen - 1] == ' '))
+	while (*vlen > 0 &&
+	       ((*val)[*vlen - 1] == '\r' || (*val)[*vlen - 1] == '\n' || (*val)[*vlen - 1] == ' '))
 		(*vlen)--;
 	return true;
 }
@@ -763,7 +779,8 @@ static size_t s3_on_read(char *buf, size_t size, size_t nitems, void *user)
 		return CURL_READFUNC_ABORT;
 	}
 	if (got == 0) {
-		st->err = rh_error_set(RH_EVERIFY, "%s ended at byte %llu, before the %llu "
+		st->err = rh_error_set(RH_EVERIFY,
+				       "%s ended at byte %llu, before the %llu "
 				       "bytes the manifest says",
 				       st->src->name ? st->src->name : "source",
 				       (unsigned long long)(st->start + st->pos),
@@ -827,8 +844,7 @@ static void s3_resp_release(struct s3_resp *rs)
 
 static bool s3_retryable_status(long status)
 {
-	return status == 429 || status == 500 || status == 502 || status == 503 ||
-	       status == 504;
+	return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
 }
 
 /* Sends one request, retrying transport failures, 429 and 5xx with backoff.
@@ -839,7 +855,7 @@ static int s3_request(struct s3_sink *s, CURL *h, const struct s3_req *rq, struc
 {
 	struct curl_slist *hdrs = NULL;
 	struct curl_slist *tmp;
-	struct s3_xfer x = { s, rq };
+	struct s3_xfer x = {s, rq};
 	char errbuf[CURL_ERROR_SIZE];
 	char line[160];
 	char sha[65];
@@ -956,16 +972,18 @@ static int s3_request(struct s3_sink *s, CURL *h, const struct s3_req *rq, struc
 			if (rc == CURLE_OK)
 				break; /* the caller names the 5xx */
 			if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
-				err = rh_error_set(RH_EIO, "cannot connect to s3 endpoint %s while "
+				err = rh_error_set(RH_EIO,
+						   "cannot connect to s3 endpoint %s while "
 						   "%s: %s: check endpoint= in the target url (or "
 						   "AWS_ENDPOINT_URL) and that the service is up",
 						   s->t.endpoint, rq->what,
 						   errbuf[0] ? errbuf : curl_easy_strerror(rc));
 			else if (rc == CURLE_PEER_FAILED_VERIFICATION ||
 				 rc == CURLE_SSL_CACERT_BADFILE || rc == CURLE_SSL_CONNECT_ERROR)
-				err = rh_error_set(RH_EIO, "tls verification failed for s3 "
-						   "endpoint %s while %s: %s", s->t.endpoint,
-						   rq->what,
+				err = rh_error_set(RH_EIO,
+						   "tls verification failed for s3 "
+						   "endpoint %s while %s: %s",
+						   s->t.endpoint, rq->what,
 						   errbuf[0] ? errbuf : curl_easy_strerror(rc));
 			else
 				err = rh_error_set(RH_EIO, "s3 endpoint %s failed while %s: %s",
@@ -1018,23 +1036,27 @@ static int s3_status_error(struct s3_sink *s, const struct s3_resp *rs, const ch
 		snprintf(detail, sizeof(detail), " (%s%s%s)", code ? code : "",
 			 code && msg ? ": " : "", msg ? msg : "");
 	if (rs->status == 403 || rs->status == 401)
-		err = rh_error_set(RH_EIO, "access denied by s3 endpoint %s for bucket %s%s while "
+		err = rh_error_set(RH_EIO,
+				   "access denied by s3 endpoint %s for bucket %s%s while "
 				   "%s: check AWS_ACCESS_KEY_ID (%s) and AWS_SECRET_ACCESS_KEY%s",
 				   s->t.endpoint, s->t.bucket, detail, what, s->key_hint,
 				   s->token_hdr ? " and AWS_SESSION_TOKEN" : "");
 	else if (rs->status == 404 && code && strcmp(code, "NoSuchBucket") == 0)
-		err = rh_error_set(RH_ENOTFOUND, "bucket %s does not exist at s3 endpoint %s: "
+		err = rh_error_set(RH_ENOTFOUND,
+				   "bucket %s does not exist at s3 endpoint %s: "
 				   "create it, or fix the bucket, endpoint= or region= of the "
-				   "target url", s->t.bucket, s->t.endpoint);
+				   "target url",
+				   s->t.bucket, s->t.endpoint);
 	else if (rs->status == 404)
 		err = rh_error_set(RH_ENOTFOUND, "s3 endpoint %s answered 404%s while %s",
 				   s->t.endpoint, detail, what);
-	else if (rs->status == 301 || rs->status == 307 || (code &&
-		 strcmp(code, "AuthorizationHeaderMalformed") == 0))
-		err = rh_error_set(RH_EIO, "s3 endpoint %s answered %ld%s while %s: the bucket %s "
+	else if (rs->status == 301 || rs->status == 307 ||
+		 (code && strcmp(code, "AuthorizationHeaderMalformed") == 0))
+		err = rh_error_set(RH_EIO,
+				   "s3 endpoint %s answered %ld%s while %s: the bucket %s "
 				   "is probably in another region: fix region= or endpoint= of "
-				   "the target url", s->t.endpoint, rs->status, detail, what,
-				   s->t.bucket);
+				   "the target url",
+				   s->t.endpoint, rs->status, detail, what, s->t.bucket);
 	else
 		err = rh_error_set(RH_EIO, "s3 endpoint %s answered %ld%s while %s", s->t.endpoint,
 				   rs->status, detail, what);
@@ -1059,8 +1081,7 @@ static bool s3_path_ok(const char *path)
 }
 
 /* A small request with an optional memory body; 2xx expected. */
-static int s3_simple(struct s3_sink *s, CURL *h, struct s3_req *rq, struct s3_resp *rs,
-		     size_t max)
+static int s3_simple(struct s3_sink *s, CURL *h, struct s3_req *rq, struct s3_resp *rs, size_t max)
 {
 	int err = s3_request(s, h, rq, rs, max);
 
@@ -1073,11 +1094,11 @@ static int s3_simple(struct s3_sink *s, CURL *h, struct s3_req *rq, struct s3_re
 
 static int s3_manifest_load(struct s3_sink *s, CURL *h)
 {
-	struct s3_resp rs = { 0 };
+	struct s3_resp rs = {0};
 	json_error_t jerr;
 	json_t *doc = NULL;
 	char *key = s3_key(s, S3_MANIFEST);
-	struct s3_req rq = { .method = "GET", .key = key, .what = "reading the sink manifest" };
+	struct s3_req rq = {.method = "GET", .key = key, .what = "reading the sink manifest"};
 	int err = 0;
 
 	if (!key) {
@@ -1129,7 +1150,7 @@ static int s3_has(struct rh_sink *base, const char *path, uint64_t size, const c
 		  bool *present)
 {
 	struct s3_sink *s = (struct s3_sink *)base;
-	struct s3_resp rs = { 0 };
+	struct s3_resp rs = {0};
 	char what[512];
 	char *key = NULL;
 	CURL *h = NULL;
@@ -1152,7 +1173,7 @@ static int s3_has(struct rh_sink *base, const char *path, uint64_t size, const c
 	}
 	snprintf(what, sizeof(what), "checking %s in %s", path, base->url);
 	{
-		struct s3_req rq = { .method = "HEAD", .key = key, .what = what };
+		struct s3_req rq = {.method = "HEAD", .key = key, .what = what};
 
 		err = s3_request(s, h, &rq, &rs, 0);
 	}
@@ -1189,7 +1210,7 @@ done:
 static int s3_commit(struct rh_sink *base)
 {
 	struct s3_sink *s = (struct s3_sink *)base;
-	struct s3_resp rs = { 0 };
+	struct s3_resp rs = {0};
 	char *text = NULL;
 	char *key = NULL;
 	CURL *h = NULL;
@@ -1207,9 +1228,12 @@ static int s3_commit(struct rh_sink *base)
 		goto done;
 	}
 	{
-		struct s3_req rq = { .method = "PUT", .key = key, .body = text,
-				     .body_len = strlen(text), .content_type = "application/json",
-				     .what = "writing the sink manifest" };
+		struct s3_req rq = {.method = "PUT",
+				    .key = key,
+				    .body = text,
+				    .body_len = strlen(text),
+				    .content_type = "application/json",
+				    .what = "writing the sink manifest"};
 
 		err = s3_simple(s, h, &rq, &rs, S3_XML_MAX);
 	}
@@ -1236,8 +1260,8 @@ static int s3_hash_source(struct s3_sink *s, const struct rh_source *src, uint64
 			  uint64_t part_size, struct s3_upload *u, uint8_t single_md5[16],
 			  char sha_hex[65])
 {
-	struct rh_sha256 sc = { 0 };
-	struct rh_md5 mc = { 0 };
+	struct rh_sha256 sc = {0};
+	struct rh_md5 mc = {0};
 	uint8_t digest[32];
 	uint8_t *buf = malloc(S3_HASH_BUF);
 	uint64_t off = 0;
@@ -1271,8 +1295,10 @@ static int s3_hash_source(struct s3_sink *s, const struct rh_source *src, uint64
 			goto done;
 		}
 		if (n == 0) {
-			err = rh_error_set(RH_EVERIFY, "%s ended after %llu of the %llu bytes the "
-					   "manifest says", src->name, (unsigned long long)off,
+			err = rh_error_set(RH_EVERIFY,
+					   "%s ended after %llu of the %llu bytes the "
+					   "manifest says",
+					   src->name, (unsigned long long)off,
 					   (unsigned long long)size);
 			goto done;
 		}
@@ -1292,8 +1318,10 @@ static int s3_hash_source(struct s3_sink *s, const struct rh_source *src, uint64
 		uint8_t extra;
 
 		if (src->read_at(src->user, size, &extra, 1) > 0) {
-			err = rh_error_set(RH_EVERIFY, "%s is larger than the %llu bytes the "
-					   "manifest says", src->name, (unsigned long long)size);
+			err = rh_error_set(RH_EVERIFY,
+					   "%s is larger than the %llu bytes the "
+					   "manifest says",
+					   src->name, (unsigned long long)size);
 			goto done;
 		}
 	}
@@ -1312,9 +1340,8 @@ done:
 
 static void s3_delete_quietly(struct s3_sink *s, CURL *h, const char *key, const char *query)
 {
-	struct s3_resp rs = { 0 };
-	struct s3_req rq = { .method = "DELETE", .key = key, .query = query,
-			     .what = "cleaning up" };
+	struct s3_resp rs = {0};
+	struct s3_req rq = {.method = "DELETE", .key = key, .query = query, .what = "cleaning up"};
 
 	(void)s3_request(s, h, &rq, &rs, S3_XML_MAX);
 	s3_resp_release(&rs);
@@ -1324,8 +1351,8 @@ static int s3_put_single(struct s3_sink *s, const char *path, const char *key, u
 			 const char *sha256, const struct rh_source *src,
 			 struct rh_put_stats *stats)
 {
-	struct s3_stream st = { .s = s, .src = src, .start = 0, .len = size };
-	struct s3_resp rs = { 0 };
+	struct s3_stream st = {.s = s, .src = src, .start = 0, .len = size};
+	struct s3_resp rs = {0};
 	uint8_t md5[16];
 	char md5_b64[32];
 	char md5_hdr[64];
@@ -1339,9 +1366,10 @@ static int s3_put_single(struct s3_sink *s, const char *path, const char *key, u
 	if (err < 0)
 		goto done;
 	if (strcmp(got, sha256) != 0) {
-		err = rh_error_set(RH_EVERIFY, "sha256 mismatch for %s (from %s): expected %s, got "
-				   "%s; nothing was written to %s", path, src->name, sha256, got,
-				   s->base.url);
+		err = rh_error_set(RH_EVERIFY,
+				   "sha256 mismatch for %s (from %s): expected %s, got "
+				   "%s; nothing was written to %s",
+				   path, src->name, sha256, got, s->base.url);
 		goto done;
 	}
 	h = curl_easy_init();
@@ -1356,10 +1384,14 @@ static int s3_put_single(struct s3_sink *s, const char *path, const char *key, u
 	{
 		/* x-amz-content-sha256 is the verified digest: AWS refuses a body
 		 * that differs, and Content-MD5 makes other services do the same. */
-		struct s3_req rq = { .method = "PUT", .key = key, .content_sha256 = sha256,
-				     .content_type = "application/octet-stream",
-				     .extra = { md5_hdr, meta_hdr, NULL }, .stream = &st,
-				     .payload = true, .what = what };
+		struct s3_req rq = {.method = "PUT",
+				    .key = key,
+				    .content_sha256 = sha256,
+				    .content_type = "application/octet-stream",
+				    .extra = {md5_hdr, meta_hdr, NULL},
+				    .stream = &st,
+				    .payload = true,
+				    .what = what};
 
 		err = s3_simple(s, h, &rq, &rs, S3_XML_MAX);
 	}
@@ -1374,11 +1406,12 @@ static int s3_put_single(struct s3_sink *s, const char *path, const char *key, u
 
 		rh_md5_hex(hex, md5);
 		s3_delete_quietly(s, h, key, NULL);
-		err = rh_error_set(RH_EVERIFY, "s3 endpoint %s stored %s with ETag \"%s\", not the "
+		err = rh_error_set(RH_EVERIFY,
+				   "s3 endpoint %s stored %s with ETag \"%s\", not the "
 				   "MD5 %s of the bytes hashed: %s changed while it was "
 				   "uploaded, or the bucket uses KMS encryption (not supported); "
-				   "the object was removed", s->t.endpoint, path, rs.etag, hex,
-				   src->name);
+				   "the object was removed",
+				   s->t.endpoint, path, rs.etag, hex, src->name);
 		goto done;
 	}
 	err = s3_remember(s, path, size, sha256);
@@ -1407,7 +1440,7 @@ static void s3_upload_fail(struct s3_upload *u, int err, bool resumable)
  * failure only costs the ability to resume, so it is not an error. */
 static void s3_state_write(struct s3_upload *u, CURL *h)
 {
-	struct s3_resp rs = { 0 };
+	struct s3_resp rs = {0};
 	json_t *parts = json_object();
 	json_t *doc = NULL;
 	char *text = NULL;
@@ -1430,9 +1463,12 @@ static void s3_state_write(struct s3_upload *u, CURL *h)
 				u->upload_id, "parts", parts);
 	text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	if (text) {
-		struct s3_req rq = { .method = "PUT", .key = u->state_key, .body = text,
-				     .body_len = strlen(text), .content_type = "application/json",
-				     .what = "recording upload progress" };
+		struct s3_req rq = {.method = "PUT",
+				    .key = u->state_key,
+				    .body = text,
+				    .body_len = strlen(text),
+				    .content_type = "application/json",
+				    .what = "recording upload progress"};
 
 		(void)s3_request(u->s, h, &rq, &rs, S3_XML_MAX);
 	}
@@ -1457,7 +1493,7 @@ static void s3_keep_part(struct s3_upload *u, unsigned long n, const char *etag,
  * upload is gone, RH_EUNSUPPORTED when the server has no ListParts. */
 static int s3_list_parts(struct s3_upload *u, CURL *h)
 {
-	struct s3_resp rs = { 0 };
+	struct s3_resp rs = {0};
 	unsigned long marker = 0;
 	char what[512];
 	char query[1024];
@@ -1465,8 +1501,7 @@ static int s3_list_parts(struct s3_upload *u, CURL *h)
 
 	snprintf(what, sizeof(what), "listing the uploaded parts of %s", u->path);
 	for (int page = 0; page < 20; page++) {
-		struct s3_req rq = { .method = "GET", .key = u->key, .query = query,
-				     .what = what };
+		struct s3_req rq = {.method = "GET", .key = u->key, .query = query, .what = what};
 		char *trunc;
 		char *next;
 		size_t pos = 0;
@@ -1526,15 +1561,15 @@ done:
  * when there is nothing to resume. */
 static int s3_upload_find(struct s3_upload *u, CURL *h)
 {
-	struct s3_resp rs = { 0 };
+	struct s3_resp rs = {0};
 	json_error_t jerr;
 	json_t *doc = NULL;
 	const char *id;
 	int err = 0;
 
 	{
-		struct s3_req rq = { .method = "GET", .key = u->state_key,
-				     .what = "reading the upload state" };
+		struct s3_req rq = {
+		    .method = "GET", .key = u->state_key, .what = "reading the upload state"};
 
 		err = s3_request(u->s, h, &rq, &rs, S3_XML_MAX);
 	}
@@ -1549,8 +1584,7 @@ static int s3_upload_find(struct s3_upload *u, CURL *h)
 	doc = json_loadb(rs.body ? rs.body : "", rs.len, 0, &jerr);
 	id = json_string_value(json_object_get(doc, "upload_id"));
 	if (json_integer_value(json_object_get(doc, "rehydra_upload")) != 1 || !id || !*id ||
-	    strlen(id) > 1024 ||
-	    !json_is_string(json_object_get(doc, "key")) ||
+	    strlen(id) > 1024 || !json_is_string(json_object_get(doc, "key")) ||
 	    strcmp(json_string_value(json_object_get(doc, "key")), u->key) != 0 ||
 	    !json_is_string(json_object_get(doc, "sha256")) ||
 	    strcmp(json_string_value(json_object_get(doc, "sha256")), u->sha256) != 0 ||
@@ -1571,7 +1605,8 @@ static int s3_upload_find(struct s3_upload *u, CURL *h)
 		json_t *v;
 
 		err = 0;
-		json_object_foreach(json_object_get(doc, "parts"), k, v) {
+		json_object_foreach(json_object_get(doc, "parts"), k, v)
+		{
 			const char *e = json_string_value(v);
 
 			if (e)
@@ -1593,7 +1628,7 @@ done:
 
 static int s3_upload_create(struct s3_upload *u, CURL *h)
 {
-	struct s3_resp rs = { 0 };
+	struct s3_resp rs = {0};
 	char meta_hdr[128];
 	char what[512];
 	int err;
@@ -1601,9 +1636,12 @@ static int s3_upload_create(struct s3_upload *u, CURL *h)
 	snprintf(meta_hdr, sizeof(meta_hdr), "%s: %s", S3_META_SHA, u->sha256);
 	snprintf(what, sizeof(what), "starting the upload of %s to %s", u->path, u->s->base.url);
 	{
-		struct s3_req rq = { .method = "POST", .key = u->key, .query = "uploads=",
-				     .content_type = "application/octet-stream",
-				     .extra = { meta_hdr, NULL }, .what = what };
+		struct s3_req rq = {.method = "POST",
+				    .key = u->key,
+				    .query = "uploads=",
+				    .content_type = "application/octet-stream",
+				    .extra = {meta_hdr, NULL},
+				    .what = what};
 
 		err = s3_simple(u->s, h, &rq, &rs, S3_XML_MAX);
 	}
@@ -1626,8 +1664,8 @@ done:
 static int s3_upload_part(struct s3_upload *u, CURL *h, unsigned i, bool *resumable)
 {
 	struct s3_part *p = &u->parts[i];
-	struct s3_stream st = { .s = u->s, .src = u->src, .start = p->off, .len = p->len };
-	struct s3_resp rs = { 0 };
+	struct s3_stream st = {.s = u->s, .src = u->src, .start = p->off, .len = p->len};
+	struct s3_resp rs = {0};
 	char query[1200];
 	char what[512];
 	int err;
@@ -1638,9 +1676,14 @@ static int s3_upload_part(struct s3_upload *u, CURL *h, unsigned i, bool *resuma
 	snprintf(what, sizeof(what), "uploading part %u of %u of %s to %s", i + 1, u->nparts,
 		 u->path, u->s->base.url);
 	{
-		struct s3_req rq = { .method = "PUT", .key = u->key, .query = query,
-				     .content_sha256 = "UNSIGNED-PAYLOAD", .stream = &st,
-				     .stop = &u->stop, .payload = true, .what = what };
+		struct s3_req rq = {.method = "PUT",
+				    .key = u->key,
+				    .query = query,
+				    .content_sha256 = "UNSIGNED-PAYLOAD",
+				    .stream = &st,
+				    .stop = &u->stop,
+				    .payload = true,
+				    .what = what};
 
 		err = s3_request(u->s, h, &rq, &rs, S3_XML_MAX);
 	}
@@ -1722,17 +1765,20 @@ static int s3_upload_round(struct s3_upload *u, bool hash, char sha_hex[65])
 		started++;
 	}
 	if (started == 0 && n > 0)
-		s3_upload_fail(u, rh_error_set(RH_EIO, "cannot start upload threads for %s",
-					       u->path), true);
+		s3_upload_fail(
+		    u, rh_error_set(RH_EIO, "cannot start upload threads for %s", u->path), true);
 	if (hash) {
 		herr = s3_hash_source(u->s, u->src, u->size, u->part_size, u, NULL, sha_hex);
 		if (herr < 0 && !atomic_load(&u->stop))
 			s3_upload_fail(u, herr, herr == RH_ECANCELLED || herr == RH_EIO);
 		else if (herr == 0 && strcmp(sha_hex, u->sha256) != 0)
-			s3_upload_fail(u, rh_error_set(RH_EVERIFY, "sha256 mismatch for %s (from "
-						       "%s): expected %s, got %s; nothing was "
-						       "stored under %s", u->path, u->src->name,
-						       u->sha256, sha_hex, u->key),
+			s3_upload_fail(u,
+				       rh_error_set(RH_EVERIFY,
+						    "sha256 mismatch for %s (from "
+						    "%s): expected %s, got %s; nothing was "
+						    "stored under %s",
+						    u->path, u->src->name, u->sha256, sha_hex,
+						    u->key),
 				       false);
 	}
 	for (unsigned i = 0; i < started; i++)
@@ -1755,7 +1801,7 @@ static void s3_upload_abort(struct s3_upload *u, CURL *h)
 
 static int s3_upload_complete(struct s3_upload *u, CURL *h, bool *resumable)
 {
-	struct s3_resp rs = { 0 };
+	struct s3_resp rs = {0};
 	struct rh_md5 mc;
 	uint8_t d[16];
 	char expect[48];
@@ -1775,9 +1821,10 @@ static int s3_upload_complete(struct s3_upload *u, CURL *h, bool *resumable)
 	o += (size_t)snprintf(xml + o, cap - o, "<CompleteMultipartUpload>");
 	rh_md5_init(&mc);
 	for (unsigned i = 0; i < u->nparts; i++) {
-		o += (size_t)snprintf(xml + o, cap - o, "<Part><PartNumber>%u</PartNumber>"
-				      "<ETag>&quot;%s&quot;</ETag></Part>", i + 1,
-				      u->parts[i].etag);
+		o += (size_t)snprintf(xml + o, cap - o,
+				      "<Part><PartNumber>%u</PartNumber>"
+				      "<ETag>&quot;%s&quot;</ETag></Part>",
+				      i + 1, u->parts[i].etag);
 		rh_md5_update(&mc, u->parts[i].local_md5, 16);
 	}
 	o += (size_t)snprintf(xml + o, cap - o, "</CompleteMultipartUpload>");
@@ -1785,12 +1832,15 @@ static int s3_upload_complete(struct s3_upload *u, CURL *h, bool *resumable)
 	rh_md5_hex(expect, d);
 	snprintf(expect + 32, sizeof(expect) - 32, "-%u", u->nparts);
 	snprintf(query, sizeof(query), "uploadId=%s", u->upload_id_enc);
-	snprintf(what, sizeof(what), "completing the upload of %s to %s", u->path,
-		 u->s->base.url);
+	snprintf(what, sizeof(what), "completing the upload of %s to %s", u->path, u->s->base.url);
 	{
-		struct s3_req rq = { .method = "POST", .key = u->key, .query = query, .body = xml,
-				     .body_len = o, .content_type = "application/xml",
-				     .what = what };
+		struct s3_req rq = {.method = "POST",
+				    .key = u->key,
+				    .query = query,
+				    .body = xml,
+				    .body_len = o,
+				    .content_type = "application/xml",
+				    .what = what};
 
 		err = s3_request(u->s, h, &rq, &rs, S3_XML_MAX);
 	}
@@ -1824,7 +1874,8 @@ static int s3_upload_complete(struct s3_upload *u, CURL *h, bool *resumable)
 		if (strchr(clean, '-') && strcasecmp(clean, expect) != 0) {
 			s3_delete_quietly(u->s, h, u->key, NULL);
 			*resumable = false;
-			err = rh_error_set(RH_EVERIFY, "s3 endpoint %s assembled %s with ETag "
+			err = rh_error_set(RH_EVERIFY,
+					   "s3 endpoint %s assembled %s with ETag "
 					   "\"%s\", expected \"%s\"; the object was removed",
 					   u->s->t.endpoint, u->path, clean, expect);
 			goto done;
@@ -1848,11 +1899,13 @@ static int s3_parts_check(struct s3_upload *u)
 		if (p->state != PART_SENT || etag_is_md5(p->etag, p->local_md5))
 			continue;
 		rh_md5_hex(hex, p->local_md5);
-		return rh_error_set(RH_EVERIFY, "s3 endpoint %s stored part %u of %s with ETag "
+		return rh_error_set(RH_EVERIFY,
+				    "s3 endpoint %s stored part %u of %s with ETag "
 				    "\"%s\", not the MD5 %s of the bytes hashed: %s changed while "
 				    "it was uploaded, or the bucket uses KMS encryption (not "
-				    "supported); nothing was stored under %s", u->s->t.endpoint,
-				    i + 1, u->path, p->etag, hex, u->src->name, u->key);
+				    "supported); nothing was stored under %s",
+				    u->s->t.endpoint, i + 1, u->path, p->etag, hex, u->src->name,
+				    u->key);
 	}
 	return 0;
 }
@@ -1861,9 +1914,9 @@ static int s3_put_multipart(struct s3_sink *s, const char *path, const char *key
 			    const char *sha256, const struct rh_source *src,
 			    struct rh_put_stats *stats)
 {
-	struct s3_upload u = { .s = s, .path = path, .key = key, .sha256 = sha256, .size = size,
-			       .src = src };
-	struct s3_resp rs = { 0 };
+	struct s3_upload u = {
+	    .s = s, .path = path, .key = key, .sha256 = sha256, .size = size, .src = src};
+	struct s3_resp rs = {0};
 	char sha_hex[65] = "";
 	char keyhash[65];
 	char *state_name = NULL;
@@ -1940,13 +1993,14 @@ static int s3_put_multipart(struct s3_sink *s, const char *path, const char *key
 	if (err < 0)
 		goto done;
 	{
-		struct s3_req rq = { .method = "HEAD", .key = key, .what = "checking the upload" };
+		struct s3_req rq = {.method = "HEAD", .key = key, .what = "checking the upload"};
 
 		err = s3_simple(s, h, &rq, &rs, 0);
 	}
 	if (err == 0 && (!rs.has_length || rs.length != size)) {
 		s3_delete_quietly(s, h, key, NULL);
-		err = rh_error_set(RH_EVERIFY, "s3 endpoint %s holds %llu bytes for %s after the "
+		err = rh_error_set(RH_EVERIFY,
+				   "s3 endpoint %s holds %llu bytes for %s after the "
 				   "upload, expected %llu; the object was removed",
 				   s->t.endpoint, (unsigned long long)rs.length, path,
 				   (unsigned long long)size);
@@ -1986,7 +2040,7 @@ static int s3_put(struct rh_sink *base, const char *path, uint64_t size, const c
 		  const struct rh_source *src, struct rh_put_stats *stats)
 {
 	struct s3_sink *s = (struct s3_sink *)base;
-	struct rh_put_stats mine = { 0 };
+	struct rh_put_stats mine = {0};
 	char *key = NULL;
 	int err = 0;
 
@@ -2005,8 +2059,10 @@ static int s3_put(struct rh_sink *base, const char *path, uint64_t size, const c
 		goto done;
 	}
 	if (!src || !src->read_at || src->size != size) {
-		err = rh_error_set(RH_EINVAL, "the source of %s has %llu bytes, the manifest says "
-				   "%llu", path, src ? (unsigned long long)src->size : 0ULL,
+		err = rh_error_set(RH_EINVAL,
+				   "the source of %s has %llu bytes, the manifest says "
+				   "%llu",
+				   path, src ? (unsigned long long)src->size : 0ULL,
 				   (unsigned long long)size);
 		goto done;
 	}
@@ -2055,13 +2111,13 @@ static void s3_close(struct rh_sink *base)
 }
 
 static const struct rh_sink_ops s3_sink_ops = {
-	.version = RH_SINK_OPS_VERSION,
-	.scheme = "s3",
-	.max_parallel = 4,
-	.has = s3_has,
-	.put = s3_put,
-	.commit = s3_commit,
-	.close = s3_close,
+    .version = RH_SINK_OPS_VERSION,
+    .scheme = "s3",
+    .max_parallel = 4,
+    .has = s3_has,
+    .put = s3_put,
+    .commit = s3_commit,
+    .close = s3_close,
 };
 
 int rh_sink_s3_open(struct rh_sink **out, const char *url, const struct rh_sink_opts *opts)
@@ -2092,8 +2148,8 @@ int rh_sink_s3_open(struct rh_sink **out, const char *url, const struct rh_sink_
 	if (err < 0)
 		goto done;
 	pfx = *s->t.prefix ? "/" : "";
-	if (asprintf(&s->base.url, "s3://%s%s%s?endpoint=%s&region=%s&style=%s", s->t.bucket,
-		     pfx, s->t.prefix, s->t.endpoint, s->t.region,
+	if (asprintf(&s->base.url, "s3://%s%s%s?endpoint=%s&region=%s&style=%s", s->t.bucket, pfx,
+		     s->t.prefix, s->t.endpoint, s->t.region,
 		     s->t.virtual_style ? "virtual" : "path") < 0)
 		s->base.url = NULL;
 	if (asprintf(&s->base.location, "s3://%s%s%s", s->t.bucket, pfx, s->t.prefix) < 0)
@@ -2105,14 +2161,17 @@ int rh_sink_s3_open(struct rh_sink **out, const char *url, const struct rh_sink_
 		goto done;
 	}
 	if (!keyid || !secret) {
-		err = rh_error_set(RH_EINVAL, "no credentials for s3 target %s: set "
+		err = rh_error_set(RH_EINVAL,
+				   "no credentials for s3 target %s: set "
 				   "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and "
-				   "AWS_SESSION_TOKEN for temporary credentials)", s->base.url);
+				   "AWS_SESSION_TOKEN for temporary credentials)",
+				   s->base.url);
 		goto done;
 	}
 	if (strchr(keyid, ':') || strpbrk(keyid, "\r\n") || strpbrk(secret, "\r\n") ||
 	    (token && strpbrk(token, "\r\n"))) {
-		err = rh_error_set(RH_EINVAL, "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or "
+		err = rh_error_set(RH_EINVAL,
+				   "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or "
 				   "AWS_SESSION_TOKEN contains a character credentials cannot "
 				   "have (':' in the key id, or a line break)");
 		goto done;
@@ -2132,8 +2191,10 @@ int rh_sink_s3_open(struct rh_sink **out, const char *url, const struct rh_sink_
 		s->parallel = S3_PARALLEL_MAX;
 	s->part_size = opts && opts->part_size ? opts->part_size : S3_PART_DEFAULT;
 	if (s->part_size < S3_PART_MIN || s->part_size > S3_PART_MAX) {
-		err = rh_error_set(RH_EINVAL, "s3 part size %llu is out of range: S3 takes 5 MiB "
-				   "to 5 GiB", (unsigned long long)s->part_size);
+		err = rh_error_set(RH_EINVAL,
+				   "s3 part size %llu is out of range: S3 takes 5 MiB "
+				   "to 5 GiB",
+				   (unsigned long long)s->part_size);
 		goto done;
 	}
 	h = curl_easy_init();
@@ -2159,8 +2220,8 @@ done:
 int rh_s3_object_get(char **body, size_t *len, const char *url, const char *key, size_t max)
 {
 	struct rh_sink *sink = NULL;
-	struct s3_resp rs = { 0 };
-	struct s3_req rq = { .method = "GET", .key = key, .what = "reading an object" };
+	struct s3_resp rs = {0};
+	struct s3_req rq = {.method = "GET", .key = key, .what = "reading an object"};
 	CURL *h = NULL;
 	int err;
 

@@ -12,7 +12,7 @@
 
 struct rh_s3_target {
 	char *bucket;
-	char *prefix;   /* "" or "a/b": no leading or trailing '/' */
+	char *prefix;	/* "" or "a/b": no leading or trailing '/' */
 	char *endpoint; /* "scheme://host[:port]", no trailing '/' */
 	char *region;
 	bool virtual_style;

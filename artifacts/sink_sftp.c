@@ -85,7 +85,7 @@ struct sftp_sink {
 	pthread_mutex_t lock; /* guards everything below */
 	struct sftp_conn *idle;
 	unsigned n_conns;
-	json_t *dirs;  /* set of directories (relative to root) known to be real dirs */
+	json_t *dirs;		   /* set of directories (relative to root) known to be real dirs */
 	struct rh_sink_manifest m; /* path -> {size, sha256, mtime}; its own lock */
 };
 
@@ -181,23 +181,27 @@ static int sftp_fail(struct sftp_sink *ss, struct rh_ssh *ssh, LIBSSH2_SFTP *sft
 	fx = libssh2_sftp_last_error(sftp);
 	switch (fx) {
 	case LIBSSH2_FX_PERMISSION_DENIED:
-		return rh_error_set(RH_EIO, "permission denied %s %s on %s; check the owner and "
-				    "mode of %s there", what, rpath, rh_ssh_name(ssh), ss->root);
+		return rh_error_set(RH_EIO,
+				    "permission denied %s %s on %s; check the owner and "
+				    "mode of %s there",
+				    what, rpath, rh_ssh_name(ssh), ss->root);
 	case LIBSSH2_FX_NO_SUCH_FILE:
 	case LIBSSH2_FX_NO_SUCH_PATH:
 		return rh_error_set(RH_ENOTFOUND, "%s %s on %s: no such file or directory", what,
 				    rpath, rh_ssh_name(ssh));
 	case LIBSSH2_FX_NO_SPACE_ON_FILESYSTEM:
 	case LIBSSH2_FX_QUOTA_EXCEEDED:
-		return rh_error_set(RH_EIO, "no space left %s %s on %s; free space under %s or "
-				    "choose another target", what, rpath, rh_ssh_name(ssh),
-				    ss->root);
+		return rh_error_set(RH_EIO,
+				    "no space left %s %s on %s; free space under %s or "
+				    "choose another target",
+				    what, rpath, rh_ssh_name(ssh), ss->root);
 	case LIBSSH2_FX_FAILURE:
 		/* SFTP v3 servers (OpenSSH) report ENOSPC and EDQUOT this way */
-		return rh_error_set(RH_EIO, "%s %s on %s failed and the server gave no reason; "
+		return rh_error_set(RH_EIO,
+				    "%s %s on %s failed and the server gave no reason; "
 				    "for writes that is usually a full disk or quota under %s: "
-				    "free space and sync again", what, rpath, rh_ssh_name(ssh),
-				    ss->root);
+				    "free space and sync again",
+				    what, rpath, rh_ssh_name(ssh), ss->root);
 	default:
 		return rh_error_set(RH_EIO, "%s %s on %s failed (sftp status %lu)", what, rpath,
 				    rh_ssh_name(ssh), fx);
@@ -214,14 +218,14 @@ static bool sftp_is_missing(LIBSSH2_SFTP *sftp, int rc)
 	return fx == LIBSSH2_FX_NO_SUCH_FILE || fx == LIBSSH2_FX_NO_SUCH_PATH;
 }
 
-#define RETRY(ssh, rc, err, call, what)                                            \
-	do {                                                                       \
-		(err) = 0;                                                         \
-		while (((rc) = (call)) == LIBSSH2_ERROR_EAGAIN) {                  \
-			(err) = rh_ssh_wait((ssh), 0, (what));                     \
-			if ((err) < 0)                                             \
-				break;                                             \
-		}                                                                  \
+#define RETRY(ssh, rc, err, call, what)                                                            \
+	do {                                                                                       \
+		(err) = 0;                                                                         \
+		while (((rc) = (call)) == LIBSSH2_ERROR_EAGAIN) {                                  \
+			(err) = rh_ssh_wait((ssh), 0, (what));                                     \
+			if ((err) < 0)                                                             \
+				break;                                                             \
+		}                                                                                  \
 	} while (0)
 
 /* lstat (or stat when `follow`). *exists false when missing. */
@@ -249,14 +253,12 @@ static int rstat(struct sftp_sink *ss, struct rh_ssh *ssh, LIBSSH2_SFTP *sftp, c
 
 static bool attrs_is_dir(const LIBSSH2_SFTP_ATTRIBUTES *a)
 {
-	return (a->flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) &&
-	       LIBSSH2_SFTP_S_ISDIR(a->permissions);
+	return (a->flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && LIBSSH2_SFTP_S_ISDIR(a->permissions);
 }
 
 static bool attrs_is_reg(const LIBSSH2_SFTP_ATTRIBUTES *a)
 {
-	return (a->flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) &&
-	       LIBSSH2_SFTP_S_ISREG(a->permissions);
+	return (a->flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && LIBSSH2_SFTP_S_ISREG(a->permissions);
 }
 
 /* Makes sure `rpath` is a directory, creating it if missing. Symlinks are
@@ -274,12 +276,17 @@ static int rmkdir(struct sftp_sink *ss, struct rh_ssh *ssh, LIBSSH2_SFTP *sftp, 
 	if (err < 0 || (exists && attrs_is_dir(&a)))
 		return err;
 	if (exists)
-		return rh_error_set(RH_EINVAL, "refusing to write under %s on %s: it is a %s, "
-				    "not a directory", rpath, rh_ssh_name(ssh),
+		return rh_error_set(RH_EINVAL,
+				    "refusing to write under %s on %s: it is a %s, "
+				    "not a directory",
+				    rpath, rh_ssh_name(ssh),
 				    (a.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) &&
-				    LIBSSH2_SFTP_S_ISLNK(a.permissions) ? "symlink" : "file");
-	RETRY(ssh, rc, err, libssh2_sftp_mkdir_ex(sftp, rpath, (unsigned)strlen(rpath),
-						  SFTP_DIR_MODE), "creating a directory");
+					    LIBSSH2_SFTP_S_ISLNK(a.permissions)
+					? "symlink"
+					: "file");
+	RETRY(ssh, rc, err,
+	      libssh2_sftp_mkdir_ex(sftp, rpath, (unsigned)strlen(rpath), SFTP_DIR_MODE),
+	      "creating a directory");
 	if (err < 0)
 		return err;
 	if (rc == 0)
@@ -410,8 +417,7 @@ static bool rclose_after_failure(struct rh_ssh *ssh, LIBSSH2_SFTP_HANDLE *h,
 	return ok;
 }
 
-static int runlink(struct sftp_sink *ss, struct rh_ssh *ssh, LIBSSH2_SFTP *sftp,
-		   const char *rpath)
+static int runlink(struct sftp_sink *ss, struct rh_ssh *ssh, LIBSSH2_SFTP *sftp, const char *rpath)
 {
 	int err;
 	int rc;
@@ -483,10 +489,10 @@ struct put_ctx {
 	uint64_t size;
 	struct rh_sha256 hash;
 	uint64_t read_off; /* source bytes read and hashed */
-	uint8_t *cur;      /* being sent */
+	uint8_t *cur;	   /* being sent */
 	size_t cur_len;
 	size_t cur_sent;
-	uint8_t *next;     /* being filled */
+	uint8_t *next; /* being filled */
 	size_t next_len;
 };
 
@@ -507,8 +513,10 @@ static int put_fill(struct put_ctx *p, size_t max)
 			return rh_error_prefix((int)n, "reading %s for sink %s", p->path,
 					       p->ss->base.url);
 		if (n == 0 || (size_t)n > room)
-			return rh_error_set(RH_EVERIFY, "%s ended after %llu of the %llu bytes the "
-					    "manifest says", p->src->name ? p->src->name : p->path,
+			return rh_error_set(RH_EVERIFY,
+					    "%s ended after %llu of the %llu bytes the "
+					    "manifest says",
+					    p->src->name ? p->src->name : p->path,
 					    (unsigned long long)p->read_off,
 					    (unsigned long long)p->size);
 		rh_sha256_update(&p->hash, p->next + p->next_len, (size_t)n);
@@ -603,8 +611,10 @@ static int put_stream(struct put_ctx *p, struct rh_ssh *ssh, LIBSSH2_SFTP *sftp,
 			break;
 		while (p->cur_sent < p->cur_len) {
 			if (cancelled(ss))
-				return rh_error_set(RH_ECANCELLED, "cancelled while writing %s to "
-						    "sink %s", p->path, ss->base.url);
+				return rh_error_set(RH_ECANCELLED,
+						    "cancelled while writing %s to "
+						    "sink %s",
+						    p->path, ss->base.url);
 			n = libssh2_sftp_write(h, (const char *)p->cur + p->cur_sent,
 					       p->cur_len - p->cur_sent);
 			if (n > 0) {
@@ -617,11 +627,12 @@ static int put_stream(struct put_ctx *p, struct rh_ssh *ssh, LIBSSH2_SFTP *sftp,
 			if (n < 0 && n != LIBSSH2_ERROR_EAGAIN) {
 				if (n == LIBSSH2_ERROR_SFTP_PROTOCOL &&
 				    libssh2_sftp_last_error(sftp) == LIBSSH2_FX_FAILURE)
-					return rh_error_set(RH_EIO, "cannot write %s on %s: the "
+					return rh_error_set(RH_EIO,
+							    "cannot write %s on %s: the "
 							    "server refused (the disk under %s "
 							    "is probably full or over quota); "
-							    "free space and sync again", part,
-							    rh_ssh_name(ssh), ss->root);
+							    "free space and sync again",
+							    part, rh_ssh_name(ssh), ss->root);
 				return sftp_fail(ss, ssh, sftp, (int)n, "writing", part);
 			}
 			/* The server is busy with what we sent: use the time. */
@@ -670,7 +681,7 @@ static int sftp_put(struct rh_sink *s, const char *path, uint64_t size, const ch
 	LIBSSH2_SFTP *sftp = NULL;
 	LIBSSH2_SFTP_HANDLE *h = NULL;
 	LIBSSH2_SFTP_ATTRIBUTES a;
-	struct rh_put_stats st = { 0, 0 };
+	struct rh_put_stats st = {0, 0};
 	char *final = NULL;
 	char *part = NULL;
 	uint8_t digest[32];
@@ -694,8 +705,10 @@ static int sftp_put(struct rh_sink *s, const char *path, uint64_t size, const ch
 		goto done;
 	}
 	if (!src || src->size != size) {
-		err = rh_error_set(RH_EVERIFY, "%s has %llu bytes but the manifest says %llu; "
-				   "verify the registry", src && src->name ? src->name : path,
+		err = rh_error_set(RH_EVERIFY,
+				   "%s has %llu bytes but the manifest says %llu; "
+				   "verify the registry",
+				   src && src->name ? src->name : path,
 				   src ? (unsigned long long)src->size : 0ULL,
 				   (unsigned long long)size);
 		goto done;
@@ -745,8 +758,10 @@ static int sftp_put(struct rh_sink *s, const char *path, uint64_t size, const ch
 		if (ok)
 			have = a.filesize;
 	} else if (exists && !attrs_is_reg(&a)) {
-		err = rh_error_set(RH_EINVAL, "refusing to write %s on %s: it exists and is not a "
-				   "regular file", part, rh_ssh_name(c->ssh));
+		err = rh_error_set(RH_EINVAL,
+				   "refusing to write %s on %s: it exists and is not a "
+				   "regular file",
+				   part, rh_ssh_name(c->ssh));
 		keep_part = true;
 		goto done;
 	}
@@ -773,10 +788,12 @@ static int sftp_put(struct rh_sink *s, const char *path, uint64_t size, const ch
 	rh_sha256_hex(hex, digest);
 	if (strcmp(hex, sha256) != 0) {
 		keep_part = false;
-		err = rh_error_set(RH_EVERIFY, "sha256 mismatch for %s (from %s) in sink %s: the "
-				   "manifest says %s, the bytes hash to %s; nothing was written "
-				   "under its name", path, src->name ? src->name : "the registry",
-				   s->url, sha256, hex);
+		err =
+		    rh_error_set(RH_EVERIFY,
+				 "sha256 mismatch for %s (from %s) in sink %s: the "
+				 "manifest says %s, the bytes hash to %s; nothing was written "
+				 "under its name",
+				 path, src->name ? src->name : "the registry", s->url, sha256, hex);
 		goto done;
 	}
 	if (rh_ssh_sftp_has_ext(c->ssh, "fsync@openssh.com")) {
@@ -797,9 +814,10 @@ static int sftp_put(struct rh_sink *s, const char *path, uint64_t size, const ch
 	}
 	if (!(a.flags & LIBSSH2_SFTP_ATTR_SIZE) || a.filesize != size) {
 		keep_part = false;
-		err = rh_error_set(RH_EVERIFY, "%s on %s has %llu bytes after writing, expected "
-				   "%llu; nothing was written under its final name", part,
-				   rh_ssh_name(c->ssh), (unsigned long long)a.filesize,
+		err = rh_error_set(RH_EVERIFY,
+				   "%s on %s has %llu bytes after writing, expected "
+				   "%llu; nothing was written under its final name",
+				   part, rh_ssh_name(c->ssh), (unsigned long long)a.filesize,
 				   (unsigned long long)size);
 		goto done;
 	}
@@ -882,8 +900,7 @@ static int sftp_has(struct rh_sink *s, const char *path, uint64_t size, const ch
 	if (err < 0 || !exists)
 		goto done;
 	mt = json_object_get(e, "mtime");
-	*present = attrs_is_reg(&a) && (a.flags & LIBSSH2_SFTP_ATTR_SIZE) &&
-		   a.filesize == size &&
+	*present = attrs_is_reg(&a) && (a.flags & LIBSSH2_SFTP_ATTR_SIZE) && a.filesize == size &&
 		   (!json_is_integer(mt) || ((a.flags & LIBSSH2_SFTP_ATTR_ACMODTIME) &&
 					     (json_int_t)a.mtime == json_integer_value(mt)));
 done:
@@ -913,8 +930,8 @@ static int state_load(struct sftp_sink *ss, struct rh_ssh *ssh, LIBSSH2_SFTP *sf
 		goto done; /* no state (or a damaged one) only costs re-sending */
 	buf = malloc((size_t)a.filesize + 1);
 	if (!buf) {
-		err = rh_error_set(RH_ENOMEM, "out of memory reading the state of %s",
-				   ss->base.url);
+		err =
+		    rh_error_set(RH_ENOMEM, "out of memory reading the state of %s", ss->base.url);
 		goto done;
 	}
 	err = ropen(ss, ssh, sftp, rpath, LIBSSH2_FXF_READ, &h, "reading");
@@ -969,8 +986,8 @@ static int sftp_commit(struct rh_sink *s)
 	err = rh_ssh_sftp(&sftp, c->ssh);
 	if (err < 0)
 		goto done;
-	err = ropen(ss, c->ssh, sftp, tmp, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT |
-		    LIBSSH2_FXF_EXCL, &h, "creating");
+	err = ropen(ss, c->ssh, sftp, tmp, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL,
+		    &h, "creating");
 	if (err < 0)
 		goto done;
 	have_tmp = true;
@@ -1039,13 +1056,13 @@ static void sftp_close(struct rh_sink *s)
 }
 
 static const struct rh_sink_ops sftp_sink_ops = {
-	.version = RH_SINK_OPS_VERSION,
-	.scheme = "sftp",
-	.max_parallel = SFTP_DEFAULT_PARALLEL,
-	.has = sftp_has,
-	.put = sftp_put,
-	.commit = sftp_commit,
-	.close = sftp_close,
+    .version = RH_SINK_OPS_VERSION,
+    .scheme = "sftp",
+    .max_parallel = SFTP_DEFAULT_PARALLEL,
+    .has = sftp_has,
+    .put = sftp_put,
+    .commit = sftp_commit,
+    .close = sftp_close,
 };
 
 /* ---- open ---------------------------------------------------------------- */
@@ -1078,15 +1095,18 @@ static int parse_url(struct sftp_sink *ss, const char *url)
 	a = url + 7;
 	slash = strchr(a, '/');
 	if (!slash || slash[1] == '\0')
-		return rh_error_set(RH_EINVAL, "sftp URL %s has no directory; write "
+		return rh_error_set(RH_EINVAL,
+				    "sftp URL %s has no directory; write "
 				    "sftp://user@host:port/abs/dir or sftp://user@host/~/dir",
 				    url);
 	at = memchr(a, '@', (size_t)(slash - a));
 	if (at) {
 		if (memchr(a, ':', (size_t)(at - a)))
-			return rh_error_set(RH_EINVAL, "sftp URL for %.*s carries a password; "
+			return rh_error_set(RH_EINVAL,
+					    "sftp URL for %.*s carries a password; "
 					    "rehydra logs in with keys (ssh-agent or an identity "
-					    "file) only", (int)(slash - at - 1), at + 1);
+					    "file) only",
+					    (int)(slash - at - 1), at + 1);
 		ss->user = pct_decode(a, (size_t)(at - a));
 		if (!ss->user || !*ss->user)
 			return rh_error_set(RH_EINVAL, "bad user name in sftp URL %s", url);
@@ -1111,8 +1131,9 @@ static int parse_url(struct sftp_sink *ss, const char *url)
 			he = slash;
 		ss->host = strndup(hs, (size_t)(he - hs));
 	}
-	if (!ss->host || !*ss->host || strspn(ss->host, "abcdefghijklmnopqrstuvwxyz"
-			"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:%") != strlen(ss->host))
+	if (!ss->host || !*ss->host ||
+	    strspn(ss->host, "abcdefghijklmnopqrstuvwxyz"
+			     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:%") != strlen(ss->host))
 		return rh_error_set(RH_EINVAL, "bad host in sftp URL %s", url);
 	ss->port = 22;
 	if (pc) {
@@ -1172,9 +1193,9 @@ static int open_root(struct sftp_sink *ss, struct rh_ssh *ssh, LIBSSH2_SFTP *sft
 	free(walk);
 	if (err < 0)
 		return err;
-	RETRY(ssh, rc, err, libssh2_sftp_symlink_ex(sftp, ss->root, (unsigned)strlen(ss->root),
-						    abs, sizeof(abs) - 1,
-						    LIBSSH2_SFTP_REALPATH),
+	RETRY(ssh, rc, err,
+	      libssh2_sftp_symlink_ex(sftp, ss->root, (unsigned)strlen(ss->root), abs,
+				      sizeof(abs) - 1, LIBSSH2_SFTP_REALPATH),
 	      "resolving the target directory");
 	if (err < 0)
 		return err;

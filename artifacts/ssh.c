@@ -70,7 +70,7 @@ struct rh_ssh {
 	LIBSSH2_SESSION *session;
 	LIBSSH2_SFTP *sftp;
 	LIBSSH2_CHANNEL *xchan; /* our own SFTP channel for extension requests */
-	char *name;             /* user@host:port */
+	char *name;		/* user@host:port */
 	char *host;
 	char *user;
 	unsigned port;
@@ -79,7 +79,7 @@ struct rh_ssh {
 	struct rh_cancel *cancel;
 	bool broken;
 	bool exts_known;
-	char *exts;             /* "\n"-separated extension names, with a leading "\n" */
+	char *exts; /* "\n"-separated extension names, with a leading "\n" */
 	uint32_t xid;
 };
 
@@ -122,8 +122,10 @@ static int poll_until(int fd, short events, double deadline, struct rh_cancel *c
 			return rh_error_set(RH_ECANCELLED, "cancelled while %s (%s)", what, name);
 		if (left <= 0) {
 			*timed_out = true;
-			return rh_error_set(RH_ETIMEOUT, "%s timed out while %s; check that the "
-					    "host is up and reachable", name, what);
+			return rh_error_set(RH_ETIMEOUT,
+					    "%s timed out while %s; check that the "
+					    "host is up and reachable",
+					    name, what);
 		}
 		ms = left > 1000.0 ? 1000 : (int)(left * 1000.0) + 1;
 		p[0].fd = fd;
@@ -138,8 +140,8 @@ static int poll_until(int fd, short events, double deadline, struct rh_cancel *c
 		}
 		rc = poll(p, (nfds_t)n, ms);
 		if (rc < 0 && errno != EINTR)
-			return rh_error_set_errno(RH_EIO, errno, "poll failed while %s (%s)",
-						  what, name);
+			return rh_error_set_errno(RH_EIO, errno, "poll failed while %s (%s)", what,
+						  name);
 		if (rc > 0 && p[0].revents)
 			return 0;
 	}
@@ -183,7 +185,8 @@ int rh_ssh_error(struct rh_ssh *s, int rc, const char *what)
 	case LIBSSH2_ERROR_DECRYPT:
 	case LIBSSH2_ERROR_INVALID_MAC:
 		s->broken = true;
-		return rh_error_set(RH_EIO, "connection to %s lost while %s (%s); run the "
+		return rh_error_set(RH_EIO,
+				    "connection to %s lost while %s (%s); run the "
 				    "command again once the host is back: transfers resume",
 				    s->name, what, msg && *msg ? msg : "no detail");
 	case LIBSSH2_ERROR_ALLOC:
@@ -217,14 +220,14 @@ static bool ssh_settle(struct rh_ssh *s, double deadline)
 
 /* Runs a libssh2 call returning int until it stops saying EAGAIN. Sets
  * `err` (an rh code) when the wait failed; otherwise `rc` is the call's. */
-#define SSH_RETRY(s, rc, err, call, what)                                          \
-	do {                                                                       \
-		(err) = 0;                                                         \
-		while (((rc) = (call)) == LIBSSH2_ERROR_EAGAIN) {                  \
-			(err) = rh_ssh_wait((s), 0, (what));                       \
-			if ((err) < 0)                                             \
-				break;                                             \
-		}                                                                  \
+#define SSH_RETRY(s, rc, err, call, what)                                                          \
+	do {                                                                                       \
+		(err) = 0;                                                                         \
+		while (((rc) = (call)) == LIBSSH2_ERROR_EAGAIN) {                                  \
+			(err) = rh_ssh_wait((s), 0, (what));                                       \
+			if ((err) < 0)                                                             \
+				break;                                                             \
+		}                                                                                  \
 	} while (0)
 
 /* ---- connecting -------------------------------------------------------- */
@@ -269,19 +272,21 @@ static int ssh_connect_socket(struct rh_ssh *s, double deadline)
 			fd = -1;
 			continue;
 		}
-		err = poll_until(fd, POLLOUT, deadline, s->cancel, s->name, "connecting",
-				 &timed_out);
+		err =
+		    poll_until(fd, POLLOUT, deadline, s->cancel, s->name, "connecting", &timed_out);
 		if (err < 0) {
 			if (timed_out)
-				rh_error_set(RH_ETIMEOUT, "cannot connect to %s: no answer within "
+				rh_error_set(RH_ETIMEOUT,
+					     "cannot connect to %s: no answer within "
 					     "the connect timeout; check the address, the port "
-					     "and any firewall", s->name);
+					     "and any firewall",
+					     s->name);
 			goto done;
 		}
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &last_errno, &len) != 0)
 			last_errno = errno;
 		if (last_errno == 0) {
-connected:
+		connected:
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			s->sock = fd;
 			fd = -1;
@@ -292,7 +297,8 @@ connected:
 	}
 	err = rh_error_set_errno(RH_EIO, last_errno ? last_errno : ECONNREFUSED,
 				 "cannot connect to %s; check that sshd runs there and the port "
-				 "is right", s->name);
+				 "is right",
+				 s->name);
 done:
 	if (fd >= 0)
 		close(fd);
@@ -345,7 +351,7 @@ static int hostkey_type_mask(int type)
 static void fingerprint_sha256(char out[64], const void *key, size_t len)
 {
 	static const char b64[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	struct rh_sha256 c;
 	uint8_t d[33];
 	size_t o = 7;
@@ -506,11 +512,11 @@ static void hostkey_pref(char *out, size_t size, const struct kh_file *kh, const
 		int mask;
 		const char *algs;
 	} types[] = {
-		{ LIBSSH2_KNOWNHOST_KEY_ED25519, "ssh-ed25519" },
-		{ LIBSSH2_KNOWNHOST_KEY_ECDSA_256, "ecdsa-sha2-nistp256" },
-		{ LIBSSH2_KNOWNHOST_KEY_ECDSA_384, "ecdsa-sha2-nistp384" },
-		{ LIBSSH2_KNOWNHOST_KEY_ECDSA_521, "ecdsa-sha2-nistp521" },
-		{ LIBSSH2_KNOWNHOST_KEY_SSHRSA, "rsa-sha2-512,rsa-sha2-256,ssh-rsa" },
+	    {LIBSSH2_KNOWNHOST_KEY_ED25519, "ssh-ed25519"},
+	    {LIBSSH2_KNOWNHOST_KEY_ECDSA_256, "ecdsa-sha2-nistp256"},
+	    {LIBSSH2_KNOWNHOST_KEY_ECDSA_384, "ecdsa-sha2-nistp384"},
+	    {LIBSSH2_KNOWNHOST_KEY_ECDSA_521, "ecdsa-sha2-nistp521"},
+	    {LIBSSH2_KNOWNHOST_KEY_SSHRSA, "rsa-sha2-512,rsa-sha2-256,ssh-rsa"},
 	};
 	bool known[sizeof(types) / sizeof(types[0])];
 	size_t o = 0;
@@ -519,7 +525,7 @@ static void hostkey_pref(char *out, size_t size, const struct kh_file *kh, const
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		int rc = libssh2_knownhost_checkp(kh->hosts, host, (int)port, "\x01", 1,
 						  LIBSSH2_KNOWNHOST_TYPE_PLAIN |
-						  LIBSSH2_KNOWNHOST_KEYENC_RAW | types[i].mask,
+						      LIBSSH2_KNOWNHOST_KEYENC_RAW | types[i].mask,
 						  NULL);
 
 		known[i] = rc == LIBSSH2_KNOWNHOST_CHECK_MISMATCH;
@@ -560,7 +566,8 @@ static int kh_append(struct kh_file *kh, struct rh_ssh *s, const char *key, size
 	kh_name(name, sizeof(name), s);
 	if (libssh2_knownhost_addc(kh->hosts, name, NULL, key, keylen, NULL, 0,
 				   LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
-				   hostkey_type_mask(keytype), &e) != 0 ||
+				       hostkey_type_mask(keytype),
+				   &e) != 0 ||
 	    libssh2_knownhost_writeline(kh->hosts, e, line, sizeof(line), &len,
 					LIBSSH2_KNOWNHOST_FILE_OPENSSH) != 0) {
 		err = rh_error_set(RH_ERROR, "cannot record the host key of %s", s->name);
@@ -607,7 +614,8 @@ static int ssh_check_host_key(struct rh_ssh *s, struct kh_file *kh, bool accept_
 	kh_name(khname, sizeof(khname), s);
 	rc = libssh2_knownhost_checkp(kh->hosts, s->host, (int)s->port, key, keylen,
 				      LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
-				      hostkey_type_mask(keytype), &found);
+					  hostkey_type_mask(keytype),
+				      &found);
 	switch (rc) {
 	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
 		break;
@@ -647,8 +655,7 @@ done:
 
 /* ---- authentication ---------------------------------------------------- */
 
-static int ssh_auth_agent(struct rh_ssh *s, double deadline, char *tried, size_t tsize,
-			  bool *ok)
+static int ssh_auth_agent(struct rh_ssh *s, double deadline, char *tried, size_t tsize, bool *ok)
 {
 	struct libssh2_agent_publickey *id = NULL;
 	struct libssh2_agent_publickey *prev = NULL;
@@ -668,8 +675,7 @@ static int ssh_auth_agent(struct rh_ssh *s, double deadline, char *tried, size_t
 	}
 	while (libssh2_agent_get_identity(agent, &id, prev) == 0) {
 		n++;
-		while ((rc = libssh2_agent_userauth(agent, s->user, id)) ==
-		       LIBSSH2_ERROR_EAGAIN) {
+		while ((rc = libssh2_agent_userauth(agent, s->user, id)) == LIBSSH2_ERROR_EAGAIN) {
 			err = rh_ssh_wait(s, deadline, "authenticating");
 			if (err < 0)
 				goto done;
@@ -703,9 +709,8 @@ static int ssh_auth_file(struct rh_ssh *s, const char *path, double deadline, ch
 		return 0;
 	}
 	while ((rc = libssh2_userauth_publickey_fromfile_ex(s->session, s->user,
-							    (unsigned)strlen(s->user), NULL,
-							    path, NULL)) ==
-	       LIBSSH2_ERROR_EAGAIN) {
+							    (unsigned)strlen(s->user), NULL, path,
+							    NULL)) == LIBSSH2_ERROR_EAGAIN) {
 		err = rh_ssh_wait(s, deadline, "authenticating");
 		if (err < 0)
 			return err;
@@ -716,9 +721,10 @@ static int ssh_auth_file(struct rh_ssh *s, const char *path, double deadline, ch
 	}
 	if (rc == LIBSSH2_ERROR_FILE || rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED) {
 		libssh2_session_last_error(s->session, &msg, NULL, 0);
-		snprintf(tried + o, tsize - o, "%s%s (cannot use it: %s; a key with a "
-			 "passphrase must be loaded into ssh-agent)", o ? ", " : "", path,
-			 msg ? msg : "unreadable");
+		snprintf(tried + o, tsize - o,
+			 "%s%s (cannot use it: %s; a key with a "
+			 "passphrase must be loaded into ssh-agent)",
+			 o ? ", " : "", path, msg ? msg : "unreadable");
 	} else if (rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED ||
 		   rc == LIBSSH2_ERROR_PUBLICKEY_UNRECOGNIZED) {
 		snprintf(tried + o, tsize - o, "%s%s (refused)", o ? ", " : "", path);
@@ -752,8 +758,10 @@ static int ssh_authenticate(struct rh_ssh *s, const struct rh_ssh_opts *opts, do
 	if (!methods)
 		goto done; /* the server let us in without any ("none") */
 	if (!strstr(methods, "publickey")) {
-		err = rh_error_set(RH_ERROR, "%s does not accept public keys (it offers: %s); "
-				   "rehydra logs in with keys only", s->name, methods);
+		err = rh_error_set(RH_ERROR,
+				   "%s does not accept public keys (it offers: %s); "
+				   "rehydra logs in with keys only",
+				   s->name, methods);
 		goto done;
 	}
 	if (!opts->no_agent && getenv("SSH_AUTH_SOCK")) {
@@ -778,7 +786,8 @@ static int ssh_authenticate(struct rh_ssh *s, const struct rh_ssh_opts *opts, do
 check:
 	if (err < 0 || ok)
 		goto done;
-	err = rh_error_set(RH_ERROR, "permission denied for %s (publickey): tried %s; add your "
+	err = rh_error_set(RH_ERROR,
+			   "permission denied for %s (publickey): tried %s; add your "
 			   "public key to ~/.ssh/authorized_keys of %s on the host, load the "
 			   "right key into ssh-agent or name it with the identity file option",
 			   s->name, tried[0] ? tried : "no key", s->user);
@@ -853,8 +862,7 @@ int rh_ssh_connect(struct rh_ssh **out, const char *host, unsigned port,
 			user = getenv("USER");
 	}
 	if (!user || !*user) {
-		err = rh_error_set(RH_EINVAL, "ssh: no user name for %s; put one in the URL",
-				   host);
+		err = rh_error_set(RH_EINVAL, "ssh: no user name for %s; put one in the URL", host);
 		goto done;
 	}
 	s = calloc(1, sizeof(*s));
@@ -869,14 +877,14 @@ int rh_ssh_connect(struct rh_ssh **out, const char *host, unsigned port,
 	s->host = strdup(host);
 	s->user = strdup(user);
 	if (!s->host || !s->user ||
-	    asprintf(&s->name, strchr(host, ':') ? "%s@[%s]:%u" : "%s@%s:%u", user, host,
-		     port) < 0) {
+	    asprintf(&s->name, strchr(host, ':') ? "%s@[%s]:%u" : "%s@%s:%u", user, host, port) <
+		0) {
 		s->name = NULL;
 		err = rh_error_set(RH_ENOMEM, "out of memory connecting to %s", host);
 		goto done;
 	}
-	deadline = rh_clock_mono() + (opts->connect_timeout_s > 0 ? opts->connect_timeout_s
-								  : SSH_CONNECT_TIMEOUT_S);
+	deadline = rh_clock_mono() +
+		   (opts->connect_timeout_s > 0 ? opts->connect_timeout_s : SSH_CONNECT_TIMEOUT_S);
 	err = ssh_connect_socket(s, deadline);
 	if (err < 0)
 		goto done;
@@ -983,8 +991,10 @@ int rh_ssh_sftp(struct _LIBSSH2_SFTP **out, struct rh_ssh *s)
 			err = rh_ssh_error(s, libssh2_session_last_errno(s->session),
 					   "starting sftp");
 			if (err != RH_ENOMEM && !s->broken)
-				rh_error_set(RH_EIO, "%s has no sftp subsystem; enable \"Subsystem "
-					     "sftp\" in its sshd_config", s->name);
+				rh_error_set(RH_EIO,
+					     "%s has no sftp subsystem; enable \"Subsystem "
+					     "sftp\" in its sshd_config",
+					     s->name);
 			goto done;
 		}
 		err = rh_ssh_wait(s, 0, "starting sftp");
@@ -1034,8 +1044,8 @@ static int xchan_read(struct rh_ssh *s, uint8_t *buf, size_t len, const char *wh
 			return rh_ssh_error(s, (int)n, what);
 		if (n == 0) {
 			s->broken = true;
-			return rh_error_set(RH_EIO, "%s closed the sftp channel while %s",
-					    s->name, what);
+			return rh_error_set(RH_EIO, "%s closed the sftp channel while %s", s->name,
+					    what);
 		}
 		buf += n;
 		len -= (size_t)n;
@@ -1091,7 +1101,7 @@ static int xchan_packet(struct rh_ssh *s, uint8_t **out, size_t *len, const char
 static int xchan_open(struct rh_ssh *s)
 {
 	static const char what[] = "starting an sftp channel";
-	uint8_t init[9] = { 0, 0, 0, 5, SFTP_INIT, 0, 0, 0, 3 };
+	uint8_t init[9] = {0, 0, 0, 5, SFTP_INIT, 0, 0, 0, 3};
 	uint8_t *pkt = NULL;
 	size_t len = 0;
 	size_t off;
@@ -1212,8 +1222,8 @@ static int ssh_posix_rename(struct rh_ssh *s, const char *from, const char *to)
 		goto done;
 	if (reply[0] != SFTP_STATUS || rlen < 9 || get_u32(reply + 1) != id) {
 		s->broken = true;
-		err = rh_error_set(RH_EIO, "%s answered a rename with an unexpected packet",
-				   s->name);
+		err =
+		    rh_error_set(RH_EIO, "%s answered a rename with an unexpected packet", s->name);
 		goto done;
 	}
 	if (get_u32(reply + 5) != LIBSSH2_FX_OK) {
@@ -1221,8 +1231,8 @@ static int ssh_posix_rename(struct rh_ssh *s, const char *from, const char *to)
 
 		err = rh_error_set(RH_EIO, "cannot rename %s to %s on %s: %s", from, to, s->name,
 				   code == LIBSSH2_FX_PERMISSION_DENIED ? "permission denied"
-				   : code == LIBSSH2_FX_NO_SUCH_FILE ? "no such file"
-				   : "the server refused");
+				   : code == LIBSSH2_FX_NO_SUCH_FILE	? "no such file"
+									: "the server refused");
 	}
 done:
 	free(pkt);
@@ -1249,17 +1259,17 @@ int rh_ssh_sftp_rename(struct rh_ssh *s, const char *from, const char *to)
 		  "replacing a file");
 	if (err < 0)
 		return err;
-	SSH_RETRY(s, rc, err, libssh2_sftp_rename_ex(sftp, from, (unsigned)strlen(from), to,
-						     (unsigned)strlen(to),
-						     LIBSSH2_SFTP_RENAME_OVERWRITE |
-						     LIBSSH2_SFTP_RENAME_ATOMIC |
-						     LIBSSH2_SFTP_RENAME_NATIVE),
-		  "renaming a file");
+	SSH_RETRY(
+	    s, rc, err,
+	    libssh2_sftp_rename_ex(sftp, from, (unsigned)strlen(from), to, (unsigned)strlen(to),
+				   LIBSSH2_SFTP_RENAME_OVERWRITE | LIBSSH2_SFTP_RENAME_ATOMIC |
+				       LIBSSH2_SFTP_RENAME_NATIVE),
+	    "renaming a file");
 	if (err < 0)
 		return err;
 	if (rc != 0)
-		return rh_error_set(RH_EIO, "cannot rename %s to %s on %s (sftp status %lu)",
-				    from, to, s->name, libssh2_sftp_last_error(sftp));
+		return rh_error_set(RH_EIO, "cannot rename %s to %s on %s (sftp status %lu)", from,
+				    to, s->name, libssh2_sftp_last_error(sftp));
 	return 0;
 }
 
@@ -1407,8 +1417,8 @@ int rh_ssh_exec(struct rh_ssh *s, const char *const argv[], const struct rh_ssh_
 			}
 		}
 		for (int stream = 0; stream < 2; stream++) {
-			n = libssh2_channel_read_ex(ch, stream ? SSH_EXTENDED_DATA_STDERR : 0,
-						    buf, sizeof(buf));
+			n = libssh2_channel_read_ex(ch, stream ? SSH_EXTENDED_DATA_STDERR : 0, buf,
+						    sizeof(buf));
 			if (n > 0) {
 				progress = true;
 				err = stream ? keep_output(&res->err, &res->err_len, max, buf,

@@ -37,17 +37,20 @@ struct _LIBSSH2_SFTP;
 
 struct rh_ssh_opts {
 	unsigned version;
-	const char *user;          /* NULL: the local user name */
+	const char *user;	   /* NULL: the local user name */
 	const char *known_hosts;   /* NULL: ~/.ssh/known_hosts */
 	bool accept_new_host_key;  /* trust an unknown key and record it (never a changed one) */
 	const char *identity_file; /* NULL: ~/.ssh/id_ed25519, then ~/.ssh/id_rsa */
-	bool no_agent;             /* skip ssh-agent even when SSH_AUTH_SOCK is set */
+	bool no_agent;		   /* skip ssh-agent even when SSH_AUTH_SOCK is set */
 	double connect_timeout_s;  /* 0: 15 s, covering connect, handshake and auth */
-	double io_timeout_s;       /* 0: 60 s without progress on any one request */
+	double io_timeout_s;	   /* 0: 60 s without progress on any one request */
 	struct rh_cancel *cancel;  /* may be NULL; borrowed for the connection's life */
 };
 #define RH_SSH_OPTS_VERSION 1
-#define RH_SSH_OPTS_INIT { RH_SSH_OPTS_VERSION, NULL, NULL, false, NULL, false, 0, 0, NULL }
+#define RH_SSH_OPTS_INIT                                                                           \
+	{                                                                                          \
+		RH_SSH_OPTS_VERSION, NULL, NULL, false, NULL, false, 0, 0, NULL                    \
+	}
 
 /* Connects and authenticates. Errors: RH_ETIMEOUT, RH_ECANCELLED, RH_EIO
  * (cannot connect, connection lost), RH_EVERIFY (host key unknown or
@@ -109,20 +112,23 @@ struct rh_ssh_exec_opts {
 	unsigned version;
 	const void *stdin_data; /* may be NULL: stdin is closed at once */
 	size_t stdin_len;
-	double timeout_s;       /* 0: 300 s for the whole command */
-	size_t max_output;      /* per stream kept; 0: 1 MiB; the rest is read and dropped */
+	double timeout_s;  /* 0: 300 s for the whole command */
+	size_t max_output; /* per stream kept; 0: 1 MiB; the rest is read and dropped */
 };
 #define RH_SSH_EXEC_OPTS_VERSION 1
-#define RH_SSH_EXEC_OPTS_INIT { RH_SSH_EXEC_OPTS_VERSION, NULL, 0, 0, 0 }
+#define RH_SSH_EXEC_OPTS_INIT                                                                      \
+	{                                                                                          \
+		RH_SSH_EXEC_OPTS_VERSION, NULL, 0, 0, 0                                            \
+	}
 
 struct rh_ssh_exec_result {
 	int exit_status;   /* the command's status; -1 if none (killed by a signal) */
 	char *exit_signal; /* new: "TERM", "KILL" ... or NULL */
-	char *out;         /* new, NUL-terminated; the first max_output bytes of stdout */
+	char *out;	   /* new, NUL-terminated; the first max_output bytes of stdout */
 	size_t out_len;
-	char *err;         /* new, NUL-terminated; stderr likewise */
+	char *err; /* new, NUL-terminated; stderr likewise */
 	size_t err_len;
-	bool truncated;    /* a stream had more than max_output bytes */
+	bool truncated; /* a stream had more than max_output bytes */
 };
 
 /* Runs argv on the server (quoted with rh_ssh_quote_argv; the server hands

@@ -50,8 +50,8 @@ static void *linked_watch(void *arg)
 
 	for (;;) {
 		struct pollfd pfd[2] = {
-			{ .fd = rh_cancel_fd(&lc->stop), .events = POLLIN },
-			{ .fd = rh_cancel_fd(lc->parent), .events = POLLIN },
+		    {.fd = rh_cancel_fd(&lc->stop), .events = POLLIN},
+		    {.fd = rh_cancel_fd(lc->parent), .events = POLLIN},
 		};
 
 		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
@@ -109,11 +109,11 @@ struct sync_run {
 	size_t n_pending;
 
 	pthread_mutex_t lock; /* everything below */
-	size_t next;          /* the next pending entry to hand out */
+	size_t next;	      /* the next pending entry to hand out */
 	struct rh_sync_stats st;
-	int err;              /* the first failure */
+	int err; /* the first failure */
 	char *err_msg;
-	uint64_t moved;       /* payload bytes moved so far (progress) */
+	uint64_t moved; /* payload bytes moved so far (progress) */
 	double t0;
 	double last_report;
 	double sample_t[SYNC_RATE_WINDOW];
@@ -142,8 +142,8 @@ static void sync_report(struct sync_run *run, bool force)
 	if (p.done > p.total)
 		p.done = p.total;
 	if (now - run->sample_t[oldest] > 0.05)
-		p.rate = (double)(run->moved - run->sample_b[oldest]) /
-			 (now - run->sample_t[oldest]);
+		p.rate =
+		    (double)(run->moved - run->sample_b[oldest]) / (now - run->sample_t[oldest]);
 	else
 		p.rate = now > run->t0 ? (double)run->moved / (now - run->t0) : 0;
 	p.eta_s = p.rate > 0 ? (double)(p.total - p.done) / p.rate : (p.done == p.total ? 0 : -1);
@@ -192,7 +192,7 @@ static void *sync_worker(void *arg)
 	const struct rh_model_version *v = run->v;
 
 	for (;;) {
-		struct rh_put_stats ps = { 0 };
+		struct rh_put_stats ps = {0};
 		struct rh_source *src = NULL;
 		const struct rh_manifest_file *mf;
 		size_t idx;
@@ -274,7 +274,8 @@ static int sync_plan(struct sync_run *run)
 		}
 	}
 	if (err == 0 && run->n_pending > 1)
-		qsort_r(run->pending, run->n_pending, sizeof(*run->pending), cmp_size_desc, (void *)v);
+		qsort_r(run->pending, run->n_pending, sizeof(*run->pending), cmp_size_desc,
+			(void *)v);
 	return err;
 }
 
@@ -323,7 +324,7 @@ static int sync_put_all(struct sync_run *run)
 static int sync_finish(struct sync_run *run)
 {
 	const struct rh_model_version *v = run->v;
-	struct rh_put_stats ps = { 0 };
+	struct rh_put_stats ps = {0};
 	struct rh_source src;
 	bool present = false;
 	int err;
@@ -331,8 +332,8 @@ static int sync_finish(struct sync_run *run)
 	if (rh_cancel_is_fired(&run->cancel.token))
 		return rh_error_set(RH_ECANCELLED, "cancelled syncing %s %s to %s", v->name,
 				    v->version, run->sink->url);
-	err = run->sink->ops->has(run->sink, "manifest.json", v->manifest_len,
-				  v->manifest_sha256, &present);
+	err = run->sink->ops->has(run->sink, "manifest.json", v->manifest_len, v->manifest_sha256,
+				  &present);
 	if (err == 0 && !present) {
 		rh_source_mem_init(&src, v->manifest_text, v->manifest_len, "manifest.json");
 		err = run->sink->ops->put(run->sink, "manifest.json", v->manifest_len,
@@ -345,8 +346,7 @@ static int sync_finish(struct sync_run *run)
 	}
 	err = run->sink->ops->commit(run->sink);
 	if (err < 0)
-		rh_error_prefix(err, "committing %s %s to %s", v->name, v->version,
-				run->sink->url);
+		rh_error_prefix(err, "committing %s %s to %s", v->name, v->version, run->sink->url);
 	return err;
 }
 
@@ -354,7 +354,7 @@ int rh_sync_run(struct rh_registry *r, const struct rh_model_version *v, struct 
 		const struct rh_sync_opts *opts, struct rh_sync_stats *stats)
 {
 	static const struct rh_sync_opts defaults = RH_SYNC_OPTS_INIT;
-	struct sync_run run = { .r = r, .v = v, .sink = sink, .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct sync_run run = {.r = r, .v = v, .sink = sink, .lock = PTHREAD_MUTEX_INITIALIZER};
 	struct rh_cancel *saved_cancel = sink->cancel;
 	void (*saved_progress)(void *, uint64_t) = sink->progress;
 	void *saved_user = sink->progress_user;
@@ -370,9 +370,9 @@ int rh_sync_run(struct rh_registry *r, const struct rh_model_version *v, struct 
 		goto done;
 	}
 	if (!sink->ops || sink->ops->version != RH_SINK_OPS_VERSION) {
-		err = rh_error_set(RH_EINVAL, "sink %s implements ops version %u, not %u",
-				   sink->url, sink->ops ? sink->ops->version : 0,
-				   RH_SINK_OPS_VERSION);
+		err =
+		    rh_error_set(RH_EINVAL, "sink %s implements ops version %u, not %u", sink->url,
+				 sink->ops ? sink->ops->version : 0, RH_SINK_OPS_VERSION);
 		goto done;
 	}
 	err = linked_init(&run.cancel, run.opts->cancel);
@@ -406,7 +406,7 @@ done:
 		linked_clear(&run.cancel);
 	run.st.seconds = rh_clock_mono() - run.t0;
 	run.st.throughput_mib_s =
-		run.st.seconds > 0 ? (double)run.st.bytes_sent / SYNC_MIB / run.st.seconds : 0;
+	    run.st.seconds > 0 ? (double)run.st.bytes_sent / SYNC_MIB / run.st.seconds : 0;
 	if (stats)
 		*stats = run.st;
 	free(run.pending);
@@ -424,9 +424,9 @@ struct verify_run {
 	pthread_mutex_t lock;
 	size_t next;
 	size_t bad;
-	int fatal;          /* an error that is not a bad file: stop */
+	int fatal; /* an error that is not a bad file: stop */
 	char *fatal_msg;
-	size_t first_bad;   /* the lowest bad index, for a stable message */
+	size_t first_bad; /* the lowest bad index, for a stable message */
 	char *first_msg;
 };
 
@@ -436,7 +436,7 @@ static int verify_one(struct verify_run *vr, size_t idx, uint8_t *buf)
 {
 	const struct rh_manifest_file *mf = &vr->v->files[idx];
 	struct rh_source *src = NULL;
-	struct rh_sha256 c = { 0 };
+	struct rh_sha256 c = {0};
 	uint8_t d[32];
 	char hex[65];
 	uint64_t off = 0;
@@ -452,8 +452,7 @@ static int verify_one(struct verify_run *vr, size_t idx, uint8_t *buf)
 		long n;
 
 		if (vr->cancel && rh_cancel_is_fired(vr->cancel)) {
-			err = rh_error_set(RH_ECANCELLED, "cancelled while verifying %s",
-					   mf->path);
+			err = rh_error_set(RH_ECANCELLED, "cancelled while verifying %s", mf->path);
 			goto done;
 		}
 		n = src->read_at(src->user, off, buf, VERIFY_CHUNK);
@@ -477,8 +476,10 @@ static int verify_one(struct verify_run *vr, size_t idx, uint8_t *buf)
 	rh_sha256_final(&c, d);
 	rh_sha256_hex(hex, d);
 	if (strcmp(hex, mf->sha256) != 0)
-		err = rh_error_set(RH_EVERIFY, "%s: sha256 mismatch: the manifest says %s, the "
-				   "registry holds %s", mf->path, mf->sha256, hex);
+		err = rh_error_set(RH_EVERIFY,
+				   "%s: sha256 mismatch: the manifest says %s, the "
+				   "registry holds %s",
+				   mf->path, mf->sha256, hex);
 done:
 	rh_sha256_free(&c);
 	rh_registry_source_free(src);
@@ -540,8 +541,8 @@ static void *verify_worker(void *arg)
 int rh_sync_verify(struct rh_registry *r, const struct rh_model_version *v,
 		   struct rh_cancel *cancel, size_t *bad)
 {
-	struct verify_run vr = { .r = r, .v = v, .cancel = cancel,
-				 .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct verify_run vr = {
+	    .r = r, .v = v, .cancel = cancel, .lock = PTHREAD_MUTEX_INITIALIZER};
 	pthread_t tids[VERIFY_MAX_THREADS];
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	size_t n = cpus > 0 ? (size_t)cpus : 1;

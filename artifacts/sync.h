@@ -19,30 +19,33 @@
 struct rh_cancel;
 
 struct rh_sync_progress {
-	uint64_t done;   /* payload bytes moved or skipped so far */
-	uint64_t total;  /* bytes of the whole version */
-	double rate;     /* bytes/s of payload moved, recent */
-	double eta_s;    /* seconds left at that rate, -1 unknown */
+	uint64_t done;	/* payload bytes moved or skipped so far */
+	uint64_t total; /* bytes of the whole version */
+	double rate;	/* bytes/s of payload moved, recent */
+	double eta_s;	/* seconds left at that rate, -1 unknown */
 };
 
 struct rh_sync_opts {
 	unsigned version;
-	unsigned parallel;        /* files in flight; 0 = the sink's max_parallel */
+	unsigned parallel;	  /* files in flight; 0 = the sink's max_parallel */
 	struct rh_cancel *cancel; /* may be NULL */
 	/* At most ~5 times a second, from one thread at a time; may be NULL. */
 	void (*progress)(void *user, const struct rh_sync_progress *p);
 	void *progress_user;
 };
 #define RH_SYNC_OPTS_VERSION 1
-#define RH_SYNC_OPTS_INIT { RH_SYNC_OPTS_VERSION, 0, NULL, NULL, NULL }
+#define RH_SYNC_OPTS_INIT                                                                          \
+	{                                                                                          \
+		RH_SYNC_OPTS_VERSION, 0, NULL, NULL, NULL                                          \
+	}
 
 struct rh_sync_stats {
-	uint64_t files;          /* manifest files (manifest.json not counted) */
+	uint64_t files; /* manifest files (manifest.json not counted) */
 	uint64_t files_sent;
 	uint64_t files_skipped;
-	uint64_t bytes_sent;     /* payload actually transferred */
-	uint64_t bytes_skipped;  /* already at the target */
-	uint64_t bytes_resumed;  /* kept from partials of an earlier, cut-off run */
+	uint64_t bytes_sent;	/* payload actually transferred */
+	uint64_t bytes_skipped; /* already at the target */
+	uint64_t bytes_resumed; /* kept from partials of an earlier, cut-off run */
 	double seconds;
 	double throughput_mib_s; /* bytes_sent / seconds */
 };

@@ -97,8 +97,8 @@ struct engine {
 	bool failing;	  /* a main-phase step failed for good */
 	bool interrupted; /* rh_engine_interrupt during the main phase */
 	bool aborted;
-	unsigned running; /* attempt threads not yet joined */
-	unsigned cap;	  /* the runbook's max_parallel */
+	unsigned running;	       /* attempt threads not yet joined */
+	unsigned cap;		       /* the runbook's max_parallel */
 	double grace_s;		       /* RH_ABANDON_GRACE_S unless the options say otherwise */
 	struct engine *next_abandoned; /* see engine_graveyard */
 };

@@ -71,34 +71,34 @@ enum rh_verdict {
 struct rh_step_result {
 	enum rh_step_status status;
 	unsigned attempts;
-	double start_s;   /* since T0, first attempt; -1 if never started */
-	double end_s;     /* since T0; -1 if never finished */
+	double start_s;	  /* since T0, first attempt; -1 if never started */
+	double end_s;	  /* since T0; -1 if never finished */
 	json_t *outputs;  /* owned object (empty when none) */
-	char *error;      /* owned; last attempt's reason, NULL when ok */
+	char *error;	  /* owned; last attempt's reason, NULL when ok */
 	char *log_prefix; /* owned; "<drill dir>/steps/<id>" */
 };
 
 struct rh_drill {
-	struct rh_runbook *rb;      /* borrowed */
-	char id[96];                /* "20261121T043318Z-<name>-<6 hex>" */
-	char *state_dir;            /* owned */
-	char *dir;                  /* owned: <state_dir>/drills/<id> */
+	struct rh_runbook *rb; /* borrowed */
+	char id[96];	       /* "20261121T043318Z-<name>-<6 hex>" */
+	char *state_dir;       /* owned */
+	char *dir;	       /* owned: <state_dir>/drills/<id> */
 	struct timespec t0_wall;
 	double t0_mono;
 
-	struct rh_step_result *results; /* n_steps, owned */
-	json_t *scope;              /* owned: interpolation namespaces */
+	struct rh_step_result *results;	  /* n_steps, owned */
+	json_t *scope;			  /* owned: interpolation namespaces */
 	struct rh_provider_ctx *provider; /* owned; NULL for runbooks without target */
 
 	enum rh_verdict verdict;
 	bool restored;
-	double rto_s;               /* valid when restored */
-	long rto_step;              /* index of the step that set the RTO, -1 */
-	size_t *critical_path;      /* owned, n_critical step indices, first to last */
+	double rto_s;	       /* valid when restored */
+	long rto_step;	       /* index of the step that set the RTO, -1 */
+	size_t *critical_path; /* owned, n_critical step indices, first to last */
 	size_t n_critical;
 	double overhead_s;
-	bool final_phase_failed;    /* a teardown/always step did not succeed */
-	bool teardown_incomplete;   /* a teardown step ran and failed: resources may remain */
+	bool final_phase_failed;  /* a teardown/always step did not succeed */
+	bool teardown_incomplete; /* a teardown step ran and failed: resources may remain */
 
 	/* Pre-flight (preflight.h): seconds before T0, not part of the RTO;
 	 * -1 when none ran. `preflight` (owned, may be NULL) the checks;
@@ -122,21 +122,21 @@ struct rh_drill {
 };
 
 enum rh_event_kind {
-	RH_EVENT_STEP_START,   /* an attempt started */
-	RH_EVENT_STEP_RETRY,   /* an attempt failed; next in `delay_s` */
-	RH_EVENT_STEP_END,     /* final status known */
+	RH_EVENT_STEP_START, /* an attempt started */
+	RH_EVENT_STEP_RETRY, /* an attempt failed; next in `delay_s` */
+	RH_EVENT_STEP_END,   /* final status known */
 	RH_EVENT_STEP_PROGRESS,
 	RH_EVENT_INTERRUPTED,
-	RH_EVENT_STEP_QUEUED,  /* ready, but max_parallel steps run: it waits */
+	RH_EVENT_STEP_QUEUED, /* ready, but max_parallel steps run: it waits */
 };
 
 struct rh_event {
 	enum rh_event_kind kind;
-	size_t step;            /* index */
+	size_t step; /* index */
 	unsigned attempt;
-	double at_s;            /* since T0 */
-	double delay_s;         /* RETRY */
-	const char *text;       /* RETRY/END: reason; PROGRESS: text */
+	double at_s;	  /* since T0 */
+	double delay_s;	  /* RETRY */
+	const char *text; /* RETRY/END: reason; PROGRESS: text */
 };
 
 struct rh_engine_opts {
@@ -150,7 +150,10 @@ struct rh_engine_opts {
 	double abandon_grace_s;
 };
 #define RH_ENGINE_OPTS_VERSION 2
-#define RH_ENGINE_OPTS_INIT { RH_ENGINE_OPTS_VERSION, NULL, NULL, 0 }
+#define RH_ENGINE_OPTS_INIT                                                                        \
+	{                                                                                          \
+		RH_ENGINE_OPTS_VERSION, NULL, NULL, 0                                              \
+	}
 
 /* Prepares a drill of `rb`: creates <state_dir>/drills/<id>/ (0700) with a
  * steps/ subdirectory and the scope (runbook, vars, env (allowed names only),

@@ -62,9 +62,11 @@ static int scan(const char *in, int (*fn)(const char *ref, size_t n, void *user)
 			q++;
 		/* "${a.b ${c.d}": the first one was never closed. */
 		if (!*q || (strstr(start, "${") && strstr(start, "${") < q)) {
-			err = rh_error_set(RH_EINVAL, "unclosed '${' in \"%.60s\": close the "
+			err = rh_error_set(RH_EINVAL,
+					   "unclosed '${' in \"%.60s\": close the "
 					   "reference with '}' or write '$${' for a literal "
-					   "'${'", p);
+					   "'${'",
+					   p);
 			goto done;
 		}
 		if (q == start) {
@@ -75,16 +77,18 @@ static int scan(const char *in, int (*fn)(const char *ref, size_t n, void *user)
 		}
 		for (const char *c = start; c < q; c++) {
 			if (!ref_char(*c)) {
-				err = rh_error_set(RH_EINVAL, "invalid character '%c' in "
+				err = rh_error_set(RH_EINVAL,
+						   "invalid character '%c' in "
 						   "reference '${%.*s}': references use letters, "
-						   "digits, '_', '-' and '.'", *c,
-						   (int)(q - start), start);
+						   "digits, '_', '-' and '.'",
+						   *c, (int)(q - start), start);
 				goto done;
 			}
 			if (*c == '.' && (c == start || c + 1 == q || c[1] == '.')) {
 				err = rh_error_set(RH_EINVAL,
 						   "malformed reference '${%.*s}': a name between "
-						   "dots is empty", (int)(q - start), start);
+						   "dots is empty",
+						   (int)(q - start), start);
 				goto done;
 			}
 		}
@@ -125,7 +129,7 @@ static int foreach_one(const char *ref, size_t n, void *user)
 
 int rh_interp_foreach_ref(const char *in, int (*fn)(const char *ref, void *user), void *user)
 {
-	struct foreach_ctx c = { fn, user, NULL, 0 };
+	struct foreach_ctx c = {fn, user, NULL, 0};
 	int err = scan(in, foreach_one, NULL, &c);
 
 	free(c.buf);
@@ -175,14 +179,17 @@ static _Thread_local size_t *expand_budget; /* bytes left for this expand_json *
 static int out_add(struct expand_ctx *c, const char *s, size_t n)
 {
 	if (c->out.len + n > RH_INTERP_MAX_TEXT)
-		return rh_error_set(RH_EINVAL, "the expanded text would exceed %u MiB: a ${...} "
+		return rh_error_set(RH_EINVAL,
+				    "the expanded text would exceed %u MiB: a ${...} "
 				    "reference is far larger than a runbook value needs",
 				    RH_INTERP_MAX_TEXT >> 20);
 	if (expand_budget) {
 		if (n > *expand_budget)
-			return rh_error_set(RH_EINVAL, "the expanded step would exceed %u MiB: "
+			return rh_error_set(RH_EINVAL,
+					    "the expanded step would exceed %u MiB: "
 					    "its ${...} references are far larger than a runbook "
-					    "needs", RH_INTERP_MAX_TOTAL >> 20);
+					    "needs",
+					    RH_INTERP_MAX_TOTAL >> 20);
 		*expand_budget -= n;
 	}
 	return rh_strbuf_add(&c->out, s, n);
@@ -228,10 +235,14 @@ static int put_real(struct rh_strbuf *b, double d)
 static const char *kind_name(const json_t *v)
 {
 	switch (json_typeof(v)) {
-	case JSON_OBJECT: return "an object";
-	case JSON_ARRAY: return "an array";
-	case JSON_NULL: return "null";
-	default: return "a value";
+	case JSON_OBJECT:
+		return "an object";
+	case JSON_ARRAY:
+		return "an array";
+	case JSON_NULL:
+		return "null";
+	default:
+		return "a value";
 	}
 }
 
@@ -250,8 +261,10 @@ static int expand_ref(const char *ref, size_t n, void *user)
 	snprintf(name, sizeof(name), "%s", tmp);
 	free(tmp);
 	if (!v)
-		return rh_error_set(RH_ENOTFOUND, "unknown reference '${%s}': nothing by that name "
-				    "is known at this point", name);
+		return rh_error_set(RH_ENOTFOUND,
+				    "unknown reference '${%s}': nothing by that name "
+				    "is known at this point",
+				    name);
 	switch (json_typeof(v)) {
 	case JSON_STRING:
 		return out_add(c, json_string_value(v), json_string_length(v));
@@ -265,14 +278,16 @@ static int expand_ref(const char *ref, size_t n, void *user)
 	case JSON_FALSE:
 		return rh_strbuf_add(&c->out, "false", 5);
 	default:
-		return rh_error_set(RH_EINVAL, "reference '${%s}' is %s, not a string, number or "
-				    "boolean: refer to one of its fields", name, kind_name(v));
+		return rh_error_set(RH_EINVAL,
+				    "reference '${%s}' is %s, not a string, number or "
+				    "boolean: refer to one of its fields",
+				    name, kind_name(v));
 	}
 }
 
 int rh_interp_expand(char **out, const char *in, const json_t *scope)
 {
-	struct expand_ctx c = { scope, RH_STRBUF_INIT };
+	struct expand_ctx c = {scope, RH_STRBUF_INIT};
 	int err;
 
 	*out = NULL;
@@ -323,7 +338,8 @@ static int expand_json_at(json_t **out, const json_t *in, const json_t *scope, c
 		res = json_object();
 		if (!res)
 			goto nomem;
-		json_object_foreach((json_t *)in, key, item) {
+		json_object_foreach((json_t *)in, key, item)
+		{
 			json_t *x;
 
 			child = rh_pointer_join(path, key);
@@ -343,7 +359,8 @@ static int expand_json_at(json_t **out, const json_t *in, const json_t *scope, c
 		res = json_array();
 		if (!res)
 			goto nomem;
-		json_array_foreach(in, i, item) {
+		json_array_foreach(in, i, item)
+		{
 			json_t *x;
 
 			child = rh_pointer_join_index(path, i);

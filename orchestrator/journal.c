@@ -50,7 +50,7 @@
 #define HASH_MEMBER_LEN (9 + 64 + 1)
 
 static const char zero_hash[65] =
-	"0000000000000000000000000000000000000000000000000000000000000000";
+    "0000000000000000000000000000000000000000000000000000000000000000";
 
 struct rh_journal {
 	char *path;
@@ -93,7 +93,7 @@ static void fsync_dir(const char *dir)
 
 struct line_reader {
 	int fd;
-	off_t off;     /* file offset of buf[0] + end: where the next read starts */
+	off_t off; /* file offset of buf[0] + end: where the next read starts */
 	char *buf;
 	size_t cap, beg, end;
 	bool eof;
@@ -284,12 +284,11 @@ struct view {
 struct sel {
 	char *key;
 	size_t klen;
-	bool whole;        /* keep the whole value */
-	bool each;         /* an array: apply kids to each element */
+	bool whole; /* keep the whole value */
+	bool each;  /* an array: apply kids to each element */
 	struct sel *kids;
 	size_t n;
 };
-
 
 struct scan {
 	const char *p, *end;
@@ -402,8 +401,8 @@ static bool scan_string(struct scan *s, struct span *raw, bool *plain)
 				break;
 			if (*s->p == 'u') {
 				for (int i = 1; i <= 4; i++)
-					if (s->p + i >= s->end || !strchr("0123456789abcdefABCDEF",
-									  s->p[i]) || !s->p[i])
+					if (s->p + i >= s->end ||
+					    !strchr("0123456789abcdefABCDEF", s->p[i]) || !s->p[i])
 						return scan_fail(s, "bad \\u escape");
 				s->p += 5;
 			} else if (strchr("\"\\/bfnrt", *s->p) && *s->p) {
@@ -520,12 +519,20 @@ static bool scan_value(struct scan *s, int depth)
 	if (s->p >= s->end)
 		return scan_fail(s, "unexpected end of line");
 	switch (*s->p) {
-	case '{': s->p++; return scan_container(s, depth, true);
-	case '[': s->p++; return scan_container(s, depth, false);
-	case '"': return scan_string(s, &str, &flag);
-	case 't': return scan_literal(s, "true");
-	case 'f': return scan_literal(s, "false");
-	case 'n': return scan_literal(s, "null");
+	case '{':
+		s->p++;
+		return scan_container(s, depth, true);
+	case '[':
+		s->p++;
+		return scan_container(s, depth, false);
+	case '"':
+		return scan_string(s, &str, &flag);
+	case 't':
+		return scan_literal(s, "true");
+	case 'f':
+		return scan_literal(s, "false");
+	case 'n':
+		return scan_literal(s, "null");
 	default:
 		if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))
 			return scan_number(s, &flag);
@@ -547,9 +554,9 @@ static bool span_is_hex64(const struct span *sp)
 static bool scan_entry(struct view *v, const char *line, size_t len, const struct sel *pick,
 		       char *why, size_t wsz)
 {
-	struct scan s = { line, line + len, NULL };
-	static const char *const names[] = { "at", "hash", "kind", "prev", "seq", "record" };
-	bool seen[6] = { false };
+	struct scan s = {line, line + len, NULL};
+	static const char *const names[] = {"at", "hash", "kind", "prev", "seq", "record"};
+	bool seen[6] = {false};
 
 	memset(v, 0, sizeof(*v));
 	scan_ws(&s);
@@ -563,7 +570,7 @@ static bool scan_entry(struct view *v, const char *line, size_t len, const struc
 		s.p++;
 	else
 		for (;;) {
-			struct span key, val = { NULL, 0 };
+			struct span key, val = {NULL, 0};
 			bool plain = true, integer = false;
 			const char *vstart;
 			int k;
@@ -610,18 +617,29 @@ static bool scan_entry(struct view *v, const char *line, size_t len, const struc
 					v->record_is_object = *vstart == '{';
 			}
 			switch (k) {
-			case 0: v->at = val; break;
-			case 1: v->hash = val; break;
-			case 2: v->kind = val; break;
-			case 3: v->prev = val; break;
+			case 0:
+				v->at = val;
+				break;
+			case 1:
+				v->hash = val;
+				break;
+			case 2:
+				v->kind = val;
+				break;
+			case 3:
+				v->prev = val;
+				break;
 			case 4:
 				if (integer && val.n <= 19) {
 					v->seq = val;
 					v->seqno = strtoull(val.p, NULL, 10);
 				}
 				break;
-			case 5: v->has_record = true; break;
-			default: break;
+			case 5:
+				v->has_record = true;
+				break;
+			default:
+				break;
 			}
 			scan_ws(&s);
 			if (s.p < s.end && *s.p == ',') {
@@ -721,11 +739,21 @@ static char *unescape(const struct span *raw, size_t *len)
 		}
 		p++;
 		switch (*p++) {
-		case 'b': *w++ = '\b'; break;
-		case 'f': *w++ = '\f'; break;
-		case 'n': *w++ = '\n'; break;
-		case 'r': *w++ = '\r'; break;
-		case 't': *w++ = '\t'; break;
+		case 'b':
+			*w++ = '\b';
+			break;
+		case 'f':
+			*w++ = '\f';
+			break;
+		case 'n':
+			*w++ = '\n';
+			break;
+		case 'r':
+			*w++ = '\r';
+			break;
+		case 't':
+			*w++ = '\t';
+			break;
 		case 'u': {
 			uint32_t cp = hex4(p);
 
@@ -744,7 +772,9 @@ static char *unescape(const struct span *raw, size_t *len)
 			utf8_put(&w, cp);
 			break;
 		}
-		default: *w++ = p[-1]; break; /* " \\ / */
+		default:
+			*w++ = p[-1];
+			break; /* " \\ / */
 		}
 	}
 	*w = '\0';
@@ -1028,14 +1058,18 @@ static json_t *build_value(struct scan *s, int depth)
 				goto fail;
 		}
 		return out;
-fail:
+	fail:
 		json_decref(out);
 		return NULL;
 	}
-	case '"': return build_string(s);
-	case 't': return scan_literal(s, "true") ? json_true() : NULL;
-	case 'f': return scan_literal(s, "false") ? json_false() : NULL;
-	case 'n': return scan_literal(s, "null") ? json_null() : NULL;
+	case '"':
+		return build_string(s);
+	case 't':
+		return scan_literal(s, "true") ? json_true() : NULL;
+	case 'f':
+		return scan_literal(s, "false") ? json_false() : NULL;
+	case 'n':
+		return scan_literal(s, "null") ? json_null() : NULL;
 	default:
 		if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))
 			return build_number(s);
@@ -1393,9 +1427,11 @@ int rh_journal_append(struct rh_journal *j, const json_t *record, uint64_t *seq)
 		st.st_size = lseek(fd, 0, SEEK_END);
 	}
 	if (pread(fd, &lastc, 1, st.st_size - 1) != 1 || lastc != '\n') {
-		rc = rh_error_set(RH_EVERIFY, "the journal %s ends with an incomplete entry (an "
+		rc = rh_error_set(RH_EVERIFY,
+				  "the journal %s ends with an incomplete entry (an "
 				  "earlier append was cut off): run 'rehydra audit repair' to set "
-				  "it aside", j->path);
+				  "it aside",
+				  j->path);
 		goto done;
 	}
 	rc = read_last_line(fd, st.st_size, &tail, &tail_len);
@@ -1407,8 +1443,10 @@ int rh_journal_append(struct rh_journal *j, const json_t *record, uint64_t *seq)
 	    !hash_matches(tail, tail_len, last.at.p, last.at.n, last.hash.p)) {
 		if (last.hash.p && last.kind.p)
 			snprintf(why, sizeof(why), "content does not match its hash");
-		rc = rh_error_set(RH_EVERIFY, "the last entry of the journal %s is damaged (%s): "
-				  "run 'rehydra audit verify' to see what happened", j->path, why);
+		rc = rh_error_set(RH_EVERIFY,
+				  "the last entry of the journal %s is damaged (%s): "
+				  "run 'rehydra audit verify' to see what happened",
+				  j->path, why);
 		goto done;
 	}
 	{
@@ -1471,7 +1509,7 @@ static int foreach_impl(struct rh_journal *j, const struct sel *pick,
 	lr_init(&lr, fd);
 	for (;;) {
 		struct rh_journal_entry e;
-		struct parsed p = { 0 };
+		struct parsed p = {0};
 		struct view v;
 		const char *line;
 		size_t len;
@@ -1486,9 +1524,11 @@ static int foreach_impl(struct rh_journal *j, const struct sel *pick,
 		}
 		lineno++;
 		if (!term) {
-			rc = rh_error_set(RH_EVERIFY, "%s: line %zu: the last entry is incomplete "
+			rc = rh_error_set(RH_EVERIFY,
+					  "%s: line %zu: the last entry is incomplete "
 					  "(an append was cut off): run 'rehydra audit repair' to "
-					  "set it aside", j->path, lineno);
+					  "set it aside",
+					  j->path, lineno);
 			break;
 		}
 		if (pick) {
@@ -1525,8 +1565,10 @@ static int foreach_impl(struct rh_journal *j, const struct sel *pick,
 			parsed_release(&p);
 			if (pick)
 				json_decref(v.record);
-			rc = rh_error_set(RH_EVERIFY, "%s: line %zu: not a journal entry (%s): run "
-					  "'rehydra audit verify'", j->path, lineno, why);
+			rc = rh_error_set(RH_EVERIFY,
+					  "%s: line %zu: not a journal entry (%s): run "
+					  "'rehydra audit verify'",
+					  j->path, lineno, why);
 			break;
 		}
 		e.line = lineno;
@@ -1551,7 +1593,7 @@ int rh_journal_foreach(struct rh_journal *j,
 int rh_journal_foreach_fields(struct rh_journal *j, const char *const *fields,
 			      int (*fn)(const struct rh_journal_entry *e, void *user), void *user)
 {
-	struct sel root = { 0 };
+	struct sel root = {0};
 	int rc = 0;
 
 	for (size_t i = 0; fields && fields[i] && rc == 0; i++)
@@ -1562,12 +1604,11 @@ int rh_journal_foreach_fields(struct rh_journal *j, const char *const *fields,
 	return rc;
 }
 
-static int problem(struct rh_journal_problem *pb, enum rh_journal_problem_kind kind,
-		   size_t line, uint64_t seq, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+static int problem(struct rh_journal_problem *pb, enum rh_journal_problem_kind kind, size_t line,
+		   uint64_t seq, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-static int problem(struct rh_journal_problem *pb, enum rh_journal_problem_kind kind,
-		   size_t line, uint64_t seq, const char *fmt, ...)
+static int problem(struct rh_journal_problem *pb, enum rh_journal_problem_kind kind, size_t line,
+		   uint64_t seq, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -1586,9 +1627,9 @@ static int problem(struct rh_journal_problem *pb, enum rh_journal_problem_kind k
  * bytes do not match its hash (or are not in the canonical form). */
 struct hash_pass {
 	int fd;
-	size_t bad_line;          /* first mismatching line; 0 when none */
-	char good_hash[65];       /* stored hash of the line before bad_line */
-	int rc;                   /* reading failed */
+	size_t bad_line;	  /* first mismatching line; 0 when none */
+	char good_hash[65];	  /* stored hash of the line before bad_line */
+	int rc;			  /* reading failed */
 	atomic_size_t stop_after; /* the chain pass found a problem at this line */
 };
 
@@ -1635,7 +1676,7 @@ static void *hash_pass_run(void *arg)
 static int verify_fd(int fd, struct rh_journal_problem *pb, uint64_t *entries)
 {
 	struct line_reader lr;
-	struct hash_pass hp = { .fd = fd };
+	struct hash_pass hp = {.fd = fd};
 	pthread_t tid;
 	bool threaded;
 	char prev_hash[65];
@@ -1677,25 +1718,29 @@ static int verify_fd(int fd, struct rh_journal_problem *pb, uint64_t *entries)
 		if (!term) {
 			rc = problem(pb, RH_JOURNAL_TORN_TAIL, lineno, expect,
 				     "line %zu: the last entry is incomplete (an append was cut "
-				     "off): run 'rehydra audit repair' to set it aside", lineno);
+				     "off): run 'rehydra audit repair' to set it aside",
+				     lineno);
 			break;
 		}
 		if (!scan_entry(&v, line, len, NULL, why, sizeof(why))) {
 			rc = problem(pb, RH_JOURNAL_BAD_LINE, lineno, expect,
 				     "line %zu: not a journal entry (%s): the line was edited or "
-				     "added by hand", lineno, why);
+				     "added by hand",
+				     lineno, why);
 			break;
 		}
 		genesis = span_is(&v.kind, "genesis");
-		if (lineno == 1 && (!genesis || v.seqno != 0 ||
-				    memcmp(v.prev.p, zero_hash, 64) != 0)) {
+		if (lineno == 1 &&
+		    (!genesis || v.seqno != 0 || memcmp(v.prev.p, zero_hash, 64) != 0)) {
 			rc = problem(pb, RH_JOURNAL_NO_GENESIS, lineno, v.seqno,
 				     "line 1 (seq %" PRIu64 "): the journal does not start with "
-				     "its genesis entry: its first entries were deleted", v.seqno);
+				     "its genesis entry: its first entries were deleted",
+				     v.seqno);
 		} else if (lineno > 1 && genesis) {
 			rc = problem(pb, RH_JOURNAL_BROKEN_LINK, lineno, v.seqno,
 				     "line %zu: a second genesis entry: another journal was "
-				     "appended to this one", lineno);
+				     "appended to this one",
+				     lineno);
 		} else if (memcmp(v.prev.p, prev_hash, 64) != 0) {
 			if (v.seqno > expect)
 				rc = problem(pb, RH_JOURNAL_BROKEN_LINK, lineno, v.seqno,
@@ -1705,8 +1750,8 @@ static int verify_fd(int fd, struct rh_journal_problem *pb, uint64_t *entries)
 			else if (v.seqno < expect)
 				rc = problem(pb, RH_JOURNAL_BROKEN_LINK, lineno, v.seqno,
 					     "line %zu (seq %" PRIu64 "): comes after seq %" PRIu64
-					     ": entries were reordered or copied", lineno, v.seqno,
-					     expect - 1);
+					     ": entries were reordered or copied",
+					     lineno, v.seqno, expect - 1);
 			else
 				rc = problem(pb, RH_JOURNAL_BROKEN_LINK, lineno, v.seqno,
 					     "line %zu (seq %" PRIu64 "): does not link to the "
@@ -1715,7 +1760,8 @@ static int verify_fd(int fd, struct rh_journal_problem *pb, uint64_t *entries)
 		} else if (v.seqno != expect) {
 			rc = problem(pb, RH_JOURNAL_BAD_SEQ, lineno, v.seqno,
 				     "line %zu (seq %" PRIu64 "): sequence number out of order "
-				     "(expected %" PRIu64 ")", lineno, v.seqno, expect);
+				     "(expected %" PRIu64 ")",
+				     lineno, v.seqno, expect);
 		}
 		if (rc)
 			break;
@@ -1733,9 +1779,11 @@ static int verify_fd(int fd, struct rh_journal_problem *pb, uint64_t *entries)
 		hash_pass_run(&hp);
 	if (hp.rc < 0 && rc == 0) {
 		rc = hp.rc;
-	} else if (hp.bad_line && (rc == 0 || (rc == RH_EVERIFY && (hp.bad_line < pb->line ||
-		   (hp.bad_line == pb->line && pb->kind != RH_JOURNAL_BAD_LINE &&
-		    pb->kind != RH_JOURNAL_TORN_TAIL))))) {
+	} else if (hp.bad_line &&
+		   (rc == 0 || (rc == RH_EVERIFY &&
+				(hp.bad_line < pb->line ||
+				 (hp.bad_line == pb->line && pb->kind != RH_JOURNAL_BAD_LINE &&
+				  pb->kind != RH_JOURNAL_TORN_TAIL))))) {
 		struct line_reader one;
 		const char *line;
 		size_t len, n = 0;
@@ -1753,7 +1801,8 @@ static int verify_fd(int fd, struct rh_journal_problem *pb, uint64_t *entries)
 		lr_release(&one);
 		rc = problem(pb, RH_JOURNAL_BAD_HASH, hp.bad_line, seq,
 			     "line %zu (seq %" PRIu64 "): content does not match its hash: "
-			     "the entry was edited", hp.bad_line, seq);
+			     "the entry was edited",
+			     hp.bad_line, seq);
 		if (hp.bad_line > 1)
 			memcpy(pb->last_hash, hp.good_hash, sizeof(pb->last_hash));
 		else
@@ -1864,7 +1913,8 @@ int rh_journal_repair(struct rh_journal *j, char *moved_to, size_t size)
 	if (rc != RH_EVERIFY)
 		goto done;
 	if (pb.kind != RH_JOURNAL_TORN_TAIL) {
-		rc = rh_error_set(RH_EINVAL, "%s: %s; repair only sets aside an incomplete last "
+		rc = rh_error_set(RH_EINVAL,
+				  "%s: %s; repair only sets aside an incomplete last "
 				  "entry and leaves other damage for you to investigate",
 				  j->path, pb.message);
 		goto done;
@@ -1900,8 +1950,10 @@ int rh_journal_repair(struct rh_journal *j, char *moved_to, size_t size)
 	fsync_dir(j->dir);
 	/* Only once the copy is durable is the journal cut back. */
 	if (ftruncate(fd, keep) != 0 || fsync(fd) != 0) {
-		rc = rh_error_set_errno(RH_EIO, errno, "cannot cut the torn entry off %s "
-					"(it was copied to %s)", j->path, dst);
+		rc = rh_error_set_errno(RH_EIO, errno,
+					"cannot cut the torn entry off %s "
+					"(it was copied to %s)",
+					j->path, dst);
 		goto done;
 	}
 	if (keep == 0) {

@@ -35,28 +35,28 @@ struct rh_journal;
 
 struct rh_journal_entry {
 	uint64_t seq;
-	size_t line;        /* 1-based line number in the file */
-	const char *kind;   /* borrowed */
-	const char *at;     /* borrowed */
-	const char *hash;   /* borrowed */
-	const char *prev;   /* borrowed: the hash of the entry before */
+	size_t line;	      /* 1-based line number in the file */
+	const char *kind;     /* borrowed */
+	const char *at;	      /* borrowed */
+	const char *hash;     /* borrowed */
+	const char *prev;     /* borrowed: the hash of the entry before */
 	const json_t *record; /* borrowed; NULL for genesis */
 };
 
 enum rh_journal_problem_kind {
 	RH_JOURNAL_OK = 0,
-	RH_JOURNAL_TORN_TAIL,   /* last line incomplete: an append was cut off */
-	RH_JOURNAL_BAD_LINE,    /* not a journal entry (foreign or edited text) */
-	RH_JOURNAL_BAD_HASH,    /* entry's content does not match its hash (edited) */
+	RH_JOURNAL_TORN_TAIL,	/* last line incomplete: an append was cut off */
+	RH_JOURNAL_BAD_LINE,	/* not a journal entry (foreign or edited text) */
+	RH_JOURNAL_BAD_HASH,	/* entry's content does not match its hash (edited) */
 	RH_JOURNAL_BROKEN_LINK, /* prev does not match the entry before (deleted/reordered) */
-	RH_JOURNAL_BAD_SEQ,     /* sequence number out of order */
+	RH_JOURNAL_BAD_SEQ,	/* sequence number out of order */
 	RH_JOURNAL_NO_GENESIS,
 };
 
 struct rh_journal_problem {
 	enum rh_journal_problem_kind kind;
-	size_t line;        /* where */
-	uint64_t seq;       /* the entry's seq when known */
+	size_t line;	    /* where */
+	uint64_t seq;	    /* the entry's seq when known */
 	char message[512];  /* one clear sentence for the user */
 	char last_hash[65]; /* hash of the last intact entry read ("" if none) */
 };

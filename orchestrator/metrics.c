@@ -33,8 +33,8 @@
 
 enum { V_MET, V_MISSED, V_FAILED, V_INTERRUPTED, V_OTHER, V_COUNT };
 
-static const char *const verdict_names[V_COUNT] = { "met", "missed", "failed", "interrupted",
-						    "other" };
+static const char *const verdict_names[V_COUNT] = {"met", "missed", "failed", "interrupted",
+						   "other"};
 
 struct group {
 	char *runbook, *target, *scenario;
@@ -57,7 +57,7 @@ static const struct {
 struct rh_metrics {
 	bool with_totals;
 	json_t *cadence; /* rh_cadence_compute's result, or NULL */
-	json_t *index; /* group key -> index into groups */
+	json_t *index;	 /* group key -> index into groups */
 	struct group *groups;
 	size_t n, cap;
 };
@@ -177,8 +177,8 @@ done:
 
 int rh_metrics_add(struct rh_metrics *m, const json_t *record)
 {
-	const char *runbook = json_string_value(json_object_get(json_object_get(record, "runbook"),
-								"name"));
+	const char *runbook =
+	    json_string_value(json_object_get(json_object_get(record, "runbook"), "name"));
 	const char *scenario = rh_metrics_scenario_label(record);
 	const char *verdict = json_string_value(json_object_get(record, "verdict"));
 	const char *when = json_string_value(json_object_get(record, "finished"));
@@ -295,34 +295,40 @@ enum gauge { G_RTO, G_TARGET, G_SUCCESS, G_LAST, G_OVERHEAD, G_COUNT };
 static const struct {
 	const char *name, *help;
 } gauges[G_COUNT] = {
-	{ "rehydra_drill_rto_seconds",
-	  "Achieved RTO of the latest drill: T0 to the first correct answer (NaN when the "
-	  "service was not restored)." },
-	{ "rehydra_drill_rto_target_seconds", "RTO target of the runbook of the latest drill." },
-	{ "rehydra_drill_success", "1 when the latest drill restored the service within its RTO "
-				   "target (verdict met), else 0." },
-	{ "rehydra_drill_last_timestamp_seconds",
-	  "When the latest drill finished, in seconds since the epoch." },
-	{ "rehydra_drill_overhead_seconds",
-	  "Orchestrator overhead of the latest drill: RTO minus the critical path's step time "
-	  "(NaN when the service was not restored)." },
+    {"rehydra_drill_rto_seconds",
+     "Achieved RTO of the latest drill: T0 to the first correct answer (NaN when the "
+     "service was not restored)."},
+    {"rehydra_drill_rto_target_seconds", "RTO target of the runbook of the latest drill."},
+    {"rehydra_drill_success", "1 when the latest drill restored the service within its RTO "
+			      "target (verdict met), else 0."},
+    {"rehydra_drill_last_timestamp_seconds",
+     "When the latest drill finished, in seconds since the epoch."},
+    {"rehydra_drill_overhead_seconds",
+     "Orchestrator overhead of the latest drill: RTO minus the critical path's step time "
+     "(NaN when the service was not restored)."},
 };
 
 static double gauge_value(const struct group *g, enum gauge k)
 {
 	switch (k) {
-	case G_RTO: return g->rto;
-	case G_TARGET: return g->rto_target;
-	case G_SUCCESS: return g->success ? 1 : 0;
-	case G_LAST: return g->last_ts;
-	case G_OVERHEAD: return g->overhead;
-	default: return NAN;
+	case G_RTO:
+		return g->rto;
+	case G_TARGET:
+		return g->rto_target;
+	case G_SUCCESS:
+		return g->success ? 1 : 0;
+	case G_LAST:
+		return g->last_ts;
+	case G_OVERHEAD:
+		return g->overhead;
+	default:
+		return NAN;
 	}
 }
 
 int rh_metrics_render(const struct rh_metrics *m, char **out, size_t *len)
 {
-	struct buf b = { RH_STRBUF_INIT, false };
+	struct buf b = {RH_STRBUF_INIT, false};
 
 	*out = NULL;
 	for (int k = 0; k < G_COUNT; k++) {
@@ -413,8 +419,10 @@ int rh_metrics_write(const struct rh_metrics *m, const char *path)
 		goto done;
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
-		rc = rh_error_set_errno(RH_EIO, errno, "cannot open the directory %s for the "
-					"metrics file", dir);
+		rc = rh_error_set_errno(RH_EIO, errno,
+					"cannot open the directory %s for the "
+					"metrics file",
+					dir);
 		goto done;
 	}
 	rc = rh_fs_write_atomic_at(dfd, dir, name, text, len);

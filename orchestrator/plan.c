@@ -152,27 +152,24 @@ static int collect_json(struct collect *c, const json_t *v)
 	if (json_is_string(v))
 		return rh_interp_foreach_ref(json_string_value(v), collect_one, c);
 	if (json_is_object(v)) {
-		json_object_foreach((json_t *)v, key, item)
-			if ((err = collect_json(c, item)) < 0)
-				return err;
+		json_object_foreach((json_t *)v, key,
+				    item) if ((err = collect_json(c, item)) < 0) return err;
 	} else if (json_is_array(v)) {
-		json_array_foreach(v, i, item)
-			if ((err = collect_json(c, item)) < 0)
-				return err;
+		json_array_foreach(v, i, item) if ((err = collect_json(c, item)) < 0) return err;
 	}
 	return err;
 }
 
 int rh_plan_collect_refs(json_t **out, const struct rh_runbook *rb)
 {
-	struct collect c = { rb, json_object() };
+	struct collect c = {rb, json_object()};
 	int err = 0;
 
 	*out = NULL;
 	if (!c.refs)
 		return rh_error_set(RH_ENOMEM, "out of memory");
-	if (rb->model.present && (err = rh_interp_foreach_ref(rb->model.registry, collect_one,
-							      &c)) < 0)
+	if (rb->model.present &&
+	    (err = rh_interp_foreach_ref(rb->model.registry, collect_one, &c)) < 0)
 		goto done;
 	if (rb->stack && (err = collect_json(&c, rb->stack)) < 0)
 		goto done;
@@ -209,13 +206,10 @@ int rh_plan_static_scope(json_t **out, const struct rh_runbook *rb)
 		if (rb->model.commit)
 			json_object_set_new(model, "commit", json_string(rb->model.commit));
 	}
-	scope = json_pack("{s:{s:s, s:s, s:s, s:s}, s:O, s:O, s:o, s:{s:s, s:s}}",
-			  "runbook", "name", rb->name, "dir", rb->dir, "path", rb->path,
-			  "sha256", rb->sha256,
-			  "vars", rb->vars,
-			  "target", rb->target ? rb->target : json_null(),
-			  "model", model,
-			  "rehydra", "bindir", exe, "version", RH_VERSION);
+	scope = json_pack("{s:{s:s, s:s, s:s, s:s}, s:O, s:O, s:o, s:{s:s, s:s}}", "runbook",
+			  "name", rb->name, "dir", rb->dir, "path", rb->path, "sha256", rb->sha256,
+			  "vars", rb->vars, "target", rb->target ? rb->target : json_null(),
+			  "model", model, "rehydra", "bindir", exe, "version", RH_VERSION);
 	if (!scope)
 		return rh_error_set(RH_ENOMEM, "out of memory building the plan scope");
 	/* target.* as the drill will see them before provision: "${vars.host}"

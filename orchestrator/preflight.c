@@ -437,14 +437,14 @@ int rh_preflight_run(json_t **out, struct rh_drill *d, const struct rh_preflight
 	if (rc == 0)
 		rc = check_programs(checks, d);
 	if (rc == RH_ECANCELLED && !rh_cancel_is_fired(&d->interrupt))
-		rc = rh_error_set(RH_ETIMEOUT,
-				  "pre-flight check '%s' did not finish within %g s (the shortest "
-				  "timeout_s of the runbook's provision and sync steps): %s",
-				  rh_preflight_failed(checks)
-				      ? json_string_value(json_object_get(
-					    rh_preflight_failed(checks), "check"))
-				      : "?",
-				  timeout_s, rh_error_last());
+		rc = rh_error_set(
+		    RH_ETIMEOUT,
+		    "pre-flight check '%s' did not finish within %g s (the shortest "
+		    "timeout_s of the runbook's provision and sync steps): %s",
+		    rh_preflight_failed(checks)
+			? json_string_value(json_object_get(rh_preflight_failed(checks), "check"))
+			: "?",
+		    timeout_s, rh_error_last());
 done:
 	if (watching) {
 		rh_cancel_fire(&w.done);

@@ -500,7 +500,8 @@ int rh_record_write(const struct rh_drill *d, const json_t *record)
 	}
 	dfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
-		rc = rh_error_set_errno(RH_EIO, errno, "cannot open the drill directory %s", d->dir);
+		rc =
+		    rh_error_set_errno(RH_EIO, errno, "cannot open the drill directory %s", d->dir);
 		goto done;
 	}
 	rc = rh_fs_write_atomic_at(dfd, d->dir, "record.json", text, strlen(text));

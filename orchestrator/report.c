@@ -55,10 +55,10 @@ struct step_agg {
 /* What one drill leaves behind in the report. */
 struct drill_sum {
 	char *id;
-	char *reason; /* why it did not pass; NULL for met */
-	double t0;    /* epoch seconds, NAN if unknown */
-	double rto;   /* NAN when the service was not restored */
-	double time;  /* rto, else the drill's total duration, else 0 */
+	char *reason;  /* why it did not pass; NULL for met */
+	double t0;     /* epoch seconds, NAN if unknown */
+	double rto;    /* NAN when the service was not restored */
+	double time;   /* rto, else the drill's total duration, else 0 */
 	double p99_ms; /* the load test's p99 (record "load"), NAN without one */
 	uint64_t seq;
 	unsigned char verdict;
@@ -111,7 +111,7 @@ struct rh_report {
 	struct rh_strbuf key, target;
 	uint64_t records, last_seq;
 	time_t generated;
-	bool prepared; /* statistics are current (no add since) */
+	bool prepared;	 /* statistics are current (no add since) */
 	json_t *cadence; /* rh_cadence_compute's result, or NULL: no section */
 };
 
@@ -383,7 +383,8 @@ static char *drill_reason(const json_t *rec, int verdict, double rto, double tar
 				 target);
 		return dup_str(buf);
 	}
-	json_array_foreach(steps, i, s) {
+	json_array_foreach(steps, i, s)
+	{
 		const char *st = str_field(s, "status");
 		double end = num_field(s, "end_s");
 
@@ -427,7 +428,8 @@ static double drill_total(const json_t *rec, double t0)
 
 	if (!isnan(t0) && parse_time(str_field(rec, "finished"), false, &fin) && fin >= t0)
 		return fin - t0;
-	json_array_foreach(json_object_get(rec, "steps"), i, s) {
+	json_array_foreach(json_object_get(rec, "steps"), i, s)
+	{
 		double e = num_field(s, "end_s");
 
 		if (!isnan(e) && (isnan(best) || e > best))
@@ -493,7 +495,8 @@ static int group_find(struct rh_report *r, const struct view *v, struct group **
 	g = calloc(1, sizeof(*g));
 	if (!g || !(g->runbook = dup_str(v->runbook)) || !(g->target = dup_str(r->target.buf)) ||
 	    !(g->scenario = dup_str(v->scenario)) ||
-	    json_object_set_new_nocheck(r->index, r->key.buf, json_integer((json_int_t)r->n)) != 0) {
+	    json_object_set_new_nocheck(r->index, r->key.buf, json_integer((json_int_t)r->n)) !=
+		0) {
 		err = rh_error_set(RH_ENOMEM, "out of memory building the report");
 		goto done;
 	}
@@ -716,7 +719,8 @@ int rh_report_add(struct rh_report *r, const json_t *record, uint64_t seq)
 			goto done;
 		g->last_t0_epoch = v.t0_epoch;
 	}
-	json_array_foreach(json_object_get(record, "steps"), i, s) {
+	json_array_foreach(json_object_get(record, "steps"), i, s)
+	{
 		const char *id = str_field(s, "id");
 		const char *st = str_field(s, "status");
 		double dur = num_field(s, "duration_s");
@@ -1177,7 +1181,8 @@ static void write_md_groups(struct rh_report *r, FILE *f, const char *gen)
 		"| runbook | target | scenario | drills | met | missed | failed | interrupted "
 		"| aborted | teardown incomplete | pass rate | RTO p50 s | RTO p95 s | RTO max s "
 		"| target s | trend | slowest step | last verdict | load p99 ms |\n");
-	fprintf(f, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|--:|\n");
+	fprintf(f,
+		"|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|--:|\n");
 	for (size_t i = 0; i < r->n; i++) {
 		struct group *g = r->sorted[i];
 

@@ -46,14 +46,21 @@
 const char *rh_json_kind(const json_t *v)
 {
 	switch (json_typeof(v)) {
-	case JSON_OBJECT: return "an object";
-	case JSON_ARRAY: return "an array";
-	case JSON_STRING: return "a string";
+	case JSON_OBJECT:
+		return "an object";
+	case JSON_ARRAY:
+		return "an array";
+	case JSON_STRING:
+		return "a string";
 	case JSON_INTEGER:
-	case JSON_REAL: return "a number";
-	case JSON_TRUE: return "true";
-	case JSON_FALSE: return "false";
-	default: return "null";
+	case JSON_REAL:
+		return "a number";
+	case JSON_TRUE:
+		return "true";
+	case JSON_FALSE:
+		return "false";
+	default:
+		return "null";
 	}
 }
 
@@ -92,9 +99,8 @@ static void where(char *buf, size_t n, const json_t *obj, const char *ptr)
 	}
 }
 
-__attribute__((format(printf, 5, 6)))
-static int add_child(struct rh_diags *d, const char *ptr, const char *key, bool at_key,
-		     const char *fmt, ...)
+__attribute__((format(printf, 5, 6))) static int
+add_child(struct rh_diags *d, const char *ptr, const char *key, bool at_key, const char *fmt, ...)
 {
 	char msg[MSG_MAX];
 	char *p = key ? rh_pointer_join(ptr, key) : strdup(ptr);
@@ -183,15 +189,16 @@ int rh_spec_integer(struct rh_diags *d, const json_t *obj, const char *ptr, cons
 	}
 	fmt_value(got, sizeof(got), v);
 	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-		return add_child(d, ptr, key, false, "%s: expected an integer from %lld to %lld, "
-				 "got %s", key, min, max, got);
+		return add_child(d, ptr, key, false,
+				 "%s: expected an integer from %lld to %lld, "
+				 "got %s",
+				 key, min, max, got);
 	if (out)
 		*out = json_integer_value(v);
 	return 1;
 }
 
-int rh_spec_bool(struct rh_diags *d, const json_t *obj, const char *ptr, const char *key,
-		 bool *out)
+int rh_spec_bool(struct rh_diags *d, const json_t *obj, const char *ptr, const char *key, bool *out)
 {
 	const json_t *v = json_object_get(obj, key);
 
@@ -205,8 +212,8 @@ int rh_spec_bool(struct rh_diags *d, const json_t *obj, const char *ptr, const c
 	return 1;
 }
 
-int rh_spec_string_array(struct rh_diags *d, const json_t *obj, const char *ptr,
-			 const char *key, bool required, bool nonempty)
+int rh_spec_string_array(struct rh_diags *d, const json_t *obj, const char *ptr, const char *key,
+			 bool required, bool nonempty)
 {
 	const json_t *v = json_object_get(obj, key);
 	const char *what = nonempty ? "a non-empty array of strings" : "an array of strings";
@@ -223,7 +230,8 @@ int rh_spec_string_array(struct rh_diags *d, const json_t *obj, const char *ptr,
 	ap = rh_pointer_join(ptr, key);
 	if (!ap)
 		return rh_error_set(RH_ENOMEM, "out of memory validating the runbook");
-	json_array_foreach(v, i, item) {
+	json_array_foreach(v, i, item)
+	{
 		char idx[32];
 		int r = 0;
 
@@ -240,8 +248,7 @@ int rh_spec_string_array(struct rh_diags *d, const json_t *obj, const char *ptr,
 	return err;
 }
 
-int rh_spec_string_object(struct rh_diags *d, const json_t *obj, const char *ptr,
-			  const char *key)
+int rh_spec_string_object(struct rh_diags *d, const json_t *obj, const char *ptr, const char *key)
 {
 	const json_t *v = json_object_get(obj, key);
 	const char *name;
@@ -257,7 +264,8 @@ int rh_spec_string_object(struct rh_diags *d, const json_t *obj, const char *ptr
 	op = rh_pointer_join(ptr, key);
 	if (!op)
 		return rh_error_set(RH_ENOMEM, "out of memory validating the runbook");
-	json_object_foreach((json_t *)v, name, item) {
+	json_object_foreach((json_t *)v, name, item)
+	{
 		int r;
 
 		if (json_is_string(item))
@@ -284,18 +292,18 @@ struct val {
 	const char *text;
 	size_t len;
 	struct rh_runbook *rb;
-	int err;                 /* RH_ENOMEM once an allocation failed */
+	int err; /* RH_ENOMEM once an allocation failed */
 	bool have_model;
 	bool have_stack;
-	const json_t *vars;      /* the document's vars object, or NULL */
-	const char **step_ids;   /* NULL-terminated, borrowed from the doc */
-	struct id_entry *ids;    /* sorted by id, then index */
+	const json_t *vars;    /* the document's vars object, or NULL */
+	const char **step_ids; /* NULL-terminated, borrowed from the doc */
+	struct id_entry *ids;  /* sorted by id, then index */
 	size_t n_ids;
-	unsigned char *anc;      /* ancestor marks for `anc_for` */
+	unsigned char *anc; /* ancestor marks for `anc_for` */
 	size_t anc_for;
 	bool anc_types[RH_STEP_TYPE_COUNT]; /* which step types (rh_step_types order) it has */
 	size_t *stack;
-	size_t *after_mark;      /* after_mark[dep] == step + 1: dep already in its after */
+	size_t *after_mark; /* after_mark[dep] == step + 1: dep already in its after */
 };
 
 static void note(struct val *v, int r)
@@ -317,9 +325,8 @@ static const char *suggest(const struct val *v, const char *word, const char *co
 	return diags_full(v) ? NULL : rh_suggest(word, cands);
 }
 
-__attribute__((format(printf, 5, 6)))
-static void add(struct val *v, const char *ptr, const char *key, bool at_key, const char *fmt,
-		...)
+__attribute__((format(printf, 5, 6))) static void
+add(struct val *v, const char *ptr, const char *key, bool at_key, const char *fmt, ...)
 {
 	char msg[MSG_MAX];
 	va_list ap;
@@ -401,7 +408,8 @@ static void check_keys(struct val *v, const json_t *obj, const char *ptr, const 
 	for (size_t i = 0; more && more[i] && n < 63; i++)
 		cands[n++] = more[i];
 	cands[n] = NULL;
-	json_object_foreach((json_t *)obj, key, item) {
+	json_object_foreach((json_t *)obj, key, item)
+	{
 		const char *s;
 		char words[512];
 
@@ -477,19 +485,24 @@ static void check_limits(struct val *v, const json_t *j, const char *ptr, int de
 		return;
 	if (json_is_object(j) || json_is_array(j)) {
 		if (depth > RH_RUNBOOK_MAX_DEPTH) {
-			add(v, ptr, NULL, false, "too deeply nested: at most %d levels of objects "
-			    "and arrays are allowed", RH_RUNBOOK_MAX_DEPTH);
+			add(v, ptr, NULL, false,
+			    "too deeply nested: at most %d levels of objects "
+			    "and arrays are allowed",
+			    RH_RUNBOOK_MAX_DEPTH);
 			return;
 		}
 	}
 	if (json_is_object(j)) {
-		json_object_foreach((json_t *)j, key, item) {
+		json_object_foreach((json_t *)j, key, item)
+		{
 			size_t klen = strlen(key);
 			char *cp;
 
 			if (klen > RH_RUNBOOK_MAX_STRING) {
-				add(v, ptr, key, true, "key is %zu bytes long: at most %u bytes "
-				    "are allowed", klen, RH_RUNBOOK_MAX_STRING);
+				add(v, ptr, key, true,
+				    "key is %zu bytes long: at most %u bytes "
+				    "are allowed",
+				    klen, RH_RUNBOOK_MAX_STRING);
 				continue;
 			}
 			if (json_is_string(item) &&
@@ -504,7 +517,8 @@ static void check_limits(struct val *v, const json_t *j, const char *ptr, int de
 			free(cp);
 		}
 	} else if (json_is_array(j)) {
-		json_array_foreach(j, i, item) {
+		json_array_foreach(j, i, item)
+		{
 			char *cp;
 
 			if (json_is_string(item) &&
@@ -519,27 +533,30 @@ static void check_limits(struct val *v, const json_t *j, const char *ptr, int de
 			free(cp);
 		}
 	} else if (json_is_string(j) && json_string_length(j) > RH_RUNBOOK_MAX_STRING) {
-		add(v, ptr, NULL, false, "string is %zu bytes long: at most %u bytes are allowed "
-		    "in one value", json_string_length(j), RH_RUNBOOK_MAX_STRING);
+		add(v, ptr, NULL, false,
+		    "string is %zu bytes long: at most %u bytes are allowed "
+		    "in one value",
+		    json_string_length(j), RH_RUNBOOK_MAX_STRING);
 	}
 }
 
 /* ---- top level ---- */
 
-static const char *const top_keys[] = { "rehydra", "name", "description", "rto_target_s",
-					"max_parallel", "vars", "env_allow", "model", "target",
-					"stack", "steps", "policy", "entity", "constraints", NULL };
-static const char *const model_keys[] = { "registry", "name", "version", "commit", NULL };
-static const char *const stack_keys[] = { "command", "env", "image", NULL };
-static const char *const step_keys[] = { "id", "do", "description", "after", "timeout_s",
-					 "retries", "backoff", "when", "restores_service",
-					 NULL };
-static const char *const backoff_keys[] = { "initial_s", "factor", "max_s", "jitter", NULL };
-static const char *const when_names[] = { "on_success", "on_failure", "always", NULL };
+static const char *const top_keys[] = {"rehydra",      "name",	      "description", "rto_target_s",
+				       "max_parallel", "vars",	      "env_allow",   "model",
+				       "target",       "stack",	      "steps",	     "policy",
+				       "entity",       "constraints", NULL};
+static const char *const model_keys[] = {"registry", "name", "version", "commit", NULL};
+static const char *const stack_keys[] = {"command", "env", "image", NULL};
+static const char *const step_keys[] = {
+    "id",      "do",   "description",	   "after", "timeout_s", "retries",
+    "backoff", "when", "restores_service", NULL};
+static const char *const backoff_keys[] = {"initial_s", "factor", "max_s", "jitter", NULL};
+static const char *const when_names[] = {"on_success", "on_failure", "always", NULL};
 
 static void check_header(struct val *v, const json_t *doc)
 {
-	static const struct rh_spec_range rto = { 0, RH_TIMEOUT_MAX_S, true, true };
+	static const struct rh_spec_range rto = {0, RH_TIMEOUT_MAX_S, true, true};
 	struct rh_runbook *rb = v->rb;
 	const json_t *fmt = json_object_get(doc, "rehydra");
 	const char *s;
@@ -548,18 +565,23 @@ static void check_header(struct val *v, const json_t *doc)
 	if (!fmt) {
 		note(v, rh_spec_missing(v->d, doc, "", "rehydra", "the runbook format version, 1"));
 	} else if (!json_is_integer(fmt)) {
-		add(v, "", "rehydra", false, "rehydra: expected the runbook format version %d, got "
-		    "%s", RH_RUNBOOK_FORMAT, rh_json_kind(fmt));
+		add(v, "", "rehydra", false,
+		    "rehydra: expected the runbook format version %d, got "
+		    "%s",
+		    RH_RUNBOOK_FORMAT, rh_json_kind(fmt));
 	} else if (json_integer_value(fmt) != RH_RUNBOOK_FORMAT) {
-		add(v, "", "rehydra", false, "unsupported runbook format %" JSON_INTEGER_FORMAT
+		add(v, "", "rehydra", false,
+		    "unsupported runbook format %" JSON_INTEGER_FORMAT
 		    ": this rehydra reads format %d (set \"rehydra\": %d)",
 		    json_integer_value(fmt), RH_RUNBOOK_FORMAT, RH_RUNBOOK_FORMAT);
 	}
 	r = rh_spec_string(v->d, doc, "", "name", true, &s);
 	note(v, r);
 	if (r == 1 && !name_ok(s, json_string_length(json_object_get(doc, "name"))))
-		add(v, "", "name", false, "name: expected 1 to 64 letters, digits, '.', '_' or "
-		    "'-', got \"%.80s\"", s);
+		add(v, "", "name", false,
+		    "name: expected 1 to 64 letters, digits, '.', '_' or "
+		    "'-', got \"%.80s\"",
+		    s);
 	else if (r == 1)
 		rb->name = sdup(v, s);
 	s = "";
@@ -589,18 +611,25 @@ static void check_vars(struct val *v, const json_t *doc)
 		return;
 	}
 	if (vars && !json_is_object(vars)) {
-		add(v, "", "vars", false, "vars: expected an object of names to strings, numbers "
-		    "or booleans, got %s", rh_json_kind(vars));
+		add(v, "", "vars", false,
+		    "vars: expected an object of names to strings, numbers "
+		    "or booleans, got %s",
+		    rh_json_kind(vars));
 	} else if (vars) {
 		v->vars = vars;
-		json_object_foreach((json_t *)vars, key, item) {
+		json_object_foreach((json_t *)vars, key, item)
+		{
 			if (!var_name_ok(key))
-				add(v, "/vars", key, true, "variable name '%.100s' cannot be "
-				    "referenced: use letters, digits, '_' and '-'", key);
+				add(v, "/vars", key, true,
+				    "variable name '%.100s' cannot be "
+				    "referenced: use letters, digits, '_' and '-'",
+				    key);
 			if (!json_is_string(item) && !json_is_number(item) &&
 			    !json_is_boolean(item))
-				add(v, "/vars", key, false, "vars '%.100s': expected a string, "
-				    "number or boolean, got %s", key, rh_json_kind(item));
+				add(v, "/vars", key, false,
+				    "vars '%.100s': expected a string, "
+				    "number or boolean, got %s",
+				    key, rh_json_kind(item));
 			else if (json_object_set(v->rb->vars, key, item) < 0)
 				v->err = RH_ENOMEM;
 		}
@@ -608,8 +637,10 @@ static void check_vars(struct val *v, const json_t *doc)
 	if (!allow)
 		return;
 	if (!json_is_array(allow)) {
-		add(v, "", "env_allow", false, "env_allow: expected an array of environment "
-		    "variable names, got %s", rh_json_kind(allow));
+		add(v, "", "env_allow", false,
+		    "env_allow: expected an array of environment "
+		    "variable names, got %s",
+		    rh_json_kind(allow));
 		return;
 	}
 	v->rb->env_allow = calloc(json_array_size(allow) + 1, sizeof(char *));
@@ -617,17 +648,22 @@ static void check_vars(struct val *v, const json_t *doc)
 		v->err = RH_ENOMEM;
 		return;
 	}
-	json_array_foreach(allow, i, item) {
+	json_array_foreach(allow, i, item)
+	{
 		char idx[32];
 
 		snprintf(idx, sizeof(idx), "%zu", i);
 		if (!json_is_string(item))
-			add(v, "/env_allow", idx, false, "env_allow[%zu]: expected an environment "
-			    "variable name, got %s", i, rh_json_kind(item));
+			add(v, "/env_allow", idx, false,
+			    "env_allow[%zu]: expected an environment "
+			    "variable name, got %s",
+			    i, rh_json_kind(item));
 		else if (!env_name_ok(json_string_value(item)))
-			add(v, "/env_allow", idx, false, "env_allow[%zu]: '%.100s' is not an "
+			add(v, "/env_allow", idx, false,
+			    "env_allow[%zu]: '%.100s' is not an "
 			    "environment variable name: use A-Z, 0-9 and '_', not starting with a "
-			    "digit", i, json_string_value(item));
+			    "digit",
+			    i, json_string_value(item));
 		else
 			v->rb->env_allow[v->rb->n_env_allow++] = sdup(v, json_string_value(item));
 	}
@@ -653,34 +689,41 @@ static void check_model(struct val *v, const json_t *doc)
 	if (!m)
 		return;
 	if (!json_is_object(m)) {
-		add(v, "", "model", false, "model: expected an object {\"registry\", \"name\", "
-		    "\"version\"}, got %s", rh_json_kind(m));
+		add(v, "", "model", false,
+		    "model: expected an object {\"registry\", \"name\", "
+		    "\"version\"}, got %s",
+		    rh_json_kind(m));
 		return;
 	}
 	v->have_model = true;
 	check_keys(v, m, "/model", "model", model_keys, NULL);
 	note(v, r = rh_spec_string(v->d, m, "/model", "registry", true, &reg));
 	if (r == 1 && !*reg) {
-		add(v, "/model", "registry", false, "registry: expected a path or url of the model "
+		add(v, "/model", "registry", false,
+		    "registry: expected a path or url of the model "
 		    "registry, got an empty string");
 		reg = NULL;
 	}
 	note(v, r = rh_spec_string(v->d, m, "/model", "name", true, &name));
 	if (r == 1 && !*name) {
-		add(v, "/model", "name", false, "name: expected the model's name, got an empty "
+		add(v, "/model", "name", false,
+		    "name: expected the model's name, got an empty "
 		    "string");
 		name = NULL;
 	}
 	note(v, r = rh_spec_string(v->d, m, "/model", "version", true, &version));
 	if (r == 1 && !*version) {
-		add(v, "/model", "version", false, "version: expected the model's version, got an "
+		add(v, "/model", "version", false,
+		    "version: expected the model's version, got an "
 		    "empty string");
 		version = NULL;
 	}
 	note(v, r = rh_spec_string(v->d, m, "/model", "commit", false, &commit));
 	if (r == 1 && !hex40(commit)) {
-		add(v, "/model", "commit", false, "commit: expected a 40-character hex git commit "
-		    "id, got \"%.80s\"", commit);
+		add(v, "/model", "commit", false,
+		    "commit: expected a 40-character hex git commit "
+		    "id, got \"%.80s\"",
+		    commit);
 		commit = NULL;
 	}
 	ref->present = true;
@@ -701,8 +744,10 @@ static void check_target(struct val *v, const json_t *doc)
 	if (!t)
 		return;
 	if (!json_is_object(t)) {
-		add(v, "", "target", false, "target: expected an object {\"provider\": ...}, "
-		    "got %s", rh_json_kind(t));
+		add(v, "", "target", false,
+		    "target: expected an object {\"provider\": ...}, "
+		    "got %s",
+		    rh_json_kind(t));
 		return;
 	}
 	v->rb->target = (json_t *)t;
@@ -720,14 +765,18 @@ static void check_target(struct val *v, const json_t *doc)
 
 		list_words(words, sizeof(words), names);
 		if (s)
-			add(v, "/target", "provider", false, "unknown provider '%.80s': did you "
-			    "mean '%s'?", prov, s);
+			add(v, "/target", "provider", false,
+			    "unknown provider '%.80s': did you "
+			    "mean '%s'?",
+			    prov, s);
 		else
-			add(v, "/target", "provider", false, "unknown provider '%.80s': expected "
-			    "%s", prov, words);
+			add(v, "/target", "provider", false,
+			    "unknown provider '%.80s': expected "
+			    "%s",
+			    prov, words);
 	}
 	if (v->rb->provider) {
-		static const char *const base[] = { "provider", "region", "jurisdiction", NULL };
+		static const char *const base[] = {"provider", "region", "jurisdiction", NULL};
 
 		check_keys(v, t, "/target", "target", base, v->rb->provider->target_keys);
 		if (v->rb->provider->validate)
@@ -740,10 +789,10 @@ static void check_target(struct val *v, const json_t *doc)
  * the same meaning as in a scenario (scenario.h). */
 static void check_policy(struct val *v, const json_t *doc)
 {
-	static const char *const jur_keys[] = { "country", "bloc", NULL };
-	static const char *const ent_keys[] = { "name", "hq_country", NULL };
-	static const char *const con_keys[] = { "countries", "blocs", "accelerators", "providers",
-						NULL };
+	static const char *const jur_keys[] = {"country", "bloc", NULL};
+	static const char *const ent_keys[] = {"name", "hq_country", NULL};
+	static const char *const con_keys[] = {"countries", "blocs", "accelerators", "providers",
+					       NULL};
 	const json_t *t = v->rb->target;
 	const json_t *j = json_object_get(t, "jurisdiction");
 	const json_t *e = json_object_get(doc, "entity");
@@ -752,19 +801,24 @@ static void check_policy(struct val *v, const json_t *doc)
 
 	if (j) {
 		if (!json_is_object(j)) {
-			add(v, "/target", "jurisdiction", false, "jurisdiction: expected "
-			    "{\"country\": \"FI\", \"bloc\": \"EU\"}, got %s", rh_json_kind(j));
+			add(v, "/target", "jurisdiction", false,
+			    "jurisdiction: expected "
+			    "{\"country\": \"FI\", \"bloc\": \"EU\"}, got %s",
+			    rh_json_kind(j));
 		} else {
 			check_keys(v, j, "/target/jurisdiction", "jurisdiction", jur_keys, NULL);
 			note(v, rh_spec_string(v->d, j, "/target/jurisdiction", "country", true,
 					       NULL));
-			note(v, rh_spec_string(v->d, j, "/target/jurisdiction", "bloc", false, NULL));
+			note(v,
+			     rh_spec_string(v->d, j, "/target/jurisdiction", "bloc", false, NULL));
 		}
 	}
 	if (e) {
 		if (!json_is_object(e)) {
-			add(v, "", "entity", false, "entity: expected {\"name\": ..., "
-			    "\"hq_country\": ...}, got %s", rh_json_kind(e));
+			add(v, "", "entity", false,
+			    "entity: expected {\"name\": ..., "
+			    "\"hq_country\": ...}, got %s",
+			    rh_json_kind(e));
 		} else {
 			check_keys(v, e, "/entity", "entity", ent_keys, NULL);
 			note(v, rh_spec_string(v->d, e, "/entity", "name", false, NULL));
@@ -773,8 +827,10 @@ static void check_policy(struct val *v, const json_t *doc)
 	}
 	if (c) {
 		if (!json_is_object(c)) {
-			add(v, "", "constraints", false, "constraints: expected an object of "
-			    "allow-lists, got %s", rh_json_kind(c));
+			add(v, "", "constraints", false,
+			    "constraints: expected an object of "
+			    "allow-lists, got %s",
+			    rh_json_kind(c));
 		} else {
 			check_keys(v, c, "/constraints", "constraints", con_keys, NULL);
 			for (size_t i = 0; con_keys[i]; i++)
@@ -785,7 +841,8 @@ static void check_policy(struct val *v, const json_t *doc)
 	if (!p)
 		return;
 	if (!json_is_array(p) || json_array_size(p) == 0) {
-		add(v, "", "policy", false, "policy: expected a non-empty array of rule ids, got %s",
+		add(v, "", "policy", false,
+		    "policy: expected a non-empty array of rule ids, got %s",
 		    json_is_array(p) ? "[]" : rh_json_kind(p));
 		return;
 	}
@@ -821,11 +878,14 @@ static void check_stack(struct val *v, const json_t *doc)
 		const char *key;
 		json_t *val;
 
-		json_object_foreach((json_t *)env, key, val) {
+		json_object_foreach((json_t *)env, key, val)
+		{
 			if (*key && !strchr(key, '='))
 				continue;
-			add(v, "/stack/env", key, true, "invalid environment variable name '%.100s': "
-			    "names are non-empty and contain no '='", key);
+			add(v, "/stack/env", key, true,
+			    "invalid environment variable name '%.100s': "
+			    "names are non-empty and contain no '='",
+			    key);
 		}
 	}
 }
@@ -874,7 +934,8 @@ static void collect_ids(struct val *v, const json_t *steps)
 		v->err = RH_ENOMEM;
 		return;
 	}
-	json_array_foreach(steps, i, step) {
+	json_array_foreach(steps, i, step)
+	{
 		const json_t *id = json_object_get(step, "id");
 
 		if (!json_is_object(step) || !json_is_string(id) ||
@@ -902,8 +963,10 @@ static void collect_ids(struct val *v, const json_t *steps)
 		snprintf(first, sizeof(first), "/steps/%zu/id", v->ids[f].index);
 		rh_jsonpos_locate(v->text, v->len, first, false, &line, &col);
 		snprintf(ptr, sizeof(ptr), "/steps/%zu", v->ids[k].index);
-		add(v, ptr, "id", false, "duplicate step id '%s' (first defined at line %d): give "
-		    "each step its own id", v->ids[k].id, line);
+		add(v, ptr, "id", false,
+		    "duplicate step id '%s' (first defined at line %d): give "
+		    "each step its own id",
+		    v->ids[k].id, line);
 	}
 }
 
@@ -914,9 +977,9 @@ static long after_item(const json_t *spec, const char *id)
 	json_t *item;
 	size_t i;
 
-	json_array_foreach(after, i, item)
-		if (json_is_string(item) && strcmp(json_string_value(item), id) == 0)
-			return (long)i;
+	json_array_foreach(after, i,
+			   item) if (json_is_string(item) &&
+				     strcmp(json_string_value(item), id) == 0) return (long)i;
 	return -1;
 }
 
@@ -942,15 +1005,16 @@ static void check_after(struct val *v, struct rh_step *st, size_t idx, const jso
 		v->err = RH_ENOMEM;
 		goto done;
 	}
-	json_array_foreach(after, i, item) {
+	json_array_foreach(after, i, item)
+	{
 		char idx_s[32] = "";
 		const char *name;
 		long dep;
 
 		/* the index as a pointer token, only when there is something to say */
-		if (!diags_full(v) && (!json_is_string(item) ||
-				       (dep = find_id(v, json_string_value(item))) < 0 ||
-				       (size_t)dep == idx))
+		if (!diags_full(v) &&
+		    (!json_is_string(item) || (dep = find_id(v, json_string_value(item))) < 0 ||
+		     (size_t)dep == idx))
 			snprintf(idx_s, sizeof(idx_s), "%zu", i);
 		if (!json_is_string(item)) {
 			add(v, ap, idx_s, false, "after[%zu]: expected a step id, got %s", i,
@@ -963,16 +1027,22 @@ static void check_after(struct val *v, struct rh_step *st, size_t idx, const jso
 			const char *s = suggest(v, name, v->step_ids);
 
 			if (s)
-				add(v, ap, idx_s, false, "unknown step '%.80s' in after: did you "
-				    "mean '%s'?", name, s);
+				add(v, ap, idx_s, false,
+				    "unknown step '%.80s' in after: did you "
+				    "mean '%s'?",
+				    name, s);
 			else
-				add(v, ap, idx_s, false, "unknown step '%.80s' in after: no step "
-				    "has that id", name);
+				add(v, ap, idx_s, false,
+				    "unknown step '%.80s' in after: no step "
+				    "has that id",
+				    name);
 			continue;
 		}
 		if ((size_t)dep == idx) {
-			add(v, ap, idx_s, false, "step '%s' cannot depend on itself: remove '%s' "
-			    "from its after", name, name);
+			add(v, ap, idx_s, false,
+			    "step '%s' cannot depend on itself: remove '%s' "
+			    "from its after",
+			    name, name);
 			continue;
 		}
 		/* linear: a mark per dependency instead of a scan of the list */
@@ -1003,27 +1073,33 @@ static void check_when(struct val *v, struct rh_step *st, const json_t *spec)
 		const char *s = rh_suggest(w, when_names);
 
 		if (s)
-			add(v, st->pointer, "when", false, "when: unknown value '%.80s': did you "
-			    "mean '%s'?", w, s);
+			add(v, st->pointer, "when", false,
+			    "when: unknown value '%.80s': did you "
+			    "mean '%s'?",
+			    w, s);
 		else
-			add(v, st->pointer, "when", false, "when: expected on_success, on_failure "
-			    "or always, got '%.80s'", w);
+			add(v, st->pointer, "when", false,
+			    "when: expected on_success, on_failure "
+			    "or always, got '%.80s'",
+			    w);
 	}
 }
 
 static void check_backoff(struct val *v, struct rh_step *st, const json_t *spec)
 {
-	static const struct rh_spec_range secs = { 0, RH_TIMEOUT_MAX_S, false, true };
-	static const struct rh_spec_range factor = { 1, 100, false, false };
-	static const struct rh_spec_range jitter = { 0, 1, false, false };
+	static const struct rh_spec_range secs = {0, RH_TIMEOUT_MAX_S, false, true};
+	static const struct rh_spec_range factor = {1, 100, false, false};
+	static const struct rh_spec_range jitter = {0, 1, false, false};
 	const json_t *b = json_object_get(spec, "backoff");
 	char *bp;
 
 	if (!b)
 		return;
 	if (!json_is_object(b)) {
-		add(v, st->pointer, "backoff", false, "backoff: expected an object {\"initial_s\", "
-		    "\"factor\", \"max_s\", \"jitter\"}, got %s", rh_json_kind(b));
+		add(v, st->pointer, "backoff", false,
+		    "backoff: expected an object {\"initial_s\", "
+		    "\"factor\", \"max_s\", \"jitter\"}, got %s",
+		    rh_json_kind(b));
 		return;
 	}
 	bp = join(v, st->pointer, "backoff");
@@ -1064,28 +1140,35 @@ static void check_do(struct val *v, struct rh_step *st, const json_t *spec)
 		const char *s = rh_suggest(name, names);
 
 		if (s)
-			add(v, st->pointer, "do", false, "unknown step type '%.80s': did you mean "
-			    "'%s'?", name, s);
+			add(v, st->pointer, "do", false,
+			    "unknown step type '%.80s': did you mean "
+			    "'%s'?",
+			    name, s);
 		else
 			add(v, st->pointer, "do", false, "unknown step type '%.80s': expected %s",
 			    name, words);
 		return;
 	}
 	if (st->type->needs_provider && !v->rb->target)
-		add(v, st->pointer, "do", false, "step '%s' (%s) needs a target: add \"target\": "
-		    "{\"provider\": \"local\"} to the runbook", st->id ? st->id : "?", name);
+		add(v, st->pointer, "do", false,
+		    "step '%s' (%s) needs a target: add \"target\": "
+		    "{\"provider\": \"local\"} to the runbook",
+		    st->id ? st->id : "?", name);
 	if (st->type->needs_model && !v->have_model)
-		add(v, st->pointer, "do", false, "step '%s' (%s) needs a model: add \"model\": "
+		add(v, st->pointer, "do", false,
+		    "step '%s' (%s) needs a model: add \"model\": "
 		    "{\"registry\": ..., \"name\": ..., \"version\": ...} to the runbook",
 		    st->id ? st->id : "?", name);
 	if (st->type == &rh_step_deploy && !v->have_stack)
-		add(v, st->pointer, "do", false, "step '%s' (deploy) needs a stack: add \"stack\": "
-		    "{\"command\": [...]} to the runbook", st->id ? st->id : "?");
+		add(v, st->pointer, "do", false,
+		    "step '%s' (deploy) needs a stack: add \"stack\": "
+		    "{\"command\": [...]} to the runbook",
+		    st->id ? st->id : "?");
 }
 
 static void check_step(struct val *v, size_t idx, const json_t *spec)
 {
-	static const struct rh_spec_range timeout = { 0, RH_TIMEOUT_MAX_S, true, true };
+	static const struct rh_spec_range timeout = {0, RH_TIMEOUT_MAX_S, true, true};
 	struct rh_step *st = &v->rb->steps[idx];
 	const char *id = NULL;
 	long long retries = 0;
@@ -1101,15 +1184,18 @@ static void check_step(struct val *v, size_t idx, const json_t *spec)
 	st->backoff.jitter = 0.2;
 	st->when = RH_WHEN_ON_SUCCESS;
 	if (!json_is_object(spec)) {
-		add(v, st->pointer, NULL, false, "expected a step object {\"id\": ..., \"do\": "
-		    "...}, got %s", rh_json_kind(spec));
+		add(v, st->pointer, NULL, false,
+		    "expected a step object {\"id\": ..., \"do\": "
+		    "...}, got %s",
+		    rh_json_kind(spec));
 		return;
 	}
 	note(v, r = rh_spec_string(v->d, spec, st->pointer, "id", true, &id));
 	if (r == 1 && !step_id_ok(id))
-		add(v, st->pointer, "id", false, "invalid step id '%.80s': start with a letter, "
-		    "then use letters, digits, '_' and '-' (at most %d characters)", id,
-		    RH_STEP_ID_MAX);
+		add(v, st->pointer, "id", false,
+		    "invalid step id '%.80s': start with a letter, "
+		    "then use letters, digits, '_' and '-' (at most %d characters)",
+		    id, RH_STEP_ID_MAX);
 	else if (r == 1)
 		st->id = sdup(v, id);
 	check_do(v, st, spec);
@@ -1118,15 +1204,14 @@ static void check_step(struct val *v, size_t idx, const json_t *spec)
 	/* The step-type table is the one source of defaults; an unknown type
 	 * is already an error and runs nothing. */
 	st->timeout_s = st->type ? st->type->default_timeout_s : 0;
-	note(v, rh_spec_number(v->d, spec, st->pointer, "timeout_s", false, &timeout,
-			       &st->timeout_s));
+	note(v,
+	     rh_spec_number(v->d, spec, st->pointer, "timeout_s", false, &timeout, &st->timeout_s));
 	note(v, rh_spec_integer(v->d, spec, st->pointer, "retries", false, 0, RH_RETRIES_MAX,
 				&retries));
 	st->retries = (unsigned)retries;
 	check_backoff(v, st, spec);
 	check_when(v, st, spec);
-	note(v, rh_spec_bool(v->d, spec, st->pointer, "restores_service",
-			     &st->restores_service));
+	note(v, rh_spec_bool(v->d, spec, st->pointer, "restores_service", &st->restores_service));
 	if (st->restores_service && st->when != RH_WHEN_ON_SUCCESS)
 		add(v, st->pointer, "restores_service", true,
 		    "restores_service on a step that runs in the final phase (when: %s): the "
@@ -1188,12 +1273,16 @@ static void report_cycle(struct val *v, const size_t *cyc, size_t n)
 		if (!ap)
 			return;
 		snprintf(key, sizeof(key), "%ld", item);
-		add(v, ap, key, false, "dependency cycle: %s: steps in a cycle can never start; "
-		    "remove one of these after entries", path);
+		add(v, ap, key, false,
+		    "dependency cycle: %s: steps in a cycle can never start; "
+		    "remove one of these after entries",
+		    path);
 		free(ap);
 	} else {
-		add(v, rb->steps[cyc[start]].pointer, NULL, false, "dependency cycle: %s: steps "
-		    "in a cycle can never start; remove one of these after entries", path);
+		add(v, rb->steps[cyc[start]].pointer, NULL, false,
+		    "dependency cycle: %s: steps "
+		    "in a cycle can never start; remove one of these after entries",
+		    path);
 	}
 }
 
@@ -1277,7 +1366,8 @@ static void check_phases(struct val *v)
 			if (!ap)
 				return;
 			snprintf(key, sizeof(key), "%ld", item);
-			add(v, ap, key, false, "step '%s' would never start: it runs in the main "
+			add(v, ap, key, false,
+			    "step '%s' would never start: it runs in the main "
 			    "phase but waits for '%s', which has when=%s and runs only after the "
 			    "main phase; remove '%s' from its after or give it when=%s too",
 			    step_name(rb, i), dep->id, rh_when_name(dep->when), dep->id,
@@ -1384,20 +1474,20 @@ enum ref_mode { REF_STEP, REF_STACK, REF_REGISTRY };
 struct ref_ctx {
 	struct val *v;
 	enum ref_mode mode;
-	size_t user;         /* the step whose dependencies count; SIZE_MAX: none */
-	bool check_static;   /* report namespace/name problems (once per string) */
-	const char *ptr;     /* the string's pointer */
+	size_t user;	   /* the step whose dependencies count; SIZE_MAX: none */
+	bool check_static; /* report namespace/name problems (once per string) */
+	const char *ptr;   /* the string's pointer */
 };
 
-static const char *const namespaces[] = { "target", "model", "vars", "steps", "env", "runbook",
-					  "drill", "rehydra", NULL };
-static const char *const runbook_fields[] = { "name", "dir", "path", "sha256", NULL };
-static const char *const drill_fields[] = { "id", "dir", NULL };
-static const char *const rehydra_fields[] = { "bindir", "version", NULL };
-static const char *const model_static[] = { "name", "version", "registry", "commit", NULL };
-static const char *const model_dynamic[] = { "sha256", "path", NULL };
-static const char *const model_fields[] = { "name", "version", "registry", "commit", "sha256",
-					    "path", NULL };
+static const char *const namespaces[] = {"target",  "model", "vars",	"steps", "env",
+					 "runbook", "drill", "rehydra", NULL};
+static const char *const runbook_fields[] = {"name", "dir", "path", "sha256", NULL};
+static const char *const drill_fields[] = {"id", "dir", NULL};
+static const char *const rehydra_fields[] = {"bindir", "version", NULL};
+static const char *const model_static[] = {"name", "version", "registry", "commit", NULL};
+static const char *const model_dynamic[] = {"sha256", "path", NULL};
+static const char *const model_fields[] = {"name",   "version", "registry", "commit",
+					   "sha256", "path",	NULL};
 
 /* Marks every step `u` depends on, directly or not. */
 static bool ancestors(struct val *v, size_t u)
@@ -1460,8 +1550,7 @@ static bool depends_on_type(struct val *v, size_t u, const struct rh_step_type *
 static void reader(char *buf, size_t n, const struct ref_ctx *c)
 {
 	if (c->mode == REF_STACK)
-		snprintf(buf, n, "the stack, deployed by step '%s',",
-			 step_name(c->v->rb, c->user));
+		snprintf(buf, n, "the stack, deployed by step '%s',", step_name(c->v->rb, c->user));
 	else
 		snprintf(buf, n, "step '%s'", step_name(c->v->rb, c->user));
 }
@@ -1482,17 +1571,20 @@ static void need_type(struct ref_ctx *c, const char *ref, const struct rh_step_t
 	reader(who, sizeof(who), c);
 	prod = first_of_type(v->rb, type);
 	if (prod)
-		add(v, c->ptr, NULL, false, "%s uses '${%s}', which a %s step sets at run time, "
-		    "but does not depend on one: add \"%s\" to the after of step '%s'", who, ref,
-		    type->name, prod, step_name(v->rb, c->user));
+		add(v, c->ptr, NULL, false,
+		    "%s uses '${%s}', which a %s step sets at run time, "
+		    "but does not depend on one: add \"%s\" to the after of step '%s'",
+		    who, ref, type->name, prod, step_name(v->rb, c->user));
 	else
-		add(v, c->ptr, NULL, false, "%s uses '${%s}', which a %s step sets at run time, "
+		add(v, c->ptr, NULL, false,
+		    "%s uses '${%s}', which a %s step sets at run time, "
 		    "but the runbook has no %s step: add one and list it in the after of step "
-		    "'%s'", who, ref, type->name, type->name, step_name(v->rb, c->user));
+		    "'%s'",
+		    who, ref, type->name, type->name, step_name(v->rb, c->user));
 }
 
-__attribute__((format(printf, 3, 4)))
-static void ref_error(struct ref_ctx *c, const char *ref, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void ref_error(struct ref_ctx *c, const char *ref,
+							    const char *fmt, ...)
 {
 	char msg[MSG_MAX];
 	va_list ap;
@@ -1505,8 +1597,8 @@ static void ref_error(struct ref_ctx *c, const char *ref, const char *fmt, ...)
 	add(c->v, c->ptr, NULL, false, "reference '${%s}': %s", ref, msg);
 }
 
-static void unknown_field(struct ref_ctx *c, const char *ref, const char *ns,
-			  const char *field, const char *const *fields)
+static void unknown_field(struct ref_ctx *c, const char *ref, const char *ns, const char *field,
+			  const char *const *fields)
 {
 	const char *s = rh_suggest(field, fields);
 	char words[256];
@@ -1563,7 +1655,8 @@ static void ref_model(struct ref_ctx *c, const char *ref, const char *f)
 	struct rh_runbook *rb = c->v->rb;
 
 	if (!c->v->have_model) {
-		ref_error(c, ref, "the runbook has no model: add \"model\": {\"registry\": ..., "
+		ref_error(c, ref,
+			  "the runbook has no model: add \"model\": {\"registry\": ..., "
 			  "\"name\": ..., \"version\": ...}");
 		return;
 	}
@@ -1575,8 +1668,8 @@ static void ref_model(struct ref_ctx *c, const char *ref, const char *f)
 		unknown_field(c, ref, "model", f, model_fields);
 		return;
 	}
-	if (strcmp(f, "commit") == 0 && !json_object_get(json_object_get(rb->doc, "model"),
-							 "commit"))
+	if (strcmp(f, "commit") == 0 &&
+	    !json_object_get(json_object_get(rb->doc, "model"), "commit"))
 		ref_error(c, ref, "model.commit is not set: add \"commit\" to \"model\"");
 }
 
@@ -1589,7 +1682,8 @@ static void ref_vars(struct ref_ctx *c, const char *ref, const char *f)
 
 	if (json_object_get(c->v->vars, f))
 		return;
-	json_object_foreach((json_t *)c->v->vars, key, item) {
+	json_object_foreach((json_t *)c->v->vars, key, item)
+	{
 		if (n < 255)
 			names[n++] = key;
 	}
@@ -1609,11 +1703,15 @@ static void ref_env(struct ref_ctx *c, const char *ref, const char *f)
 	for (size_t i = 0; i < rb->n_env_allow; i++)
 		allowed = allowed || (rb->env_allow[i] && strcmp(rb->env_allow[i], f) == 0);
 	if (!allowed)
-		ref_error(c, ref, "environment variable %.80s is not allowed: add \"%.80s\" to "
-			  "\"env_allow\"", f, f);
+		ref_error(c, ref,
+			  "environment variable %.80s is not allowed: add \"%.80s\" to "
+			  "\"env_allow\"",
+			  f, f);
 	else if (!getenv(f))
-		ref_error(c, ref, "environment variable %.80s is not set: set it before running "
-			  "rehydra", f);
+		ref_error(c, ref,
+			  "environment variable %.80s is not set: set it before running "
+			  "rehydra",
+			  f);
 }
 
 static void ref_steps(struct ref_ctx *c, const char *ref, const char *rest)
@@ -1647,7 +1745,8 @@ static void ref_steps(struct ref_ctx *c, const char *ref, const char *rest)
 		if (c->mode == REF_STEP)
 			ref_error(c, ref, "step '%s' cannot read its own outputs", id);
 		else
-			add(v, c->ptr, NULL, false, "the stack reads '${%s}', the outputs of the "
+			add(v, c->ptr, NULL, false,
+			    "the stack reads '${%s}', the outputs of the "
 			    "deploy step '%s' itself: a deploy step cannot read its own outputs",
 			    ref, id);
 		return;
@@ -1655,8 +1754,10 @@ static void ref_steps(struct ref_ctx *c, const char *ref, const char *rest)
 	if (!ancestors(v, c->user) || v->anc[dep])
 		return;
 	reader(who, sizeof(who), c);
-	add(v, c->ptr, NULL, false, "%s reads '${%s}' but does not depend on step '%s': add "
-	    "\"%s\" to the after of step '%s'", who, ref, id, id, step_name(v->rb, c->user));
+	add(v, c->ptr, NULL, false,
+	    "%s reads '${%s}' but does not depend on step '%s': add "
+	    "\"%s\" to the after of step '%s'",
+	    who, ref, id, id, step_name(v->rb, c->user));
 }
 
 static int check_ref(const char *ref, void *user)
@@ -1687,8 +1788,10 @@ static int check_ref(const char *ref, void *user)
 	}
 	if (c->mode == REF_REGISTRY && strcmp(ns, "vars") != 0 && strcmp(ns, "env") != 0 &&
 	    strcmp(ns, "runbook") != 0) {
-		ref_error(c, ref, "model.registry may only use ${vars.*}, ${env.*} and "
-			  "${runbook.*}: %s is not known when the registry is read", ns);
+		ref_error(c, ref,
+			  "model.registry may only use ${vars.*}, ${env.*} and "
+			  "${runbook.*}: %s is not known when the registry is read",
+			  ns);
 		goto done;
 	}
 	if (!f) {
@@ -1742,7 +1845,8 @@ static void refs_in_json(struct ref_ctx *c, const json_t *j, const char *ptr, bo
 		refs_in_string(c, json_string_value(j));
 		c->ptr = save;
 	} else if (json_is_object(j)) {
-		json_object_foreach((json_t *)j, key, item) {
+		json_object_foreach((json_t *)j, key, item)
+		{
 			char *cp;
 
 			/* Identifiers, checked by their own rules. */
@@ -1758,7 +1862,8 @@ static void refs_in_json(struct ref_ctx *c, const json_t *j, const char *ptr, bo
 			free(cp);
 		}
 	} else if (json_is_array(j)) {
-		json_array_foreach(j, i, item) {
+		json_array_foreach(j, i, item)
+		{
 			char *cp;
 
 			if (!json_is_string(item) && !json_is_object(item) && !json_is_array(item))
@@ -1775,7 +1880,7 @@ static void refs_in_json(struct ref_ctx *c, const json_t *j, const char *ptr, bo
 static void check_refs(struct val *v)
 {
 	struct rh_runbook *rb = v->rb;
-	struct ref_ctx c = { v, REF_REGISTRY, SIZE_MAX, true, "/model/registry" };
+	struct ref_ctx c = {v, REF_REGISTRY, SIZE_MAX, true, "/model/registry"};
 	const json_t *reg = json_object_get(json_object_get(rb->doc, "model"), "registry");
 
 	if (v->have_model && json_is_string(reg))
@@ -1809,7 +1914,8 @@ static void check_overrides(struct val *v, const struct rh_var_override *ov, siz
 	json_t *item;
 	size_t k = 0;
 
-	json_object_foreach((json_t *)v->vars, key, item) {
+	json_object_foreach((json_t *)v->vars, key, item)
+	{
 		if (k < 255)
 			names[k++] = key;
 	}
@@ -1824,13 +1930,16 @@ static void check_overrides(struct val *v, const struct rh_var_override *ov, siz
 			const char *sug = rh_suggest(ov[i].name, names);
 
 			if (sug)
-				add(v, ptr, NULL, true, "--var %.80s: the runbook declares no "
-				    "variable '%.80s' (did you mean '%s'?)", ov[i].name,
-				    ov[i].name, sug);
+				add(v, ptr, NULL, true,
+				    "--var %.80s: the runbook declares no "
+				    "variable '%.80s' (did you mean '%s'?)",
+				    ov[i].name, ov[i].name, sug);
 			else
-				add(v, ptr, NULL, true, "--var %.80s: the runbook declares no "
+				add(v, ptr, NULL, true,
+				    "--var %.80s: the runbook declares no "
 				    "variable '%.80s': only variables in \"vars\" can be "
-				    "overridden", ov[i].name, ov[i].name);
+				    "overridden",
+				    ov[i].name, ov[i].name);
 			continue;
 		}
 		s = json_string(ov[i].value);
@@ -1854,8 +1963,10 @@ static void validate(struct val *v, const struct rh_var_override *ov, size_t n_o
 
 	check_limits(v, doc, "", 1);
 	if (!json_is_object(doc)) {
-		add(v, "", NULL, false, "the runbook must be a json object ({\"rehydra\": 1, "
-		    "\"name\": ..., \"steps\": [...]}), got %s", rh_json_kind(doc));
+		add(v, "", NULL, false,
+		    "the runbook must be a json object ({\"rehydra\": 1, "
+		    "\"name\": ..., \"steps\": [...]}), got %s",
+		    rh_json_kind(doc));
 		return;
 	}
 	check_keys(v, doc, "", "the runbook", top_keys, NULL);
@@ -1890,8 +2001,7 @@ static void validate(struct val *v, const struct rh_var_override *ov, size_t n_o
 	collect_ids(v, steps);
 	if (v->err)
 		return;
-	json_array_foreach(steps, i, step)
-		check_step(v, i, step);
+	json_array_foreach(steps, i, step) check_step(v, i, step);
 	if (v->err)
 		return;
 	find_cycles(v);
@@ -1964,48 +2074,59 @@ static void parse_diag(struct rh_diags *d, const json_error_t *je, const char *b
 				 buf + b, e - b > 40 ? "..." : "");
 		}
 		rh_diags_add_at(d, line, col, "number %s is too large: %s", token,
-				strchr(token, '.') || strchr(token, 'e') || strchr(token, 'E') ?
-				"it does not fit in a double" :
-				"integers must fit in 64 bits (at most 9223372036854775807)");
+				strchr(token, '.') || strchr(token, 'e') || strchr(token, 'E')
+				    ? "it does not fit in a double"
+				    : "integers must fit in 64 bits (at most 9223372036854775807)");
 		break;
 	}
 	case json_error_premature_end_of_input:
 		if (blank)
-			rh_diags_add_at(d, 1, 1, "the file is empty: a runbook is a json object "
+			rh_diags_add_at(d, 1, 1,
+					"the file is empty: a runbook is a json object "
 					"({\"rehydra\": 1, \"name\": ..., \"steps\": [...]})");
 		else
-			rh_diags_add_at(d, line, col, "unexpected end of file: the json is "
+			rh_diags_add_at(d, line, col,
+					"unexpected end of file: the json is "
 					"incomplete (is the file truncated?)");
 		break;
 	case json_error_duplicate_key:
-		rh_diags_add_at(d, line, col, "duplicate key %s: each key may appear only once "
-				"in an object", token[0] ? token : "");
+		rh_diags_add_at(d, line, col,
+				"duplicate key %s: each key may appear only once "
+				"in an object",
+				token[0] ? token : "");
 		break;
 	case json_error_end_of_input_expected:
-		rh_diags_add_at(d, line, col, "unexpected text after the end of the json "
+		rh_diags_add_at(d, line, col,
+				"unexpected text after the end of the json "
 				"document: remove everything after the final '}'");
 		break;
 	case json_error_stack_overflow:
-		rh_diags_add_at(d, line, col, "too deeply nested: at most %d levels of objects and "
-				"arrays are allowed", RH_RUNBOOK_MAX_DEPTH);
+		rh_diags_add_at(d, line, col,
+				"too deeply nested: at most %d levels of objects and "
+				"arrays are allowed",
+				RH_RUNBOOK_MAX_DEPTH);
 		break;
 	case json_error_null_character:
 		rh_diags_add_at(d, line, col, "\\u0000 is not allowed in strings: remove it");
 		break;
 	default:
 		if (blank)
-			rh_diags_add_at(d, 1, 1, "the file is empty: a runbook is a json object "
+			rh_diags_add_at(d, 1, 1,
+					"the file is empty: a runbook is a json object "
 					"({\"rehydra\": 1, \"name\": ..., \"steps\": [...]})");
 		else if (strncmp(text, "control character", 17) == 0)
-			rh_diags_add_at(d, line, col, "control character in a string (%.*s): write "
+			rh_diags_add_at(d, line, col,
+					"control character in a string (%.*s): write "
 					"it as an escape such as \\n, \\t or \\u0001",
 					(int)(near ? near - text : (long)strlen(text)), text);
 		else if (strstr(text, "end of file"))
-			rh_diags_add_at(d, line, col, "unexpected end of file: %.*s; the json is "
+			rh_diags_add_at(d, line, col,
+					"unexpected end of file: %.*s; the json is "
 					"incomplete (is the file truncated?)",
-					(int)(strstr(text, " near end of file") ?
-					      strstr(text, " near end of file") - text :
-					      (long)strlen(text)), text);
+					(int)(strstr(text, " near end of file")
+						  ? strstr(text, " near end of file") - text
+						  : (long)strlen(text)),
+					text);
 		else
 			rh_diags_add_at(d, line, col, "invalid json: %s", text);
 		break;
@@ -2032,13 +2153,14 @@ static int read_file(char **out, size_t *out_len, const char *path, struct rh_di
 	}
 	if (!S_ISREG(st.st_mode)) {
 		err = rh_error_set(RH_EIO, "not a regular file: give the path of a runbook "
-				   "(a .json file)");
+					   "(a .json file)");
 		goto done;
 	}
 	if ((uint64_t)st.st_size > RH_RUNBOOK_MAX_BYTES) {
-		rh_diags_add_at(d, 1, 1, "the file is %llu bytes: a runbook may be at most %u "
-				"bytes (16 MiB)", (unsigned long long)st.st_size,
-				RH_RUNBOOK_MAX_BYTES);
+		rh_diags_add_at(d, 1, 1,
+				"the file is %llu bytes: a runbook may be at most %u "
+				"bytes (16 MiB)",
+				(unsigned long long)st.st_size, RH_RUNBOOK_MAX_BYTES);
 		err = rh_error_set(RH_EINVAL, "the runbook is too large");
 		goto done;
 	}
@@ -2110,7 +2232,7 @@ int rh_runbook_load_opts(struct rh_runbook **out, const char *path,
 {
 	const struct rh_var_override *overrides = opts->overrides;
 	size_t n_overrides = opts->n_overrides;
-	struct val v = { 0 };
+	struct val v = {0};
 	struct rh_runbook *rb = NULL;
 	size_t before = diags->count;
 	json_error_t je;
@@ -2256,9 +2378,12 @@ done:
 const char *rh_when_name(enum rh_when w)
 {
 	switch (w) {
-	case RH_WHEN_ON_FAILURE: return "on_failure";
-	case RH_WHEN_ALWAYS: return "always";
-	default: return "on_success";
+	case RH_WHEN_ON_FAILURE:
+		return "on_failure";
+	case RH_WHEN_ALWAYS:
+		return "always";
+	default:
+		return "on_success";
 	}
 }
 

@@ -28,10 +28,10 @@
 
 #define RH_RUNBOOK_FORMAT 1
 #define RH_RUNBOOK_MAX_BYTES (16u * 1024 * 1024) /* file size limit */
-#define RH_RUNBOOK_MAX_STRING (64u * 1024)        /* any one string value */
-#define RH_RUNBOOK_MAX_DEPTH 32                   /* nesting of containers */
+#define RH_RUNBOOK_MAX_STRING (64u * 1024)	 /* any one string value */
+#define RH_RUNBOOK_MAX_DEPTH 32			 /* nesting of containers */
 #define RH_RUNBOOK_MAX_STEPS 10000
-#define RH_STEP_ID_MAX 64                         /* [A-Za-z0-9_-], first a letter */
+#define RH_STEP_ID_MAX 64 /* [A-Za-z0-9_-], first a letter */
 #define RH_TIMEOUT_MAX_S (7.0 * 24 * 3600)
 #define RH_RETRIES_MAX 100
 
@@ -42,23 +42,23 @@ enum rh_when { RH_WHEN_ON_SUCCESS, RH_WHEN_ON_FAILURE, RH_WHEN_ALWAYS };
 
 struct rh_backoff {
 	double initial_s; /* delay before the first retry; default 1 */
-	double factor;    /* multiplier per retry; default 2 */
-	double max_s;     /* cap; default 30 */
-	double jitter;    /* +/- fraction, 0..1; default 0.2 */
+	double factor;	  /* multiplier per retry; default 2 */
+	double max_s;	  /* cap; default 30 */
+	double jitter;	  /* +/- fraction, 0..1; default 0.2 */
 };
 
 struct rh_step {
 	char *id;
 	const struct rh_step_type *type; /* from the `do` key */
-	size_t *after;                   /* indices into runbook->steps */
+	size_t *after;			 /* indices into runbook->steps */
 	size_t n_after;
-	double timeout_s;                /* per attempt; default from the type */
-	unsigned retries;                /* extra attempts after the first; default 0 */
+	double timeout_s; /* per attempt; default from the type */
+	unsigned retries; /* extra attempts after the first; default 0 */
 	struct rh_backoff backoff;
 	enum rh_when when;
 	bool restores_service;
-	json_t *spec;                    /* borrowed: the step's JSON object */
-	char *pointer;                   /* "/steps/N", for messages */
+	json_t *spec;  /* borrowed: the step's JSON object */
+	char *pointer; /* "/steps/N", for messages */
 };
 
 struct rh_model_ref {
@@ -66,17 +66,17 @@ struct rh_model_ref {
 	char *registry; /* as written; relative paths are resolved against dir */
 	char *name;
 	char *version;
-	char *commit;   /* optional pin; NULL if absent */
+	char *commit; /* optional pin; NULL if absent */
 };
 
 #define RH_MAX_PARALLEL_DEFAULT 16
 #define RH_MAX_PARALLEL_MAX 1024
 
 struct rh_runbook {
-	char *path;          /* as given on the command line */
-	char *dir;           /* absolute directory containing the file */
-	char sha256[65];     /* hex digest of the file's bytes */
-	json_t *doc;         /* the parsed document (owned) */
+	char *path;	 /* as given on the command line */
+	char *dir;	 /* absolute directory containing the file */
+	char sha256[65]; /* hex digest of the file's bytes */
+	json_t *doc;	 /* the parsed document (owned) */
 
 	char *name;
 	char *description;   /* "" when absent */
@@ -87,16 +87,16 @@ struct rh_runbook {
 	unsigned max_parallel;
 
 	struct rh_model_ref model;
-	json_t *target;      /* borrowed object: provider, region, ... */
+	json_t *target; /* borrowed object: provider, region, ... */
 	const struct rh_provider_ops *provider;
-	json_t *vars;        /* owned object: runbook vars with overrides applied */
-	json_t *stack;       /* borrowed object {command: [...], env: {...}} or NULL */
-	char **env_allow;    /* names ${env.NAME} may read */
+	json_t *vars;	  /* owned object: runbook vars with overrides applied */
+	json_t *stack;	  /* borrowed object {command: [...], env: {...}} or NULL */
+	char **env_allow; /* names ${env.NAME} may read */
 	size_t n_env_allow;
 
 	struct rh_step *steps;
 	size_t n_steps;
-	size_t *order;       /* a topological order of step indices (n_steps) */
+	size_t *order; /* a topological order of step indices (n_steps) */
 };
 
 /* One --var NAME=VALUE override. */
@@ -124,7 +124,10 @@ struct rh_runbook_opts {
 	const json_t *target;
 	double rto_target_s;
 };
-#define RH_RUNBOOK_OPTS_INIT { NULL, 0, NULL, 0 }
+#define RH_RUNBOOK_OPTS_INIT                                                                       \
+	{                                                                                          \
+		NULL, 0, NULL, 0                                                                   \
+	}
 
 /* rh_runbook_load with options; the same results. */
 int rh_runbook_load_opts(struct rh_runbook **out, const char *path,

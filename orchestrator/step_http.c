@@ -231,21 +231,26 @@ static int probe_setup(struct probe *p)
 	 * same rules again, on the expanded text, so an output with CR/LF
 	 * cannot add a header or rewrite the request line. */
 	if (rh_http_text_bad(url, false))
-		return rh_error_set(RH_EINVAL, "step '%s': the url contains a control character "
+		return rh_error_set(RH_EINVAL,
+				    "step '%s': the url contains a control character "
 				    "after expansion (a line break from a ${...} value?): not "
-				    "sending it", p->ctx->step->id);
+				    "sending it",
+				    p->ctx->step->id);
 	if (method && !rh_http_method_ok(method))
-		return rh_error_set(RH_EINVAL, "step '%s': the method after expansion is not one "
+		return rh_error_set(RH_EINVAL,
+				    "step '%s': the method after expansion is not one "
 				    "of GET, HEAD, POST, PUT, PATCH, DELETE: not sending it",
 				    p->ctx->step->id);
 	json_object_foreach(headers, key, val)
 	{
 		if (!json_is_string(val) || rh_http_text_bad(json_string_value(val), true) ||
 		    rh_http_text_bad(key, false) || strchr(key, ':'))
-			return rh_error_set(RH_EINVAL, "step '%s': header '%.100s' contains a "
-					    "control character or a bad name after expansion (a line "
-					    "break from a ${...} value?): not sending it",
-					    p->ctx->step->id, key);
+			return rh_error_set(
+			    RH_EINVAL,
+			    "step '%s': header '%.100s' contains a "
+			    "control character or a bad name after expansion (a line "
+			    "break from a ${...} value?): not sending it",
+			    p->ctx->step->id, key);
 	}
 	p->url_shown = rh_http_url_for_messages(url);
 	if (!p->url_shown)

@@ -56,7 +56,7 @@ struct rh_spec_range {
 	double min;
 	double max;
 	bool min_exclusive; /* "greater than min" rather than "at least min" */
-	bool seconds;       /* say "a number of seconds" */
+	bool seconds;	    /* say "a number of seconds" */
 };
 
 int rh_spec_string(struct rh_diags *d, const json_t *obj, const char *ptr, const char *key,
@@ -68,11 +68,10 @@ int rh_spec_integer(struct rh_diags *d, const json_t *obj, const char *ptr, cons
 int rh_spec_bool(struct rh_diags *d, const json_t *obj, const char *ptr, const char *key,
 		 bool *out);
 /* An array of strings; `nonempty` also rejects [] and "" as its first item. */
-int rh_spec_string_array(struct rh_diags *d, const json_t *obj, const char *ptr,
-			 const char *key, bool required, bool nonempty);
+int rh_spec_string_array(struct rh_diags *d, const json_t *obj, const char *ptr, const char *key,
+			 bool required, bool nonempty);
 /* An object whose values are all strings (env, headers). */
-int rh_spec_string_object(struct rh_diags *d, const json_t *obj, const char *ptr,
-			  const char *key);
+int rh_spec_string_object(struct rh_diags *d, const json_t *obj, const char *ptr, const char *key);
 /* Reports a missing required key at `obj` ("missing required key 'x' ..."). */
 int rh_spec_missing(struct rh_diags *d, const json_t *obj, const char *ptr, const char *key,
 		    const char *expected);

@@ -33,9 +33,8 @@ static bool has_ref(const char *s)
 
 /* A diagnostic at a child pointer (ptr + "/" + key). Returns RH_EINVAL, or
  * RH_ENOMEM when it could not be recorded. */
-__attribute__((format(printf, 5, 6)))
-static int add_at(struct rh_diags *d, const char *ptr, const char *key, bool at_key,
-		  const char *fmt, ...)
+__attribute__((format(printf, 5, 6))) static int
+add_at(struct rh_diags *d, const char *ptr, const char *key, bool at_key, const char *fmt, ...)
 {
 	char *p = rh_pointer_join(ptr, key);
 	char msg[1024];
@@ -54,7 +53,7 @@ static int add_at(struct rh_diags *d, const char *ptr, const char *key, bool at_
 
 /* ---- exec ---- */
 
-static const char *const exec_keys[] = { "argv", "env", "cwd", NULL };
+static const char *const exec_keys[] = {"argv", "env", "cwd", NULL};
 
 static int exec_validate(const json_t *spec, const char *ptr, struct rh_diags *d)
 {
@@ -82,12 +81,14 @@ static int exec_validate(const json_t *spec, const char *ptr, struct rh_diags *d
 		err = rh_error_set(RH_ENOMEM, "out of memory validating %s", ptr);
 		goto done;
 	}
-	json_object_foreach((json_t *)env, key, val) {
+	json_object_foreach((json_t *)env, key, val)
+	{
 		if (*key && !strchr(key, '='))
 			continue;
 		r = add_at(d, envp, key, true,
 			   "invalid environment variable name '%s': names are non-empty and "
-			   "contain no '='", key);
+			   "contain no '='",
+			   key);
 		if (r == RH_ENOMEM) {
 			err = r;
 			goto done;
@@ -100,11 +101,10 @@ done:
 
 /* ---- http_probe ---- */
 
-static const char *const http_keys[] = { "url", "method", "headers", "body", "expect_status",
-					 "expect_json", "interval_s", "request_timeout_s",
-					 NULL };
-static const char *const http_methods[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
-					    NULL };
+static const char *const http_keys[] = {
+    "url",	   "method",	 "headers",	      "body", "expect_status",
+    "expect_json", "interval_s", "request_timeout_s", NULL};
+static const char *const http_methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
 
 bool rh_http_text_bad(const char *s, bool tab_ok)
 {
@@ -150,7 +150,8 @@ static int http_validate_status(struct rh_diags *d, const json_t *spec, const ch
 	if (!json_is_array(st) || json_array_size(st) == 0) {
 		err = add_at(d, ptr, "expect_status", false,
 			     "expect_status: expected an http status (100 to 599) or a non-empty "
-			     "array of them, got %s", json_is_array(st) ? "[]" : rh_json_kind(st));
+			     "array of them, got %s",
+			     json_is_array(st) ? "[]" : rh_json_kind(st));
 		goto done;
 	}
 	sp = rh_pointer_join(ptr, "expect_status");
@@ -158,7 +159,8 @@ static int http_validate_status(struct rh_diags *d, const json_t *spec, const ch
 		err = rh_error_set(RH_ENOMEM, "out of memory validating %s", ptr);
 		goto done;
 	}
-	json_array_foreach(st, i, item) {
+	json_array_foreach(st, i, item)
+	{
 		char idx[32];
 		json_int_t v = json_integer_value(item);
 
@@ -192,7 +194,8 @@ static int http_validate_headers(struct rh_diags *d, const json_t *spec, const c
 		err = rh_error_set(RH_ENOMEM, "out of memory validating %s", ptr);
 		goto done;
 	}
-	json_object_foreach((json_t *)h, key, val) {
+	json_object_foreach((json_t *)h, key, val)
+	{
 		int r = 0;
 
 		if (!header_name_ok(key))
@@ -214,8 +217,8 @@ done:
 
 static int http_validate(const json_t *spec, const char *ptr, struct rh_diags *d)
 {
-	static const struct rh_spec_range interval = { 0.01, 60, false, true };
-	static const struct rh_spec_range req = { 0, 3600, true, true };
+	static const struct rh_spec_range interval = {0.01, 60, false, true};
+	static const struct rh_spec_range req = {0, 3600, true, true};
 	const json_t *body = json_object_get(spec, "body");
 	const char *url = NULL;
 	const char *method = NULL;
@@ -224,14 +227,18 @@ static int http_validate(const json_t *spec, const char *ptr, struct rh_diags *d
 
 	r = rh_spec_string(d, spec, ptr, "url", true, &url);
 	if (r == 1 && !*url) {
-		r = add_at(d, ptr, "url", false, "url: expected an http:// or https:// url, got an "
+		r = add_at(d, ptr, "url", false,
+			   "url: expected an http:// or https:// url, got an "
 			   "empty string");
 	} else if (r == 1 && !has_ref(url) && strncasecmp(url, "http://", 7) != 0 &&
 		   strncasecmp(url, "https://", 8) != 0) {
-		r = add_at(d, ptr, "url", false, "url: expected an http:// or https:// url, got "
-			   "'%.200s'", url);
+		r = add_at(d, ptr, "url", false,
+			   "url: expected an http:// or https:// url, got "
+			   "'%.200s'",
+			   url);
 	} else if (r == 1 && rh_http_text_bad(url, false)) {
-		r = add_at(d, ptr, "url", false, "url contains a control character (a line break, "
+		r = add_at(d, ptr, "url", false,
+			   "url contains a control character (a line break, "
 			   "a tab...): remove it");
 	}
 	if (r == RH_ENOMEM)
@@ -249,7 +256,8 @@ static int http_validate(const json_t *spec, const char *ptr, struct rh_diags *d
 				r = add_at(d, ptr, "method", false,
 					   "unknown http method: did you mean '%s'?", s);
 			else
-				r = add_at(d, ptr, "method", false, "unknown http method: expected "
+				r = add_at(d, ptr, "method", false,
+					   "unknown http method: expected "
 					   "GET, HEAD, POST, PUT, PATCH or DELETE");
 		}
 	}
@@ -258,14 +266,17 @@ static int http_validate(const json_t *spec, const char *ptr, struct rh_diags *d
 	if (http_validate_headers(d, spec, ptr) == RH_ENOMEM)
 		goto nomem;
 	if (body && !json_is_string(body) && !json_is_object(body) && !json_is_array(body) &&
-	    add_at(d, ptr, "body", false, "body: expected a string, an object or an array "
-		   "(sent as json), got %s", rh_json_kind(body)) == RH_ENOMEM)
+	    add_at(d, ptr, "body", false,
+		   "body: expected a string, an object or an array "
+		   "(sent as json), got %s",
+		   rh_json_kind(body)) == RH_ENOMEM)
 		goto nomem;
 	if (http_validate_status(d, spec, ptr) == RH_ENOMEM)
 		goto nomem;
 	if (json_object_get(spec, "expect_json") &&
 	    !json_is_object(json_object_get(spec, "expect_json")) &&
-	    add_at(d, ptr, "expect_json", false, "expect_json: expected an object of fields the "
+	    add_at(d, ptr, "expect_json", false,
+		   "expect_json: expected an object of fields the "
 		   "response must contain, got %s",
 		   rh_json_kind(json_object_get(spec, "expect_json"))) == RH_ENOMEM)
 		goto nomem;
@@ -392,47 +403,47 @@ static int load_validate(const json_t *spec, const char *ptr, struct rh_diags *d
 
 /* ---- wait, teardown ---- */
 
-static const char *const wait_keys[] = { "seconds", NULL };
+static const char *const wait_keys[] = {"seconds", NULL};
 
 static int wait_validate(const json_t *spec, const char *ptr, struct rh_diags *d)
 {
-	static const struct rh_spec_range range = { 0, RH_TIMEOUT_MAX_S, false, true };
+	static const struct rh_spec_range range = {0, RH_TIMEOUT_MAX_S, false, true};
 	int r = rh_spec_number(d, spec, ptr, "seconds", true, &range, NULL);
 
 	return r == RH_ENOMEM ? r : 0;
 }
 
-static const char *const teardown_keys[] = { "grace_s", NULL };
+static const char *const teardown_keys[] = {"grace_s", NULL};
 
 static int teardown_validate(const json_t *spec, const char *ptr, struct rh_diags *d)
 {
-	static const struct rh_spec_range range = { 0, 600, false, true };
+	static const struct rh_spec_range range = {0, 600, false, true};
 	int r = rh_spec_number(d, spec, ptr, "grace_s", false, &range, NULL);
 
 	return r == RH_ENOMEM ? r : 0;
 }
 
-static const char *const no_keys[] = { NULL };
+static const char *const no_keys[] = {NULL};
 
 /* ---- the table ---- */
 
 const struct rh_step_type rh_step_exec = {
-	.name = "exec",
-	.summary = "run a program (argv array, no shell); a json object on its last stdout "
-		   "line becomes its outputs",
-	.keys = exec_keys,
-	.default_timeout_s = 300,
-	.validate = exec_validate,
-	.run = rh_step_exec_run,
+    .name = "exec",
+    .summary = "run a program (argv array, no shell); a json object on its last stdout "
+	       "line becomes its outputs",
+    .keys = exec_keys,
+    .default_timeout_s = 300,
+    .validate = exec_validate,
+    .run = rh_step_exec_run,
 };
 
 const struct rh_step_type rh_step_http_probe = {
-	.name = "http_probe",
-	.summary = "poll an http endpoint until the status and json body match",
-	.keys = http_keys,
-	.default_timeout_s = 60,
-	.validate = http_validate,
-	.run = rh_step_http_probe_run,
+    .name = "http_probe",
+    .summary = "poll an http endpoint until the status and json body match",
+    .keys = http_keys,
+    .default_timeout_s = 60,
+    .validate = http_validate,
+    .run = rh_step_http_probe_run,
 };
 
 const struct rh_step_type rh_step_load_probe = {
@@ -446,52 +457,52 @@ const struct rh_step_type rh_step_load_probe = {
 };
 
 const struct rh_step_type rh_step_wait = {
-	.name = "wait",
-	.summary = "wait a number of seconds",
-	.keys = wait_keys,
-	.default_timeout_s = 604800,
-	.validate = wait_validate,
-	.run = rh_step_wait_run,
+    .name = "wait",
+    .summary = "wait a number of seconds",
+    .keys = wait_keys,
+    .default_timeout_s = 604800,
+    .validate = wait_validate,
+    .run = rh_step_wait_run,
 };
 
 const struct rh_step_type rh_step_provision = {
-	.name = "provision",
-	.summary = "create the target's infrastructure through its provider adapter",
-	.keys = no_keys,
-	.default_timeout_s = 600,
-	.run = rh_step_provision_run,
-	.needs_provider = true,
-	.exports_to = "target",
+    .name = "provision",
+    .summary = "create the target's infrastructure through its provider adapter",
+    .keys = no_keys,
+    .default_timeout_s = 600,
+    .run = rh_step_provision_run,
+    .needs_provider = true,
+    .exports_to = "target",
 };
 
 const struct rh_step_type rh_step_sync_artifacts = {
-	.name = "sync_artifacts",
-	.summary = "copy the model's files from the registry to the target, verifying sha256",
-	.keys = no_keys,
-	.default_timeout_s = 3600,
-	.run = rh_step_sync_artifacts_run,
-	.needs_provider = true,
-	.needs_model = true,
-	.exports_to = "model",
+    .name = "sync_artifacts",
+    .summary = "copy the model's files from the registry to the target, verifying sha256",
+    .keys = no_keys,
+    .default_timeout_s = 3600,
+    .run = rh_step_sync_artifacts_run,
+    .needs_provider = true,
+    .needs_model = true,
+    .exports_to = "model",
 };
 
 const struct rh_step_type rh_step_deploy = {
-	.name = "deploy",
-	.summary = "start the runbook's stack on the target",
-	.keys = no_keys,
-	.default_timeout_s = 300,
-	.run = rh_step_deploy_run,
-	.needs_provider = true,
+    .name = "deploy",
+    .summary = "start the runbook's stack on the target",
+    .keys = no_keys,
+    .default_timeout_s = 300,
+    .run = rh_step_deploy_run,
+    .needs_provider = true,
 };
 
 const struct rh_step_type rh_step_teardown = {
-	.name = "teardown",
-	.summary = "stop the stack and remove what provision created (idempotent)",
-	.keys = teardown_keys,
-	.default_timeout_s = 600,
-	.validate = teardown_validate,
-	.run = rh_step_teardown_run,
-	.needs_provider = true,
+    .name = "teardown",
+    .summary = "stop the stack and remove what provision created (idempotent)",
+    .keys = teardown_keys,
+    .default_timeout_s = 600,
+    .validate = teardown_validate,
+    .run = rh_step_teardown_run,
+    .needs_provider = true,
 };
 
 const struct rh_step_type *const rh_step_types[] = {

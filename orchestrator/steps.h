@@ -31,25 +31,25 @@
 struct rh_drill;
 
 struct rh_step_ctx {
-	struct rh_drill *drill;       /* the drill being run (runbook, dirs, provider) */
+	struct rh_drill *drill; /* the drill being run (runbook, dirs, provider) */
 	const struct rh_step *step;
 	size_t step_index;
-	unsigned attempt;             /* 1-based */
-	double deadline;              /* absolute rh_clock_mono() seconds */
-	struct rh_cancel *cancel;     /* this attempt's: deadline passed, interrupt, failure */
-	json_t *spec;                 /* the step's object with ${...} expanded (borrowed) */
-	json_t *outputs;              /* object to fill (borrowed, owned by engine) */
-	const char *log_prefix;       /* e.g. "<drill dir>/steps/<id>.1": append ".stdout" */
+	unsigned attempt;	  /* 1-based */
+	double deadline;	  /* absolute rh_clock_mono() seconds */
+	struct rh_cancel *cancel; /* this attempt's: deadline passed, interrupt, failure */
+	json_t *spec;		  /* the step's object with ${...} expanded (borrowed) */
+	json_t *outputs;	  /* object to fill (borrowed, owned by engine) */
+	const char *log_prefix;	  /* e.g. "<drill dir>/steps/<id>.1": append ".stdout" */
 	/* Progress for long steps (bytes moved, polls); may be NULL. */
 	void (*progress)(void *user, const struct rh_step_ctx *ctx, const char *text);
 	void *progress_user;
 };
 
 struct rh_step_type {
-	const char *name;              /* the `do` value */
-	const char *summary;           /* one line for `rehydra help runbook` */
-	const char *const *keys;       /* own keys, NULL-terminated */
-	double default_timeout_s;      /* > 0: the only default for `timeout_s` */
+	const char *name;	  /* the `do` value */
+	const char *summary;	  /* one line for `rehydra help runbook` */
+	const char *const *keys;  /* own keys, NULL-terminated */
+	double default_timeout_s; /* > 0: the only default for `timeout_s` */
 	/* May be NULL. spec is unexpanded; pointer is e.g. "/steps/3". */
 	int (*validate)(const json_t *spec, const char *pointer, struct rh_diags *d);
 	int (*run)(struct rh_step_ctx *ctx);

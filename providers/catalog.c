@@ -23,7 +23,7 @@
 
 #include "banned.h"
 
-static const char *const status_names[] = { "available", "unverified", "unavailable", NULL };
+static const char *const status_names[] = {"available", "unverified", "unavailable", NULL};
 
 static bool is_dir(const char *path)
 {
@@ -72,7 +72,8 @@ int rh_data_dir(char **out, const char *kind)
 	env = getenv(env_name);
 	if (env && *env) {
 		if (!is_dir(env))
-			return rh_error_set(RH_ENOTFOUND, "%s=%s is not a directory", env_name, env);
+			return rh_error_set(RH_ENOTFOUND, "%s=%s is not a directory", env_name,
+					    env);
 		*out = strdup(env);
 		return *out ? 0 : rh_error_set(RH_ENOMEM, "out of memory");
 	}
@@ -222,8 +223,9 @@ static int check_accelerator(const json_t *a, const char *cls, const json_t *reg
 				    "\"instance_type\" (or \"platform\" and \"preset\")",
 				    file, cls);
 	if (strcmp(status, "unverified") == 0 && !str(a, "reason"))
-		return rh_error_set(RH_EINVAL, "%s: /accelerators/%s is unverified but gives no "
-					       "\"reason\"",
+		return rh_error_set(RH_EINVAL,
+				    "%s: /accelerators/%s is unverified but gives no "
+				    "\"reason\"",
 				    file, cls);
 	if (json_object_get(a, "sizes")) {
 		const json_t *sizes = json_object_get(a, "sizes");
@@ -277,8 +279,9 @@ int rh_catalog_check(const json_t *cat, const char *file)
 	if (!is_date(str(cat, "as_of")))
 		return rh_error_set(RH_EINVAL, "%s: /as_of must be a date YYYY-MM-DD", file);
 	if (!str(tf, "source") || !str(tf, "version"))
-		return rh_error_set(RH_EINVAL, "%s: /terraform needs \"source\" and a pinned "
-					       "\"version\"",
+		return rh_error_set(RH_EINVAL,
+				    "%s: /terraform needs \"source\" and a pinned "
+				    "\"version\"",
 				    file);
 	if (!str(cat, "ssh_user"))
 		return rh_error_set(RH_EINVAL, "%s: /ssh_user must be a string", file);
@@ -357,7 +360,8 @@ static void keys_list(char *buf, size_t size, const json_t *obj, const char *ski
 	{
 		int n;
 
-		if (skip_status && strcmp(str(v, "status") ? str(v, "status") : "", skip_status) == 0)
+		if (skip_status &&
+		    strcmp(str(v, "status") ? str(v, "status") : "", skip_status) == 0)
 			continue;
 		n = snprintf(buf + pos, size - pos, "%s%s", pos ? ", " : "", k);
 		if (n < 0 || (size_t)n >= size - pos)
@@ -375,8 +379,9 @@ int rh_catalog_region(const json_t **out, const json_t *cat, const char *region)
 	if (*out)
 		return 0;
 	keys_list(list, sizeof(list), regions, NULL);
-	return rh_error_set(RH_ENOTFOUND, "%s has no region '%s' in its catalog (as of %s): "
-					  "known regions are %s",
+	return rh_error_set(RH_ENOTFOUND,
+			    "%s has no region '%s' in its catalog (as of %s): "
+			    "known regions are %s",
 			    str(cat, "provider"), region ? region : "", str(cat, "as_of"), list);
 }
 
@@ -385,9 +390,8 @@ static bool offered_in(const json_t *a, const char *region)
 	size_t i;
 	json_t *r;
 
-	json_array_foreach(json_object_get(a, "regions"), i, r)
-		if (strcmp(json_string_value(r), region) == 0)
-			return true;
+	json_array_foreach(json_object_get(a, "regions"), i,
+			   r) if (strcmp(json_string_value(r), region) == 0) return true;
 	return false;
 }
 
@@ -405,14 +409,15 @@ int rh_catalog_accelerator(const json_t **out, const json_t *cat, const char *cl
 	*out = NULL;
 	if (!a) {
 		keys_list(list, sizeof(list), accs, NULL);
-		return rh_error_set(RH_ENOTFOUND, "%s's catalog has no accelerator class '%s': "
-						  "classes are %s",
+		return rh_error_set(RH_ENOTFOUND,
+				    "%s's catalog has no accelerator class '%s': "
+				    "classes are %s",
 				    prov, cls ? cls : "", list);
 	}
 	if (strcmp(str(a, "status"), "unavailable") == 0) {
 		keys_list(list, sizeof(list), accs, "unavailable");
-		return rh_error_set(RH_EUNSUPPORTED, "%s does not offer %s: %s (it offers %s)", prov,
-				    cls, str(a, "reason"), list[0] ? list : "nothing mapped");
+		return rh_error_set(RH_EUNSUPPORTED, "%s does not offer %s: %s (it offers %s)",
+				    prov, cls, str(a, "reason"), list[0] ? list : "nothing mapped");
 	}
 	if (!offered_in(a, region)) {
 		here[0] = '\0';

@@ -25,7 +25,8 @@
 
 /* *out is a new string: the directory holding `kind` ("catalog",
  * "templates" or "policy", the last with $RH_POLICY_DIR and
- * providers/policy in the source tree). RH_ENOTFOUND says where it looked and which variable to set. */
+ * providers/policy in the source tree). RH_ENOTFOUND says where it looked and which variable to
+ * set. */
 int rh_data_dir(char **out, const char *kind);
 
 /* Loads and validates <catalog dir>/<provider>.json. *out is new.

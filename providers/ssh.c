@@ -60,7 +60,7 @@ static const char *const ssh_target_keys[] = {"inventory",   "host",	      "acce
 					      NULL};
 /* host_name and jurisdiction name the reserved host in the record: an
  * auditor asks which machine, and under which law, the drill ran on. */
-static const char *const ssh_output_keys[] = {"host",	  "port",     "workspace",    "ssh_host",
+static const char *const ssh_output_keys[] = {"host",	  "port",      "workspace",    "ssh_host",
 					      "ssh_user", "host_name", "jurisdiction", NULL};
 
 static int oom(void)

@@ -387,11 +387,10 @@ int rh_tf_find(char **out, const char *option)
 
 /* ---- environment -------------------------------------------------------- */
 
-static const char *const tf_env_plain[] = { "PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR",
-					    NULL };
-static const char *const tf_env_prefixes[] = { "AWS_", "ALICLOUD_", "NEBIUS_", "TF_", NULL };
-static const char *const tf_env_fixed[] = { "TF_IN_AUTOMATION=1", "TF_INPUT=0",
-					    "CHECKPOINT_DISABLE=1", NULL };
+static const char *const tf_env_plain[] = {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", NULL};
+static const char *const tf_env_prefixes[] = {"AWS_", "ALICLOUD_", "NEBIUS_", "TF_", NULL};
+static const char *const tf_env_fixed[] = {"TF_IN_AUTOMATION=1", "TF_INPUT=0",
+					   "CHECKPOINT_DISABLE=1", NULL};
 
 bool rh_tf_env_passes(const char *name)
 {
@@ -449,13 +448,15 @@ int rh_tf_env_build(char ***out)
 		if (!rh_tf_env_passes(name))
 			continue;
 		if (!(env[n++] = strdup(e))) {
-			rc = rh_error_set(RH_ENOMEM, "out of memory building terraform's environment");
+			rc = rh_error_set(RH_ENOMEM,
+					  "out of memory building terraform's environment");
 			goto done;
 		}
 	}
 	for (size_t i = 0; tf_env_fixed[i]; i++)
 		if (!(env[n++] = strdup(tf_env_fixed[i]))) {
-			rc = rh_error_set(RH_ENOMEM, "out of memory building terraform's environment");
+			rc = rh_error_set(RH_ENOMEM,
+					  "out of memory building terraform's environment");
 			goto done;
 		}
 	*out = env;
@@ -579,9 +580,9 @@ static bool first_error(char *buf, size_t size, const char *path)
 
 int rh_tf_run(struct rh_tf_run *run)
 {
-	struct rh_spawn_opts opts = { 0 };
-	struct rh_child child = { .pid = 0, .pidfd = -1 };
-	struct line_reader rd = { .fd = -1 };
+	struct rh_spawn_opts opts = {0};
+	struct rh_child child = {.pid = 0, .pidfd = -1};
+	struct line_reader rd = {.fd = -1};
 	const char **argv = NULL;
 	char **envp = NULL;
 	char *chdir_arg = NULL, *out_path = NULL, *err_path = NULL;

@@ -39,13 +39,13 @@ struct rh_tf_stream {
 	/* [{"severity", "summary", "detail", "address", "file", "line"}] for
 	 * diagnostics of severity "error" (address may be "") */
 	json_t *errors;
-	json_t *warnings;     /* same shape, severity "warning" */
-	json_t *summary;      /* change_summary.changes, or NULL */
-	json_t *outputs;      /* outputs.outputs (name -> {value, ...}), or NULL */
-	char *tf_version;     /* from the version message, or NULL */
+	json_t *warnings; /* same shape, severity "warning" */
+	json_t *summary;  /* change_summary.changes, or NULL */
+	json_t *outputs;  /* outputs.outputs (name -> {value, ...}), or NULL */
+	char *tf_version; /* from the version message, or NULL */
 	char *ui_version;
 	char last_event[256]; /* "addr: action (Ns)" of the latest apply_* message */
-	unsigned lines;       /* JSON messages accepted */
+	unsigned lines;	      /* JSON messages accepted */
 	unsigned skipped;     /* lines that were not JSON objects (ignored) */
 	unsigned unknown;     /* messages of types we do not use (ignored) */
 };
@@ -78,17 +78,17 @@ int rh_tf_find(char **out, const char *option);
 
 /* One run of the binary. */
 struct rh_tf_run {
-	const char *bin;          /* from rh_tf_find */
-	const char *dir;          /* the working directory (passed as -chdir=DIR) */
-	const char *const *args;  /* subcommand and its flags, NULL-terminated */
-	const char *log_prefix;   /* stdout/stderr go to <log_prefix>.stdout/.stderr */
-	double deadline;          /* rh_clock_mono seconds; <= 0 none */
-	struct rh_cancel *cancel; /* may be NULL */
+	const char *bin;	     /* from rh_tf_find */
+	const char *dir;	     /* the working directory (passed as -chdir=DIR) */
+	const char *const *args;     /* subcommand and its flags, NULL-terminated */
+	const char *log_prefix;	     /* stdout/stderr go to <log_prefix>.stdout/.stderr */
+	double deadline;	     /* rh_clock_mono seconds; <= 0 none */
+	struct rh_cancel *cancel;    /* may be NULL */
 	struct rh_tf_stream *stream; /* when set, stdout lines are fed to it */
 	/* Called with the stream's last_event when it changes; may be NULL. */
 	void (*progress)(void *user, const char *text);
 	void *progress_user;
-	int exit_status;          /* out: the exit code, -1 if killed */
+	int exit_status; /* out: the exit code, -1 if killed */
 };
 
 /* Runs it to the end. Returns 0 when it exited 0; RH_ERROR when it exited

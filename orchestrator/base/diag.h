@@ -31,15 +31,18 @@ struct rh_diags {
 	size_t dropped; /* diagnostics not kept once count reached RH_DIAGS_MAX */
 };
 
-#define RH_DIAGS_INIT { NULL, 0, 0, 0 }
+#define RH_DIAGS_INIT                                                                              \
+	{                                                                                          \
+		NULL, 0, 0, 0                                                                      \
+	}
 
 /* Appends a diagnostic. Returns 0, or RH_ENOMEM. */
 int rh_diags_add(struct rh_diags *d, const char *pointer, bool at_key, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* Appends a diagnostic with a known position (parse errors from jansson). */
 int rh_diags_add_at(struct rh_diags *d, int line, int column, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* Fills line/column of every diagnostic that has none, from `text`, with one
  * index of line starts for all of them. */

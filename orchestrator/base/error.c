@@ -71,15 +71,25 @@ void rh_error_clear(void)
 const char *rh_strerror(int code)
 {
 	switch (code) {
-	case RH_OK: return "ok";
-	case RH_EINVAL: return "invalid input";
-	case RH_ENOTFOUND: return "not found";
-	case RH_ETIMEOUT: return "timed out";
-	case RH_ECANCELLED: return "cancelled";
-	case RH_EUNSUPPORTED: return "unsupported";
-	case RH_EIO: return "i/o error";
-	case RH_EVERIFY: return "verification failed";
-	case RH_ENOMEM: return "out of memory";
-	default: return "error";
+	case RH_OK:
+		return "ok";
+	case RH_EINVAL:
+		return "invalid input";
+	case RH_ENOTFOUND:
+		return "not found";
+	case RH_ETIMEOUT:
+		return "timed out";
+	case RH_ECANCELLED:
+		return "cancelled";
+	case RH_EUNSUPPORTED:
+		return "unsupported";
+	case RH_EIO:
+		return "i/o error";
+	case RH_EVERIFY:
+		return "verification failed";
+	case RH_ENOMEM:
+		return "out of memory";
+	default:
+		return "error";
 	}
 }

@@ -58,8 +58,9 @@ int rh_fs_rm_rf(const char *path)
 	struct stat sb;
 
 	if (lstat(path, &sb) != 0)
-		return errno == ENOENT ? 0 : rh_error_set_errno(RH_EIO, errno, "cannot inspect %s",
-								 path);
+		return errno == ENOENT
+			   ? 0
+			   : rh_error_set_errno(RH_EIO, errno, "cannot inspect %s", path);
 	if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
 		return rh_error_set_errno(RH_EIO, errno, "cannot remove %s", path);
 	return 0;
@@ -84,7 +85,7 @@ int rh_fs_write_all(int fd, const void *buf, size_t len)
 
 void rh_fs_rand_hex(char out[17])
 {
-	unsigned char r[8] = { 0 };
+	unsigned char r[8] = {0};
 
 	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
 		/* Only uniqueness matters (O_EXCL catches a clash): pid and time do. */
@@ -150,11 +151,11 @@ int rh_fs_open_regular(const char *path, int flags)
 		return rh_error_set_errno(RH_EIO, e, "cannot stat %s", path);
 	}
 	if (!S_ISREG(sb.st_mode)) {
-		const char *kind = S_ISFIFO(sb.st_mode)	 ? "a FIFO"
-				   : S_ISDIR(sb.st_mode) ? "a directory"
-				   : S_ISSOCK(sb.st_mode) ? "a socket"
+		const char *kind = S_ISFIFO(sb.st_mode)				? "a FIFO"
+				   : S_ISDIR(sb.st_mode)			? "a directory"
+				   : S_ISSOCK(sb.st_mode)			? "a socket"
 				   : S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode) ? "a device"
-										  : "not a file";
+										: "not a file";
 
 		close(fd);
 		return rh_error_set(RH_EINVAL, "%s is %s, not a regular file: refusing to read it",

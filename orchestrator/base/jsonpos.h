@@ -16,8 +16,8 @@
  * at `pointer` (or of its member key when `at_key`). When the pointer does
  * not resolve, gives the position of the deepest part that does. Returns 0,
  * or RH_ENOTFOUND when even the document root cannot be found. */
-int rh_jsonpos_locate(const char *text, size_t len, const char *pointer, bool at_key,
-		      int *line, int *column);
+int rh_jsonpos_locate(const char *text, size_t len, const char *pointer, bool at_key, int *line,
+		      int *column);
 
 /* The byte offset in `text` that rh_jsonpos_locate turns into line:column
  * (for callers that index line starts once for many pointers). */

@@ -155,7 +155,7 @@ int rh_spawn(struct rh_child *out, const struct rh_spawn_opts *opts)
 		goto spawn_err;
 	fa_ready = true;
 	if ((e = posix_spawn_file_actions_addopen(
-			 &fa, 0, opts->stdin_path ? opts->stdin_path : "/dev/null", O_RDONLY, 0)) != 0 ||
+		 &fa, 0, opts->stdin_path ? opts->stdin_path : "/dev/null", O_RDONLY, 0)) != 0 ||
 	    (e = posix_spawn_file_actions_adddup2(&fa, out_fd, 1)) != 0 ||
 	    (e = posix_spawn_file_actions_adddup2(&fa, err_fd, 2)) != 0)
 		goto spawn_err;

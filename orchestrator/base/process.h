@@ -20,19 +20,19 @@
 #include <sys/types.h>
 
 struct rh_spawn_opts {
-	const char *const *argv;   /* argv[0] looked up in PATH of envp if it has no '/' */
-	const char *const *envp;   /* NULL-terminated "K=V"; NULL means an empty environment */
-	const char *cwd;           /* NULL: inherit */
-	const char *stdout_path;   /* created/truncated 0600; NULL: /dev/null */
-	const char *stderr_path;   /* NULL: /dev/null */
-	const char *stdin_path;    /* read-only; NULL: /dev/null */
+	const char *const *argv; /* argv[0] looked up in PATH of envp if it has no '/' */
+	const char *const *envp; /* NULL-terminated "K=V"; NULL means an empty environment */
+	const char *cwd;	 /* NULL: inherit */
+	const char *stdout_path; /* created/truncated 0600; NULL: /dev/null */
+	const char *stderr_path; /* NULL: /dev/null */
+	const char *stdin_path;	 /* read-only; NULL: /dev/null */
 };
 
 struct rh_child {
-	pid_t pid;    /* also the process group id; 0 when none */
-	int pidfd;    /* -1 when none */
+	pid_t pid; /* also the process group id; 0 when none */
+	int pidfd; /* -1 when none */
 	bool reaped;
-	int status;   /* wait status once reaped */
+	int status; /* wait status once reaped */
 };
 
 /* Starts a child as the leader of a new process group, with default signal

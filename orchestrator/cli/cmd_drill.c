@@ -152,8 +152,7 @@ static void on_event(void *user, const struct rh_drill *d, const struct rh_event
 	case RH_EVENT_STEP_QUEUED:
 		ui_end_line(ui);
 		fprintf(ui->out, "  %s%+9.3fs%s  %-16s queued (max_parallel %u steps run)\n",
-			paint(ui, C_DIM), ev->at_s, paint(ui, C_RESET), s->id,
-			d->rb->max_parallel);
+			paint(ui, C_DIM), ev->at_s, paint(ui, C_RESET), s->id, d->rb->max_parallel);
 		break;
 	case RH_EVENT_INTERRUPTED:
 		break;
@@ -530,9 +529,10 @@ int rh_cli_drill_execute(const struct rh_cli_drill_req *req)
 	sigaddset(&sig.set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &sig.set, &old);
 	if (early_signal) {
-early:
-		fprintf(stderr, "rehydra drill: %s before the drill started: nothing was "
-				"created\n",
+	early:
+		fprintf(stderr,
+			"rehydra drill: %s before the drill started: nothing was "
+			"created\n",
 			strsignal(early_signal));
 		rc = RH_EXIT_INTERRUPTED;
 		goto done;
@@ -590,8 +590,8 @@ early:
 		const char *next = json_string_value(json_object_get(failed, "next"));
 
 		snprintf(why, sizeof(why), "%s", rh_error_last());
-		fprintf(stderr, "rehydra %s: %s: %s%s%s\n", cmd, file, why,
-			next ? "; next: " : "", next ? next : "");
+		fprintf(stderr, "rehydra %s: %s: %s%s%s\n", cmd, file, why, next ? "; next: " : "",
+			next ? next : "");
 		if (preflight_only && !ui.quiet)
 			print_checks(ui.out, checks, true);
 		rc = RH_EXIT_USAGE;

@@ -11,11 +11,11 @@
 #define RH_CLI_EXIT_H
 
 enum rh_exit {
-	RH_EXIT_MET = 0,    /* service restored within the RTO target; or success */
-	RH_EXIT_MISSED = 1, /* restored, but the RTO target was missed */
-	RH_EXIT_USAGE = 2,  /* bad input or usage: nothing was run */
-	RH_EXIT_FAILED = 3, /* drill failed: service not restored */
-	RH_EXIT_TEARDOWN = 4, /* teardown incomplete: resources may remain */
+	RH_EXIT_MET = 0,	  /* service restored within the RTO target; or success */
+	RH_EXIT_MISSED = 1,	  /* restored, but the RTO target was missed */
+	RH_EXIT_USAGE = 2,	  /* bad input or usage: nothing was run */
+	RH_EXIT_FAILED = 3,	  /* drill failed: service not restored */
+	RH_EXIT_TEARDOWN = 4,	  /* teardown incomplete: resources may remain */
 	RH_EXIT_INTERRUPTED = 130 /* SIGINT/SIGTERM: teardown ran */
 };
 

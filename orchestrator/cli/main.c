@@ -47,8 +47,9 @@ void rh_cli_print_diags(FILE *f, const char *path, const struct rh_diags *d)
 		fprintf(f, "%s:%d:%d: error: %s\n", path, d->items[i].line, d->items[i].column,
 			d->items[i].message);
 	if (d->dropped)
-		fprintf(f, "%s: and %zu more errors (only the first %d are shown): fix these and "
-			   "validate again\n",
+		fprintf(f,
+			"%s: and %zu more errors (only the first %d are shown): fix these and "
+			"validate again\n",
 			path, d->dropped, RH_DIAGS_MAX);
 }
 

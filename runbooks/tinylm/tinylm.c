@@ -309,7 +309,7 @@ done:
 /* Maps one file and checks its size and sha256, streaming over the mapping. */
 static int verify_file(struct tlm_server *srv, struct tlm_file *f)
 {
-	struct rh_sha256 sc = { 0 };
+	struct rh_sha256 sc = {0};
 	struct stat st;
 	uint8_t digest[32];
 	char hex[65];
