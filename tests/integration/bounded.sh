@@ -21,7 +21,15 @@ cpu_of() {
 	CPU=$(awk '{ printf "%.2f", $1 + $2 }' <<<"$t")
 	echo "cpu: $name ${CPU}s ($(stat -c %s "$RB") bytes)"
 }
-under_2s() { awk -v c="$CPU" 'BEGIN { exit !(c < 2.0) }'; }
+# The 2 s goal is the release build's. An ASan/UBSan build runs the same
+# cases (its memory checks still count) but is several times slower by
+# design, so there the CPU bound is not asserted, and the test says so.
+if ldd "$REHYDRA" 2>/dev/null | grep -q libasan; then
+	echo "NOTE: sanitizer build: CPU bounds reported, asserted only in the release build"
+	under_2s() { true; }
+else
+	under_2s() { awk -v c="$CPU" 'BEGIN { exit !(c < 2.0) }'; }
+fi
 
 RB="$T/keys.json"
 jq -cn '{rehydra: 1, name: "keys", steps: [range(10000) as $i |
