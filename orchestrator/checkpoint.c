@@ -303,7 +303,7 @@ int rh_checkpoint_verify(struct rh_journal *j, const char *allowed_signers,
 		}
 		p = &c.cps[c.n];
 		memset(p, 0, sizeof(*p));
-		snprintf(p->file, sizeof(p->file), "%s/%s", dir, de->d_name);
+		snprintf(p->file, sizeof(p->file), "%s/%.14s", dir, de->d_name);
 		if (!cp_parse(p, p->file)) {
 			snprintf(rep->problem, sizeof(rep->problem),
 				 "%.900s is not a rehydra checkpoint (edited?)", p->file);
