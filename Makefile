@@ -3,6 +3,10 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+# Tests in flight: most integration tests wait (on a server, a timeout, a
+# child) more than they compute, so twice the cores keeps both busy; the
+# few that saturate the CPU count as two (PROCESSORS in tests/CMakeLists.txt).
+TEST_JOBS  ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) * 2 )))
 # Size of the synthetic weights shard in the demo registry.
 DEMO_SHARD_MIB ?= 256
 
@@ -29,8 +33,8 @@ demo: build
 	$(BUILD)/rehydra drill runbooks/tinylm-local.json --var registry=$(abspath $(BUILD))/demo/registry
 
 test: test-deps build build-asan
-	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure
-	cd $(ASAN_BUILD) && ctest -j $(JOBS) --output-on-failure
+	cd $(BUILD) && ctest -j $(TEST_JOBS) --output-on-failure
+	cd $(ASAN_BUILD) && ctest -j $(TEST_JOBS) --output-on-failure -LE once
 
 # The goals table (tests/bench/goals.sh): rehydra, its peer or the limit,
 # and the ratio, for every measure in one run. BENCH_QUICK=1 for a smoke run;

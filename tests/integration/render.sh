@@ -18,31 +18,53 @@ GOLDEN=$RH_SRC/tests/data/golden
 ID=20260101T000000Z-golden-abcdef
 LABEL=20260101t000000z-golden-abcdef
 
-# HashiCorp's parser, one JSON document per file and line: the package's
-# CLI when it has one, else its library (one node process for all files:
-# starting node dominates the time of this test).
-hcl2json() {
-	local f
-	if [ -x "$TOOLS/.bin/hcl2json" ]; then
-		for f in "$@"; do "$TOOLS/.bin/hcl2json" "$f" | jq -c . || return 1; done
-		return 0
-	fi
-	HCL2JSON_LIB=$TOOLS/@cdktf/hcl2json node -e '
+# HashiCorp's parser, one JSON document per file and line. One node process
+# (a coprocess) parses every tree: starting node and the parser's Go/wasm
+# runtime costs about a second of CPU, which used to be paid per tree. Each
+# request is one line of tab-separated paths; the answer is one line per
+# file, then "__end__ ok" or "__end__ error: MESSAGE".
+hcl2json_start() {
+	coproc HCL { HCL2JSON_LIB=$TOOLS/@cdktf/hcl2json exec node -e '
 		const fs = require("fs");
 		const { parse } = require(process.env.HCL2JSON_LIB);
-		(async () => {
-			for (const f of process.argv.slice(1)) {
-				const j = await parse(f, fs.readFileSync(f, "utf8"));
-				process.stdout.write(JSON.stringify(j) + "\n");
+		const rl = require("readline").createInterface({ input: process.stdin });
+		rl.on("line", async (line) => {
+			rl.pause();
+			try {
+				for (const f of line.split("\t").filter(Boolean)) {
+					const j = await parse(f, fs.readFileSync(f, "utf8"));
+					process.stdout.write(JSON.stringify(j) + "\n");
+				}
+				process.stdout.write("__end__ ok\n");
+			} catch (e) {
+				process.stdout.write("__end__ error: " + String(e).replace(/\n/g, " ") + "\n");
 			}
-		})().catch(e => { process.stderr.write(String(e) + "\n"); process.exit(1); });
-	' "$@"
+			rl.resume();
+		});
+	'; }
+	track "$HCL_PID"
+	# bash closes a coprocess's own descriptors in subshells; copies stay
+	exec {HCL_TO}>&"${HCL[1]}" {HCL_FROM}<&"${HCL[0]}"
+}
+hcl2json() {
+	local line
+	(IFS=$'\t'; printf '%s\n' "$*") >&"$HCL_TO"
+	while IFS= read -r line <&"$HCL_FROM"; do
+		case $line in
+		"__end__ ok") return 0 ;;
+		"__end__ "*) echo "hcl2json: ${line#__end__ }" >&2; return 1 ;;
+		*) printf '%s\n' "$line" ;;
+		esac
+	done
+	echo "hcl2json: the parser process exited" >&2
+	return 1
 }
 
 if [ ! -d "$TOOLS/@cdktf/hcl2json" ] || ! command -v node >/dev/null || ! command -v jq >/dev/null; then
 	echo "needs node, jq and tests/tools (run tests/tools/install.sh)"
 	exit 1
 fi
+hcl2json_start
 
 declare -A TARGET=([aws]=aws:us-east-1 [alibaba]=alibaba:cn-beijing [nebius]=nebius:eu-north1)
 declare -A ACCEL=([aws]=L40S [alibaba]=A10 [nebius]=H100-80GB)
