@@ -171,9 +171,7 @@ check "prom: no last-success sample for the never rehearsed one" \
 check "prom: overdue gauges" \
 	bash -c "grep -qx 'rehydra_scenario_overdue{scenario=\"never-local\"} 1' '$T/m.prom' &&
 	         grep -qx 'rehydra_scenario_overdue{scenario=\"weekly-local\"} 0' '$T/m.prom'"
-if command -v promtool >/dev/null 2>&1; then
-	check "prom: promtool accepts the file" bash -c "promtool check metrics <'$T/m.prom'"
-fi
+prom_check "prom: promtool check metrics accepts the file" "$T/m.prom"
 # 7. The model's export fields decide: a version that may only go to the US
 # is refused on this FI/EU machine — by rehearse --plan, by rehearse, and by
 # drill's pre-flight for a runbook that opts into model-export — and nothing
