@@ -61,6 +61,18 @@ prom_check() {
 	fi
 }
 
+# junit_check DESCRIPTION FILE: xmllint validates FILE against the JUnit
+# schema CI servers use (tests/data/junit/junit-10.xsd, after Jenkins'
+# junit-10.xsd), printing what it rejects.
+junit_check() {
+	local out
+	if out=$(xmllint --noout --schema "$RH_SRC/tests/data/junit/junit-10.xsd" "$2" 2>&1); then
+		pass "$1"
+	else
+		fail "$1: xmllint --schema junit-10.xsd says: $out"
+	fi
+}
+
 finish() {
 	echo "$RH_PASSED passed, $RH_FAILED failed"
 	[ "$RH_FAILED" -eq 0 ]

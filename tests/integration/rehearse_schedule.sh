@@ -148,6 +148,7 @@ mk never-local 30 '.name = "never-local"'
 "$REHYDRA" audit report --state-dir "$STATE" --scenarios "$SC" --format junit --out "$T/r.junit" \
 	--prom-file "$T/m.prom"
 check "report: junit is well-formed" xmllint --noout "$T/r.junit"
+junit_check "junit: valid against the JUnit schema (junit-10.xsd)" "$T/r.junit"
 expect_eq "report: the cadence testsuite has a testcase per scenario" 3 \
 	"$(xmllint --xpath 'count(//testsuite[@name="rehearsal cadence"]/testcase)' "$T/r.junit")"
 expect_eq "report: the never rehearsed one is a failed testcase" never-local \
