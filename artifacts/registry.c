@@ -1001,6 +1001,42 @@ done:
 	return err;
 }
 
+int rh_manifest_parse(struct rh_model_version *v, const void *raw, size_t len, const char *where)
+{
+	json_error_t jerr;
+	int err = 0;
+
+	if (len > RH_MANIFEST_MAX) {
+		err = rh_error_set(RH_EINVAL, "%s: larger than %u bytes", where, RH_MANIFEST_MAX);
+		goto done;
+	}
+	if (rh_lfs_pointer_detect(raw, len)) {
+		err = rh_error_set(RH_EINVAL,
+				   "%s is a Git LFS pointer: keep manifests out of LFS "
+				   "(exclude manifest.json in .gitattributes)",
+				   where);
+		goto done;
+	}
+	v->manifest_text = malloc(len + 1);
+	if (!v->manifest_text) {
+		err = rh_error_set(RH_ENOMEM, "out of memory reading %s", where);
+		goto done;
+	}
+	memcpy(v->manifest_text, raw, len);
+	v->manifest_text[len] = '\0';
+	v->manifest_len = len;
+	rh_sha256_buf_hex(v->manifest_sha256, raw, len);
+	v->manifest = json_loadb(v->manifest_text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!v->manifest) {
+		err = rh_error_set(RH_EINVAL, "%s:%d:%d: %s", where, jerr.line, jerr.column,
+				   jerr.text);
+		goto done;
+	}
+	err = manifest_check(v, where);
+done:
+	return err;
+}
+
 static int resolve_locked(struct rh_model_version **out, struct rh_registry *r, const char *name,
 			  const char *version, const char *commit)
 {
@@ -1010,7 +1046,6 @@ static int resolve_locked(struct rh_model_version **out, struct rh_registry *r, 
 	git_tree *tree = NULL;
 	git_tree_entry *entry = NULL;
 	git_blob *blob = NULL;
-	json_error_t jerr;
 	char *refname = NULL;
 	char *mpath = NULL;
 	char where[1024];
@@ -1102,33 +1137,7 @@ static int resolve_locked(struct rh_model_version **out, struct rh_registry *r, 
 	}
 	raw = git_blob_rawcontent(blob);
 	len = (size_t)git_blob_rawsize(blob);
-	if (len > RH_MANIFEST_MAX) {
-		err = rh_error_set(RH_EINVAL, "%s: larger than %u bytes", where, RH_MANIFEST_MAX);
-		goto done;
-	}
-	if (rh_lfs_pointer_detect(raw, len)) {
-		err = rh_error_set(RH_EINVAL,
-				   "%s is a Git LFS pointer: keep manifests out of LFS "
-				   "(exclude manifest.json in .gitattributes)",
-				   where);
-		goto done;
-	}
-	v->manifest_text = malloc(len + 1);
-	if (!v->manifest_text) {
-		err = rh_error_set(RH_ENOMEM, "out of memory reading %s", where);
-		goto done;
-	}
-	memcpy(v->manifest_text, raw, len);
-	v->manifest_text[len] = '\0';
-	v->manifest_len = len;
-	rh_sha256_buf_hex(v->manifest_sha256, raw, len);
-	v->manifest = json_loadb(v->manifest_text, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!v->manifest) {
-		err = rh_error_set(RH_EINVAL, "%s:%d:%d: %s", where, jerr.line, jerr.column,
-				   jerr.text);
-		goto done;
-	}
-	err = manifest_check(v, where);
+	err = rh_manifest_parse(v, raw, len, where);
 	if (err < 0)
 		goto done;
 	*out = v;

@@ -118,6 +118,16 @@ int rh_registry_resolve(struct rh_model_version **out, struct rh_registry *r, co
 			const char *version, const char *commit);
 void rh_model_version_free(struct rh_model_version *v);
 
+/* Parses and validates the bytes of a manifest.json (`len`, need not be
+ * NUL-terminated) into `v`, whose name and version must be set (they are
+ * what the manifest must say): fills manifest_text, manifest_len,
+ * manifest_sha256, manifest, files, n_files and total_bytes (freed by
+ * rh_model_version_free, also on failure). `where` names the manifest in
+ * messages. rh_registry_resolve reads manifests with it; the fuzz target
+ * tests/fuzz/fuzz_manifest.c drives it directly. Returns 0, RH_EINVAL,
+ * RH_ENOMEM. */
+int rh_manifest_parse(struct rh_model_version *v, const void *raw, size_t len, const char *where);
+
 /* *out: new JSON object {NAME: [VERSION, ...]} of every model version the
  * registry's tags name, versions sorted. */
 int rh_registry_list(json_t **out, struct rh_registry *r);

@@ -1035,7 +1035,17 @@ static int s3_status_error(struct s3_sink *s, const struct s3_resp *rs, const ch
 	if (code || msg)
 		snprintf(detail, sizeof(detail), " (%s%s%s)", code ? code : "",
 			 code && msg ? ": " : "", msg ? msg : "");
-	if (rs->status == 403 || rs->status == 401)
+	if ((rs->status == 403 || rs->status == 401) && code &&
+	    strcmp(code, "SignatureDoesNotMatch") == 0)
+		err =
+		    rh_error_set(RH_EIO,
+				 "access denied by s3 endpoint %s for bucket %s%s while "
+				 "%s: the endpoint knows the key id but not this signature: "
+				 "check that AWS_SECRET_ACCESS_KEY is the secret of "
+				 "AWS_ACCESS_KEY_ID (%s)%s",
+				 s->t.endpoint, s->t.bucket, detail, what, s->key_hint,
+				 s->token_hdr ? " and that AWS_SESSION_TOKEN belongs to them" : "");
+	else if (rs->status == 403 || rs->status == 401)
 		err = rh_error_set(RH_EIO,
 				   "access denied by s3 endpoint %s for bucket %s%s while "
 				   "%s: check AWS_ACCESS_KEY_ID (%s) and AWS_SECRET_ACCESS_KEY%s",

@@ -247,7 +247,7 @@ static bool cp_parse(struct cp *p, const char *file)
 	char buf[512];
 	size_t n;
 	FILE *f;
-	unsigned long long seq;
+	unsigned long long seq = 0;
 	char at[64];
 	bool ok;
 

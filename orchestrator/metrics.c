@@ -344,7 +344,7 @@ int rh_metrics_render(const struct rh_metrics *m, char **out, size_t *len)
 			buf_value(&b, v);
 		}
 	}
-	buf_family(&b, "rehydra_drill_latency_seconds", "gauge",
+	buf_family(&b, "rehydra_drill_latency_seconds", "summary",
 		   "Response latency quantiles of the latest drill's load test, counted from each "
 		   "request's intended send time (open loop).");
 	for (size_t i = 0; i < m->n; i++)
@@ -356,7 +356,7 @@ int rh_metrics_render(const struct rh_metrics *m, char **out, size_t *len)
 			buf_str(&b, "}");
 			buf_value(&b, m->groups[i].lat[q]);
 		}
-	buf_family(&b, "rehydra_drill_ttft_seconds", "gauge",
+	buf_family(&b, "rehydra_drill_ttft_seconds", "summary",
 		   "Time to first token quantiles of the latest drill's streaming load test.");
 	for (size_t i = 0; i < m->n; i++)
 		for (int q = 0; q < 3; q++) {

@@ -2230,20 +2230,49 @@ int rh_runbook_load(struct rh_runbook **out, const char *path,
 int rh_runbook_load_opts(struct rh_runbook **out, const char *path,
 			 const struct rh_runbook_opts *opts, struct rh_diags *diags)
 {
+	char *buf = NULL;
+	size_t len = 0;
+	int err;
+
+	*out = NULL;
+	err = read_file(&buf, &len, path, diags);
+	if (err == 0)
+		err = rh_runbook_load_buf_opts(out, path, buf, len, opts, diags);
+	free(buf);
+	return err;
+}
+
+int rh_runbook_load_buf(struct rh_runbook **out, const char *path, const char *buf, size_t len,
+			const struct rh_var_override *overrides, size_t n_overrides,
+			struct rh_diags *diags)
+{
+	struct rh_runbook_opts o = RH_RUNBOOK_OPTS_INIT;
+
+	o.overrides = overrides;
+	o.n_overrides = n_overrides;
+	return rh_runbook_load_buf_opts(out, path, buf, len, &o, diags);
+}
+
+int rh_runbook_load_buf_opts(struct rh_runbook **out, const char *path, const char *buf, size_t len,
+			     const struct rh_runbook_opts *opts, struct rh_diags *diags)
+{
 	const struct rh_var_override *overrides = opts->overrides;
 	size_t n_overrides = opts->n_overrides;
 	struct val v = {0};
 	struct rh_runbook *rb = NULL;
 	size_t before = diags->count;
 	json_error_t je;
-	char *buf = NULL;
-	size_t len = 0;
 	int err = 0;
 
 	*out = NULL;
-	err = read_file(&buf, &len, path, diags);
-	if (err < 0)
+	if (len > RH_RUNBOOK_MAX_BYTES) {
+		rh_diags_add_at(diags, 1, 1,
+				"the file is %zu bytes: a runbook may be at most %u "
+				"bytes (16 MiB)",
+				len, RH_RUNBOOK_MAX_BYTES);
+		err = rh_error_set(RH_EINVAL, "the runbook is too large");
 		goto done;
+	}
 	rb = calloc(1, sizeof(*rb));
 	if (!rb || !(rb->path = strdup(path))) {
 		err = rh_error_set(RH_ENOMEM, "out of memory loading the runbook");
@@ -2290,7 +2319,7 @@ int rh_runbook_load_opts(struct rh_runbook **out, const char *path,
 	rb = NULL;
 done:
 	if (diags->count > before) {
-		rh_diags_locate(diags, buf ? buf : "", buf ? len : 0);
+		rh_diags_locate(diags, buf, len);
 		rh_diags_sort(diags);
 	}
 	free(v.step_ids);
@@ -2298,7 +2327,6 @@ done:
 	free(v.after_mark);
 	free(v.anc);
 	free(v.stack);
-	free(buf);
 	rh_runbook_free(rb);
 	return err;
 }

@@ -133,6 +133,19 @@ struct rh_runbook_opts {
 int rh_runbook_load_opts(struct rh_runbook **out, const char *path,
 			 const struct rh_runbook_opts *opts, struct rh_diags *diags);
 
+/* Like rh_runbook_load, for text already in memory (`len` bytes, need not
+ * be NUL-terminated; borrowed). `path` names the runbook in the result and
+ * its directory resolves relative registry paths; it is not read. The
+ * fuzz target tests/fuzz/fuzz_runbook.c drives this. */
+int rh_runbook_load_buf(struct rh_runbook **out, const char *path, const char *buf, size_t len,
+			const struct rh_var_override *overrides, size_t n_overrides,
+			struct rh_diags *diags);
+
+/* rh_runbook_load_buf with options (rh_runbook_load_opts reads the file
+ * and calls this); the same results. */
+int rh_runbook_load_buf_opts(struct rh_runbook **out, const char *path, const char *buf, size_t len,
+			     const struct rh_runbook_opts *opts, struct rh_diags *diags);
+
 void rh_runbook_free(struct rh_runbook *rb);
 
 /* Index of the step with `id`, or -1. */

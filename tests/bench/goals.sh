@@ -167,10 +167,10 @@ fi
 # ---- s3 ---------------------------------------------------------------------------
 if wants s3; then
 	echo "== s3 multipart, one $S3_MIB MiB file, to s3rver"
-	S3RVER=$here/tests/tools/node_modules/.bin/s3rver
-	[ -x "$S3RVER" ] || bash "$here/tests/tools/install.sh"
+	S3RVER=$here/tests/tools/node_modules/s3rver/bin/s3rver.js
+	[ -f "$S3RVER" ] || bash "$here/tests/tools/install.sh"
 	mkdir -p "$T/s3data"
-	"$S3RVER" --directory "$T/s3data" --address 127.0.0.1 --port 0 \
+	node "$S3RVER" --directory "$T/s3data" --address 127.0.0.1 --port 0 \
 		--configure-bucket bench --silent >"$T/s3rver.log" 2>&1 &
 	s3pid=$!
 	track "$s3pid"

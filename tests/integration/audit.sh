@@ -224,10 +224,12 @@ check "prom: the failed drill has no RTO" \
 check "prom: drills counted per verdict" \
 	grep -q '^rehydra_drills_total{runbook="slow",target="-",scenario="-",verdict="missed"} 1$' "$P"
 expect_eq "prom: mode 0644 (node_exporter reads it)" 644 "$(stat -c %a "$P")"
+prom_check "prom: promtool check metrics accepts the drill's file" "$P"
 ino1=$(stat -c %i "$P")
 "$REHYDRA" drill "$T/slow.json" --state-dir "$S" -q --prom-file "$P" || true
 check "prom: replaced by rename (new inode)" test "$(stat -c %i "$P")" != "$ino1"
 check "prom: no temporary file left" test "$(ls "$T/prom" | wc -l)" -eq 1
+prom_check "prom: promtool check metrics accepts the failed drill's file" "$P"
 check "prom: the latest slow drill" \
 	grep -q '^rehydra_drills_total{runbook="slow",target="-",scenario="-",verdict="missed"} 2$' "$P"
 rm -f "$P"
@@ -236,9 +238,11 @@ expect_eq "audit report --prom-file: exit 0" 0 \
 expect_eq "audit report: json with the groups" 6 "$(jq '.groups | length' "$T/r.json")"
 check "audit report --prom-file: every group" \
 	test "$(grep -c '^rehydra_drill_success{' "$P")" -eq 6
+prom_check "audit report --prom-file: promtool check metrics accepts it" "$P"
 expect_eq "audit report --runbook --prom-file: only that group" 1 \
 	"$("$REHYDRA" audit report --state-dir "$S" --runbook slow --prom-file "$P" >/dev/null &&
 	   grep -c '^rehydra_drill_success{' "$P")"
+prom_check "audit report --runbook --prom-file: promtool check metrics accepts it" "$P"
 expect_eq "drill --prom-file into a missing directory: exit 3" 3 \
 	"$(rc_of "$REHYDRA" drill "$T/fast.json" --state-dir "$S" -q --prom-file "$T/nodir/x.prom")"
 check "drill --prom-file failure is said" grep -q "cannot write the metrics file" "$T/err"

@@ -44,6 +44,35 @@ expect_eq() {
 	if [ "$2" = "$3" ]; then pass "$1"; else fail "$1 (expected '$2', got '$3')"; fi
 }
 
+# prom_check DESCRIPTION FILE: Prometheus's own promtool (Debian package
+# prometheus, .ci/install-deps) accepts FILE as a textfile exposition, and
+# prints what it objects to. Without promtool this fails: it never passes
+# unchecked.
+prom_check() {
+	local out
+	if ! command -v promtool >/dev/null 2>&1; then
+		fail "$1 (promtool is not installed: run .ci/install-deps)"
+		return
+	fi
+	if out=$(promtool check metrics <"$2" 2>&1); then
+		pass "$1"
+	else
+		fail "$1: promtool check metrics says: $out"
+	fi
+}
+
+# junit_check DESCRIPTION FILE: xmllint validates FILE against the JUnit
+# schema CI servers use (tests/data/junit/junit-10.xsd, after Jenkins'
+# junit-10.xsd), printing what it rejects.
+junit_check() {
+	local out
+	if out=$(xmllint --noout --schema "$RH_SRC/tests/data/junit/junit-10.xsd" "$2" 2>&1); then
+		pass "$1"
+	else
+		fail "$1: xmllint --schema junit-10.xsd says: $out"
+	fi
+}
+
 finish() {
 	echo "$RH_PASSED passed, $RH_FAILED failed"
 	[ "$RH_FAILED" -eq 0 ]

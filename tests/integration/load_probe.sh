@@ -4,7 +4,7 @@
 # time to first token), the same against tinylm's stall test option, which
 # must fail the slo naming the measured p99, and a wrong model answer under
 # load counted as errors. Also: the record's "load", `audit show`, the
-# Prometheus textfile (checked by promtool when it is installed) and
+# Prometheus textfile (checked by promtool check metrics) and
 # validation of the new keys. A few seconds of load in all.
 . "$(dirname "$0")/lib.sh"
 
@@ -81,9 +81,7 @@ check "timeline: the headline numbers" grep -Eq 'load +ok .* 150 req at .*p99 [0
 check "prometheus: latency quantiles" \
 	grep -Eq '^rehydra_drill_latency_seconds\{runbook="tinylm-local",target="local:local",scenario="-",quantile="0.99"\} [0-9.e-]+$' "$T/drill.prom"
 check "prometheus: ttft quantiles" grep -q '^rehydra_drill_ttft_seconds{.*quantile="0.95"}' "$T/drill.prom"
-if command -v promtool >/dev/null; then
-	check "prometheus: promtool accepts the file" promtool check metrics <"$T/drill.prom"
-fi
+prom_check "prometheus: promtool check metrics accepts the file" "$T/drill.prom"
 
 # 2. The same probe against a server that stalls 1.5 s once: every request due
 # during the stall counts from its intended time, so p99 is about 1.5 s.

@@ -148,6 +148,7 @@ mk never-local 30 '.name = "never-local"'
 "$REHYDRA" audit report --state-dir "$STATE" --scenarios "$SC" --format junit --out "$T/r.junit" \
 	--prom-file "$T/m.prom"
 check "report: junit is well-formed" xmllint --noout "$T/r.junit"
+junit_check "junit: valid against the JUnit schema (junit-10.xsd)" "$T/r.junit"
 expect_eq "report: the cadence testsuite has a testcase per scenario" 3 \
 	"$(xmllint --xpath 'count(//testsuite[@name="rehearsal cadence"]/testcase)' "$T/r.junit")"
 expect_eq "report: the never rehearsed one is a failed testcase" never-local \
@@ -171,9 +172,7 @@ check "prom: no last-success sample for the never rehearsed one" \
 check "prom: overdue gauges" \
 	bash -c "grep -qx 'rehydra_scenario_overdue{scenario=\"never-local\"} 1' '$T/m.prom' &&
 	         grep -qx 'rehydra_scenario_overdue{scenario=\"weekly-local\"} 0' '$T/m.prom'"
-if command -v promtool >/dev/null 2>&1; then
-	check "prom: promtool accepts the file" bash -c "promtool check metrics <'$T/m.prom'"
-fi
+prom_check "prom: promtool check metrics accepts the file" "$T/m.prom"
 # 7. The model's export fields decide: a version that may only go to the US
 # is refused on this FI/EU machine — by rehearse --plan, by rehearse, and by
 # drill's pre-flight for a runbook that opts into model-export — and nothing

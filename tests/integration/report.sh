@@ -52,6 +52,7 @@ for f in md html json csv junit; do
 done
 
 check "junit is well-formed xml" xmllint --noout "$T/r.junit"
+junit_check "junit: valid against the JUnit schema (junit-10.xsd)" "$T/r.junit"
 expect_eq "junit: one testcase per drill" 26 \
 	"$(xmllint --xpath 'count(//testcase)' "$T/r.junit")"
 expect_eq "junit: one testsuite per group" 4 \

@@ -26,16 +26,8 @@ tf_real_env
 
 # s3rver as the region's object storage (a catalog copy points us-east-1 at
 # it), so teardown can read the boot phases the "instance" reported
-S3RVER=$RH_SRC/tests/tools/node_modules/.bin/s3rver
-[ -x "$S3RVER" ] || bash "$RH_SRC/tests/tools/install.sh"
-"$S3RVER" --directory "$T/s3data" --address 127.0.0.1 --port 0 --silent >"$T/s3rver.log" 2>&1 &
-track $!
-S3PORT=
-for _ in $(seq 1 300); do
-	S3PORT=$(sed -n 's/^S3rver listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$T/s3rver.log")
-	[ -n "$S3PORT" ] && break
-	sleep 0.1
-done
+source "$(dirname "$0")/s3rver.sh"
+s3rver_start "$T/s3data" || true
 check "s3rver listens (port ${S3PORT:-none})" test -n "$S3PORT"
 cp -r "$RH_SRC/providers/catalog" "$T/catalog"
 jq --arg e "http://127.0.0.1:$S3PORT" '.regions["us-east-1"].object_storage = {endpoint: $e, style: "path"}' \

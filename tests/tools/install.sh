@@ -4,7 +4,10 @@
 # kept: versions are pinned exactly in package.json.
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ -x node_modules/.bin/s3rver ] && [ -d node_modules/@cdktf/hcl2json ]; then
+# Both s3rver packages claim the bin name s3rver (and @20minutes/s3rver's
+# bin file is missing), so no .bin/s3rver exists: check the packages.
+if [ -f node_modules/s3rver/bin/s3rver.js ] && [ -d node_modules/@cdktf/hcl2json ] &&
+	[ -f node_modules/@20minutes/s3rver/lib/cli.js ]; then
 	exit 0
 fi
 npm install --no-package-lock --no-audit --no-fund --loglevel=error >/dev/null

@@ -1101,6 +1101,40 @@ static void test_registry__lfs_server(void)
 	fx_free(&f);
 }
 
+/* rh_manifest_parse, which resolve reads manifests with, from memory:
+ * exactly `len` bytes, the files filled, the tag's name enforced. */
+static void test_registry__manifest_parse(void)
+{
+	static const char text[] =
+		"{\"rehydra_manifest\": 1, \"name\": \"m\", \"version\": \"1\", \"files\": ["
+		"{\"path\": \"w/a.bin\", \"size\": 3, \"sha256\": "
+		"\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"}]}"
+		"trailing bytes past len";
+	size_t len = strlen(text) - strlen("trailing bytes past len");
+	struct rh_model_version *v = calloc(1, sizeof(*v));
+	char hex[65];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+	v->name = strdup("m");
+	v->version = strdup("1");
+	CU_ASSERT_EQUAL_FATAL(rh_manifest_parse(v, text, len, "here"), 0);
+	CU_ASSERT_EQUAL(v->n_files, 1);
+	CU_ASSERT_STRING_EQUAL(v->files[0].path, "w/a.bin");
+	CU_ASSERT_EQUAL(v->total_bytes, 3);
+	CU_ASSERT_EQUAL(v->manifest_len, len);
+	rh_sha256_buf_hex(hex, text, len);
+	CU_ASSERT_STRING_EQUAL(v->manifest_sha256, hex);
+	rh_model_version_free(v);
+
+	v = calloc(1, sizeof(*v));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+	v->name = strdup("other");
+	v->version = strdup("1");
+	CU_ASSERT_EQUAL(rh_manifest_parse(v, text, len, "here"), RH_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "here: \"name\" must be \"other\""));
+	rh_model_version_free(v);
+}
+
 RH_TEST_MAIN("registry",
 	     { "resolve_and_sources", test_registry__resolve_and_sources },
 	     { "bare_and_lightweight", test_registry__bare_and_lightweight },
@@ -1109,6 +1143,7 @@ RH_TEST_MAIN("registry",
 	     { "commit_pin_mismatch", test_registry__commit_pin_mismatch },
 	     { "pointer_manifest_mismatch", test_registry__pointer_manifest_mismatch },
 	     { "manifest_validation", test_registry__manifest_validation },
+	     { "manifest_parse", test_registry__manifest_parse },
 	     { "malformed_lfs_pointer", test_registry__malformed_lfs_pointer },
 	     { "missing_lfs_object", test_registry__missing_lfs_object },
 	     { "list", test_registry__list },

@@ -798,6 +798,58 @@ static void test_runbook__file_errors(void)
 	free(missing);
 }
 
+/* rh_runbook_load_buf reads exactly `len` bytes (no NUL needed) and gives
+ * what rh_runbook_load gives for the same bytes in a file. */
+static void test_runbook__load_buf(void)
+{
+	static const char bad_text[] = "{\"rehydra\": 1,\n \"name\": 7}";
+	struct rh_diags d = RH_DIAGS_INIT, d2 = RH_DIAGS_INIT;
+	struct rh_runbook *a = NULL, *b = NULL;
+	char *path = example_path();
+	char *text = NULL, *bad;
+	size_t len = 0;
+	FILE *f = fopen(path, "rb");
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	CU_ASSERT_EQUAL_FATAL(fseek(f, 0, SEEK_END), 0);
+	len = (size_t)ftell(f);
+	rewind(f);
+	text = malloc(len + 8);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	CU_ASSERT_EQUAL_FATAL(fread(text, 1, len, f), len);
+	fclose(f);
+	memcpy(text + len, "garbage", 7); /* after len, not NUL-terminated */
+	CU_ASSERT_EQUAL_FATAL(rh_runbook_load(&a, path, NULL, 0, &d), 0);
+	CU_ASSERT_EQUAL_FATAL(rh_runbook_load_buf(&b, path, text, len, NULL, 0, &d), 0);
+	CU_ASSERT_STRING_EQUAL(a->sha256, b->sha256);
+	CU_ASSERT_STRING_EQUAL(a->dir, b->dir);
+	CU_ASSERT_EQUAL(a->n_steps, b->n_steps);
+	rh_runbook_free(b);
+	b = NULL;
+	/* the same problem, located the same way */
+	bad = rh_test_path(tmp, "bad_buf.json");
+	f = fopen(bad, "wb");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fputs(bad_text, f);
+	fclose(f);
+	CU_ASSERT_EQUAL(rh_runbook_load(&b, bad, NULL, 0, &d), RH_EINVAL);
+	CU_ASSERT_EQUAL(rh_runbook_load_buf(&b, bad, bad_text, strlen(bad_text), NULL, 0, &d2),
+			RH_EINVAL);
+	CU_ASSERT_PTR_NULL(b);
+	CU_ASSERT_EQUAL_FATAL(d.count, d2.count);
+	for (size_t i = 0; i < d.count; i++) {
+		CU_ASSERT_STRING_EQUAL(d.items[i].message, d2.items[i].message);
+		CU_ASSERT_EQUAL(d.items[i].line, d2.items[i].line);
+		CU_ASSERT_EQUAL(d.items[i].column, d2.items[i].column);
+	}
+	rh_diags_clear(&d);
+	rh_diags_clear(&d2);
+	rh_runbook_free(a);
+	free(text);
+	free(bad);
+	free(path);
+}
+
 static void test_runbook__helpers(void)
 {
 	static const char *const cands[] = { "timeout_s", "retries", "after", "id", NULL };
@@ -858,6 +910,7 @@ T(stack_checked_per_deploy)
 T(limits)
 T(long_chain)
 T(file_errors)
+T(load_buf)
 T(helpers)
 
 static void cleanup(void)
@@ -880,5 +933,6 @@ RH_TEST_MAIN("runbook",
 	     { "test_runbook__limits", wrap_limits },
 	     { "test_runbook__long_chain", wrap_long_chain },
 	     { "test_runbook__file_errors", wrap_file_errors },
+	     { "test_runbook__load_buf", wrap_load_buf },
 	     { "test_runbook__helpers", wrap_helpers },
 	     { "test_runbook__cleanup", cleanup })

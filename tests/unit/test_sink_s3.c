@@ -1,13 +1,15 @@
 /*
  * test_sink_s3.c - the S3 sink: URL parsing and request URLs (pure, always
- * run), and the real thing against s3rver (run by tests/integration/s3.sh,
+ * run), and the real thing against @20minutes/s3rver, which verifies SigV4
+ * signatures (run by tests/integration/s3.sh,
  * which starts s3rver and sets RH_TEST_S3_ENDPOINT; without it those cases
  * print "skipped: no s3rver" and pass).
  *
  * Against the server: a small PUT, has() and commit; a 40 MiB multipart
  * upload with parallel parts; an unchanged re-sync that sends nothing; an
- * upload cancelled after some parts and resumed; wrong keys (403, and the
- * secret never in the message); a missing bucket; a source whose bytes do
+ * upload cancelled after some parts and resumed; a wrong key id (403
+ * InvalidAccessKeyId) and a wrong secret (403 SignatureDoesNotMatch), the
+ * secret never in the message; a missing bucket; a source whose bytes do
  * not match its sha256 (nothing at the final key); a source that changes
  * between the hashing read and the sending read; virtual-host style.
  * s3.sh afterwards GETs the big objects back with the curl CLI and compares
@@ -679,8 +681,7 @@ static void test_sink_s3__wrong_keys(void)
 	if (skip())
 		return;
 	url = sink_url("denied");
-	/* s3rver checks the key id but, unlike AWS, not the signature: a wrong
-	 * key id is what makes it answer 403 here. */
+	/* an unknown key id: 403 InvalidAccessKeyId */
 	setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGKEY0123456", 1);
 	setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-never-printed", 1);
 	setenv("AWS_SESSION_TOKEN", "session-token-never-printed", 1);
@@ -699,6 +700,35 @@ static void test_sink_s3__wrong_keys(void)
 	setenv("AWS_ACCESS_KEY_ID", "S3RVER", 1);
 	setenv("AWS_SECRET_ACCESS_KEY", "S3RVER", 1);
 	unsetenv("AWS_SESSION_TOKEN");
+	free(url);
+}
+
+/* The right key id, the wrong secret: the server (@20minutes/s3rver, which
+ * verifies SigV4 like AWS) recomputes the signature and answers 403
+ * SignatureDoesNotMatch; the message names the endpoint and the variable to
+ * fix, never the value. */
+static void test_sink_s3__wrong_secret(void)
+{
+	struct rh_sink_opts o = RH_SINK_OPTS_INIT;
+	struct rh_sink *s = NULL;
+	char *url;
+	const char *msg;
+
+	if (skip())
+		return;
+	url = sink_url("badsig");
+	setenv("AWS_ACCESS_KEY_ID", "S3RVER", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-never-printed", 1);
+	CU_ASSERT_EQUAL(rh_sink_s3_open(&s, url, &o), RH_EIO);
+	CU_ASSERT_PTR_NULL(s);
+	msg = rh_error_last();
+	printf("\n    message: %s\n    ", msg);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "access denied by s3 endpoint"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, endpoint()));
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "SignatureDoesNotMatch"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "AWS_SECRET_ACCESS_KEY is the secret of"));
+	CU_ASSERT_PTR_NULL(strstr(msg, "wrong-secret-never-printed"));
+	setenv("AWS_SECRET_ACCESS_KEY", "S3RVER", 1);
 	free(url);
 }
 
@@ -893,6 +923,7 @@ RH_TEST_MAIN("sink_s3",
 	     { "multipart_40mib", test_sink_s3__multipart_40mib },
 	     { "resume_after_cancel", test_sink_s3__resume_after_cancel },
 	     { "wrong_keys", test_sink_s3__wrong_keys },
+	     { "wrong_secret", test_sink_s3__wrong_secret },
 	     { "missing_bucket", test_sink_s3__missing_bucket },
 	     { "sha256_mismatch", test_sink_s3__sha256_mismatch },
 	     { "source_changes_while_sent", test_sink_s3__source_changes_while_sent },
