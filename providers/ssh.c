@@ -874,7 +874,7 @@ done:
  * workspace, never touches it. The drill syncs into it over SFTP (only
  * what is missing or changed moves), then the host itself hard-links the
  * files into the workspace (cp -l; a copy on the host where links fail)
- * and hashes them there with sha256sum: the SFTP sink trusts its records
+ * and hashes them there (openssl dgst, else sha256sum): the SFTP sink trusts its records
  * by size and mtime, so the bytes the stack will read are checked once
  * more against the manifest without crossing the network. Both commands
  * are constant scripts with the paths as arguments and the file list on
@@ -884,8 +884,11 @@ static const char standby_link_script[] =
     "cd -- \"$0\" || exit 97; exec xargs -d '\\n' cp -l --parents -t \"$1\" --";
 static const char standby_copy_script[] =
     "cd -- \"$0\" || exit 97; exec xargs -d '\\n' cp --reflink=auto --parents -t \"$1\" --";
+/* openssl's SHA-256 uses the CPU's SHA instructions, coreutils' does not
+ * (0.2 s vs 1.7 s for 256 MiB here): the faster where the host has it. */
 static const char standby_hash_script[] =
-    "cd -- \"$0\" || exit 97; exec xargs -d '\\n' sha256sum --";
+    "cd -- \"$0\" || exit 97; if command -v openssl >/dev/null 2>&1; then "
+    "exec xargs -d '\\n' openssl dgst -sha256 -r --; fi; exec xargs -d '\\n' sha256sum --";
 
 /* The index-th inventory host matching the target; NULL past the last. */
 static const json_t *nth_host(const json_t *hosts, const char *want, const char *region,
@@ -994,7 +997,7 @@ static const char *res_err(struct rh_ssh_exec_result *res)
 	return n ? res->err : "no message";
 }
 
-/* Checks sha256sum's output against the manifest; a file that does not
+/* Checks the hash tool's output against the manifest; a file that does not
  * match is removed from the standby (rm_bad, argv with the standby file at
  * [3]) so that the step's retry sends it again. */
 static int standby_check(struct rh_ssh *c, const struct rh_model_version *v, const char *out,
@@ -1125,7 +1128,7 @@ static int ssh_standby_use(char **path, struct rh_provider_ctx *p,
 	rh_ssh_exec_result_clear(&res);
 	rc = standby_run(c, standby_hash_script, dir, NULL, list, call, &res);
 	if (rc == 0 && (res.truncated || res.exit_status != 0))
-		rc = rh_error_set(RH_EIO, "sha256sum in %s on %s failed (status %d): %s", dir,
+		rc = rh_error_set(RH_EIO, "hashing %s on %s failed (status %d): %s", dir,
 				  rh_ssh_name(c), res.exit_status, res_err(&res));
 	if (rc == 0)
 		rc = standby_check(c, v, res.out ? res.out : "", standby, &verified);
