@@ -171,7 +171,10 @@ struct rh_provider_ops {
 	 * "ok": true|false, "message": TEXT, "next": WHAT TO DO (failures)}
 	 * to `checks` per check it ran, stopping at the first failure.
 	 * `plan`: also show what provision would create (`terraform plan`),
-	 * as "message" of a check named "plan". Returns 0 when every check
+	 * as "message" of a check named "plan". What it learns of the tools
+	 * that will run (their versions, the catalog's date) it may add to
+	 * call->outputs (when set): that goes into the record's provenance.
+	 * Returns 0 when every check
 	 * passed, else a negative code with the failed check's message set. */
 	int (*preflight_ctx)(struct rh_provider_ctx *p, const struct rh_provider_call *c,
 			     json_t *checks, bool plan);
