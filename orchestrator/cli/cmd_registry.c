@@ -687,6 +687,10 @@ static int sync_runbook(struct reg_args *a)
 	int rc;
 	int err;
 
+	if (a->known_hosts || a->identity || a->accept_new_host_key)
+		return rh_cli_usage_error(a->ctx, "with --to RUNBOOK the host-key and identity "
+						  "settings are the runbook target's: set them "
+						  "with --var, as for the drill");
 	rh_cli_vars(a->vars, ov);
 	if ((rc = rh_cli_load_runbook(&rb, a->to, ov, a->vars->n)) != 0)
 		return rc;
@@ -792,11 +796,15 @@ static int reg_sync(struct reg_args *a)
 		return rh_cli_usage_error(a->ctx, "sync needs --to TARGET: a runbook (its target's "
 						  "warm standby) or a URL (file:///dir, "
 						  "sftp://user@host/dir, s3://bucket/prefix)");
-	if (!strstr(a->to, "://")) {
+	/* A runbook: an existing file, or a name ending in .json (a typo must
+	 * not become a new directory); any other path is a directory sink. */
+	if (!strstr(a->to, "://") &&
+	    ((stat(a->to, &sb) == 0 && S_ISREG(sb.st_mode)) ||
+	     (strlen(a->to) > 5 && strcmp(a->to + strlen(a->to) - 5, ".json") == 0))) {
 		if (stat(a->to, &sb) != 0 || !S_ISREG(sb.st_mode))
 			return rh_cli_usage_error(a->ctx,
-						  "--to %s is neither a sink URL (file://, "
-						  "sftp://, s3://) nor a runbook file",
+						  "--to %s: no such runbook file (a sink is a URL: "
+						  "file://, sftp://, s3://, or a directory)",
 						  a->to);
 		return sync_runbook(a);
 	}

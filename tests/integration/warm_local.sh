@@ -82,6 +82,13 @@ set +e
 RC=$?
 set -e
 expect_eq "bad --to: exit 2" 2 "$RC"
-check "bad --to: says what it takes" grep -q "neither a sink URL" "$T/bad.err"
+check "bad --to: says what it takes" grep -q "no such runbook file" "$T/bad.err"
+set +e
+"$REHYDRA" registry sync tinylm@1.0.0 --to "$RUNBOOK" --var registry="$REG" \
+	--state-dir "$STATE" --known-hosts /dev/null >/dev/null 2>"$T/kh.err"
+RC=$?
+set -e
+expect_eq "--to RUNBOOK with --known-hosts: exit 2" 2 "$RC"
+check "--to RUNBOOK with --known-hosts: points at --var" grep -q "set them with --var" "$T/kh.err"
 
 finish
