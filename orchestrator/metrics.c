@@ -31,15 +31,22 @@
 
 #include "banned.h"
 
-enum { V_MET, V_MISSED, V_FAILED, V_INTERRUPTED, V_OTHER, V_COUNT };
+enum { V_MET, V_MISSED, V_FAILED, V_INTERRUPTED, V_ABORTED, V_OTHER, V_COUNT };
 
-static const char *const verdict_names[V_COUNT] = {"met", "missed", "failed", "interrupted",
-						   "other"};
+/* aborted: a pre-flight check failed before T0 and nothing was created. It
+ * is counted under its own label and never becomes the group's "latest
+ * drill": a typo caught before T0 says nothing about whether recovery
+ * works, so it must not turn rehydra_drill_success to 0 (nor the RTO to
+ * NaN). Its time has a gauge of its own, to alert on. */
+static const char *const verdict_names[V_COUNT] = {"met",	  "missed",  "failed",
+						   "interrupted", "aborted", "other"};
 
 struct group {
 	char *runbook, *target, *scenario;
 	double rto, rto_target, overhead, last_ts;
+	double aborted_ts; /* the latest aborted drill's, NaN when none */
 	bool success;
+	bool have_result; /* a drill that ran (not aborted) was added */
 	uint64_t count[V_COUNT];
 	/* the latest drill's load test (record "load"), NaN when it had none */
 	double lat[5], ttft[3];
@@ -158,6 +165,7 @@ static struct group *find_group(struct rh_metrics *m, const char *runbook, const
 	}
 	g = &m->groups[m->n];
 	memset(g, 0, sizeof(*g));
+	g->aborted_ts = NAN;
 	g->runbook = strdup(runbook);
 	g->target = strdup(target);
 	g->scenario = strdup(scenario);
@@ -197,12 +205,17 @@ int rh_metrics_add(struct rh_metrics *m, const json_t *record)
 		if (verdict && strcmp(verdict, verdict_names[v]) == 0)
 			break;
 	g->count[v]++;
+	if (!when)
+		when = json_string_value(json_object_get(record, "t0"));
+	if (v == V_ABORTED) {
+		g->aborted_ts = when && rh_report_time_parse(when, &ts) == 0 ? (double)ts : NAN;
+		return 0;
+	}
+	g->have_result = true;
 	g->success = v == V_MET;
 	g->rto = num_or_nan(json_object_get(record, "rto_s"));
 	g->rto_target = num_or_nan(json_object_get(record, "rto_target_s"));
 	g->overhead = num_or_nan(json_object_get(record, "overhead_s"));
-	if (!when)
-		when = json_string_value(json_object_get(record, "t0"));
 	g->last_ts = when && rh_report_time_parse(when, &ts) == 0 ? (double)ts : NAN;
 	{
 		const json_t *load = json_object_get(record, "load");
@@ -336,13 +349,24 @@ int rh_metrics_render(const struct rh_metrics *m, char **out, size_t *len)
 		for (size_t i = 0; i < m->n; i++) {
 			double v = gauge_value(&m->groups[i], (enum gauge)k);
 
-			/* no target is no series, not NaN: nothing was promised */
-			if (k == G_TARGET && isnan(v))
+			/* no target is no series, not NaN: nothing was promised;
+			 * a group whose every drill was aborted has no latest drill */
+			if ((k == G_TARGET && isnan(v)) || !m->groups[i].have_result)
 				continue;
 			buf_series_start(&b, gauges[k].name, &m->groups[i]);
 			buf_str(&b, "}");
 			buf_value(&b, v);
 		}
+	}
+	buf_family(&b, "rehydra_drill_last_aborted_timestamp_seconds", "gauge",
+		   "When the latest drill aborted in pre-flight (nothing created) finished, in "
+		   "seconds since the epoch; only for groups with one.");
+	for (size_t i = 0; i < m->n; i++) {
+		if (isnan(m->groups[i].aborted_ts))
+			continue;
+		buf_series_start(&b, "rehydra_drill_last_aborted_timestamp_seconds", &m->groups[i]);
+		buf_str(&b, "}");
+		buf_value(&b, m->groups[i].aborted_ts);
 	}
 	buf_family(&b, "rehydra_drill_latency_seconds", "summary",
 		   "Response latency quantiles of the latest drill's load test, counted from each "

@@ -10,12 +10,19 @@
  *   rehydra_drill_last_timestamp_seconds   gauge, when the drill finished
  *   rehydra_drill_overhead_seconds         gauge, NaN when not restored
  *   rehydra_drills_total{verdict=...}      counter, drills recorded per verdict
+ *                                          (met, missed, failed, interrupted,
+ *                                          aborted; "other" only when seen)
+ *   rehydra_drill_last_aborted_timestamp_seconds
+ *                                          gauge, the latest drill aborted in
+ *                                          pre-flight (only groups with one)
  *   rehydra_drill_latency_seconds{quantile=0.5|0.9|0.95|0.99|0.999}
  *                                          gauge, the latest drill's load test
  *   rehydra_drill_ttft_seconds{quantile=0.5|0.95|0.99}
  *                                          gauge, its time to first token
  *   (both only for groups whose latest drill has a load test, record "load")
- * The gauges describe the latest drill of each group (the last one added).
+ * The gauges describe the latest drill of each group (the last one added)
+ * that ran: an aborted drill (pre-flight failed, nothing created) is only
+ * counted, and a group with nothing but aborted drills has no gauges.
  * Usage: rh_metrics_new, rh_metrics_add for every record in journal order,
  * rh_metrics_render or rh_metrics_write, rh_metrics_free.
  */

@@ -312,7 +312,7 @@ static int check_provider(json_t *checks, struct rh_drill *d, struct rh_cancel *
 	const struct rh_runbook *rb = d->rb;
 	struct rh_provider_ctx *p = d->provider;
 	struct rh_provider_call call = RH_PROVIDER_CALL_INIT;
-	json_t *target = NULL;
+	json_t *target = NULL, *tools = NULL;
 	char prefix[4200];
 	int rc = 0;
 
@@ -337,8 +337,19 @@ static int check_provider(json_t *checks, struct rh_drill *d, struct rh_cancel *
 	call.cancel = cancel;
 	call.target = target;
 	call.log_prefix = prefix;
+	/* What the hook learns of the tools (versions, catalog date) is
+	 * provenance: the record says what ran. */
+	call.outputs = tools = json_object();
+	if (!tools) {
+		json_decref(target);
+		return rh_error_set(RH_ENOMEM, "out of memory");
+	}
 	rh_error_clear();
 	rc = p->ops->preflight_ctx(p, &call, checks, plan);
+	if (json_object_size(tools) && d->provenance &&
+	    json_object_update(d->provenance, tools) < 0 && rc == 0)
+		rc = rh_error_set(RH_ENOMEM, "out of memory");
+	json_decref(tools);
 	if (rc < 0) {
 		const json_t *last = rh_preflight_failed(checks);
 

@@ -1907,6 +1907,97 @@ static void check_refs(struct val *v)
 	}
 }
 
+/* The value of --var NAME=VALUE, new: of the declared var's type, so a
+ * number stays a number ("${vars.delay}" as a step's "seconds"), else the
+ * text. NULL (with a diagnostic) when it does not fit the type. */
+static json_t *override_value(struct val *v, const char *ptr, const struct rh_var_override *ov,
+			      const json_t *decl)
+{
+	const char *text = ov->value;
+	json_t *j = NULL;
+	char *end = NULL;
+
+	if (json_is_integer(decl) || json_is_real(decl)) {
+		double d;
+
+		errno = 0;
+		d = strtod(text, &end);
+		if (*text && end && *end == '\0' && errno == 0 && isfinite(d)) {
+			long long n = (long long)d;
+
+			j = json_is_integer(decl) && (double)n == d && strchr(text, '.') == NULL &&
+				    strpbrk(text, "eE") == NULL
+				? json_integer(n)
+				: json_real(d);
+		} else {
+			add(v, ptr, NULL, true,
+			    "--var %.80s: the runbook declares '%.80s' a number; got '%.80s'",
+			    ov->name, ov->name, text);
+			return NULL;
+		}
+	} else if (json_is_boolean(decl)) {
+		if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0) {
+			j = json_boolean(strcmp(text, "true") == 0);
+		} else {
+			add(v, ptr, NULL, true,
+			    "--var %.80s: the runbook declares '%.80s' true or false; got '%.80s'",
+			    ov->name, ov->name, text);
+			return NULL;
+		}
+	} else {
+		j = json_string(text);
+		if (!j) {
+			add(v, ptr, NULL, true, "--var %.80s: the value is not valid utf-8",
+			    ov->name);
+			return NULL;
+		}
+	}
+	if (!j)
+		v->err = RH_ENOMEM;
+	return j;
+}
+
+/* A step's object member that is exactly "${vars.NAME}" takes the value of
+ * a number or boolean var, typed: "seconds": "${vars.delay}" must be a
+ * number for the validator and the step alike. Array items (an exec argv)
+ * and strings with more around the reference stay text, as before. */
+static void type_var_refs(struct val *v, json_t *node, int depth)
+{
+	const char *key;
+	json_t *item;
+	size_t i;
+
+	if (depth > 64)
+		return;
+	if (json_is_array(node)) {
+		json_array_foreach(node, i, item) type_var_refs(v, item, depth + 1);
+		return;
+	}
+	if (!json_is_object(node))
+		return;
+	json_object_foreach(node, key, item)
+	{
+		const char *str = json_string_value(item);
+		size_t n = str ? strlen(str) : 0;
+		const json_t *var;
+		char name[256];
+
+		if (!str) {
+			type_var_refs(v, item, depth + 1);
+			continue;
+		}
+		if (n < 9 || n - 8 >= sizeof(name) || strncmp(str, "${vars.", 7) != 0 ||
+		    str[n - 1] != '}' || strchr(str + 7, '}') != str + n - 1)
+			continue;
+		memcpy(name, str + 7, n - 8);
+		name[n - 8] = '\0';
+		var = json_object_get(v->rb->vars, name);
+		if ((json_is_number(var) || json_is_boolean(var)) &&
+		    json_object_set_new(node, key, json_deep_copy(var)) < 0)
+			v->err = RH_ENOMEM;
+	}
+}
+
 static void check_overrides(struct val *v, const struct rh_var_override *ov, size_t n)
 {
 	const char *names[256];
@@ -1942,12 +2033,9 @@ static void check_overrides(struct val *v, const struct rh_var_override *ov, siz
 				    ov[i].name, ov[i].name);
 			continue;
 		}
-		s = json_string(ov[i].value);
-		if (!s) {
-			add(v, ptr, NULL, true, "--var %.80s: the value is not valid utf-8",
-			    ov[i].name);
+		s = override_value(v, ptr, &ov[i], json_object_get(v->vars, ov[i].name));
+		if (!s)
 			continue;
-		}
 		if (json_object_set_new(v->rb->vars, ov[i].name, s) < 0)
 			v->err = RH_ENOMEM;
 	}
@@ -1998,6 +2086,7 @@ static void validate(struct val *v, const struct rh_var_override *ov, size_t n_o
 		return;
 	}
 	rb->n_steps = json_array_size(steps);
+	type_var_refs(v, (json_t *)steps, 0); /* rb->doc is ours to edit */
 	collect_ids(v, steps);
 	if (v->err)
 		return;

@@ -13,6 +13,13 @@
  * scope for deploy, and giving sync_artifacts a deadline (the registry API
  * knows only a cancellation token, so a small timer thread fires a private
  * token at the deadline or when the step is cancelled).
+ *
+ * sync_artifacts syncs into the target's warm standby when the adapter
+ * keeps one (provider.h, version 4) and the step does not say
+ * "standby": false: only what is missing or changed is sent, and the
+ * adapter then links the files into the drill's workspace. The outputs
+ * keep their meaning either way ("path" is what the stack reads), with
+ * "bytes_present" (what the target already held) and "standby" added.
  */
 #include "clock.h"
 #include "engine.h"
@@ -337,7 +344,8 @@ int rh_step_sync_artifacts_run(struct rh_step_ctx *ctx)
 	struct rh_provider_call call;
 	json_t *target = NULL;
 	char *url = NULL, *name = NULL, *version = NULL, *commit = NULL, *cache = NULL;
-	bool timer_ready = false;
+	char *model_path = NULL;
+	bool timer_ready = false, warm = false;
 	size_t n;
 	int rc;
 
@@ -387,7 +395,12 @@ int rh_step_sync_artifacts_run(struct rh_step_ctx *ctx)
 	if (rc < 0)
 		goto fail;
 	rh_error_clear();
-	rc = p->ops->sink_open(&sink, p, &call);
+	warm = p->ops->version >= 4 && p->ops->standby_open && p->ops->standby_use &&
+	       !json_is_false(json_object_get(ctx->spec, "standby"));
+	if (warm)
+		rc = p->ops->standby_open(&sink, NULL, p, &call, name, 0);
+	else
+		rc = p->ops->sink_open(&sink, p, &call);
 	if (rc < 0)
 		goto fail;
 	sopts.cancel = &timer.token;
@@ -396,6 +409,13 @@ int rh_step_sync_artifacts_run(struct rh_step_ctx *ctx)
 	rc = rh_sync_run(reg, v, sink, &sopts, &stats);
 	if (rc < 0)
 		goto fail;
+	if (warm) {
+		rh_error_clear();
+		rc = p->ops->standby_use(&model_path, p, &call, v,
+					 sink->location ? sink->location : sink->url);
+		if (rc < 0)
+			goto fail;
+	}
 	{
 		json_t *o = ctx->outputs;
 		const char *why = NULL;
@@ -408,12 +428,16 @@ int rh_step_sync_artifacts_run(struct rh_step_ctx *ctx)
 		    {"files_skipped", stats.files_skipped},
 		    {"bytes_sent", stats.bytes_sent},
 		    {"bytes_skipped", stats.bytes_skipped},
+		    {"bytes_present", stats.bytes_skipped},
 		    {"bytes_resumed", stats.bytes_resumed},
 		};
 
+		const char *where = sink->location ? sink->location : sink->url;
+
 		if (json_object_set_new(o, "sha256", json_string(v->manifest_sha256)) < 0 ||
-		    json_object_set_new(
-			o, "path", json_string(sink->location ? sink->location : sink->url)) < 0 ||
+		    json_object_set_new(o, "path", json_string(model_path ? model_path : where)) <
+			0 ||
+		    (warm && json_object_set_new(o, "standby", json_string(where)) < 0) ||
 		    json_object_set_new(o, "commit", json_string(v->commit)) < 0 ||
 		    json_object_set_new(o, "seconds", json_real(round3(stats.seconds))) < 0 ||
 		    json_object_set_new(o, "throughput_mib_s",
@@ -452,6 +476,7 @@ done:
 	free(version);
 	free(commit);
 	free(cache);
+	free(model_path);
 	json_decref(target);
 	return rc;
 }

@@ -425,6 +425,17 @@ static int teardown_validate(const json_t *spec, const char *ptr, struct rh_diag
 
 static const char *const no_keys[] = {NULL};
 
+/* "standby": false syncs into the drill's workspace, leaving the target's
+ * warm standby alone (a cold drill, or a target without room for one). */
+static const char *const sync_keys[] = {"standby", NULL};
+
+static int sync_validate(const json_t *spec, const char *ptr, struct rh_diags *d)
+{
+	int r = rh_spec_bool(d, spec, ptr, "standby", NULL);
+
+	return r < 0 ? r : 0;
+}
+
 /* ---- the table ---- */
 
 const struct rh_step_type rh_step_exec = {
@@ -477,8 +488,10 @@ const struct rh_step_type rh_step_provision = {
 
 const struct rh_step_type rh_step_sync_artifacts = {
     .name = "sync_artifacts",
-    .summary = "copy the model's files from the registry to the target, verifying sha256",
-    .keys = no_keys,
+    .summary = "copy the model's files from the registry to the target's warm standby "
+	       "(only what changed), verifying sha256, and link them into the workspace",
+    .keys = sync_keys,
+    .validate = sync_validate,
     .default_timeout_s = 3600,
     .run = rh_step_sync_artifacts_run,
     .needs_provider = true,

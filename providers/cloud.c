@@ -21,6 +21,7 @@
 #include "clock.h"
 #include "error.h"
 #include "fsutil.h"
+#include "sha256.h"
 #include "sink.h"
 #include "terraform.h"
 
@@ -1196,6 +1197,58 @@ static void plan_summary(char *buf, size_t size, const struct rh_tf_stream *stre
 		 (long long)json_integer_value(json_object_get(sum, "remove")));
 }
 
+/* Provenance of the tools, for the record (into c->outputs, which the
+ * pre-flight merges into the record's "provenance"): the terraform/tofu
+ * binary and version and the provider versions init selected (`version
+ * -json` in the working dir reads them from .terraform.lock.hcl, whose
+ * sha256 is kept too), and the date of the catalog the target was checked
+ * against. Best effort: what cannot be read is left out, never a failure. */
+static int tool_provenance(const struct rh_cloud_def *def, struct cloud_state *st,
+			   const struct rh_provider_call *c)
+{
+	static const char *const args[] = {"version", "-json", NULL};
+	char path[PATH_MAX + 32];
+	char hex[65];
+	uint64_t size = 0;
+	char *lp = NULL;
+	json_t *v = NULL, *cat = NULL, *tfo = json_object();
+	json_t *sel;
+	int rc = 0;
+
+	if (!tfo)
+		return oom();
+	if (json_object_set_new(tfo, "binary", json_string(st->bin)) < 0)
+		rc = oom();
+	if (rc == 0 && tf(st, c, "version", args, NULL, &lp) == 0 && lp) {
+		snprintf(path, sizeof(path), "%s.stdout", lp);
+		v = json_load_file(path, 0, NULL);
+	}
+	if (rc == 0 && json_is_string(json_object_get(v, "terraform_version")) &&
+	    json_object_set(tfo, "version", json_object_get(v, "terraform_version")) < 0)
+		rc = oom();
+	sel = json_object_get(v, "provider_selections");
+	if (rc == 0 && json_is_object(sel) && json_object_set(tfo, "providers", sel) < 0)
+		rc = oom();
+	snprintf(path, sizeof(path), "%s/.terraform.lock.hcl", st->workdir);
+	if (rc == 0 && rh_sha256_file_hex(hex, &size, path) == 0 &&
+	    json_object_set_new(tfo, "lock_file_sha256", json_string(hex)) < 0)
+		rc = oom();
+	if (rc == 0 && json_object_set(c->outputs, "terraform", tfo) < 0)
+		rc = oom();
+	if (rc == 0 && rh_catalog_load(&cat, def->ops.name) == 0 &&
+	    json_is_string(json_object_get(cat, "as_of")) &&
+	    json_object_set_new(c->outputs, "catalog",
+				json_pack("{s:s, s:O}", "provider", def->ops.name, "as_of",
+					  json_object_get(cat, "as_of"))) < 0)
+		rc = oom();
+	rh_error_clear();
+	json_decref(v);
+	json_decref(cat);
+	json_decref(tfo);
+	free(lp);
+	return rc;
+}
+
 int rh_cloud_preflight_ctx(struct rh_provider_ctx *p, const struct rh_provider_call *c,
 			   json_t *checks, bool plan)
 {
@@ -1240,7 +1293,11 @@ int rh_cloud_preflight_ctx(struct rh_provider_ctx *p, const struct rh_provider_c
 		goto done;
 	}
 	snprintf(msg, sizeof(msg), "init succeeded in %s", st->workdir);
-	if ((rc = rh_provider_check_add(checks, "terraform init", true, msg, NULL)) < 0 || !plan)
+	if ((rc = rh_provider_check_add(checks, "terraform init", true, msg, NULL)) < 0)
+		goto done;
+	if (c && c->outputs && (rc = tool_provenance(def, st, c)) < 0)
+		goto done;
+	if (!plan)
 		goto done;
 	rc = rh_tf_stream_init(&stream);
 	if (rc < 0)

@@ -8,12 +8,14 @@
  * no shell) in its own process group; teardown stops that group and removes
  * the workspace. The workspace path is derived from the target and the
  * drill id alone, so teardown finds it even after a provision that failed
- * half-way or a crash that lost the in-memory state.
+ * half-way or a crash that lost the in-memory state. The model's warm
+ * standby lives beside the workspaces, never inside one (see below).
  */
 #include "provider.h"
 #include "clock.h"
 #include "error.h"
 #include "fsutil.h"
+#include "registry.h"
 #include "sink.h"
 #include "process.h"
 
@@ -582,6 +584,134 @@ done:
 	return err;
 }
 
+/* ---- warm standby -----------------------------------------------------------
+ *
+ * The standing copy of a model is <state dir>/standby/<model>: outside the
+ * workspaces, so teardown (which removes exactly one workspace) never
+ * touches it. A drill syncs into it with the file sink (which re-hashes any
+ * file whose inode changed since it last vouched for it) and then gives its
+ * workspace reflinks or hard links of those files: the stack reads the
+ * same bytes, and a later sync of another version replaces standby files
+ * by rename, leaving a running drill's links alone.
+ */
+static int local_standby_dir(char **out, struct rh_provider_ctx *p, const char *model)
+{
+	int err;
+
+	*out = NULL;
+	if ((err = rh_provider_standby_name_check(model)) < 0)
+		return err;
+	if (!p->state_dir)
+		return rh_error_set(RH_EINVAL,
+				    "local provider: no state directory for the standby");
+	if (asprintf(out, "%s/standby/%s", p->state_dir, model) < 0) {
+		*out = NULL;
+		return rh_error_set(RH_ENOMEM, "out of memory in the local provider");
+	}
+	return 0;
+}
+
+static int local_standby_open(struct rh_sink **out, char **where, struct rh_provider_ctx *p,
+			      const struct rh_provider_call *c, const char *model, size_t index)
+{
+	char *dir = NULL;
+	int err;
+
+	(void)c;
+	*out = NULL;
+	if (where)
+		*where = NULL;
+	if (index > 0)
+		return RH_ENOTFOUND;
+	err = local_standby_dir(&dir, p, model);
+	if (err == 0)
+		err = rh_sink_file_open(out, dir);
+	if (err == 0 && where && !(*where = strdup("local"))) {
+		rh_sink_close(*out);
+		*out = NULL;
+		err = rh_error_set(RH_ENOMEM, "out of memory in the local provider");
+	}
+	free(dir);
+	return err < 0 ? rh_error_prefix(err, "local provider: standby") : 0;
+}
+
+/* Links <standby>/<rel> to <dir>/<rel>, making <dir>'s subdirectories;
+ * *weakest becomes the weakest way used so far. */
+static int local_share(const char *standby, const char *dir, const char *rel,
+		       enum rh_fs_share *weakest)
+{
+	char src[PATH_MAX], dst[PATH_MAX];
+	enum rh_fs_share how = RH_FS_SHARE_REFLINK;
+	char *slash;
+	int err;
+
+	if (!rh_sink_path_is_safe(rel))
+		return rh_error_set(RH_EINVAL, "unsafe manifest path \"%s\"", rel);
+	if ((size_t)snprintf(src, sizeof(src), "%s/%s", standby, rel) >= sizeof(src) ||
+	    (size_t)snprintf(dst, sizeof(dst), "%s/%s", dir, rel) >= sizeof(dst))
+		return rh_error_set(RH_EINVAL, "path too long: %s", rel);
+	slash = strrchr(dst, '/');
+	*slash = '\0';
+	err = rh_fs_mkdir_p(dst);
+	*slash = '/';
+	if (err == 0)
+		err = rh_fs_share_file(src, dst, &how);
+	if (err == 0 && how > *weakest)
+		*weakest = how;
+	return err;
+}
+
+static int local_standby_use(char **path, struct rh_provider_ctx *p,
+			     const struct rh_provider_call *c, const struct rh_model_version *v,
+			     const char *standby)
+{
+	enum rh_fs_share weakest = RH_FS_SHARE_REFLINK;
+	struct local_state *st;
+	char *dir = NULL;
+	int err = 0;
+
+	*path = NULL;
+	pthread_mutex_lock(&p->lock);
+	st = p->priv;
+	if (!st || !st->workspace) {
+		err = rh_error_set(RH_EINVAL, "the target is not provisioned yet: add a provision "
+					      "step to this step's `after`");
+		goto done;
+	}
+	if (asprintf(&dir, "%s/model", st->workspace) < 0) {
+		dir = NULL;
+		err = rh_error_set(RH_ENOMEM, "out of memory in the local provider");
+		goto done;
+	}
+	/* A retry starts from an empty model directory. */
+	if ((err = rh_fs_rm_rf(dir)) < 0 || (err = rh_fs_mkdir_p(dir)) < 0)
+		goto done;
+	for (size_t i = 0; i < v->n_files && err == 0; i++) {
+		if (c && c->cancel && rh_cancel_is_fired(c->cancel))
+			err = rh_error_set(RH_ECANCELLED, "cancelled linking the standby");
+		else
+			err = local_share(standby, dir, v->files[i].path, &weakest);
+	}
+	if (err == 0)
+		err = local_share(standby, dir, "manifest.json", &weakest);
+	if (err < 0)
+		goto done;
+	if (c && c->outputs &&
+	    json_object_set_new(c->outputs, "workspace_files",
+				json_string(rh_fs_share_name(weakest))) < 0) {
+		err = rh_error_set(RH_ENOMEM, "out of memory in the local provider");
+		goto done;
+	}
+	*path = dir;
+	dir = NULL;
+done:
+	if (err < 0)
+		rh_error_prefix(err, "local provider: standby into the workspace");
+	pthread_mutex_unlock(&p->lock);
+	free(dir);
+	return err;
+}
+
 static void local_free(struct rh_provider_ctx *p)
 {
 	struct local_state *st = p->priv;
@@ -609,4 +739,6 @@ const struct rh_provider_ops rh_provider_local = {
     .render = NULL,
     .describe = NULL,
     .free = local_free,
+    .standby_open = local_standby_open,
+    .standby_use = local_standby_use,
 };

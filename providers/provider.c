@@ -110,3 +110,16 @@ int rh_provider_check_add(json_t *checks, const char *name, bool ok, const char 
 		return rh_error_set(RH_ENOMEM, "out of memory recording a pre-flight check");
 	return 0;
 }
+
+int rh_provider_standby_name_check(const char *model)
+{
+	size_t n = model ? strlen(model) : 0;
+
+	if (n == 0 || n > 128 || strcmp(model, ".") == 0 || strcmp(model, "..") == 0 ||
+	    strspn(model, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n)
+		return rh_error_set(RH_EINVAL,
+				    "model name \"%s\" cannot name a standby directory (letters, "
+				    "digits, '.', '_' and '-' only)",
+				    model ? model : "");
+	return 0;
+}

@@ -59,6 +59,7 @@
 #include <stdbool.h>
 
 struct rh_sink;
+struct rh_model_version;
 
 /* What an adapter may know of the runbook: plain values, borrowed, valid
  * for the life of the context. Any of them may be NULL (a test, a render
@@ -170,17 +171,52 @@ struct rh_provider_ops {
 	 * "ok": true|false, "message": TEXT, "next": WHAT TO DO (failures)}
 	 * to `checks` per check it ran, stopping at the first failure.
 	 * `plan`: also show what provision would create (`terraform plan`),
-	 * as "message" of a check named "plan". Returns 0 when every check
+	 * as "message" of a check named "plan". What it learns of the tools
+	 * that will run (their versions, the catalog's date) it may add to
+	 * call->outputs (when set): that goes into the record's provenance.
+	 * Returns 0 when every check
 	 * passed, else a negative code with the failed check's message set. */
 	int (*preflight_ctx)(struct rh_provider_ctx *p, const struct rh_provider_call *c,
 			     json_t *checks, bool plan);
+
+	/* Warm standby (version 4; both NULL: none, the drill syncs into its
+	 * workspace). A target keeps a standing copy of each model (`model`,
+	 * a registry model name) that outlives drills: teardown never
+	 * removes it, so a drill after `rehydra registry sync --to RUNBOOK`
+	 * sends only what changed.
+	 *
+	 * standby_open: *out is a new sink at the standing location of `model`.
+	 * After provision it is the provisioned target's (index 0; other
+	 * indexes RH_ENOTFOUND). Before provision (pre-staging) it is the
+	 * index-th place the target may land on (ssh: each inventory host
+	 * matching the target), RH_ENOTFOUND past the last; *where (new) names
+	 * it for messages (a host name, "local"). Creates only the standby's
+	 * own directories. Thread-safe like every hook.
+	 *
+	 * standby_use: gives the provisioned workspace the files of `v` (and
+	 * its manifest.json) from the standby at `standby` (the sink's
+	 * location) without sending them again: reflinks or hard links where
+	 * the filesystem allows, a copy on the target otherwise. Checks every
+	 * file against the manifest's sha256 where it cannot trust the
+	 * standby's own bookkeeping. Sets *path (new) to the directory the
+	 * stack reads (${model.path}) and adds to c->outputs "workspace_files"
+	 * ("reflink", "hardlink" or "copy") and "verified_files". Idempotent:
+	 * a retry replaces what an earlier attempt linked. */
+	int (*standby_open)(struct rh_sink **out, char **where, struct rh_provider_ctx *p,
+			    const struct rh_provider_call *c, const char *model, size_t index);
+	int (*standby_use)(char **path, struct rh_provider_ctx *p, const struct rh_provider_call *c,
+			   const struct rh_model_version *v, const char *standby);
 };
-#define RH_PROVIDER_OPS_VERSION 3
+#define RH_PROVIDER_OPS_VERSION 4
 
 /* Appends {"check": name, "ok": ok, "message": message, "next": next} to
  * `checks` (next may be NULL). Returns 0 or RH_ENOMEM. */
 int rh_provider_check_add(json_t *checks, const char *name, bool ok, const char *message,
 			  const char *next);
+
+/* Checks that `model` can name a standby directory (letters, digits, '.',
+ * '_' and '-'; not "." or ".."): 0, or RH_EINVAL saying so. */
+int rh_provider_standby_name_check(const char *model);
 
 /* NULL-terminated table of all adapters. */
 extern const struct rh_provider_ops *const rh_providers[];

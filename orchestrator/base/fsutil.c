@@ -13,10 +13,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/fs.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -169,4 +172,102 @@ int rh_fs_open_regular(const char *path, int flags)
 		return rh_error_set_errno(RH_EIO, e, "cannot open %s", path);
 	}
 	return fd;
+}
+
+const char *rh_fs_share_name(enum rh_fs_share how)
+{
+	return how == RH_FS_SHARE_REFLINK    ? "reflink"
+	       : how == RH_FS_SHARE_HARDLINK ? "hardlink"
+					     : "copy";
+}
+
+/* copy_file_range until `size` bytes are in `tfd`. */
+static int share_copy(int sfd, int tfd, uint64_t size)
+{
+	loff_t in = 0, out = 0;
+
+	while ((uint64_t)in < size) {
+		ssize_t n = copy_file_range(sfd, &in, tfd, &out, (size_t)(size - (uint64_t)in), 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+	}
+	return 0;
+}
+
+int rh_fs_share_file(const char *src, const char *dst, enum rh_fs_share *how)
+{
+	char tmp[PATH_MAX];
+	char rnd[17];
+	struct stat sb;
+	enum rh_fs_share got = RH_FS_SHARE_REFLINK;
+	int sfd = -1, tfd = -1;
+	bool have_tmp = false;
+	int err = 0;
+	int e;
+
+	rh_fs_rand_hex(rnd);
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.rh-share-%s", dst, rnd) >= sizeof(tmp))
+		return rh_error_set(RH_EINVAL, "path too long: %s", dst);
+	sfd = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (sfd < 0 || fstat(sfd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		err = rh_error_set_errno(RH_EIO, sfd < 0 ? errno : EINVAL,
+					 "cannot read %s to give it to %s", src, dst);
+		goto done;
+	}
+	tfd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, sb.st_mode & 0777);
+	if (tfd < 0) {
+		err = rh_error_set_errno(RH_EIO, errno, "cannot create %s", tmp);
+		goto done;
+	}
+	have_tmp = true;
+	if (ioctl(tfd, FICLONE, sfd) == 0)
+		goto place;
+	/* No reflinks here: a hard link, on the same filesystem. */
+	close(tfd);
+	tfd = -1;
+	unlink(tmp);
+	have_tmp = false;
+	if (link(src, tmp) == 0) {
+		have_tmp = true;
+		got = RH_FS_SHARE_HARDLINK;
+		goto place;
+	}
+	if (errno != EXDEV && errno != EPERM && errno != EMLINK) {
+		err = rh_error_set_errno(RH_EIO, errno, "cannot link %s to %s", src, tmp);
+		goto done;
+	}
+	got = RH_FS_SHARE_COPY;
+	tfd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, sb.st_mode & 0777);
+	if (tfd < 0) {
+		err = rh_error_set_errno(RH_EIO, errno, "cannot create %s", tmp);
+		goto done;
+	}
+	have_tmp = true;
+	if ((e = share_copy(sfd, tfd, (uint64_t)sb.st_size)) < 0 || fsync(tfd) != 0) {
+		err = rh_error_set_errno(RH_EIO, e < 0 ? -e : errno, "cannot copy %s to %s", src,
+					 tmp);
+		goto done;
+	}
+place:
+	if (rename(tmp, dst) != 0) {
+		err = rh_error_set_errno(RH_EIO, errno, "cannot move %s to %s", tmp, dst);
+		goto done;
+	}
+	/* A rename onto another name of the same inode leaves both names. */
+	if (got == RH_FS_SHARE_HARDLINK)
+		unlink(tmp);
+	have_tmp = false;
+	if (how)
+		*how = got;
+done:
+	if (tfd >= 0)
+		close(tfd);
+	if (sfd >= 0)
+		close(sfd);
+	if (have_tmp)
+		unlink(tmp);
+	return err;
 }

@@ -40,4 +40,22 @@ void rh_fs_rand_hex(char out[17]);
  * and its type) when it is not a regular file, RH_EIO otherwise. */
 int rh_fs_open_regular(const char *path, int flags);
 
+/* How rh_fs_share_file gave `dst` its bytes, weakest last. */
+enum rh_fs_share {
+	RH_FS_SHARE_REFLINK,  /* FICLONE: shared extents, copy on write */
+	RH_FS_SHARE_HARDLINK, /* another name of the same inode */
+	RH_FS_SHARE_COPY,     /* copy_file_range: the bytes were copied */
+};
+
+/* Gives the new file `dst` (its directory must exist; an existing dst is
+ * replaced) the bytes of the regular file `src` without copying them where
+ * the filesystem allows: a reflink, else a hard link, else (another
+ * filesystem) a copy done in the kernel. *how says which (may be NULL).
+ * The result appears under `dst` only once complete (a temporary name,
+ * then rename). Returns 0 or RH_EIO naming both paths. */
+int rh_fs_share_file(const char *src, const char *dst, enum rh_fs_share *how);
+
+/* "reflink", "hardlink" or "copy". */
+const char *rh_fs_share_name(enum rh_fs_share how);
+
 #endif

@@ -106,6 +106,14 @@ int rh_cli_cadence(json_t **out, const char *dir, struct rh_journal *j, const st
  * machine, for --plan). NULL with the reason in `why` when it cannot be. */
 json_t *rh_cli_model_export(const struct rh_runbook *rb, const char *cache, char *why, size_t size);
 
+/* --target PROVIDER[:REGION] (drill, as render takes it): *out (new) is a
+ * copy of `target` (borrowed, may be NULL) switched to that provider and,
+ * when given, region, keeping only the keys the provider knows. Returns
+ * 0, or prints why (an unknown provider, a region that is not a plain
+ * name) and returns RH_EXIT_USAGE. */
+int rh_cli_target_switch(json_t **out, const struct rh_cmd_ctx *ctx, const char *arg,
+			 const json_t *target);
+
 /* Default state directory: $XDG_STATE_HOME/rehydra or ~/.local/state/rehydra.
  * New string (caller frees), NULL if neither HOME nor XDG_STATE_HOME is set. */
 char *rh_cli_default_state_dir(void);

@@ -502,6 +502,12 @@ static void print_provenance(const json_t *r)
 		printf("provenance\n");
 		print_flat("", prov);
 	}
+	/* a rehearsal's policy decision: what was chosen, what was denied
+	 * and by which rules, against which dated catalog and policy files */
+	if (json_is_object(json_object_get(r, "rehearsal"))) {
+		printf("rehearsal (policy decision)\n");
+		print_flat("", json_object_get(r, "rehearsal"));
+	}
 }
 
 static void print_entry(const json_t *e)

@@ -686,6 +686,9 @@ static int cmd_drill_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	struct rh_opt_list vars = RH_OPT_LIST_INIT(var_items);
 	struct rh_var_override overrides[RH_CLI_MAX_VARS];
 	struct rh_cli_drill_req req = {.cmd = "drill"};
+	const char *target_arg = NULL;
+	json_t *target = NULL;
+	int rc;
 	const struct rh_option options[] = {
 	    RH_CLI_OPT_VAR(&vars),
 	    RH_OPT_STRING(0, "state-dir", &req.state_dir, "DIR",
@@ -697,6 +700,9 @@ static int cmd_drill_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	    RH_OPT_STRING(0, "prom-file", &req.prom_file, "FILE",
 			  "write Prometheus metrics (textfile format) of the latest drill per "
 			  "runbook, target and scenario to FILE"),
+	    RH_OPT_STRING(0, "target", &target_arg, "P[:R]",
+			  "run on provider P (and region R) instead of the runbook's target; "
+			  "target keys P does not know are dropped (as for render)"),
 	    RH_OPT_BOOL(0, "preflight-only", &req.preflight_only,
 			"run the pre-flight checks (and terraform plan for a cloud target) and "
 			"stop: nothing is created or journaled"),
@@ -723,7 +729,20 @@ static int cmd_drill_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	rh_cli_vars(&vars, overrides);
 	req.overrides = overrides;
 	req.n_overrides = vars.n;
-	return rh_cli_drill_execute(&req);
+	if (target_arg) {
+		/* The file's own target is the base; a file that does not load
+		 * is reported by the drill's validation as usual. */
+		json_t *doc = json_load_file(req.file, 0, NULL);
+
+		rc = rh_cli_target_switch(&target, ctx, target_arg, json_object_get(doc, "target"));
+		json_decref(doc);
+		if (rc != 0)
+			return rc;
+		req.target = target;
+	}
+	rc = rh_cli_drill_execute(&req);
+	json_decref(target);
+	return rc;
 }
 
 const struct rh_cmd rh_cmd_drill = {

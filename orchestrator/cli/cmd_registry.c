@@ -13,9 +13,12 @@
 #include "cancel.h"
 #include "clock.h"
 #include "cli.h"
+#include "engine.h"
 #include "error.h"
+#include "provider.h"
 #include "publish.h"
 #include "registry.h"
+#include "runbook.h"
 #include "sink.h"
 #include "sync.h"
 
@@ -48,7 +51,8 @@ struct reg_args {
 	bool accept_new_host_key;
 	bool json;
 	bool quiet;
-	char **pos; /* positional arguments after the subcommand (argv's) */
+	const struct rh_opt_list *vars; /* --var (sync --to RUNBOOK) */
+	char **pos;			/* positional arguments after the subcommand (argv's) */
 	size_t n_pos;
 };
 
@@ -593,43 +597,24 @@ done:
 	return rc;
 }
 
-static int reg_sync(struct reg_args *a)
+/* One sync of `v` into `sink`, printed (human) or added to `out` (--json,
+ * may be NULL for a single target, then printed alone). `where` names a
+ * runbook target's standby (NULL for a sink URL). */
+static int sync_one(struct reg_args *a, struct rh_registry *reg, const struct rh_model_version *v,
+		    struct rh_sink *sink, const char *where, json_t *out)
 {
-	struct rh_registry *reg = NULL;
-	struct rh_model_version *v = NULL;
-	struct rh_sink *sink = NULL;
-	struct rh_sink_opts so = RH_SINK_OPTS_INIT;
 	struct rh_sync_opts opts = RH_SYNC_OPTS_INIT;
 	struct rh_sync_stats st = {0};
 	struct progress_ui ui = {.what = "syncing"};
 	struct rh_cancel cancel;
 	struct sig_watch sw = {0};
-	bool cancel_ready = false;
 	char sent[32], skipped[32], resumed[32];
-	int rc;
+	int rc = 0;
 	int err;
 
-	if (a->n_pos != 1)
-		return rh_cli_usage_error(a->ctx, "sync takes one NAME@VERSION");
-	if (!a->to)
-		return rh_cli_usage_error(a->ctx, "sync needs --to TARGET_URL (file:///dir, "
-						  "sftp://user@host/dir, s3://bucket/prefix)");
-	if ((rc = open_version(&reg, &v, a, "sync")) != 0)
-		goto done;
-	so.parallel = a->parallel;
-	so.known_hosts = a->known_hosts;
-	so.accept_new_host_key = a->accept_new_host_key;
-	so.identity_file = a->identity;
-	err = rh_sink_open(&sink, a->to, &so);
-	if (err < 0) {
-		rc = fail_input("sync", err);
-		goto done;
-	}
-	if (rh_cancel_init(&cancel) < 0) {
-		rc = fail("sync", RH_ERROR);
-		goto done;
-	}
-	cancel_ready = true;
+	if (rh_cancel_init(&cancel) < 0)
+		return fail("sync", RH_ERROR);
+	sink->cancel = &cancel;
 	opts.parallel = a->parallel;
 	opts.cancel = &cancel;
 	opts.progress = on_sync_progress;
@@ -639,6 +624,8 @@ static int reg_sync(struct reg_args *a)
 	err = rh_sync_run(reg, v, sink, &opts, &st);
 	ui_end(&ui);
 	sig_stop(&sw);
+	sink->cancel = NULL;
+	rh_cancel_clear(&cancel);
 	fmt_bytes(sent, sizeof(sent), (double)st.bytes_sent);
 	fmt_bytes(skipped, sizeof(skipped), (double)st.bytes_skipped);
 	fmt_bytes(resumed, sizeof(resumed), (double)st.bytes_resumed);
@@ -650,30 +637,192 @@ static int reg_sync(struct reg_args *a)
 				"rehydra registry sync: %s sent before it stopped; run "
 				"it again to resume\n",
 				sent);
-		goto done;
+		return rc;
 	}
 	if (a->json) {
 		json_t *o = json_pack(
-		    "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "name", v->name,
+		    "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "name", v->name,
 		    "version", v->version, "target", sink->url, "files", (json_int_t)st.files,
 		    "files_sent", (json_int_t)st.files_sent, "files_skipped",
 		    (json_int_t)st.files_skipped, "bytes_sent", (json_int_t)st.bytes_sent,
-		    "bytes_skipped", (json_int_t)st.bytes_skipped, "bytes_resumed",
-		    (json_int_t)st.bytes_resumed, "seconds", st.seconds, "throughput_mib_s",
-		    st.throughput_mib_s);
+		    "bytes_skipped", (json_int_t)st.bytes_skipped, "bytes_present",
+		    (json_int_t)st.bytes_skipped, "bytes_resumed", (json_int_t)st.bytes_resumed,
+		    "seconds", st.seconds, "throughput_mib_s", st.throughput_mib_s);
+
+		if (o && where)
+			json_object_set_new(
+			    o, "standby",
+			    json_pack("{s:s, s:s?}", "host", where, "path", sink->location));
+		if (out) {
+			if (!o || json_array_append_new(out, o) < 0)
+				return fail("sync", rh_error_set(RH_ENOMEM, "out of memory"));
+			return 0;
+		}
+		rc = rh_cli_print_json(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		json_decref(o);
+		return rc;
+	}
+	printf("synced %s@%s to %s%s%s%s: %llu files sent, %llu skipped; %s sent, %s skipped, "
+	       "%s resumed in %.2f s (%.1f MiB/s)\n",
+	       v->name, v->version, where ? "the standby on " : "", where ? where : "",
+	       where ? " at " : "", sink->url, (unsigned long long)st.files_sent,
+	       (unsigned long long)st.files_skipped, sent, skipped, resumed, st.seconds,
+	       st.throughput_mib_s);
+	return 0;
+}
+
+/* --to RUNBOOK: the runbook's target as a drill would compute it (with
+ * --var and --state-dir), pre-staged at every place its adapter may put
+ * the drill (one for local, each matching inventory host for ssh). */
+static int sync_runbook(struct reg_args *a)
+{
+	struct rh_var_override ov[RH_CLI_MAX_VARS];
+	struct rh_runbook *rb = NULL;
+	struct rh_provider_ctx *p = NULL;
+	struct rh_provider_call call = RH_PROVIDER_CALL_INIT;
+	struct rh_registry *reg = NULL;
+	struct rh_model_version *v = NULL;
+	json_t *target = NULL, *reg_val = NULL, *reg_exp = NULL, *out = NULL;
+	char *state = NULL, *reg_url = NULL;
+	int rc;
+	int err;
+
+	if (a->known_hosts || a->identity || a->accept_new_host_key)
+		return rh_cli_usage_error(a->ctx, "with --to RUNBOOK the host-key and identity "
+						  "settings are the runbook target's: set them "
+						  "with --var, as for the drill");
+	rh_cli_vars(a->vars, ov);
+	if ((rc = rh_cli_load_runbook(&rb, a->to, ov, a->vars->n)) != 0)
+		return rc;
+	if (!rb->provider || rb->provider->version < 4 || !rb->provider->standby_open) {
+		fprintf(stderr,
+			"rehydra registry sync: runbook %s: provider %s keeps no warm standby; "
+			"pass a sink URL to --to (file://, sftp://, s3://) instead\n",
+			a->to, rb->provider ? rb->provider->name : "(none)");
+		rc = RH_EXIT_USAGE;
+		goto done;
+	}
+	state = a->state_dir ? strdup(a->state_dir) : rh_cli_default_state_dir();
+	if (!state) {
+		rc = rh_cli_usage_error(a->ctx, "no state directory: set HOME or "
+						"XDG_STATE_HOME, or pass --state-dir");
+		goto done;
+	}
+	err = rh_drill_provider_new(&p, rb->provider, rb->target, rb, "prestage", state, NULL);
+	if (err == 0)
+		err = rh_provider_expand(p, &target, p->target, NULL);
+	/* The registry: --registry or $REHYDRA_REGISTRY, else the runbook's. */
+	if (err == 0 && !a->registry && !getenv("REHYDRA_REGISTRY") && rb->model.registry) {
+		reg_val = json_string(rb->model.registry);
+		err = reg_val ? rh_provider_expand(p, &reg_exp, reg_val, NULL)
+			      : rh_error_set(RH_ENOMEM, "out of memory");
+		if (err == 0) {
+			const char *r = json_string_value(reg_exp);
+
+			if (r && r[0] != '/' && !strstr(r, "://")) {
+				if (asprintf(&reg_url, "%s/%s", rb->dir, r) < 0)
+					reg_url = NULL;
+			} else if (r) {
+				reg_url = strdup(r);
+			}
+			if (!reg_url)
+				err = rh_error_set(RH_ENOMEM, "out of memory");
+			a->registry = reg_url;
+		}
+	}
+	if (err < 0) {
+		rc = fail_input("sync", err);
+		goto done;
+	}
+	if ((rc = open_version(&reg, &v, a, "sync")) != 0)
+		goto done;
+	call.target = target;
+	if (a->json && !(out = json_array())) {
+		rc = fail("sync", rh_error_set(RH_ENOMEM, "out of memory"));
+		goto done;
+	}
+	for (size_t i = 0;; i++) {
+		struct rh_sink *sink = NULL;
+		char *where = NULL;
+
+		rh_error_clear();
+		err = rb->provider->standby_open(&sink, &where, p, &call, v->name, i);
+		if (err == RH_ENOTFOUND && i > 0)
+			break;
+		if (err < 0) {
+			rc = fail_input("sync", err);
+			goto done;
+		}
+		rc = sync_one(a, reg, v, sink, where, out);
+		rh_sink_close(sink);
+		free(where);
+		if (rc != 0)
+			goto done;
+	}
+	if (out) {
+		json_t *o = json_pack("{s:s, s:s, s:s, s:O}", "name", v->name, "version",
+				      v->version, "runbook", a->to, "standby", out);
 
 		rc = rh_cli_print_json(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		json_decref(o);
+	}
+done:
+	json_decref(out);
+	json_decref(target);
+	json_decref(reg_val);
+	json_decref(reg_exp);
+	rh_model_version_free(v);
+	rh_registry_free(reg);
+	rh_provider_ctx_free(p);
+	rh_runbook_free(rb);
+	free(state);
+	free(reg_url);
+	return rc;
+}
+
+static int reg_sync(struct reg_args *a)
+{
+	struct rh_registry *reg = NULL;
+	struct rh_model_version *v = NULL;
+	struct rh_sink *sink = NULL;
+	struct rh_sink_opts so = RH_SINK_OPTS_INIT;
+	struct stat sb;
+	int rc;
+	int err;
+
+	if (a->n_pos != 1)
+		return rh_cli_usage_error(a->ctx, "sync takes one NAME@VERSION");
+	if (!a->to)
+		return rh_cli_usage_error(a->ctx, "sync needs --to TARGET: a runbook (its target's "
+						  "warm standby) or a URL (file:///dir, "
+						  "sftp://user@host/dir, s3://bucket/prefix)");
+	/* A runbook: an existing file, or a name ending in .json (a typo must
+	 * not become a new directory); any other path is a directory sink. */
+	if (!strstr(a->to, "://") &&
+	    ((stat(a->to, &sb) == 0 && S_ISREG(sb.st_mode)) ||
+	     (strlen(a->to) > 5 && strcmp(a->to + strlen(a->to) - 5, ".json") == 0))) {
+		if (stat(a->to, &sb) != 0 || !S_ISREG(sb.st_mode))
+			return rh_cli_usage_error(a->ctx,
+						  "--to %s: no such runbook file (a sink is a URL: "
+						  "file://, sftp://, s3://, or a directory)",
+						  a->to);
+		return sync_runbook(a);
+	}
+	if (a->vars->n)
+		return rh_cli_usage_error(a->ctx, "--var needs --to RUNBOOK");
+	if ((rc = open_version(&reg, &v, a, "sync")) != 0)
+		goto done;
+	so.parallel = a->parallel;
+	so.known_hosts = a->known_hosts;
+	so.accept_new_host_key = a->accept_new_host_key;
+	so.identity_file = a->identity;
+	err = rh_sink_open(&sink, a->to, &so);
+	if (err < 0) {
+		rc = fail_input("sync", err);
 		goto done;
 	}
-	printf("synced %s@%s to %s: %llu files sent, %llu skipped; %s sent, %s skipped, %s "
-	       "resumed in %.2f s (%.1f MiB/s)\n",
-	       v->name, v->version, sink->url, (unsigned long long)st.files_sent,
-	       (unsigned long long)st.files_skipped, sent, skipped, resumed, st.seconds,
-	       st.throughput_mib_s);
+	rc = sync_one(a, reg, v, sink, NULL, NULL);
 done:
-	if (cancel_ready)
-		rh_cancel_clear(&cancel);
 	rh_sink_close(sink);
 	rh_model_version_free(v);
 	rh_registry_free(reg);
@@ -782,12 +931,17 @@ static int cmd_reg_publish(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 
 static int cmd_reg_sync(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 {
-	struct reg_args a = {0};
+	const char *var_items[RH_CLI_MAX_VARS];
+	struct rh_opt_list vars = RH_OPT_LIST_INIT(var_items);
+	struct reg_args a = {.vars = &vars};
 	const struct rh_option options[] = {
 	    REG_COMMON_OPTIONS(&a),
 	    RH_OPT_STRING(0, "to", &a.to, "TARGET",
-			  "where to copy: file:///dir, sftp://user@host[:port]/dir, "
-			  "s3://bucket/prefix?endpoint=URL&region=R"),
+			  "where to copy: a runbook (the warm standby of its target, as a drill "
+			  "computes it: local: STATE_DIR/standby/NAME, ssh: WORKDIR/standby/NAME "
+			  "on every matching inventory host), or file:///dir, "
+			  "sftp://user@host[:port]/dir, s3://bucket/prefix?endpoint=URL&region=R"),
+	    RH_CLI_OPT_VAR(&vars),
 	    RH_OPT_UINT(0, "parallel", &a.parallel, "N",
 			"files (and connections) in flight, 1 to 64 (default: the target's, 4 "
 			"for file, one per core for sftp)",
@@ -853,12 +1007,16 @@ static const struct rh_cmd reg_publish_cmd = {
 
 static const struct rh_cmd reg_sync_cmd = {
     .name = "sync",
-    .args = "NAME@VERSION --to TARGET",
+    .args = "NAME@VERSION --to RUNBOOK|URL",
     .summary = "copy a version to a target ahead of a drill; only missing or changed files "
 	       "move, cut-off transfers resume",
     .description =
 	"Copies a version to a target ahead of a drill; only missing or changed files\n"
-	"move, and cut-off transfers resume. S3 credentials come from\n"
+	"move, and cut-off transfers resume. With --to RUNBOOK it pre-stages the\n"
+	"warm standby of the runbook's target (--var and --state-dir as for the\n"
+	"drill; the registry defaults to the runbook's): the drill's sync_artifacts\n"
+	"then sends only what changed and links the files into its workspace, and\n"
+	"teardown leaves the standby in place. S3 credentials come from\n"
 	"AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; the region and\n"
 	"endpoint from the URL, else AWS_REGION and AWS_ENDPOINT_URL.\n",
     .epilogue = reg_epilogue,

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "error.h"
 #include "global.h"
+#include "provider.h"
 #include "runbook.h"
 
 #include <stdarg.h>
@@ -138,4 +139,66 @@ int main(int argc, char **argv)
 		return RH_EXIT_MET;
 	}
 	return rh_cmd_run(&rh_cmd_root, NULL, argc, argv);
+}
+
+static bool target_in_list(const char *s, const char *const *list)
+{
+	for (size_t i = 0; list && list[i]; i++)
+		if (strcmp(s, list[i]) == 0)
+			return true;
+	return false;
+}
+
+int rh_cli_target_switch(json_t **out, const struct rh_cmd_ctx *ctx, const char *arg,
+			 const json_t *target)
+{
+	static const char plain[] =
+	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
+	const char *colon = strchr(arg, ':');
+	size_t plen = colon ? (size_t)(colon - arg) : strlen(arg);
+	const struct rh_provider_ops *ops = NULL;
+	const char *region = colon && colon[1] ? colon + 1 : NULL;
+	char names[256] = "";
+	const char *key;
+	json_t *val, *t;
+	void *tmp;
+
+	*out = NULL;
+	for (size_t i = 0; rh_providers[i]; i++) {
+		size_t l = strlen(names);
+
+		snprintf(names + l, sizeof(names) - l, "%s%s", l ? ", " : "",
+			 rh_providers[i]->name);
+		if (strlen(rh_providers[i]->name) == plen &&
+		    strncmp(rh_providers[i]->name, arg, plen) == 0)
+			ops = rh_providers[i];
+	}
+	if (!ops)
+		return rh_cli_usage_error(ctx,
+					  "unknown provider '%.*s' in --target: expected one of %s",
+					  (int)plen, arg, names);
+	if (region && strspn(region, plain) != strlen(region))
+		return rh_cli_usage_error(ctx,
+					  "--target %s: the region must be a plain name (letters, "
+					  "digits, '.', '_', '-')",
+					  arg);
+	t = json_is_object(target) ? json_deep_copy(target) : json_object();
+	if (!t)
+		goto oom;
+	json_object_foreach_safe(t, tmp, key, val)
+	{
+		if (strcmp(key, "provider") != 0 && strcmp(key, "region") != 0 &&
+		    !target_in_list(key, ops->target_keys))
+			json_object_del(t, key);
+	}
+	if (json_object_set_new(t, "provider", json_string(ops->name)) < 0 ||
+	    (region && json_object_set_new(t, "region", json_string(region)) < 0)) {
+		json_decref(t);
+		goto oom;
+	}
+	*out = t;
+	return 0;
+oom:
+	fprintf(stderr, "rehydra %s: out of memory\n", ctx->cmd->name);
+	return RH_EXIT_FAILED;
 }

@@ -88,7 +88,8 @@ runbook() { # VERSION OUTDIR -> runbook path
 		target: {provider: "local", region: "local", workspace_root: $ws},
 		steps: [
 			{id: "provision", do: "provision"},
-			{id: "sync", do: "sync_artifacts", after: ["provision"], timeout_s: 120},
+			{id: "sync", do: "sync_artifacts", after: ["provision"], timeout_s: 120,
+			 standby: false},
 			{id: "copy", do: "exec", after: ["sync"],
 			 argv: ["cp", "-r", "${model.path}", $out]},
 			{id: "teardown", do: "teardown", when: "always"}]}' >"$T/rb-$1.json"

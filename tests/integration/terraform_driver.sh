@@ -67,7 +67,7 @@ drill success ok
 expect_eq "success: exit 0" 0 "$RC"
 [ "$RC" = 0 ] || cat "$T/ok.err"
 expect_eq "success: terraform called in order" \
-	"init -input=false,init -input=false,apply -auto-approve,output -no-color,destroy -auto-approve,state list," \
+	"init -input=false,version -json,init -input=false,apply -auto-approve,output -no-color,destroy -auto-approve,state list," \
 	"$(calls ok)"
 expect_eq "success: per-resource apply time in the record" "42 complete create" \
 	"$(step ok provision '.outputs.terraform.resources["module.rehydra.aws_instance.gpu"]
@@ -104,7 +104,7 @@ check "apply-fails: the error names the resource and the cloud's reason" \
 expect_eq "apply-fails: the failed resource is in the record" "errored 14" \
 	"$(step fail provision '.outputs.terraform.resources["module.rehydra.aws_instance.gpu"] | "\(.status) \(.elapsed_s)"')"
 expect_eq "apply-fails: teardown still destroyed" \
-	"init -input=false,init -input=false,apply -auto-approve,destroy -auto-approve,state list," "$(calls fail)"
+	"init -input=false,version -json,init -input=false,apply -auto-approve,destroy -auto-approve,state list," "$(calls fail)"
 expect_eq "apply-fails: leak check clean" clean "$(step fail teardown '.outputs.leak_check')"
 check "apply-fails: no secret leaked" no_secret fail
 
@@ -151,7 +151,7 @@ RC=0
 wait $PID || RC=$?
 expect_eq "ctrl-c: exit 130" 130 "$RC"
 expect_eq "ctrl-c: terraform stopped, destroy still ran" \
-	"init -input=false,init -input=false,apply -auto-approve,destroy -auto-approve,state list," "$(calls int)"
+	"init -input=false,version -json,init -input=false,apply -auto-approve,destroy -auto-approve,state list," "$(calls int)"
 expect_eq "ctrl-c: leak check clean" clean "$(step int teardown '.outputs.leak_check')"
 check "ctrl-c: no double left running" no_process_matching "$T/state-int"
 fi
@@ -162,8 +162,12 @@ expect_eq "init fails: exit 3 (not restored), not 4" 3 "$RC"
 check "init fails: no teardown alarm" bash -c "! grep -q 'TEARDOWN INCOMPLETE' '$T/initlate.err'"
 check "init fails: terraform's own cause on stderr" \
 	grep -q "Failed to query available provider packages: Could not retrieve" "$T/initlate.err"
-expect_eq "init fails: no apply, no destroy" "init -input=false,init -input=false," \
+expect_eq "init fails: no apply, no destroy" "init -input=false,version -json,init -input=false," \
 	"$(calls initlate)"
+expect_eq "init fails: the provenance has the provider versions init selected (double)" \
+	"1.11.4 5.100.0" \
+	"$(jq -r '.provenance.terraform | "\(.version) \(.providers["registry.terraform.io/hashicorp/aws"])"' \
+		"$T/initlate.json")"
 expect_eq "init fails: record says teardown complete" complete \
 	"$(jq -r .teardown "$T/initlate.json")"
 

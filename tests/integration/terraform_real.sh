@@ -40,6 +40,18 @@ expect_eq "real ok: exit 0" 0 "$RC"
 expect_eq "real ok: the record names the real terraform" \
 	"$("$TF_BIN" version -json | jq -r .terraform_version)" \
 	"$(tf_step ok provision '.outputs.terraform.version')"
+expect_eq "real ok: the provenance names the terraform version" \
+	"$("$TF_BIN" version -json | jq -r .terraform_version)" \
+	"$(jq -r .provenance.terraform.version "$T/ok.json")"
+expect_eq "real ok: the provenance has the providers init selected" object \
+	"$(jq -r '.provenance.terraform.providers | type' "$T/ok.json")"
+expect_eq "real ok: the provenance dates the catalog" "$(jq -r .as_of "$T/catalog/aws.json")" \
+	"$(jq -r .provenance.catalog.as_of "$T/ok.json")"
+check "real ok: audit show prints the tool versions and the catalog date" bash -c \
+	"'$REHYDRA' audit show \"\$(jq -r .drill_id '$T/ok.json')\" --state-dir '$T/state-ok' |
+	 grep -q '^  terraform.version  *[0-9]' &&
+	 '$REHYDRA' audit show \"\$(jq -r .drill_id '$T/ok.json')\" --state-dir '$T/state-ok' |
+	 grep -q '^  catalog.as_of '"
 expect_eq "real ok: every applied resource is in the record" \
 	"module.rehydra.terraform_data.cloud_init module.rehydra.terraform_data.gate module.rehydra.terraform_data.network module.rehydra.terraform_data.server" \
 	"$(tf_step ok provision '.outputs.terraform.resources | keys | join(" ")')"

@@ -1010,7 +1010,29 @@ static void test_report__load_latency(void)
 	rh_report_free(r);
 }
 
+/* Aborted drills (pre-flight failed, nothing created) are not in the pass
+ * rate nor the RTO statistics: one met and one aborted is a 100 % pass. */
+static void test_report__aborted_not_in_pass_rate(void)
+{
+	struct rh_report *r = NULL;
+	struct rh_report_group_stats s;
+
+	CU_ASSERT_FATAL(rh_report_new(&r, NULL) == 0);
+	add(r, mk("rb", "local", NULL, NULL, "met", 10, 60, "2026-01-01T00:00:00Z", NULL), 1);
+	add(r, mk("rb", "local", NULL, NULL, "aborted", NAN, 60, "2026-01-02T00:00:00Z", NULL),
+	    2);
+	add(r, mk("rb", "local", NULL, NULL, "aborted", NAN, 60, "2026-01-03T00:00:00Z", NULL),
+	    3);
+	CU_ASSERT_EQUAL_FATAL(rh_report_group_get(r, 0, &s), 0);
+	CU_ASSERT_EQUAL(s.drills, 1);
+	CU_ASSERT_EQUAL(s.met, 1);
+	CU_ASSERT_DOUBLE_EQUAL(s.pass_rate, 1.0, 1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(s.rto_max_s, 10.0, 1e-9);
+	rh_report_free(r);
+}
+
 RH_TEST_MAIN("report", {"test_report__format_parse", test_report__format_parse},
+	     {"test_report__aborted_not_in_pass_rate", test_report__aborted_not_in_pass_rate},
 	     {"test_report__load_latency", test_report__load_latency},
 	     {"test_report__time_parse", test_report__time_parse},
 	     {"test_report__percentiles", test_report__percentiles},

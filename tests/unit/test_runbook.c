@@ -603,7 +603,8 @@ static void test_runbook__overrides(void)
 	char *path;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(rb);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(rb->vars, "port")), "9090");
+	/* A number var stays a number when overridden. */
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(rb->vars, "port")), 9090);
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(rb->vars, "host")), "h");
 	/* The document itself keeps what the file says. */
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(rb->doc, "vars"),
@@ -621,6 +622,59 @@ static void test_runbook__overrides(void)
 	/* Pointed at the "vars" key. */
 	CU_ASSERT_EQUAL(d.items[0].line, 1);
 	CU_ASSERT_EQUAL(d.items[0].column, 29);
+	rh_diags_clear(&d);
+	free(path);
+}
+
+/* A step member that is exactly "${vars.x}" takes the var's type; argv
+ * items and text around a reference stay strings; an override that does
+ * not fit the declared type is an error naming it. */
+static void test_runbook__typed_var_refs(void)
+{
+	static const char text[] =
+		"{'rehydra': 1, 'name': 't', 'vars': {'delay': 0, 'on': true, 's': '7'},\n"
+		" 'steps': [{'id': 'w', 'do': 'wait', 'seconds': '${vars.delay}'},\n"
+		"  {'id': 'e', 'do': 'exec', 'argv': ['echo', '${vars.delay}'], 'after': ['w'],\n"
+		"   'description': 'wait ${vars.delay}', 'timeout_s': '${vars.s}'}]}";
+	static const char text_ok[] =
+		"{'rehydra': 1, 'name': 't', 'vars': {'delay': 0, 'on': true},\n"
+		" 'steps': [{'id': 'w', 'do': 'wait', 'seconds': '${vars.delay}'},\n"
+		"  {'id': 'e', 'do': 'exec', 'argv': ['echo', '${vars.delay}'], 'after': ['w'],\n"
+		"   'description': 'wait ${vars.delay}'}]}";
+	struct rh_var_override ov[] = { { "delay", "2.5" } };
+	struct rh_var_override bad[] = { { "delay", "soon" }, { "on", "yes" } };
+	struct rh_diags d = RH_DIAGS_INIT;
+	struct rh_runbook *rb = load_ok("typed", text_ok, ov, 1);
+	int line, col;
+	char *path;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(rb);
+	CU_ASSERT(json_is_real(json_object_get(rb->steps[0].spec, "seconds")));
+	CU_ASSERT_DOUBLE_EQUAL(json_real_value(json_object_get(rb->steps[0].spec, "seconds")),
+			       2.5, 1e-9);
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_array_get(json_object_get(rb->steps[1].spec, "argv"), 1)),
+		"${vars.delay}");
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(rb->steps[1].spec, "description")),
+		"wait ${vars.delay}");
+	rh_runbook_free(rb);
+
+	/* a string var stays a string: timeout_s "7" is still refused */
+	path = write_case("typed2", text, &line, &col);
+	rb = NULL;
+	CU_ASSERT_EQUAL(rh_runbook_load(&rb, path, NULL, 0, &d), RH_EINVAL);
+	CU_ASSERT_EQUAL(d.count, 1);
+	if (d.count)
+		CU_ASSERT_PTR_NOT_NULL(strstr(d.items[0].message, "timeout_s"));
+	rh_diags_clear(&d);
+	free(path);
+
+	path = write_case("typed3", text_ok, &line, &col);
+	CU_ASSERT_EQUAL(rh_runbook_load(&rb, path, bad, 2, &d), RH_EINVAL);
+	CU_ASSERT_EQUAL_FATAL(d.count, 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(d.items[0].message, "declares 'delay' a number; got 'soon'"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(d.items[1].message, "declares 'on' true or false"));
 	rh_diags_clear(&d);
 	free(path);
 }
@@ -905,6 +959,7 @@ T(bad_cases)
 T(collects_all_problems)
 T(topological_order)
 T(overrides)
+T(typed_var_refs)
 T(references_ok)
 T(stack_checked_per_deploy)
 T(limits)
@@ -928,6 +983,7 @@ RH_TEST_MAIN("runbook",
 	     { "test_runbook__collects_all_problems", wrap_collects_all_problems },
 	     { "test_runbook__topological_order", wrap_topological_order },
 	     { "test_runbook__overrides", wrap_overrides },
+	     { "test_runbook__typed_var_refs", wrap_typed_var_refs },
 	     { "test_runbook__references_ok", wrap_references_ok },
 	     { "test_runbook__stack_checked_per_deploy", wrap_stack_checked_per_deploy },
 	     { "test_runbook__limits", wrap_limits },
