@@ -99,6 +99,11 @@ struct s3_sink {
 	uint64_t part_size;
 	pthread_mutex_t lock;	   /* progress calls (puts run in parallel) */
 	struct rh_sink_manifest m; /* path -> {size, sha256}; its own lock */
+	/* The part memory of the in-order rounds of all the puts running at
+	 * once: S3_BUFFER_MAX bytes for the whole sink, not per put. */
+	pthread_mutex_t buf_lock;
+	pthread_cond_t buf_cv;
+	uint64_t buf_left;
 };
 
 /* What one request got back. */
@@ -1908,13 +1913,72 @@ static int s3_part_send(struct s3_upload *u, CURL *h, unsigned i, const uint8_t 
 	return s3_upload_part_from(u, h, i, &mem, 0, resumable);
 }
 
+/* Takes part_size bytes of the sink's part memory for a worker's lifetime;
+ * false when the upload stopped, was cancelled or has no part left first. A worker without
+ * its share takes no part, so the part whose turn it is always belongs to
+ * a worker that can read it: no put waits on another. */
+static bool s3_parts_left(struct s3_upload *u)
+{
+	bool left;
+
+	pthread_mutex_lock(&u->lock);
+	left = u->next < u->nparts;
+	pthread_mutex_unlock(&u->lock);
+	return left;
+}
+
+static bool s3_buf_take(struct s3_upload *u)
+{
+	struct s3_sink *s = u->s;
+	bool got;
+
+	pthread_mutex_lock(&s->buf_lock);
+	while (s->buf_left < u->part_size && !atomic_load(&u->stop) && !s3_cancelled(s) &&
+	       s3_parts_left(u)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&s->buf_cv, &s->buf_lock, &ts);
+	}
+	got = s->buf_left >= u->part_size && !atomic_load(&u->stop) && !s3_cancelled(s) &&
+	      s3_parts_left(u);
+	if (got)
+		s->buf_left -= u->part_size;
+	pthread_mutex_unlock(&s->buf_lock);
+	return got;
+}
+
+static void s3_buf_give(struct s3_upload *u)
+{
+	pthread_mutex_lock(&u->s->buf_lock);
+	u->s->buf_left += u->part_size;
+	pthread_cond_broadcast(&u->s->buf_cv);
+	pthread_mutex_unlock(&u->s->buf_lock);
+}
+
 static void *s3_worker_buffered(void *arg)
 {
 	struct s3_upload *u = arg;
-	CURL *h = curl_easy_init();
-	uint8_t *buf = malloc((size_t)u->part_size);
-	uint8_t *bounce = malloc(S3_READ_CHUNK);
+	CURL *h = NULL;
+	uint8_t *buf = NULL;
+	uint8_t *bounce = NULL;
+	bool share = s3_buf_take(u);
 
+	if (!share) {
+		if (s3_cancelled(u->s))
+			s3_upload_fail(
+			    u, rh_error_set(RH_ECANCELLED, "cancelled while uploading %s", u->path),
+			    true);
+		return NULL;
+	}
+	h = curl_easy_init();
+	buf = malloc((size_t)u->part_size);
+	bounce = malloc(S3_READ_CHUNK);
 	if (!h || !buf || !bounce) {
 		s3_upload_fail(u, rh_error_set(RH_ENOMEM, "out of memory uploading %s", u->path),
 			       true);
@@ -1956,6 +2020,7 @@ done:
 	free(buf);
 	if (h)
 		curl_easy_cleanup(h);
+	s3_buf_give(u);
 	return NULL;
 }
 
@@ -2332,6 +2397,8 @@ static void s3_close(struct rh_sink *base)
 		free(s->token_hdr);
 	}
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->buf_lock);
+	pthread_cond_destroy(&s->buf_cv);
 	rh_sink_manifest_release(&s->m);
 	rh_s3_target_release(&s->t);
 	free(s->sigv4);
@@ -2370,6 +2437,9 @@ int rh_sink_s3_open(struct rh_sink **out, const char *url, const struct rh_sink_
 		goto done;
 	}
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->buf_lock, NULL);
+	pthread_cond_init(&s->buf_cv, NULL);
+	s->buf_left = S3_BUFFER_MAX;
 	s->base.ops = &s3_sink_ops;
 	err = rh_sink_manifest_init(&s->m);
 	if (err < 0)
