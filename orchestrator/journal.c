@@ -35,6 +35,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "banned.h"
 
 #define RH_JOURNAL_FORMAT 1
@@ -293,6 +297,11 @@ struct sel {
 struct scan {
 	const char *p, *end;
 	const char *err; /* what is wrong, at p */
+	/* Set (by verify) for a line with no '\\', no control character and
+	 * no byte >= 0x80 anywhere: then every string runs from its quote to
+	 * the next one, and bit i of quotes says whether base[i] is a '"'. */
+	const char *base;
+	const uint64_t *quotes;
 };
 
 static json_t *build_value(struct scan *s, int depth);
@@ -305,10 +314,13 @@ static bool scan_fail(struct scan *s, const char *why)
 	return false;
 }
 
-static void scan_ws(struct scan *s)
+static inline void scan_ws(struct scan *s)
 {
-	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\r' || *s->p == '\n'))
-		s->p++;
+	const char *p = s->p;
+
+	while (p < s->end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+		p++;
+	s->p = p;
 }
 
 /* One UTF-8 sequence starting at a byte >= 0x80 (no overlongs or surrogates). */
@@ -352,110 +364,167 @@ static inline bool string_special(unsigned char c)
 	return c < 0x20 || c == '"' || c == '\\' || c >= 0x80;
 }
 
+/* Moves p to the first special byte in [p, end) (or to end). Plain ASCII
+ * is the common case: sixteen bytes at a time with SSE2 (part of x86-64;
+ * a byte < 0x20 or >= 0x80 is below 0x20 as a signed byte, so three
+ * compares find every special one), else eight at a time (SWAR: a special
+ * byte sets its high bit in `hit`). Works on locals: through s->p every
+ * step would be a store and a reload, since a char may alias it. */
+static inline const char *skip_plain(const char *p, const char *end)
+{
+#if defined(__SSE2__)
+	while (end - p >= 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+		__m128i sp = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+						       _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+					  _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+		unsigned m = (unsigned)_mm_movemask_epi8(sp);
+
+		if (m)
+			return p + __builtin_ctz(m);
+		p += 16;
+	}
+#endif
+	while (end - p >= 8) {
+		const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+		uint64_t v, q, b, hit;
+
+		memcpy(&v, p, 8);
+		q = v ^ (ones * '"');
+		b = v ^ (ones * '\\');
+		hit = ((v - ones * 0x20) | (q - ones) | (b - ones)) & ~v & highs;
+		hit |= v & highs;
+		if (hit)
+			break;
+		p += 8;
+	}
+	while (p < end && !string_special((unsigned char)*p))
+		p++;
+	return p;
+}
+
 /* A string; *raw gets its content without the quotes, *plain whether it has
  * no escapes (so raw is its value). */
 static bool scan_string(struct scan *s, struct span *raw, bool *plain)
 {
-	const char *start;
+	const char *start, *p = s->p, *end = s->end;
 
-	if (s->p >= s->end || *s->p != '"')
+	if (p >= end || *p != '"')
 		return scan_fail(s, "expected a string");
-	start = ++s->p;
+	start = ++p;
 	*plain = true;
-	while (s->p < s->end) {
-		unsigned char c;
+	if (s->quotes) {
+		size_t i = (size_t)(p - s->base);
+		uint64_t w = s->quotes[i >> 6] >> (i & 63);
 
-		/* the common case, plain ASCII: eight bytes at a time while none
-		 * of them is special (SWAR: a byte < 0x20, '"', '\\' or >= 0x80
-		 * sets its high bit in `hit`) */
-		while (s->end - s->p >= 8) {
-			const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-			uint64_t v, q, b, hit;
-
-			memcpy(&v, s->p, 8);
-			q = v ^ (ones * '"');
-			b = v ^ (ones * '\\');
-			hit = ((v - ones * 0x20) | (q - ones) | (b - ones)) & ~v & highs;
-			hit |= v & highs;
-			if (hit)
+		while (!w) {
+			i = (i | 63) + 1;
+			if (i >= (size_t)(end - s->base))
 				break;
-			s->p += 8;
+			w = s->quotes[i >> 6];
 		}
-		while (s->p < s->end && !string_special((unsigned char)*s->p))
-			s->p++;
-		if (s->p >= s->end)
-			break;
-		c = (unsigned char)*s->p;
-
-		if (c == '"') {
+		if (w) {
+			p = s->base + i + (size_t)__builtin_ctzll(w);
 			raw->p = start;
-			raw->n = (size_t)(s->p - start);
-			s->p++;
+			raw->n = (size_t)(p - start);
+			s->p = p + 1;
 			return true;
 		}
+		s->p = end;
+		return scan_fail(s, "unterminated string");
+	}
+	for (;;) {
+		unsigned char c;
+
+		p = skip_plain(p, end);
+		if (p >= end)
+			break;
+		c = (unsigned char)*p;
+		if (c == '"') {
+			raw->p = start;
+			raw->n = (size_t)(p - start);
+			s->p = p + 1;
+			return true;
+		}
+		s->p = p;
 		if (c < 0x20)
 			return scan_fail(s, "control character in a string");
 		if (c == '\\') {
 			*plain = false;
-			if (++s->p >= s->end)
+			if (++p >= end)
 				break;
-			if (*s->p == 'u') {
+			if (*p == 'u') {
 				for (int i = 1; i <= 4; i++)
-					if (s->p + i >= s->end ||
-					    !strchr("0123456789abcdefABCDEF", s->p[i]) || !s->p[i])
+					if (p + i >= end ||
+					    !strchr("0123456789abcdefABCDEF", p[i]) || !p[i]) {
+						s->p = p;
 						return scan_fail(s, "bad \\u escape");
-				s->p += 5;
-			} else if (strchr("\"\\/bfnrt", *s->p) && *s->p) {
-				s->p++;
+					}
+				p += 5;
+			} else if (strchr("\"\\/bfnrt", *p) && *p) {
+				p++;
 			} else {
+				s->p = p;
 				return scan_fail(s, "bad escape");
 			}
-		} else if (c >= 0x80) {
+		} else {
+			/* c >= 0x80 */
 			if (!scan_utf8(s))
 				return false;
-		} else {
-			s->p++;
+			p = s->p;
 		}
 	}
+	s->p = p;
 	return scan_fail(s, "unterminated string");
 }
 
-static bool scan_digits(struct scan *s)
+static inline const char *skip_digits(const char *p, const char *end)
 {
-	const char *start = s->p;
-
-	while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
-		s->p++;
-	return s->p > start || scan_fail(s, "bad number");
+	while (p < end && *p >= '0' && *p <= '9')
+		p++;
+	return p;
 }
 
 /* A number; *integer whether it is a plain non-negative integer. */
 static bool scan_number(struct scan *s, bool *integer)
 {
+	const char *p = s->p, *end = s->end, *d;
+
 	*integer = true;
-	if (s->p < s->end && *s->p == '-') {
+	if (p < end && *p == '-') {
 		*integer = false;
-		s->p++;
+		p++;
 	}
-	if (s->p < s->end && *s->p == '0')
-		s->p++;
-	else if (!scan_digits(s))
-		return false;
-	if (s->p < s->end && *s->p == '.') {
+	if (p < end && *p == '0') {
+		p++;
+	} else {
+		d = skip_digits(p, end);
+		if (d == p)
+			goto bad;
+		p = d;
+	}
+	if (p < end && *p == '.') {
 		*integer = false;
-		s->p++;
-		if (!scan_digits(s))
-			return false;
+		d = skip_digits(++p, end);
+		if (d == p)
+			goto bad;
+		p = d;
 	}
-	if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+	if (p < end && (*p == 'e' || *p == 'E')) {
 		*integer = false;
-		s->p++;
-		if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
-			s->p++;
-		if (!scan_digits(s))
-			return false;
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		d = skip_digits(p, end);
+		if (d == p)
+			goto bad;
+		p = d;
 	}
+	s->p = p;
 	return true;
+bad:
+	s->p = p;
+	return scan_fail(s, "bad number");
 }
 
 static bool scan_literal(struct scan *s, const char *word)
@@ -550,11 +619,185 @@ static bool span_is_hex64(const struct span *sp)
 	return sp->p && sp->n == 64 && rh_hex_is_lower(sp->p, 64);
 }
 
+static inline const char *skip_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+		p++;
+	return p;
+}
+
+/* The string at p (its opening quote) in a line with quote bits: where its
+ * closing quote is, or NULL. */
+static inline const char *quote_end(const struct scan *s, const char *p)
+{
+	size_t i = (size_t)(p + 1 - s->base);
+	size_t n = (size_t)(s->end - s->base);
+	uint64_t w;
+
+	if (i >= n)
+		return NULL;
+	w = s->quotes[i >> 6] >> (i & 63);
+	while (!w) {
+		i = (i | 63) + 1;
+		if (i >= n)
+			return NULL;
+		w = s->quotes[i >> 6];
+	}
+	return s->base + i + (size_t)__builtin_ctzll(w);
+}
+
+/* scan_value for a line with quote bits, without recursion: one loop over
+ * the tokens with the open containers as a bit stack. It only says whether
+ * the value is valid; on false, scan the line again the slow way, which
+ * names what is wrong. Containers nest as in scan_container: the first
+ * one opened here is at `depth`. */
+static bool scan_value_fast(struct scan *s, int depth)
+{
+	const char *p = s->p, *end = s->end, *q;
+	uint64_t stack[(SCAN_DEPTH_MAX + 64) / 64 + 1] = {0}; /* bit set: an object */
+	int open = 0;
+	bool flag;
+
+value:
+	p = skip_ws(p, end);
+	if (p >= end)
+		return false;
+	switch (*p) {
+	case '"':
+		q = quote_end(s, p);
+		if (!q)
+			return false;
+		p = q + 1;
+		goto after;
+	case '{':
+	case '[':
+		if (depth + open > SCAN_DEPTH_MAX)
+			return false;
+		if (*p == '{')
+			stack[open >> 6] |= 1ull << (open & 63);
+		else
+			stack[open >> 6] &= ~(1ull << (open & 63));
+		open++;
+		p = skip_ws(p + 1, end);
+		if (p < end && (*p == '}' || *p == ']')) {
+			bool obj = stack[(open - 1) >> 6] >> ((open - 1) & 63) & 1;
+
+			if (*p != (obj ? '}' : ']'))
+				return false;
+			p++;
+			open--;
+			goto after;
+		}
+		if (stack[(open - 1) >> 6] >> ((open - 1) & 63) & 1)
+			goto key;
+		goto value;
+	case 't':
+		if (end - p < 4 || memcmp(p, "true", 4) != 0)
+			return false;
+		p += 4;
+		goto after;
+	case 'f':
+		if (end - p < 5 || memcmp(p, "false", 5) != 0)
+			return false;
+		p += 5;
+		goto after;
+	case 'n':
+		if (end - p < 4 || memcmp(p, "null", 4) != 0)
+			return false;
+		p += 4;
+		goto after;
+	default:
+		if (*p != '-' && (*p < '0' || *p > '9'))
+			return false;
+		s->p = p;
+		if (!scan_number(s, &flag))
+			return false;
+		p = s->p;
+		goto after;
+	}
+key:
+	if (p >= end || *p != '"')
+		return false;
+	q = quote_end(s, p);
+	if (!q)
+		return false;
+	p = skip_ws(q + 1, end);
+	if (p >= end || *p != ':')
+		return false;
+	p++;
+	goto value;
+after:
+	if (open == 0) {
+		s->p = p;
+		return true;
+	}
+	p = skip_ws(p, end);
+	if (p >= end)
+		return false;
+	{
+		bool obj = stack[(open - 1) >> 6] >> ((open - 1) & 63) & 1;
+
+		if (*p == ',') {
+			p = skip_ws(p + 1, end);
+			if (obj)
+				goto key;
+			goto value;
+		}
+		if (*p != (obj ? '}' : ']'))
+			return false;
+		p++;
+		open--;
+		goto after;
+	}
+}
+
+/* Fills bits (one per byte of the line, (len + 63) / 64 words) with where
+ * the line's quotes are, and says whether the line is simple: no '\\', no
+ * control character, no byte >= 0x80 (see struct scan). One pass of
+ * sixteen-byte compares; a line that is not simple is scanned the slow way. */
+static bool line_quotes(const char *line, size_t len, uint64_t *bits)
+{
+	size_t i = 0;
+	bool special = false;
+
+#if defined(__SSE2__)
+	for (; i + 64 <= len; i += 64) {
+		uint64_t q = 0, x = 0;
+
+		for (int k = 0; k < 4; k++) {
+			__m128i v =
+			    _mm_loadu_si128((const __m128i *)(const void *)(line + i + 16 * k));
+			__m128i sp = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\\')),
+						  _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+
+			q |= (uint64_t)(unsigned)_mm_movemask_epi8(
+				 _mm_cmpeq_epi8(v, _mm_set1_epi8('"')))
+			     << (16 * k);
+			x |= (uint64_t)(unsigned)_mm_movemask_epi8(sp);
+		}
+		bits[i >> 6] = q;
+		if (x)
+			special = true;
+	}
+#endif
+	if (i < len)
+		bits[i >> 6] = 0;
+	for (; i < len; i++) {
+		unsigned char c = (unsigned char)line[i];
+
+		if (c == '"')
+			bits[i >> 6] |= 1ull << (i & 63);
+		else if (c == '\\' || c < 0x20 || c >= 0x80)
+			special = true;
+	}
+	return !special;
+}
+
 /* Scans one line as an entry into *v; on failure writes why into `why`. */
 static bool scan_entry(struct view *v, const char *line, size_t len, const struct sel *pick,
-		       char *why, size_t wsz)
+		       const uint64_t *quotes, char *why, size_t wsz)
 {
-	struct scan s = {line, line + len, NULL};
+	struct scan s = {line, line + len, NULL, line, quotes};
 	static const char *const names[] = {"at", "hash", "kind", "prev", "seq", "record"};
 	bool seen[6] = {false};
 
@@ -611,7 +854,7 @@ static bool scan_entry(struct view *v, const char *line, size_t len, const struc
 					goto bad;
 				v->record_is_object = true;
 			} else {
-				if (!scan_value(&s, 1))
+				if (!(s.quotes ? scan_value_fast(&s, 1) : scan_value(&s, 1)))
 					goto bad;
 				if (k == 5)
 					v->record_is_object = *vstart == '{';
@@ -683,7 +926,8 @@ static bool scan_entry(struct view *v, const char *line, size_t len, const struc
 	}
 	return true;
 bad:
-	snprintf(why, wsz, "invalid JSON at column %zu: %s", (size_t)(s.p - line) + 1, s.err);
+	snprintf(why, wsz, "invalid JSON at column %zu: %s", (size_t)(s.p - line) + 1,
+		 s.err ? s.err : "not valid");
 	return false;
 }
 
@@ -1439,7 +1683,7 @@ int rh_journal_append(struct rh_journal *j, const json_t *record, uint64_t *seq)
 		rh_error_prefix(rc, "journal %s", j->path);
 		goto done;
 	}
-	if (!scan_entry(&last, tail, tail_len, NULL, why, sizeof(why)) ||
+	if (!scan_entry(&last, tail, tail_len, NULL, NULL, why, sizeof(why)) ||
 	    !hash_matches(tail, tail_len, last.at.p, last.at.n, last.hash.p)) {
 		if (last.hash.p && last.kind.p)
 			snprintf(why, sizeof(why), "content does not match its hash");
@@ -1532,7 +1776,7 @@ static int foreach_impl(struct rh_journal *j, const struct sel *pick,
 			break;
 		}
 		if (pick) {
-			ok = scan_entry(&v, line, len, pick, why, sizeof(why)) &&
+			ok = scan_entry(&v, line, len, pick, NULL, why, sizeof(why)) &&
 			     v.at.n < sizeof(at);
 			if (ok) {
 				snprintf(at, sizeof(at), "%.*s", (int)v.at.n, v.at.p);
@@ -1677,6 +1921,8 @@ static int verify_fd(int fd, struct rh_journal_problem *pb, uint64_t *entries)
 {
 	struct line_reader lr;
 	struct hash_pass hp = {.fd = fd};
+	uint64_t *quotes = NULL; /* line_quotes' bits of the current line */
+	size_t qcap = 0;
 	pthread_t tid;
 	bool threaded;
 	char prev_hash[65];
@@ -1722,7 +1968,20 @@ static int verify_fd(int fd, struct rh_journal_problem *pb, uint64_t *entries)
 				     lineno);
 			break;
 		}
-		if (!scan_entry(&v, line, len, NULL, why, sizeof(why))) {
+		if ((len + 63) / 64 > qcap) {
+			uint64_t *nq = realloc(quotes, ((len + 63) / 64) * sizeof(*nq));
+
+			if (!nq) {
+				rc = rh_error_set(RH_ENOMEM, "out of memory verifying the journal");
+				break;
+			}
+			quotes = nq;
+			qcap = (len + 63) / 64;
+		}
+		/* the fast scan only says yes or no: the slow one says what is wrong */
+		if (!scan_entry(&v, line, len, NULL, line_quotes(line, len, quotes) ? quotes : NULL,
+				why, sizeof(why)) &&
+		    !scan_entry(&v, line, len, NULL, NULL, why, sizeof(why))) {
 			rc = problem(pb, RH_JOURNAL_BAD_LINE, lineno, expect,
 				     "line %zu: not a journal entry (%s): the line was edited or "
 				     "added by hand",
@@ -1771,6 +2030,7 @@ static int verify_fd(int fd, struct rh_journal_problem *pb, uint64_t *entries)
 		expect++;
 	}
 	lr_release(&lr);
+	free(quotes);
 	/* the hash pass need not go past the chain pass's problem */
 	atomic_store(&hp.stop_after, rc ? (pb->line ? pb->line : lineno + 1) : 0);
 	if (threaded)
@@ -1796,7 +2056,7 @@ static int verify_fd(int fd, struct rh_journal_problem *pb, uint64_t *entries)
 		lr_init(&one, fd);
 		while (lr_next(&one, &line, &len, &term) > 0 && ++n < hp.bad_line)
 			;
-		if (n == hp.bad_line && scan_entry(&v, line, len, NULL, why, sizeof(why)))
+		if (n == hp.bad_line && scan_entry(&v, line, len, NULL, NULL, why, sizeof(why)))
 			seq = v.seqno;
 		lr_release(&one);
 		rc = problem(pb, RH_JOURNAL_BAD_HASH, hp.bad_line, seq,

@@ -423,6 +423,121 @@ static void test_journal__tamper_rehashed(void)
 	done_journal(j, tmp);
 }
 
+/* Line `idx` with `from` replaced by `to` and its hash recomputed over the
+ * new bytes (new: free it): only the grammar can tell it is wrong. */
+static char *rehashed_line(const struct lines *l, size_t idx, const char *from, const char *to,
+			   size_t *len)
+{
+	const char *p = memmem(l->item[idx], l->len[idx], from, strlen(from));
+	size_t head, tail, n;
+	char *out, *cut, hex[65];
+	struct rh_sha256 c;
+	uint8_t d[32];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	head = (size_t)(p - l->item[idx]);
+	tail = l->len[idx] - head - strlen(from);
+	n = head + strlen(to) + tail;
+	out = malloc(n + 1);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+	memcpy(out, l->item[idx], head);
+	memcpy(out + head, to, strlen(to));
+	memcpy(out + head + strlen(to), p + strlen(from), tail);
+	out[n] = '\0';
+	cut = strstr(out, ",\"hash\":\"");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cut);
+	rh_sha256_init(&c);
+	rh_sha256_update(&c, out, (size_t)(cut - out));
+	rh_sha256_update(&c, cut + 74, n - 1 - (size_t)(cut - out) - 74);
+	rh_sha256_final(&c, d);
+	rh_sha256_hex(hex, d);
+	memcpy(cut + 9, hex, 64);
+	*len = n;
+	return out;
+}
+
+/* verify checks the grammar of every byte, also where the hash matches: a
+ * rehashed line that is no JSON is a bad line, whichever scanner (the fast
+ * one for plain ASCII lines, the full one for escapes, control characters
+ * and UTF-8) reads it; a rehashed line of valid JSON only breaks the chain
+ * at the next line. */
+static void test_journal__rehashed_grammar(void)
+{
+	static const struct {
+		const char *to;
+		bool valid;
+	} cases[] = {
+	    {"\"verdict\":met", false},
+	    {"\"verdict\":\"met\",", false},
+	    {"\"verdict\":[1,]", false},
+	    {"\"verdict\":{\"a\"}", false},
+	    {"\"verdict\":{\"a\":1,}", false},
+	    {"\"verdict\":{\"a\":1]", false},
+	    {"\"verdict\":[}", false},
+	    {"\"verdict\":tru", false},
+	    {"\"verdict\":01", false},
+	    {"\"verdict\":-", false},
+	    {"\"verdict\":1.", false},
+	    {"\"verdict\":1e", false},
+	    {"\"verdict\":\"m\x01t\"", false},
+	    {"\"verdict\":\"m\\qt\"", false},
+	    {"\"verdict\":\"m\xc3t\"", false},
+	    {"\"verdict\":\"met", false},
+	    {"\"verdict\":", false},
+	    {"\"verdict\":[[],{},\"\",-1.5e3,0,true,false,null,{\"a\":[{}]}]", true},
+	    {"\"verdict\":\"m\\u00e9t \\\" \xc3\xa9\"", true},
+	    {"\"verdict\" : [ 1 , 2 ]", true},
+	};
+	char *tmp;
+	struct rh_journal *j = make_journal(&tmp, 6);
+	struct lines l;
+
+	lines_load(&l, rh_journal_path(j));
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		struct lines m = l;
+		size_t len, line = 0;
+		char *edited = rehashed_line(&l, 2, "\"verdict\":\"met\"", cases[k].to, &len);
+		enum rh_journal_problem_kind kind;
+
+		m.item[2] = edited;
+		m.len[2] = len;
+		lines_save(&m, rh_journal_path(j));
+		kind = verify_kind(j, &line);
+		if (kind != (cases[k].valid ? RH_JOURNAL_BROKEN_LINK : RH_JOURNAL_BAD_LINE))
+			printf("\n    case %zu (%s): kind %d at line %zu: %s", k, cases[k].to,
+			       (int)kind, line, rh_error_last());
+		CU_ASSERT_EQUAL(kind, cases[k].valid ? RH_JOURNAL_BROKEN_LINK : RH_JOURNAL_BAD_LINE);
+		CU_ASSERT_EQUAL(line, cases[k].valid ? 4 : 3);
+		free(edited);
+	}
+	/* nesting: as deep as the scanner allows, and one deeper */
+	for (int depth = 250; depth <= 300; depth += 50) {
+		struct lines m = l;
+		size_t len, line = 0;
+		char *deep = malloc(2 * (size_t)depth + 16);
+		char *edited;
+		int o = 0;
+
+		o += snprintf(deep + o, 16, "\"verdict\":");
+		for (int d = 0; d < depth; d++)
+			deep[o++] = '[';
+		for (int d = 0; d < depth; d++)
+			deep[o++] = ']';
+		deep[o] = '\0';
+		edited = rehashed_line(&l, 2, "\"verdict\":\"met\"", deep, &len);
+		m.item[2] = edited;
+		m.len[2] = len;
+		lines_save(&m, rh_journal_path(j));
+		CU_ASSERT_EQUAL(verify_kind(j, &line),
+				depth < 256 ? RH_JOURNAL_BROKEN_LINK : RH_JOURNAL_BAD_LINE);
+		CU_ASSERT_EQUAL(line, depth < 256 ? 4 : 3);
+		free(edited);
+		free(deep);
+	}
+	free(l.text);
+	done_journal(j, tmp);
+}
+
 static void test_journal__torn_tail_repair(void)
 {
 	char *tmp;
@@ -784,6 +899,7 @@ RH_TEST_MAIN("journal", { "append_verify", test_journal__append_verify },
 	     { "tamper_delete", test_journal__tamper_delete },
 	     { "tamper_swap", test_journal__tamper_swap },
 	     { "tamper_rehashed", test_journal__tamper_rehashed },
+	     { "rehashed_grammar", test_journal__rehashed_grammar },
 	     { "torn_tail_repair", test_journal__torn_tail_repair },
 	     { "torn_genesis", test_journal__torn_genesis },
 	     { "foreign_line", test_journal__foreign_line },

@@ -991,6 +991,125 @@ static void test_sink__link_not_copy(void)
 	free(tmp);
 }
 
+static uint64_t copy_delta_max;
+static struct rh_cancel *copy_cancel;
+
+static void on_copy_progress(void *user, uint64_t delta)
+{
+	(void)user;
+	progress_sum += delta;
+	if (delta > copy_delta_max)
+		copy_delta_max = delta;
+	if (copy_cancel)
+		rh_cancel_fire(copy_cancel);
+}
+
+static void write_file(const char *path, const unsigned char *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+
+	CU_ASSERT_FATAL(f != NULL);
+	CU_ASSERT_EQUAL(fwrite(data, 1, len, f), len);
+	fclose(f);
+}
+
+/* A writable local source on a filesystem that cannot clone is copied by
+ * the kernel (copy_file_range) and hashed where it landed: the bytes
+ * arrive (in ranges larger than the 1 MiB the streaming path moves, which
+ * is how this test knows that path was not taken), other bytes than the
+ * manifest's are refused with nothing left behind, a source that grew past
+ * its size is refused, and a cancelled copy keeps its partial for the next
+ * put to resume. */
+static void test_sink__copy_range(void)
+{
+	char *tmp = rh_test_tmpdir();
+	char *root = rh_test_path(tmp, "sink");
+	char *rw = rh_test_path(tmp, "writable");
+	char *final = rh_test_path(root, "w/weights.bin");
+	size_t len = 20 * 1024 * 1024 + 4097;
+	unsigned char *data = pattern(len, 29);
+	struct rh_sink *sink = NULL;
+	struct rh_source *src = NULL;
+	struct rh_put_stats st;
+	struct rh_cancel cancel;
+	char sha[65], wrong[65];
+
+	if (fs_clones(tmp)) {
+		printf("skipped: %s clones, the clone path is taken ", tmp);
+		goto out;
+	}
+	rh_sha256_buf_hex(sha, data, len);
+	write_file(rw, data, len);
+	CU_ASSERT_EQUAL_FATAL(rh_sink_file_open(&sink, root), 0);
+	sink->progress = on_copy_progress;
+
+	/* the copy */
+	progress_sum = copy_delta_max = 0;
+	CU_ASSERT_EQUAL_FATAL(rh_source_file_open(&src, rw), 0);
+	CU_ASSERT_EQUAL(sink->ops->put(sink, "w/weights.bin", len, sha, src, &st), 0);
+	rh_source_file_close(src);
+	CU_ASSERT_EQUAL(st.bytes_sent, len);
+	CU_ASSERT_EQUAL(progress_sum, len);
+	CU_ASSERT_TRUE(copy_delta_max > 1024 * 1024);
+	CU_ASSERT_TRUE(file_equals(final, data, len));
+	CU_ASSERT_EQUAL(count_files(root, ".rh-part-"), 0);
+
+	/* other bytes than the manifest names */
+	rh_sha256_buf_hex(wrong, "other", 5);
+	CU_ASSERT_EQUAL_FATAL(rh_source_file_open(&src, rw), 0);
+	CU_ASSERT_EQUAL(sink->ops->put(sink, "w/other.bin", len, wrong, src, &st), RH_EVERIFY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "sha256 mismatch for w/other.bin"));
+	rh_source_file_close(src);
+	CU_ASSERT_EQUAL(count_files(root, "other.bin"), 0);
+
+	/* a source that grew after it was opened */
+	CU_ASSERT_EQUAL_FATAL(rh_source_file_open(&src, rw), 0);
+	{
+		FILE *f = fopen(rw, "ab");
+
+		CU_ASSERT_FATAL(f != NULL);
+		fputc('x', f);
+		fclose(f);
+	}
+	CU_ASSERT_EQUAL(sink->ops->put(sink, "w/grown.bin", len, sha, src, &st), RH_EVERIFY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rh_error_last(), "larger"));
+	rh_source_file_close(src);
+	CU_ASSERT_EQUAL(count_files(root, "grown.bin"), 0);
+	CU_ASSERT_EQUAL(truncate(rw, (off_t)len), 0);
+
+	/* cancelled after the first range: the partial stays, the next put
+	 * resumes from it and still verifies the whole */
+	CU_ASSERT_EQUAL_FATAL(rh_cancel_init(&cancel), 0);
+	sink->cancel = &cancel;
+	copy_cancel = &cancel;
+	CU_ASSERT_EQUAL_FATAL(rh_source_file_open(&src, rw), 0);
+	CU_ASSERT_EQUAL(sink->ops->put(sink, "w/again.bin", len, sha, src, &st), RH_ECANCELLED);
+	CU_ASSERT_EQUAL(count_files(root, ".rh-part-"), 1);
+	sink->cancel = NULL;
+	copy_cancel = NULL;
+	CU_ASSERT_EQUAL(sink->ops->put(sink, "w/again.bin", len, sha, src, &st), 0);
+	CU_ASSERT_TRUE(st.bytes_resumed > 0);
+	CU_ASSERT_EQUAL(st.bytes_resumed + st.bytes_sent, len);
+	rh_source_file_close(src);
+	rh_cancel_clear(&cancel);
+	{
+		char *p = rh_test_path(root, "w/again.bin");
+
+		CU_ASSERT_TRUE(file_equals(p, data, len));
+		free(p);
+	}
+	CU_ASSERT_EQUAL(count_files(root, ".rh-part-"), 0);
+	CU_ASSERT_EQUAL(sink->ops->commit(sink), 0);
+	rh_sink_close(sink);
+out:
+	rh_test_rm_rf(tmp);
+	free(data);
+	free(final);
+	free(rw);
+	free(root);
+	free(tmp);
+}
+
 /* The manifest all three sinks keep: set/match/forget, the text it stores
  * and reading it back, and what it refuses to trust. */
 static void test_sink__manifest_helper(void)
@@ -1063,4 +1182,5 @@ RH_TEST_MAIN("sink",
 	     { "open_by_url", test_sink__open_by_url },
 	     { "sources", test_sink__sources },
 	     { "link_not_copy", test_sink__link_not_copy },
+	     { "copy_range", test_sink__copy_range },
 	     { "manifest_helper", test_sink__manifest_helper })
