@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,50 @@
 
 /* What execvp uses when the environment has no PATH. */
 #define RH_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
+
+/* The process-wide watch (rh_spawn_watch_set). The lock is held across a
+ * spawn and its callback, so clearing the watch waits for a callback that
+ * is running and none starts afterwards. */
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *watch_marker;
+static void (*watch_fn)(void *user, pid_t pgid);
+static void *watch_user;
+
+int rh_spawn_watch_set(const char *marker, void (*fn)(void *user, pid_t pgid), void *user)
+{
+	char *copy = NULL;
+
+	if (marker && (!strchr(marker, '=') || !(copy = strdup(marker))))
+		return rh_error_set(marker && strchr(marker, '=') ? RH_ENOMEM : RH_EINVAL,
+				    "bad spawn marker");
+	pthread_mutex_lock(&watch_lock);
+	free(watch_marker);
+	watch_marker = copy;
+	watch_fn = fn;
+	watch_user = user;
+	pthread_mutex_unlock(&watch_lock);
+	return 0;
+}
+
+/* envp with the marker in place of any entry of the same name (new array,
+ * borrowed strings), or NULL when out of memory. */
+static const char **env_with_marker(const char *const *envp, const char *marker)
+{
+	size_t n = 0, k = 0, name_len = (size_t)(strchr(marker, '=') - marker) + 1;
+	const char **out;
+
+	while (envp && envp[n])
+		n++;
+	out = calloc(n + 2, sizeof(*out));
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(envp[i], marker, name_len) != 0)
+			out[k++] = envp[i];
+	out[k++] = marker;
+	out[k] = NULL;
+	return out;
+}
 
 static const char *env_path(const char *const *envp)
 {
@@ -117,7 +162,9 @@ int rh_spawn(struct rh_child *out, const struct rh_spawn_opts *opts)
 	static const int default_sigs[] = {SIGINT, SIGTERM, SIGPIPE, SIGCHLD, SIGHUP, SIGQUIT};
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
-	bool fa_ready = false, attr_ready = false;
+	bool fa_ready = false, attr_ready = false, locked = false;
+	const char *const *envp = opts->envp ? opts->envp : empty_env;
+	const char **marked_env = NULL;
 	sigset_t mask, defs;
 	char *prog = NULL;
 	int out_fd = -1, err_fd = -1;
@@ -175,8 +222,17 @@ int rh_spawn(struct rh_child *out, const struct rh_spawn_opts *opts)
 						     POSIX_SPAWN_SETSIGDEF)) != 0)
 		goto spawn_err;
 
-	e = posix_spawn(&pid, prog, &fa, &attr, (char *const *)opts->argv,
-			(char *const *)(opts->envp ? opts->envp : empty_env));
+	pthread_mutex_lock(&watch_lock);
+	locked = true;
+	if (watch_marker) {
+		marked_env = env_with_marker(envp, watch_marker);
+		if (!marked_env) {
+			rc = rh_error_set(RH_ENOMEM, "out of memory starting %s", opts->argv[0]);
+			goto done;
+		}
+		envp = marked_env;
+	}
+	e = posix_spawn(&pid, prog, &fa, &attr, (char *const *)opts->argv, (char *const *)envp);
 	if (e != 0) {
 		if (e == ENOENT && opts->cwd && access(opts->cwd, F_OK) != 0)
 			rc = rh_error_set_errno(RH_ENOTFOUND, e,
@@ -200,11 +256,16 @@ int rh_spawn(struct rh_child *out, const struct rh_spawn_opts *opts)
 		rc = rh_error_set_errno(RH_EIO, e, "pidfd_open for %s (needs linux >= 5.3)", prog);
 		goto done;
 	}
+	if (watch_fn)
+		watch_fn(watch_user, pid);
 	rc = 0;
 	goto done;
 spawn_err:
 	rc = rh_error_set_errno(RH_EIO, e, "cannot prepare to start %s", opts->argv[0]);
 done:
+	if (locked)
+		pthread_mutex_unlock(&watch_lock);
+	free(marked_env);
 	if (attr_ready)
 		posix_spawnattr_destroy(&attr);
 	if (fa_ready)

@@ -40,6 +40,15 @@ struct rh_child {
  * argv[0] cannot be found/executed (message names it), RH_EIO otherwise. */
 int rh_spawn(struct rh_child *out, const struct rh_spawn_opts *opts);
 
+/* Process-wide, for crash recovery (pgroup.h): while set, every child
+ * rh_spawn starts gets `marker` ("NAME=VALUE", copied) in its environment,
+ * replacing an entry of that name, and fn(user, pgid) (may be NULL) is
+ * called right after the child started, from the spawning thread, with
+ * spawns serialised: keep it short and do not spawn from it. (NULL, NULL,
+ * NULL) clears it, after any callback still running has returned. Returns
+ * 0, RH_EINVAL (no '=' in marker) or RH_ENOMEM. */
+int rh_spawn_watch_set(const char *marker, void (*fn)(void *user, pid_t pgid), void *user);
+
 /* Waits until the child exits, `deadline` (rh_clock_mono seconds; <= 0 for
  * none) passes, or `cancel` (may be NULL) fires. Returns 0 once exited
  * (c->status set), RH_ETIMEOUT, or RH_ECANCELLED. Never kills. */
