@@ -580,8 +580,19 @@ static int recover_one(const char *state_dir, const struct rh_intent_info *info,
 							"processes_killed", (int)k));
 	}
 	if (info->workspace && lstat(info->workspace, &st) == 0) {
+		size_t wl = strlen(info->workspace), il = strlen(info->drill_id);
+
 		workspace_existed = true;
-		if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
+		/* a workspace is always <root>/<drill id>: anything else is not
+		 * removed, whatever the file says */
+		if (wl <= il + 1 || strcmp(info->workspace + wl - il, info->drill_id) != 0 ||
+		    info->workspace[wl - il - 1] != '/') {
+			clean = false;
+			snprintf(problem, psize,
+				 "workspace %s is not named after the drill: left in place",
+				 info->workspace);
+			workspace_existed = false;
+		} else if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
 			clean = false;
 			snprintf(problem, psize,
 				 "workspace %s is not a directory of ours: left in place",

@@ -1127,7 +1127,7 @@ static int run_push(struct rh_journal *j, const struct audit_opts *o)
 	    RH_OPT_STRING(0, "target", &(o)->filter.target, "PROVIDER[:REGION]", NULL),            \
 	    RH_OPT_STRING(0, "scenario", &(o)->filter.scenario, "NAME", "'-': none"),              \
 	    RH_OPT_STRING(0, "verdict", &(o)->filter.verdict, "V",                                 \
-			  "met, missed, failed or interrupted"),                                   \
+			  "met, missed, failed, interrupted, aborted or abandoned"),               \
 	    RH_OPT_STRING(0, "since", &(o)->since_text, "TIME",                                    \
 			  "YYYY-MM-DD or RFC 3339; since <= t0 < until"),                          \
 	    RH_OPT_STRING(0, "until", &(o)->until_text, "TIME", NULL)

@@ -833,7 +833,12 @@ const struct rh_cmd rh_cmd_drill = {
 	"model version's tag and manifest verify, its LFS objects are at hand, the\n"
 	"variables env_allow names are set, terraform init works, ssh hosts answer with\n"
 	"a known key and a free lock, and exec programs exist. A failure exits 2 and\n"
-	"journals the drill as 'aborted' (reports keep those out of pass rates).\n",
+	"journals the drill as 'aborted' (reports keep those out of pass rates).\n"
+	"\n"
+	"Before it starts anything the drill writes STATE_DIR/intents/<drill id>.json\n"
+	"naming its process groups and workspace; if rehydra is killed, the next\n"
+	"command on that state directory stops them, removes the workspace and journals\n"
+	"the drill as 'abandoned'.\n",
     .epilogue = "exit status: 0 restored within the RTO target, 1 restored but target missed,\n"
 		"2 bad input or failed pre-flight (nothing created), 3 not restored or not\n"
 		"journaled, 4 teardown incomplete: resources may remain (whatever the verdict),\n"

@@ -219,7 +219,7 @@ static int last_verdict(const struct rh_journal_entry *e, void *user)
 static void test_intent__recover(void)
 {
 	char *dir = rh_test_tmpdir();
-	char *ws = rh_test_path(dir, "ws"), *idir = rh_test_path(dir, "intents");
+	char *ws = rh_test_path(dir, "dead"), *idir = rh_test_path(dir, "intents");
 	char *ipath = rh_test_path(idir, "dead.json"), *text;
 	const char *argv[] = {"sleep", "30", NULL};
 	struct rh_spawn_opts so = {.argv = argv, .envp = std_env};
