@@ -457,7 +457,8 @@ static bool path_exists(const char *dir, const char *name)
  * state. *what gets "destroyed" or "failed: ..." (new) or stays NULL. */
 static int destroy_leftovers(const struct rh_intent_info *info, double timeout_s, char **what)
 {
-	static const char *const args[] = {"destroy", "-auto-approve", "-input=false", "-no-color",
+	/* the arguments the cloud adapter's teardown uses (providers/cloud.c) */
+	static const char *const args[] = {"destroy", "-auto-approve", "-input=false", "-json",
 					   NULL};
 	struct rh_tf_run run = {0};
 	char *bin = NULL, *lp = NULL;

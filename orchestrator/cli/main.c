@@ -140,7 +140,7 @@ static void print_recovery(void *user, const struct rh_intent_recovery *r)
 	else
 		fprintf(stderr, "no workspace left, ");
 	if (r->destroy)
-		fprintf(stderr, "terraform destroy %s, ", r->destroy);
+		fprintf(stderr, "terraform destroy: %s, ", r->destroy);
 	if (r->journaled)
 		fprintf(stderr, "journaled as abandoned (seq %" PRIu64 ")", r->seq);
 	else

@@ -121,4 +121,33 @@ expect_eq "report: abandoned drills counted apart" "5 0" \
 "$REHYDRA" audit verify --state-dir "$S" >/dev/null 2>"$T/err"
 check "nothing is recovered twice" test ! -s "$T/err"
 check "no process of any killed drill is left" no_process_matching "$TOKEN"
+
+# --- a cloud target: the next command runs terraform destroy --------------------
+# With the terraform double (tests/doubles/terraform), scenario "slow": apply
+# writes a state and hangs; rehydra is killed while it does.
+export RH_CATALOG_DIR=$RH_SRC/providers/catalog RH_TEMPLATES_DIR=$RH_SRC/templates
+export REHYDRA_TERRAFORM=$RH_SRC/tests/doubles/terraform TF_DOUBLE_DATA=$RH_SRC/tests/data/terraform
+export TF_DOUBLE_SCENARIO=slow TF_DOUBLE_LOG=$T/cloud.calls
+export AWS_ACCESS_KEY_ID=AKIDREHYDRATEST AWS_SECRET_ACCESS_KEY=rh-crash-secret
+echo "the cloud case uses the terraform double: $REHYDRA_TERRAFORM"
+C="$T/state-cloud"
+"$REHYDRA" drill --no-color -q --state-dir "$C" "$RH_SRC/tests/data/terraform/drill.json" \
+	>"$T/cloud.out" 2>&1 &
+pid=$!
+track "$pid"
+applying() { grep -q '^apply' "$T/cloud.calls" 2>/dev/null && ls "$C"/drills/*/terraform/terraform.tfstate >/dev/null 2>&1; }
+check "cloud: apply started and wrote a state" wait_for applying
+f=$(ls "$C"/intents/*.json)
+id=$(jq -r .drill_id "$f")
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null || true
+check "cloud: the hanging apply outlives the SIGKILL" test -n "$(marked "$id")"
+"$REHYDRA" audit list --state-dir "$C" >/dev/null 2>"$T/err" || true
+cat "$T/err"
+check "cloud: the next command ran terraform destroy" grep -q \
+	"recovered drill $id abandoned by a killed rehydra (pid $pid): .*terraform destroy: destroyed" "$T/err"
+check "cloud: destroy ran in the drill's terraform dir" grep -q "^destroy -auto-approve" "$T/cloud.calls"
+check "cloud: no terraform of the drill is left" test -z "$(marked "$id")"
+expect_eq "cloud: the abandoned record says destroyed" destroyed \
+	"$("$REHYDRA" audit show --state-dir "$C" "$id" --json | jq -r .record.abandoned.terraform_destroy)"
 finish
