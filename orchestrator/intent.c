@@ -524,6 +524,35 @@ static json_t *abandoned_record(const struct rh_intent_info *info, json_t *found
 	return rec;
 }
 
+/* The record the drill wrote itself (new), when <drill dir>/record.json is
+ * one for this drill with a verdict; else NULL. */
+static json_t *own_record(const struct rh_intent_info *info)
+{
+	char path[PATH_MAX];
+	json_t *rec;
+	const char *id, *verdict;
+	int fd;
+
+	if (!info->drill_dir)
+		return NULL;
+	snprintf(path, sizeof(path), "%s/record.json", info->drill_dir);
+	fd = rh_fs_open_regular(path, O_NOFOLLOW);
+	if (fd < 0) {
+		rh_error_clear();
+		return NULL;
+	}
+	rec = json_loadfd(fd, JSON_REJECT_DUPLICATES, NULL);
+	close(fd);
+	id = json_string_value(json_object_get(rec, "drill_id"));
+	verdict = json_string_value(json_object_get(rec, "verdict"));
+	if (!json_is_object(rec) || !id || strcmp(id, info->drill_id) != 0 || !verdict ||
+	    strcmp(verdict, "abandoned") == 0 || strlen(verdict) >= 32) {
+		json_decref(rec);
+		return NULL;
+	}
+	return rec;
+}
+
 /* Writes <drill dir>/record.json unless the drill wrote one itself. */
 static void write_record_file(const struct rh_intent_info *info, const json_t *rec)
 {
@@ -629,7 +658,15 @@ static int recover_one(const char *state_dir, const struct rh_intent_info *info,
 		goto done;
 	}
 	rc = 0;
-	rec = abandoned_record(info, found, clean);
+	/* Killed after its record was written but before the journal took it:
+	 * the drill ran to its verdict and tore down, and its own record is the
+	 * evidence, so that record is what goes into the journal. */
+	rec = own_record(info);
+	if (rec)
+		snprintf(r->own_verdict, sizeof(r->own_verdict), "%s",
+			 json_string_value(json_object_get(rec, "verdict")));
+	else
+		rec = abandoned_record(info, found, clean);
 	if (!rec) {
 		rc = rh_error_set(RH_ENOMEM, "out of memory recovering a drill");
 		goto done;

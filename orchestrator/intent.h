@@ -100,16 +100,19 @@ struct rh_intent_recovery {
 	bool journaled;	       /* appended as `abandoned` (false: it was already journaled) */
 	uint64_t seq;
 	const char *problem; /* what could not be done, or NULL */
+	/* The drill had written its own record (this verdict), which was
+	 * journaled instead of an abandoned one; "" otherwise. */
+	char own_verdict[32];
 };
 
 /* Handles every stale intent in state_dir (none: returns 0 at once): stops
  * its process groups (pgroup.h), removes its workspace, runs `terraform
  * destroy` in its terraform dir when that holds a state (bounded by
  * `destroy_timeout_s`), writes an `abandoned` record into its drill dir and
- * the journal, and removes the intent. fn (may be NULL) is called once per
- * drill. *n (may be NULL) gets the number recovered. Concurrent recoveries
- * take turns on a lock file. Returns 0 or the first error (the others are
- * still tried). */
+ * the journal (or journals the drill's own record when it had written one,
+ * being killed before its journal entry), and removes the intent. fn (may be NULL) is called once
+ * per drill. *n (may be NULL) gets the number recovered. Concurrent recoveries take turns on a lock
+ * file. Returns 0 or the first error (the others are still tried). */
 int rh_intent_recover(const char *state_dir, double destroy_timeout_s,
 		      void (*fn)(void *user, const struct rh_intent_recovery *r), void *user,
 		      unsigned *n);

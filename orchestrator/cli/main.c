@@ -141,7 +141,10 @@ static void print_recovery(void *user, const struct rh_intent_recovery *r)
 		fprintf(stderr, "no workspace left, ");
 	if (r->destroy)
 		fprintf(stderr, "terraform destroy: %s, ", r->destroy);
-	if (r->journaled)
+	if (r->journaled && r->own_verdict[0])
+		fprintf(stderr, "journaled its own record, verdict %s (seq %" PRIu64 ")",
+			r->own_verdict, r->seq);
+	else if (r->journaled)
 		fprintf(stderr, "journaled as abandoned (seq %" PRIu64 ")", r->seq);
 	else
 		fprintf(stderr, "not journaled%s", r->problem ? "" : " (it already was)");

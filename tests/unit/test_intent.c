@@ -313,7 +313,60 @@ static void test_intent__recover(void)
 	free(dir);
 }
 
+/* Killed after writing its record, before the journal entry: that record,
+ * not an abandoned one, is journaled, and it is left as it was. */
+static void test_intent__own_record(void)
+{
+	char *dir = rh_test_tmpdir();
+	char *ddir = rh_test_path(dir, "drill"), *idir = rh_test_path(dir, "intents");
+	char *ipath = rh_test_path(idir, "done.json"), *rpath = rh_test_path(ddir, "record.json");
+	struct rh_intent_info info = {0};
+	struct rh_journal *j = NULL;
+	struct seen seen = {0};
+	char verdict[32] = "", *text;
+	unsigned n = 0;
+	pid_t dead;
+	int status;
+
+	dead = fork();
+	if (dead == 0)
+		_exit(0);
+	CU_ASSERT_FATAL(dead > 0);
+	waitpid(dead, &status, 0);
+	CU_ASSERT_EQUAL_FATAL(mkdir(ddir, 0700), 0);
+	CU_ASSERT_EQUAL_FATAL(mkdir(idir, 0700), 0);
+	rh_test_write_file(rpath, "{\"rehydra\": 1, \"drill_id\": \"done\", \"verdict\": \"met\", "
+				  "\"runbook\": {\"name\": \"r\"}}");
+	info.drill_id = "done";
+	info.drill_dir = ddir;
+	info.pid = dead;
+	info.pid_start = 1;
+	text = rh_intent_format(&info);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	rh_test_write_file(ipath, text);
+	free(text);
+
+	CU_ASSERT_EQUAL(rh_intent_recover(dir, 10, on_recovered, &seen, &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	CU_ASSERT(seen.journaled);
+	CU_ASSERT_EQUAL_FATAL(rh_journal_open(&j, dir), 0);
+	CU_ASSERT_EQUAL(rh_journal_foreach(j, last_verdict, verdict), 0);
+	CU_ASSERT_STRING_EQUAL(verdict, "met");
+	rh_journal_close(j);
+	text = slurp(rpath);
+	CU_ASSERT(text && strstr(text, "\"met\"") != NULL);
+	free(text);
+
+	rh_test_rm_rf(dir);
+	free(ddir);
+	free(idir);
+	free(ipath);
+	free(rpath);
+	free(dir);
+}
+
 RH_TEST_MAIN("intent", {"test_intent__roundtrip", test_intent__roundtrip},
 	     {"test_intent__parse_rejects", test_intent__parse_rejects},
 	     {"test_intent__lifecycle", test_intent__lifecycle},
-	     {"test_intent__recover", test_intent__recover})
+	     {"test_intent__recover", test_intent__recover},
+	     {"test_intent__own_record", test_intent__own_record})
