@@ -141,7 +141,7 @@ f=$(ls "$C"/intents/*.json)
 id=$(jq -r .drill_id "$f")
 kill -KILL "$pid"
 wait "$pid" 2>/dev/null || true
-check "cloud: the hanging apply outlives the SIGKILL" test -n "$(marked "$id")"
+check "cloud: what the hanging apply started outlives the SIGKILL" test -n "$(marked "$id")"
 "$REHYDRA" audit list --state-dir "$C" >/dev/null 2>"$T/err" || true
 cat "$T/err"
 check "cloud: the next command ran terraform destroy" grep -q \
