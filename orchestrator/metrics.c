@@ -31,15 +31,18 @@
 
 #include "banned.h"
 
-enum { V_MET, V_MISSED, V_FAILED, V_INTERRUPTED, V_ABORTED, V_OTHER, V_COUNT };
+enum { V_MET, V_MISSED, V_FAILED, V_INTERRUPTED, V_ABORTED, V_ABANDONED, V_OTHER, V_COUNT };
 
 /* aborted: a pre-flight check failed before T0 and nothing was created. It
  * is counted under its own label and never becomes the group's "latest
  * drill": a typo caught before T0 says nothing about whether recovery
  * works, so it must not turn rehydra_drill_success to 0 (nor the RTO to
- * NaN). Its time has a gauge of its own, to alert on. */
-static const char *const verdict_names[V_COUNT] = {"met",	  "missed",  "failed",
-						   "interrupted", "aborted", "other"};
+ * NaN). Its time has a gauge of its own, to alert on. abandoned: rehydra
+ * was killed mid-drill and a later command cleaned up (intent.h); it says
+ * nothing about the recovery either, so it is kept out of the latest drill
+ * the same way, and its series appears only once one exists. */
+static const char *const verdict_names[V_COUNT] = {"met",     "missed",	   "failed", "interrupted",
+						   "aborted", "abandoned", "other"};
 
 struct group {
 	char *runbook, *target, *scenario;
@@ -211,6 +214,8 @@ int rh_metrics_add(struct rh_metrics *m, const json_t *record)
 		g->aborted_ts = when && rh_report_time_parse(when, &ts) == 0 ? (double)ts : NAN;
 		return 0;
 	}
+	if (v == V_ABANDONED)
+		return 0;
 	g->have_result = true;
 	g->success = v == V_MET;
 	g->rto = num_or_nan(json_object_get(record, "rto_s"));
@@ -396,7 +401,7 @@ int rh_metrics_render(const struct rh_metrics *m, char **out, size_t *len)
 			   "Drills recorded in the audit journal, by verdict.");
 		for (size_t i = 0; i < m->n; i++) {
 			for (int v = 0; v < V_COUNT; v++) {
-				if (v == V_OTHER && !m->groups[i].count[v])
+				if ((v == V_OTHER || v == V_ABANDONED) && !m->groups[i].count[v])
 					continue;
 				buf_series_start(&b, "rehydra_drills_total", &m->groups[i]);
 				buf_label(&b, "verdict", verdict_names[v], false);

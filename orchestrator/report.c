@@ -35,11 +35,13 @@
 /* aborted: a pre-flight check failed before T0 and nothing was created.
  * Such drills are counted in a column of their own and kept out of
  * `drills`, the pass rate and the RTO statistics: a setup mistake is not
- * a recovery that failed. */
-enum { V_MET, V_MISSED, V_FAILED, V_INTERRUPTED, V_ABORTED, V_UNKNOWN, V_COUNT };
+ * a recovery that failed. abandoned: rehydra itself was killed mid-drill
+ * and the next command cleaned up (intent.h); the drill says nothing about
+ * the recovery either, so it is counted the same way, in its own column. */
+enum { V_MET, V_MISSED, V_FAILED, V_INTERRUPTED, V_ABORTED, V_ABANDONED, V_UNKNOWN, V_COUNT };
 
-static const char *const verdict_names[V_COUNT] = {"met",	  "missed",  "failed",
-						   "interrupted", "aborted", "unknown"};
+static const char *const verdict_names[V_COUNT] = {"met",     "missed",	   "failed", "interrupted",
+						   "aborted", "abandoned", "unknown"};
 
 struct dvec {
 	double *v;
@@ -584,6 +586,23 @@ static char *aborted_reason(const json_t *rec)
 	return dup_str(buf);
 }
 
+/* Why an abandoned drill has no verdict of its own: what recovery found. */
+static char *abandoned_reason(const json_t *rec)
+{
+	const json_t *a = json_object_get(rec, "abandoned");
+	const json_t *pid = json_object_get(a, "rehydra_pid");
+	const json_t *killed = json_object_get(a, "processes_killed");
+	char buf[1024];
+
+	snprintf(buf, sizeof(buf),
+		 "rehydra (pid %lld) was killed mid-drill; the next command stopped %lld "
+		 "process(es)%s",
+		 json_is_integer(pid) ? (long long)json_integer_value(pid) : -1LL,
+		 json_is_integer(killed) ? (long long)json_integer_value(killed) : 0LL,
+		 str_field(a, "problem") ? " and could not clean up everything" : "");
+	return dup_str(buf);
+}
+
 static int row_add(struct rh_report *r, const struct group *g, const char *id, const char *t0,
 		   int verdict, double rto, uint64_t seq, const char *reason)
 {
@@ -636,16 +655,21 @@ int rh_report_add(struct rh_report *r, const json_t *record, uint64_t seq)
 	err = group_find(r, &v, &g);
 	if (err < 0)
 		goto done;
-	if (verdict_index(v.verdict) == V_ABORTED) {
-		char *why = aborted_reason(record);
+	vi = verdict_index(v.verdict);
+	if (vi == V_ABORTED || vi == V_ABANDONED) {
+		char *why = vi == V_ABORTED ? aborted_reason(record) : abandoned_reason(record);
 
-		err = row_add(r, g, v.id ? v.id : "-", v.t0, V_ABORTED, NAN, seq, why);
+		err = row_add(r, g, v.id ? v.id : "-", v.t0, vi, NAN, seq, why);
 		free(why);
 		if (err < 0)
 			goto done;
-		g->counts[V_ABORTED]++;
+		g->counts[vi]++;
+		if (vi == V_ABANDONED && json_is_string(json_object_get(record, "teardown")) &&
+		    strcmp(json_string_value(json_object_get(record, "teardown")), "incomplete") ==
+			0)
+			g->teardown_incomplete++;
 		if (!g->drills)
-			g->last_verdict = V_ABORTED;
+			g->last_verdict = vi;
 		r->records++;
 		r->last_seq = seq;
 		r->prepared = false;
@@ -665,7 +689,6 @@ int rh_report_add(struct rh_report *r, const json_t *record, uint64_t seq)
 		g->dr = p;
 		g->cap_dr = cap;
 	}
-	vi = verdict_index(v.verdict);
 	rto = num_field(record, "rto_s");
 	target = num_field(record, "rto_target_s");
 	if (!isnan(rto)) {
@@ -1179,10 +1202,10 @@ static void write_md_groups(struct rh_report *r, FILE *f, const char *gen)
 	}
 	fprintf(f,
 		"| runbook | target | scenario | drills | met | missed | failed | interrupted "
-		"| aborted | teardown incomplete | pass rate | RTO p50 s | RTO p95 s | RTO max s "
-		"| target s | trend | slowest step | last verdict | load p99 ms |\n");
-	fprintf(f,
-		"|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|--:|\n");
+		"| aborted | abandoned | teardown incomplete | pass rate | RTO p50 s | RTO p95 s "
+		"| RTO max s | target s | trend | slowest step | last verdict | load p99 ms |\n");
+	fprintf(f, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|"
+		   "--:|\n");
 	for (size_t i = 0; i < r->n; i++) {
 		struct group *g = r->sorted[i];
 
@@ -1194,13 +1217,14 @@ static void write_md_groups(struct rh_report *r, FILE *f, const char *gen)
 		put_md(f, g->scenario);
 		fprintf(
 		    f,
-		    " | %llu | %llu | %llu | %llu | %llu | %llu | %llu | %s | %s | %s | %s | %s "
-		    "| %s | ",
+		    " | %llu | %llu | %llu | %llu | %llu | %llu | %llu | %llu | %s | %s | %s | %s "
+		    "| %s | %s | ",
 		    (unsigned long long)g->drills, (unsigned long long)g->counts[V_MET],
 		    (unsigned long long)g->counts[V_MISSED],
 		    (unsigned long long)g->counts[V_FAILED],
 		    (unsigned long long)g->counts[V_INTERRUPTED],
 		    (unsigned long long)g->counts[V_ABORTED],
+		    (unsigned long long)g->counts[V_ABANDONED],
 		    (unsigned long long)g->teardown_incomplete,
 		    pct(a, sizeof(a), g->counts[V_MET], g->drills), secs(b, sizeof(b), g->p50),
 		    secs(c, sizeof(c), g->p95), secs(d, sizeof(d), g->max),
@@ -1248,7 +1272,7 @@ static void write_md_groups(struct rh_report *r, FILE *f, const char *gen)
 
 static void write_csv(struct rh_report *r, FILE *f)
 {
-	fputs("runbook,target,scenario,drills,met,missed,failed,interrupted,aborted,"
+	fputs("runbook,target,scenario,drills,met,missed,failed,interrupted,aborted,abandoned,"
 	      "teardown_incomplete,pass_rate,"
 	      "rto_p50_s,rto_p95_s,rto_max_s,rto_target_s,trend,slowest_step,"
 	      "slowest_step_mean_s,first_t0,last_t0,last_verdict,load_p99_ms\r\n",
@@ -1262,12 +1286,13 @@ static void write_csv(struct rh_report *r, FILE *f)
 		put_csv(f, g->target);
 		fputc(',', f);
 		put_csv(f, g->scenario);
-		fprintf(f, ",%llu,%llu,%llu,%llu,%llu,%llu,%llu,", (unsigned long long)g->drills,
-			(unsigned long long)g->counts[V_MET],
+		fprintf(f, ",%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,",
+			(unsigned long long)g->drills, (unsigned long long)g->counts[V_MET],
 			(unsigned long long)g->counts[V_MISSED],
 			(unsigned long long)g->counts[V_FAILED],
 			(unsigned long long)g->counts[V_INTERRUPTED],
 			(unsigned long long)g->counts[V_ABORTED],
+			(unsigned long long)g->counts[V_ABANDONED],
 			(unsigned long long)g->teardown_incomplete);
 		put_csv_num(f, g->drills ? (double)g->counts[V_MET] / (double)g->drills : NAN);
 		fputc(',', f);
@@ -1378,6 +1403,7 @@ static int write_json(struct rh_report *r, FILE *f)
 		bad |= put(o, "failed", json_integer((json_int_t)g->counts[V_FAILED]));
 		bad |= put(o, "interrupted", json_integer((json_int_t)g->counts[V_INTERRUPTED]));
 		bad |= put(o, "aborted", json_integer((json_int_t)g->counts[V_ABORTED]));
+		bad |= put(o, "abandoned", json_integer((json_int_t)g->counts[V_ABANDONED]));
 		bad |=
 		    put(o, "teardown_incomplete", json_integer((json_int_t)g->teardown_incomplete));
 		bad |= put(o, "pass_rate",
@@ -1556,8 +1582,8 @@ static void write_junit(struct rh_report *r, FILE *f)
 
 /* ---- html ------------------------------------------------------------- */
 
-static const char *const verdict_colors[V_COUNT] = {"#1a7f37", "#bf6a02", "#cf222e",
-						    "#6e7781", "#8250df", "#6e7781"};
+static const char *const verdict_colors[V_COUNT] = {"#1a7f37", "#bf6a02", "#cf222e", "#6e7781",
+						    "#8250df", "#8250df", "#6e7781"};
 
 /* A "nice" tick step (1, 2 or 5 x 10^k) giving about `ticks` intervals. */
 static double nice_step(double range, int ticks)
@@ -1806,7 +1832,7 @@ static const char html_css[] =
     "margin:0 4px 0 12px;vertical-align:-1px}"
     ".steps{max-width:520px}"
     ".slow td{font-weight:600}"
-    ".aborted{background:#8250df}"
+    ".aborted,.abandoned{background:#8250df}"
     ".journal.ok b{color:#1a7f37}.journal.bad b{color:#cf222e}"
     "code{font-size:12px;overflow-wrap:anywhere}"
     ".drills td{font-size:12px}.drills td.why{white-space:normal;overflow-wrap:anywhere;"
@@ -1944,6 +1970,10 @@ static void write_html(struct rh_report *r, FILE *f)
 		html_kpi(f, e, "met / missed / failed / interrupted");
 		snprintf(e, sizeof(e), "%llu", (unsigned long long)g->counts[V_ABORTED]);
 		html_kpi(f, e, "aborted in pre-flight (not counted)");
+		if (g->counts[V_ABANDONED]) {
+			snprintf(e, sizeof(e), "%llu", (unsigned long long)g->counts[V_ABANDONED]);
+			html_kpi(f, e, "abandoned: rehydra was killed (not counted)");
+		}
 		if (g->teardown_incomplete) {
 			snprintf(e, sizeof(e), "%llu", (unsigned long long)g->teardown_incomplete);
 			html_kpi(f, e, "TEARDOWN INCOMPLETE: resources may remain");

@@ -12,7 +12,8 @@
  * region, "-" without a target) x scenario ("-" when the record has none;
  * a record's "scenario" is a string or an object with a "name").
  *
- * Per group: drills, met, missed, failed, interrupted, pass rate (met /
+ * Per group: drills, met, missed, failed, interrupted, aborted and abandoned
+ * (both kept out of drills: see report.c), pass rate (met /
  * drills), RTO p50/p95/max over the drills that restored the service (those
  * whose rto_s is a number), the RTO target (the latest rto_target_s), mean
  * duration per step id over the steps whose status is "ok", the slowest
@@ -48,7 +49,7 @@ struct rh_report;
  *   runbook   exact runbook name
  *   target    "provider:region" exactly, or "provider" for any region of it
  *   scenario  exact scenario name ("-" selects records without a scenario)
- *   verdict   met | missed | failed | interrupted
+ *   verdict   met | missed | failed | interrupted | aborted | abandoned
  *   since     t0 >= since   (half-open interval: --since 2026-01-01
  *   until     t0 <  until    --until 2026-02-01 is January) */
 struct rh_report_filter {

@@ -237,6 +237,9 @@ static int local_provision(struct rh_provider_ctx *p, const struct rh_provider_c
 	err = local_paths(p, &root, &ws);
 	if (err < 0)
 		goto done;
+	/* named before it exists, so a crash right after mkdir is covered too */
+	if (p->note_resource)
+		p->note_resource(p->note_user, "workspace", ws);
 	err = local_workspace_make(root, ws);
 	if (err < 0)
 		goto done;

@@ -96,6 +96,11 @@ struct rh_provider_ctx {
 	json_t *outputs;		      /* owned: what provision learnt (host, port, ...) */
 	void *priv;			      /* the adapter's own state; freed by ops->free */
 	pthread_mutex_t lock; /* hooks may run concurrently (sync during provision) */
+	/* Called by an adapter before it creates something on this machine that
+	 * must not outlive a crash unnoticed (kind "workspace": a directory), so
+	 * the drill's intent names it (orchestrator/intent.h). May be NULL. */
+	void (*note_resource)(void *user, const char *kind, const char *path);
+	void *note_user;
 };
 
 /* One hook call from a step: built by the orchestrator for each attempt. */

@@ -101,7 +101,8 @@ int rh_tf_run(struct rh_tf_run *run);
 /* The environment a terraform child gets: PATH HOME LANG LC_ALL TZ TMPDIR,
  * every variable whose name starts with AWS_, ALICLOUD_, NEBIUS_ or TF_
  * (credentials and Terraform's own settings: plugin cache, CLI config),
- * and TF_IN_AUTOMATION=1, TF_INPUT=0, CHECKPOINT_DISABLE=1. *out is a new
+ * and TF_IN_AUTOMATION=1, TF_INPUT=0, CHECKPOINT_DISABLE=1 (during a drill
+ * rh_spawn adds REHYDRA_DRILL_ID, see process.h). *out is a new
  * NULL-terminated array of new strings; free with rh_tf_env_free. */
 int rh_tf_env_build(char ***out);
 void rh_tf_env_free(char **env);

@@ -2,7 +2,7 @@
  * process.h - start and stop child processes without a shell.
  *
  * Every process rehydra starts (exec steps, the local provider's stack) goes
- * through here: posix_spawn with an argv array, its own process group so a
+ * through here: fork and exec with an argv array, its own process group so a
  * whole tree can be signalled, stdout/stderr to files, a pidfd so waiting
  * can be combined with cancellation in one poll().
  *
@@ -36,9 +36,21 @@ struct rh_child {
 };
 
 /* Starts a child as the leader of a new process group, with default signal
- * dispositions and an empty signal mask. Returns 0, or RH_ENOTFOUND when
+ * dispositions and an empty signal mask, that gets SIGKILL when this
+ * process ends (PR_SET_PDEATHSIG; every child is forked from one spawner
+ * thread that lives as long as the process, see process.c). Returns 0, or RH_ENOTFOUND when
  * argv[0] cannot be found/executed (message names it), RH_EIO otherwise. */
 int rh_spawn(struct rh_child *out, const struct rh_spawn_opts *opts);
+
+/* Process-wide, for crash recovery (pgroup.h): while set, every child
+ * rh_spawn starts gets `marker` ("NAME=VALUE", copied) in its environment,
+ * replacing an entry of that name, and fn(user, pgid) (may be NULL) is
+ * called once the child exists and before it may exec (so nothing it runs
+ * can escape the record), from the spawner thread, with spawns serialised:
+ * keep it short and do not spawn from it. (NULL, NULL,
+ * NULL) clears it, after any callback still running has returned. Returns
+ * 0, RH_EINVAL (no '=' in marker) or RH_ENOMEM. */
+int rh_spawn_watch_set(const char *marker, void (*fn)(void *user, pid_t pgid), void *user);
 
 /* Waits until the child exits, `deadline` (rh_clock_mono seconds; <= 0 for
  * none) passes, or `cancel` (may be NULL) fires. Returns 0 once exited

@@ -118,4 +118,10 @@ int rh_cli_target_switch(json_t **out, const struct rh_cmd_ctx *ctx, const char 
  * New string (caller frees), NULL if neither HOME nor XDG_STATE_HOME is set. */
 char *rh_cli_default_state_dir(void);
 
+/* The state directory a command works in: `arg` (--state-dir), else the
+ * default. Before returning it recovers the drills whose rehydra was
+ * killed (intent.h), one line each on stderr. New string; NULL as for
+ * rh_cli_default_state_dir. */
+char *rh_cli_state_open(const char *arg);
+
 #endif

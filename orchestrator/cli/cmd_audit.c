@@ -95,10 +95,10 @@ static int check_opts(const struct rh_cmd_ctx *ctx, struct audit_opts *o)
 					       "--state-dir");
 	if (f->verdict && strcmp(f->verdict, "met") != 0 && strcmp(f->verdict, "missed") != 0 &&
 	    strcmp(f->verdict, "failed") != 0 && strcmp(f->verdict, "interrupted") != 0 &&
-	    strcmp(f->verdict, "aborted") != 0)
+	    strcmp(f->verdict, "aborted") != 0 && strcmp(f->verdict, "abandoned") != 0)
 		return rh_cli_usage_error(ctx,
-					  "--verdict must be met, missed, failed, interrupted or "
-					  "aborted, not '%s'",
+					  "--verdict must be met, missed, failed, interrupted, "
+					  "aborted or abandoned, not '%s'",
 					  f->verdict);
 	if (o->at_text && rh_report_time_parse(o->at_text, &o->at) < 0)
 		return rh_cli_usage_error(ctx, "--at: %s", rh_error_last());
@@ -125,7 +125,7 @@ static int open_journal(struct rh_journal **j, const struct audit_opts *o, char 
 		}
 		return 0;
 	}
-	state = o->state_arg ? strdup(o->state_arg) : rh_cli_default_state_dir();
+	state = rh_cli_state_open(o->state_arg);
 	if (!state)
 		return rh_cli_usage_error(o->ctx, "no state directory: set HOME or "
 						  "XDG_STATE_HOME, or pass --state-dir");
@@ -1127,7 +1127,7 @@ static int run_push(struct rh_journal *j, const struct audit_opts *o)
 	    RH_OPT_STRING(0, "target", &(o)->filter.target, "PROVIDER[:REGION]", NULL),            \
 	    RH_OPT_STRING(0, "scenario", &(o)->filter.scenario, "NAME", "'-': none"),              \
 	    RH_OPT_STRING(0, "verdict", &(o)->filter.verdict, "V",                                 \
-			  "met, missed, failed or interrupted"),                                   \
+			  "met, missed, failed, interrupted, aborted or abandoned"),               \
 	    RH_OPT_STRING(0, "since", &(o)->since_text, "TIME",                                    \
 			  "YYYY-MM-DD or RFC 3339; since <= t0 < until"),                          \
 	    RH_OPT_STRING(0, "until", &(o)->until_text, "TIME", NULL)
@@ -1284,7 +1284,7 @@ static int cmd_cadence(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 		return rc;
 	if (!o.journal_file) {
 		/* no journal yet is an answer here: nothing was ever rehearsed */
-		state = o.state_arg ? strdup(o.state_arg) : rh_cli_default_state_dir();
+		state = rh_cli_state_open(o.state_arg);
 		if (!state)
 			return rh_cli_usage_error(ctx, "no state directory: set HOME or "
 						       "XDG_STATE_HOME, or pass --state-dir");

@@ -19,6 +19,8 @@
 #include "engine.h"
 #include "error.h"
 #include "fsutil.h"
+#include "intent.h"
+#include "process.h"
 #include "provider.h"
 #include "journal.h"
 #include "load.h"
@@ -458,8 +460,59 @@ static bool policy_preflight(const struct rh_runbook *rb, const char *file, cons
 	return ok;
 }
 
+static void intent_problem(const char *what)
+{
+	fprintf(stderr,
+		"rehydra drill: cannot update the drill's intent (%s): %s; if rehydra is killed "
+		"now, the next command may not find everything it started\n",
+		what, rh_error_last());
+}
+
+static void intent_on_spawn(void *user, pid_t pgid)
+{
+	if (rh_intent_note_group(user, pgid) < 0)
+		intent_problem("a process group");
+}
+
+static void intent_on_resource(void *user, const char *kind, const char *path)
+{
+	if (rh_intent_note_path(user, kind, path) < 0)
+		intent_problem(kind);
+}
+
+/* Writes the intent before the drill starts anything and makes every child
+ * and workspace of the drill land in it (intent.h). */
+static int intent_start(struct rh_intent **out, struct rh_drill *d, const char *state_dir)
+{
+	const json_t *tf = json_object_get(d->rb->target, "terraform");
+	json_t *rec = NULL;
+	int rc;
+
+	*out = NULL;
+	rc = rh_record_build(&rec, d);
+	if (rc < 0)
+		return rc;
+	rc = rh_intent_begin(out, state_dir, d->id, d->dir, rec,
+			     json_is_string(tf) ? json_string_value(tf) : NULL);
+	json_decref(rec);
+	if (rc < 0)
+		return rc;
+	rc = rh_spawn_watch_set(rh_intent_marker(*out), intent_on_spawn, *out);
+	if (rc < 0) {
+		rh_intent_finish(*out);
+		*out = NULL;
+		return rc;
+	}
+	if (d->provider) {
+		d->provider->note_resource = intent_on_resource;
+		d->provider->note_user = *out;
+	}
+	return 0;
+}
+
 int rh_cli_drill_execute(const struct rh_cli_drill_req *req)
 {
+	struct rh_intent *intent = NULL;
 	struct rh_runbook_opts lo = RH_RUNBOOK_OPTS_INIT;
 	struct rh_runbook *rb = NULL;
 	struct rh_drill drill;
@@ -503,7 +556,7 @@ int rh_cli_drill_execute(const struct rh_cli_drill_req *req)
 	if (rc)
 		goto done;
 	rc = RH_EXIT_FAILED;
-	state_dir = state_arg ? strdup(state_arg) : rh_cli_default_state_dir();
+	state_dir = rh_cli_state_open(state_arg);
 	if (!state_dir) {
 		fprintf(stderr,
 			"rehydra %s: no state directory: set HOME or XDG_STATE_HOME, or "
@@ -554,6 +607,11 @@ int rh_cli_drill_execute(const struct rh_cli_drill_req *req)
 	}
 	drill_ready = true;
 	if (rh_record_set_overrides(&drill, req->overrides, req->n_overrides) < 0) {
+		fprintf(stderr, "rehydra %s: %s\n", cmd, rh_error_last());
+		goto done;
+	}
+	/* --preflight-only journals nothing and leaves nothing: no intent */
+	if (!preflight_only && intent_start(&intent, &drill, state_dir) < 0) {
 		fprintf(stderr, "rehydra %s: %s\n", cmd, rh_error_last());
 		goto done;
 	}
@@ -659,6 +717,19 @@ done:
 		pthread_kill(sig_tid, SIGUSR1);
 		pthread_join(sig_tid, NULL);
 	}
+	if (intent) {
+		rh_spawn_watch_set(NULL, NULL, NULL);
+		if (drill.provider)
+			drill.provider->note_resource = NULL;
+		/* A step thread given up on may still hold a process: then the
+		 * intent stays, and the next command stops what it names (the
+		 * drill is journaled already, so it is not journaled again). */
+		if (drill.n_abandoned > 0)
+			rh_intent_free(intent);
+		else if (rh_intent_finish(intent) < 0)
+			fprintf(stderr, "rehydra %s: %s\n", cmd, rh_error_last());
+		intent = NULL;
+	}
 	/* --preflight-only leaves no drill behind (its terraform init dir too) */
 	if (drill_ready && preflight_only && drill.dir)
 		rh_fs_rm_rf(drill.dir);
@@ -762,7 +833,12 @@ const struct rh_cmd rh_cmd_drill = {
 	"model version's tag and manifest verify, its LFS objects are at hand, the\n"
 	"variables env_allow names are set, terraform init works, ssh hosts answer with\n"
 	"a known key and a free lock, and exec programs exist. A failure exits 2 and\n"
-	"journals the drill as 'aborted' (reports keep those out of pass rates).\n",
+	"journals the drill as 'aborted' (reports keep those out of pass rates).\n"
+	"\n"
+	"Before it starts anything the drill writes STATE_DIR/intents/<drill id>.json\n"
+	"naming its process groups and workspace; if rehydra is killed, the next\n"
+	"command on that state directory stops them, removes the workspace and journals\n"
+	"the drill as 'abandoned'.\n",
     .epilogue = "exit status: 0 restored within the RTO target, 1 restored but target missed,\n"
 		"2 bad input or failed pre-flight (nothing created), 3 not restored or not\n"
 		"journaled, 4 teardown incomplete: resources may remain (whatever the verdict),\n"

@@ -243,7 +243,7 @@ static char *registry_url(const struct reg_args *a)
 
 static char *cache_dir(const struct reg_args *a)
 {
-	char *state = a->state_dir ? strdup(a->state_dir) : rh_cli_default_state_dir();
+	char *state = rh_cli_state_open(a->state_dir);
 	char *out = NULL;
 
 	if (state && asprintf(&out, "%s/cache", state) < 0)

@@ -691,7 +691,7 @@ static int cmd_rehearse_run(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	rc = rh_cli_load_policy(&p, "rehearse");
 	if (rc)
 		goto done;
-	state_dir = o.state_dir ? strdup(o.state_dir) : rh_cli_default_state_dir();
+	state_dir = rh_cli_state_open(o.state_dir);
 	if (!state_dir && (!o.plan || o.due_dir)) {
 		rc = rh_cli_usage_error(ctx, "no state directory: set HOME or XDG_STATE_HOME, or "
 					     "pass --state-dir");

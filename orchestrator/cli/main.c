@@ -7,9 +7,11 @@
 #include "cli.h"
 #include "error.h"
 #include "global.h"
+#include "intent.h"
 #include "provider.h"
 #include "runbook.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +122,49 @@ char *rh_cli_default_state_dir(void)
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		return NULL;
 	return strdup(buf);
+}
+
+/* A cloud target's leftovers get this long to be destroyed by recovery. */
+#define RH_CLI_RECOVERY_DESTROY_S 600.0
+
+static void print_recovery(void *user, const struct rh_intent_recovery *r)
+{
+	(void)user;
+	fprintf(stderr,
+		"rehydra: recovered drill %s abandoned by a killed rehydra (pid %d): stopped %u "
+		"process group%s (%u process%s), ",
+		r->drill_id, (int)r->pid, r->groups_stopped, r->groups_stopped == 1 ? "" : "s",
+		r->processes_killed, r->processes_killed == 1 ? "" : "es");
+	if (r->workspace)
+		fprintf(stderr, "removed workspace %s, ", r->workspace);
+	else
+		fprintf(stderr, "no workspace left, ");
+	if (r->destroy)
+		fprintf(stderr, "terraform destroy: %s, ", r->destroy);
+	if (r->journaled && r->own_verdict[0])
+		fprintf(stderr, "journaled its own record, verdict %s (seq %" PRIu64 ")",
+			r->own_verdict, r->seq);
+	else if (r->journaled)
+		fprintf(stderr, "journaled as abandoned (seq %" PRIu64 ")", r->seq);
+	else
+		fprintf(stderr, "not journaled%s", r->problem ? "" : " (it already was)");
+	if (r->problem)
+		fprintf(stderr, "; problem: %s", r->problem);
+	fputc('\n', stderr);
+}
+
+char *rh_cli_state_open(const char *arg)
+{
+	char *dir = arg ? strdup(arg) : rh_cli_default_state_dir();
+
+	if (!dir)
+		return NULL;
+	if (rh_intent_recover(dir, RH_CLI_RECOVERY_DESTROY_S, print_recovery, NULL, NULL) < 0)
+		fprintf(stderr,
+			"rehydra: %s: leftovers of a killed drill in %s/intents could not all be "
+			"recovered; they are tried again by the next command\n",
+			rh_error_last(), dir);
+	return dir;
 }
 
 int main(int argc, char **argv)

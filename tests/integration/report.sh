@@ -77,9 +77,9 @@ expect_eq "json: scenario trend" improving "$(jq -r '.groups[] |
 
 expect_eq "csv: header and one row per group" 5 "$(grep -c $'\r$' "$T/r.csv")"
 check "csv: header" grep -q \
-	'^runbook,target,scenario,drills,met,missed,failed,interrupted,aborted,teardown_incomplete,pass_rate,' "$T/r.csv"
+	'^runbook,target,scenario,drills,met,missed,failed,interrupted,aborted,abandoned,teardown_incomplete,pass_rate,' "$T/r.csv"
 
-check "md: summary row" grep -qF '| tinylm-local | local:local | - | 12 | 9 | 1 | 1 | 1 | 0 | 0 | 75.0% |' \
+check "md: summary row" grep -qF '| tinylm-local | local:local | - | 12 | 9 | 1 | 1 | 1 | 0 | 0 | 0 | 75.0% |' \
 	"$T/r.md"
 
 # filters reach the report

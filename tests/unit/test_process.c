@@ -17,8 +17,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -378,6 +380,81 @@ static void test_process__cancel_sleep(void)
 	rh_cancel_clear(&cancel);
 }
 
+struct thread_spawn {
+	struct rh_child c;
+	int rc;
+};
+
+static void *spawn_in_thread(void *arg)
+{
+	struct thread_spawn *t = arg;
+	const char *argv[] = {"sleep", "30", NULL};
+	struct rh_spawn_opts o = {.argv = argv, .envp = std_env};
+
+	t->rc = rh_spawn(&t->c, &o);
+	return NULL;
+}
+
+/* A child started from a thread that then ends keeps running: the death
+ * signal is tied to the spawner thread, not to the caller's. */
+static void test_process__outlives_spawning_thread(void)
+{
+	struct thread_spawn t = {0};
+	pthread_t tid;
+
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&tid, NULL, spawn_in_thread, &t), 0);
+	pthread_join(tid, NULL);
+	CU_ASSERT_EQUAL_FATAL(t.rc, 0);
+	CU_ASSERT_EQUAL(rh_child_wait(&t.c, rh_clock_mono() + 0.3, NULL), RH_ETIMEOUT);
+	CU_ASSERT(rh_child_running(&t.c));
+	rh_child_stop(&t.c, 0);
+	rh_child_release(&t.c);
+}
+
+/* A process that is SIGKILLed takes its children with it: a forked copy of
+ * this test (with no spawner thread of its own yet) starts `sleep`, reports
+ * its pid and is killed; the sleep must end too. */
+static void test_process__dies_with_parent(void)
+{
+	int pfd[2];
+	pid_t fake, sleeper = 0;
+	int status, fd;
+	struct pollfd p;
+
+	CU_ASSERT_EQUAL_FATAL(pipe(pfd), 0);
+	fake = fork();
+	CU_ASSERT_FATAL(fake >= 0);
+	if (fake == 0) {
+		const char *argv[] = {"sleep", "30", NULL};
+		struct rh_spawn_opts o = {.argv = argv, .envp = std_env};
+		struct rh_child c;
+
+		close(pfd[0]);
+		if (rh_spawn(&c, &o) != 0)
+			_exit(1);
+		if (write(pfd[1], &c.pid, sizeof(c.pid)) != (ssize_t)sizeof(c.pid))
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(pfd[1]);
+	CU_ASSERT_EQUAL(read(pfd[0], &sleeper, sizeof(sleeper)), (ssize_t)sizeof(sleeper));
+	close(pfd[0]);
+	CU_ASSERT_FATAL(sleeper > 0);
+	fd = (int)syscall(SYS_pidfd_open, sleeper, 0);
+	CU_ASSERT_FATAL(fd >= 0);
+	kill(fake, SIGKILL);
+	waitpid(fake, &status, 0);
+	p.fd = fd;
+	p.events = POLLIN;
+	p.revents = 0;
+	/* readable once the sleep has exited */
+	CU_ASSERT_EQUAL(poll(&p, 1, 5000), 1);
+	if (!p.revents) /* failed: do not leave it behind */
+		syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
+	close(fd);
+}
+
 static void test_process__clock(void)
 {
 	struct timespec ts = {1795926798, 123456789}; /* 2026-11-28T04:33:18.123Z */
@@ -401,4 +478,6 @@ RH_TEST_MAIN("process", {"test_process__exit_status", test_process__exit_status}
 	     {"test_process__release_kills", test_process__release_kills},
 	     {"test_process__cancel_wakes_waiter", test_process__cancel_wakes_waiter},
 	     {"test_process__cancel_sleep", test_process__cancel_sleep},
+	     {"test_process__outlives_spawning_thread", test_process__outlives_spawning_thread},
+	     {"test_process__dies_with_parent", test_process__dies_with_parent},
 	     {"test_process__clock", test_process__clock})

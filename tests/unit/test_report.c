@@ -693,10 +693,10 @@ static void test_report__csv_quoting(void)
 		CU_ASSERT(strstr(csv, t[i].cell) != NULL);
 		if (!strstr(csv, t[i].cell))
 			fprintf(stderr, "csv case %zu:\n%s\n", i, csv);
-		/* header + one row, each ended by CRLF; 22 columns */
+		/* header + one row, each ended by CRLF; 23 columns */
 		CU_ASSERT(strncmp(csv, "runbook,target,scenario,drills,met,", 35) == 0);
 		CU_ASSERT_EQUAL(count(csv, "\r\n"), 2);
-		CU_ASSERT(strstr(csv, ",1,1,0,0,0,0,0,1,1.5,1.5,1.5,2,n/a,,,,,met,\r\n") != NULL);
+		CU_ASSERT(strstr(csv, ",1,1,0,0,0,0,0,0,1,1.5,1.5,1.5,2,n/a,,,,,met,\r\n") != NULL);
 		free(csv);
 		rh_report_free(r);
 	}
@@ -742,7 +742,7 @@ static void test_report__fixture_numbers(void)
 	json_decref(j);
 	md = render(r, RH_REPORT_MD);
 	CU_ASSERT(strstr(md,
-			 "| tinylm-local | local:local | - | 12 | 9 | 1 | 1 | 1 | 0 | 0 | 75.0% | "
+			 "| tinylm-local | local:local | - | 12 | 9 | 1 | 1 | 1 | 0 | 0 | 0 | 75.0% | "
 			 "35.0 | 65.0 | 65.0 | 60 | worse | sync | interrupted |") != NULL);
 	CU_ASSERT(strstr(md, "| sync (slowest) |") != NULL);
 	free(md);
