@@ -4,8 +4,12 @@
 # Builds the demo model registry that runbooks/tinylm-local.json recreates
 # tinylm from: a git repository at OUT_DIR, made with the real git and git lfs
 # CLIs, holding models/tinylm/{manifest.json, tinylm.model,
-# weights-synthetic-00001-of-00001.bin} at the tag tinylm/1.0.0, the large
+# weights-synthetic-0000K-of-0000N.bin} at the tag tinylm/1.0.0, the large
 # files as LFS pointers with their objects in OUT_DIR/.git/lfs/objects/.
+#
+# Like a real model, the weights come in several shards: SHARD_MIB in all,
+# cut into N = min(4, SHARD_MIB) shards (1 for 0 MiB) of whole MiBs, the
+# last taking the remainder, so a restore verifies them in parallel.
 #
 # The build (BUILD_DIR) provides the trained model (tinylm.model) and the
 # shard generator (runbooks/tinylm/tinylm-shard). Author, committer and dates
@@ -18,7 +22,7 @@ set -euo pipefail
 prog=make-registry.sh
 name=tinylm
 version=1.0.0
-shard_name=weights-synthetic-00001-of-00001.bin
+shard_max=4
 stamp_name=rehydra-demo.stamp
 fixed_date="2025-01-01T00:00:00Z"
 
@@ -37,6 +41,12 @@ git lfs version >/dev/null 2>&1 || die "git-lfs is not installed: run .ci/instal
 out=$(realpath -m -- "$1")
 mib=$((10#$2))
 build=$(realpath -- "$3") || die "build dir $3 does not exist: build first (make build)"
+n_shards=$((mib < shard_max ? (mib > 0 ? mib : 1) : shard_max))
+shard_mib=$((mib / n_shards))
+shard_names=()
+for k in $(seq 1 "$n_shards"); do
+	shard_names+=("$(printf 'weights-synthetic-%05d-of-%05d.bin' "$k" "$n_shards")")
+done
 model_src=$build/tinylm.model
 shard_tool=$build/runbooks/tinylm/tinylm-shard
 [ -f "$model_src" ] || die "$model_src is missing: build the tinylm target first"
@@ -50,7 +60,7 @@ model_sha=$(sha256sum "$model_src" | cut -d' ' -f1)
 model_size=$(stat -c %s "$model_src")
 shard_id=$("$shard_tool" --id)
 want_stamp="model $model_sha $model_size
-shard $shard_id $mib
+shard $shard_id $mib in $n_shards
 tag $name/$version"
 
 # Every LFS object the tagged commit points to is in the local store.
@@ -60,7 +70,7 @@ objects_present() {
 		[ -f "$1/.git/lfs/objects/${oid:0:2}/${oid:2:2}/$oid" ] || return 1
 		n=$((n + 1))
 	done < <(git -C "$1" lfs ls-files -l "$name/$version" 2>/dev/null | cut -d' ' -f1)
-	[ "$n" -eq 2 ]
+	[ "$n" -eq $((n_shards + 1)) ]
 }
 
 # LFS objects are content-addressed and never change: read-only, as git keeps
@@ -114,9 +124,16 @@ g lfs track '*.model' >/dev/null
 dir=$tmp/models/$name
 mkdir -p -- "$dir"
 cp -- "$model_src" "$dir/tinylm.model"
-"$shard_tool" "$mib" "$dir/$shard_name"
-shard_sha=$(sha256sum "$dir/$shard_name" | cut -d' ' -f1)
-shard_size=$(stat -c %s "$dir/$shard_name")
+shard_lines= shard_shas=()
+for k in $(seq 0 $((n_shards - 1))); do
+	f=${shard_names[$k]}
+	this_mib=$((k == n_shards - 1 ? mib - k * shard_mib : shard_mib))
+	"$shard_tool" "$this_mib" "$dir/$f" $((k * shard_mib))
+	sha=$(sha256sum "$dir/$f" | cut -d' ' -f1)
+	shard_shas+=("$sha")
+	shard_lines+=",
+    {\"path\": \"$f\", \"size\": $(stat -c %s "$dir/$f"), \"sha256\": \"$sha\", \"role\": \"weights\"}"
+done
 
 description="tinylm: a byte-level n-gram language model trained at build time on rehydra's"
 description+=" own prose, with a synthetic weights shard standing in for a real model's weights"
@@ -130,8 +147,7 @@ cat >"$dir/manifest.json" <<EOF
   "serving": {"runtime": "tinylm", "min_gpu_memory_gb": 0, "accelerator": "cpu"},
   "export": {"eccn": "EAR99", "jurisdictions": ["*"]},
   "files": [
-    {"path": "tinylm.model", "size": $model_size, "sha256": "$model_sha", "role": "model"},
-    {"path": "$shard_name", "size": $shard_size, "sha256": "$shard_sha", "role": "weights"}
+    {"path": "tinylm.model", "size": $model_size, "sha256": "$model_sha", "role": "model"}$shard_lines
   ]
 }
 EOF
@@ -142,15 +158,15 @@ g tag -a -m "$name $version" "$name/$version"
 
 # The large files must be LFS pointers in the commit, their bytes in the store.
 lfs_files=$(g lfs ls-files -n "$name/$version" | sort)
-want_files=$(printf '%s\n' "models/$name/$shard_name" "models/$name/tinylm.model" | sort)
+want_files=$(printf "models/$name/%s\n" tinylm.model "${shard_names[@]}" | sort)
 [ "$lfs_files" = "$want_files" ] ||
-	die "git lfs ls-files lists '$lfs_files', expected the model and the shard"
-for f in tinylm.model "$shard_name"; do
+	die "git lfs ls-files lists '$lfs_files', expected the model and the shards"
+for f in tinylm.model "${shard_names[@]}"; do
 	g cat-file -p "$name/$version:models/$name/$f" | head -n1 |
 		grep -qx 'version https://git-lfs.github.com/spec/v1' ||
 		die "models/$name/$f was committed as a plain blob, not an LFS pointer"
 done
-for oid in "$model_sha" "$shard_sha"; do
+for oid in "$model_sha" "${shard_shas[@]}"; do
 	[ -f "$tmp/.git/lfs/objects/${oid:0:2}/${oid:2:2}/$oid" ] ||
 		die "LFS object $oid is missing from $tmp/.git/lfs/objects"
 done
@@ -172,4 +188,4 @@ else
 fi
 tmp=
 echo "$prog: built $out ($name/$version at ${commit:0:12}," \
-	"manifest sha256 ${manifest_sha:0:12}, shard $mib MiB)"
+	"manifest sha256 ${manifest_sha:0:12}, $mib MiB in $n_shards shards)"

@@ -9,8 +9,11 @@
  * sha256 checked, and a corrupt copy stops it with a message naming the
  * file. Completions are real: bytes sampled from the byte-level n-gram model
  * the build trained (tlm_model.h), read straight from the mapping. The
- * "weights" shard is verified and kept mapped but not used; it stands for a
- * real model's weights.
+ * "weights" shards are verified and kept mapped but not used; they stand for
+ * a real model's weights. The files are verified in parallel, one loader
+ * thread per core (at most TLM_LOADERS_MAX), because the check is a
+ * SHA-256 pass over every byte and a real model comes in many shards; the
+ * first failure stops the others and is the one reported.
  *
  * Exit codes: 0 after SIGTERM/SIGINT, 1 usage or runtime error, 2 the model
  * directory does not hold the expected model (manifest missing, invalid or
@@ -43,6 +46,7 @@
 #define TLM_MANIFEST_MAX (1u << 20)
 #define TLM_HASH_CHUNK (8u << 20)
 #define TLM_MAX_TOKENS 2048
+#define TLM_LOADERS_MAX 8
 #define TLM_EXIT_USAGE 1
 #define TLM_EXIT_IDENTITY 2
 #define TLM_EXIT_VERIFY 3
@@ -75,6 +79,10 @@ struct tlm_server {
 
 	atomic_int state;
 	atomic_int stop;
+	atomic_int load_failed;	   /* a loader failed: the others stop */
+	atomic_size_t next_file;   /* the next file a loader takes */
+	pthread_mutex_t fail_lock; /* fail_file and fail_msg while loading */
+	size_t fail_file;	   /* index of the failed file; n_files: none */
 	atomic_ullong bytes_verified;
 	atomic_uint files_verified;
 	char fail_msg[1024]; /* written by the loader before state FAILED */
@@ -349,7 +357,7 @@ static int verify_file(struct tlm_server *srv, struct tlm_file *f)
 		size_t n =
 		    f->size - off < TLM_HASH_CHUNK ? (size_t)(f->size - off) : TLM_HASH_CHUNK;
 
-		if (atomic_load(&srv->stop)) {
+		if (atomic_load(&srv->stop) || atomic_load(&srv->load_failed)) {
 			err = rh_error_set(RH_ECANCELLED, "stopped while loading");
 			goto done;
 		}
@@ -374,32 +382,80 @@ done:
 	return err;
 }
 
+/* One loader thread: verifies files until none is left or one failed. A
+ * failure keeps the lowest-numbered failed file's message in fail_msg. */
+static void *verify_main(void *arg)
+{
+	struct tlm_server *srv = arg;
+
+	for (;;) {
+		size_t i = atomic_fetch_add(&srv->next_file, 1);
+		int err;
+
+		if (i >= srv->n_files)
+			break;
+		err = verify_file(srv, &srv->files[i]);
+		if (err == RH_ECANCELLED)
+			break;
+		if (err < 0) {
+			pthread_mutex_lock(&srv->fail_lock);
+			if (i < srv->fail_file) {
+				srv->fail_file = i;
+				snprintf(srv->fail_msg, sizeof(srv->fail_msg), "%s",
+					 rh_error_last());
+			}
+			pthread_mutex_unlock(&srv->fail_lock);
+			atomic_store(&srv->load_failed, 1);
+			break;
+		}
+		atomic_fetch_add(&srv->files_verified, 1);
+	}
+	return NULL;
+}
+
+static size_t loader_count(size_t n_files)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t n = cores > 0 ? (size_t)cores : 1;
+
+	if (n > TLM_LOADERS_MAX)
+		n = TLM_LOADERS_MAX;
+	return n < n_files ? n : n_files;
+}
+
 static void *loader_main(void *arg)
 {
 	struct tlm_server *srv = arg;
 	struct tlm_file *mf = &srv->files[srv->model_file];
+	pthread_t tids[TLM_LOADERS_MAX];
+	size_t n_threads = loader_count(srv->n_files), started = 0;
 	double t0 = mono_seconds();
 	int err = 0;
 
-	for (size_t i = 0; i < srv->n_files; i++) {
-		err = verify_file(srv, &srv->files[i]);
-		if (err < 0)
-			goto done;
-		atomic_fetch_add(&srv->files_verified, 1);
+	srv->fail_file = srv->n_files;
+	/* This thread is one of the loaders; the others are extra. */
+	while (started + 1 < n_threads &&
+	       pthread_create(&tids[started], NULL, verify_main, srv) == 0)
+		started++;
+	verify_main(srv);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
+	if (atomic_load(&srv->stop))
+		return NULL;
+	if (atomic_load(&srv->load_failed)) {
+		atomic_store(&srv->state, TLM_FAILED);
+		goto done;
 	}
 	err = tlm_model_open(&srv->model, mf->map, mf->size);
-	if (err < 0)
-		rh_error_prefix(err, "%s/%s", srv->model_dir, mf->path);
-done:
-	if (err == RH_ECANCELLED)
-		return NULL;
 	if (err < 0) {
+		rh_error_prefix(err, "%s/%s", srv->model_dir, mf->path);
 		snprintf(srv->fail_msg, sizeof(srv->fail_msg), "%s", rh_error_last());
 		atomic_store(&srv->state, TLM_FAILED);
 	} else {
 		srv->load_seconds = mono_seconds() - t0;
 		atomic_store(&srv->state, TLM_READY);
 	}
+done:
 	wake_loop();
 	return NULL;
 }
@@ -890,6 +946,7 @@ static void server_release(struct tlm_server *srv)
 	json_decref(srv->manifest);
 	if (srv->dir_fd >= 0)
 		close(srv->dir_fd);
+	pthread_mutex_destroy(&srv->fail_lock);
 }
 
 int main(int argc, char **argv)
@@ -903,6 +960,7 @@ int main(int argc, char **argv)
 
 	memset(&srv, 0, sizeof(srv));
 	srv.dir_fd = -1;
+	pthread_mutex_init(&srv.fail_lock, NULL);
 	tlm_http_init(&http, -1, io_timeout_ms);
 	rc = parse_args(argc, argv, &dir, &expect, &host, &port, &io_timeout_ms, &srv);
 	if (rc != 0) {

@@ -8,6 +8,10 @@
  * output from a fixed seed, counter-based: byte i depends only on i, so the
  * file is the same on every machine and the first MiBs of a big shard equal
  * a small one. The file names say "synthetic" so nobody mistakes it.
+ *
+ * A model in several shards is cut from that one stream: OFFSET_MIB starts
+ * a shard where the previous one ended, so no two shards hold the same
+ * bytes (LFS would store them once) and their concatenation is the stream.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,17 +59,18 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 
 static void usage(FILE *to)
 {
-	fprintf(to, "usage: tinylm-shard MIB FILE\n"
+	fprintf(to, "usage: tinylm-shard MIB FILE [OFFSET_MIB]\n"
 		    "       tinylm-shard --id\n"
 		    "Writes MIB MiB of deterministic pseudo-random bytes (a synthetic weights\n"
-		    "shard) to FILE. --id prints the generator's identity, which changes\n"
-		    "whenever the bytes would.\n");
+		    "shard) to FILE, starting OFFSET_MIB (default 0) MiB into the stream.\n"
+		    "--id prints the generator's identity, which changes whenever the bytes\n"
+		    "would.\n");
 }
 
 int main(int argc, char **argv)
 {
 	uint64_t *block = NULL;
-	unsigned long long mib;
+	unsigned long long mib, skip = 0;
 	struct stat st;
 	int fd = -1, status = 1;
 	char *end;
@@ -78,7 +83,7 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (argc != 3) {
+	if (argc != 3 && argc != 4) {
 		usage(stderr);
 		return 1;
 	}
@@ -88,6 +93,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tinylm-shard: size must be 0..%u MiB, not %s\n", TLM_SHARD_MAX_MIB,
 			argv[1]);
 		goto done;
+	}
+	if (argc == 4) {
+		errno = 0;
+		skip = strtoull(argv[3], &end, 10);
+		if (errno || end == argv[3] || *end || skip > TLM_SHARD_MAX_MIB) {
+			fprintf(stderr, "tinylm-shard: offset must be 0..%u MiB, not %s\n",
+				TLM_SHARD_MAX_MIB, argv[3]);
+			goto done;
+		}
 	}
 	block = malloc(TLM_SHARD_BLOCK);
 	if (!block) {
@@ -111,7 +125,7 @@ int main(int argc, char **argv)
 	for (uint64_t off = 0, total = mib << 20; off < total; off += TLM_SHARD_BLOCK) {
 		size_t n = total - off < TLM_SHARD_BLOCK ? (size_t)(total - off) : TLM_SHARD_BLOCK;
 
-		fill(block, n / 8, off / 8);
+		fill(block, n / 8, ((skip << 20) + off) / 8);
 		if (write_all(fd, (const uint8_t *)block, n) < 0) {
 			fprintf(stderr, "tinylm-shard: cannot write %s: %s\n", argv[2],
 				strerror(errno));

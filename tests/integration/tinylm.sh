@@ -117,7 +117,9 @@ post() {
 
 ## The registry, built with the real git and git-lfs.
 reg=$work/registry
-shard=weights-synthetic-00001-of-00001.bin
+# 2 MiB come as two 1 MiB shards, as a real model comes in several.
+shard=weights-synthetic-00001-of-00002.bin
+shard2=weights-synthetic-00002-of-00002.bin
 if out=$(bash "$RH_SRC/runbooks/tinylm/make-registry.sh" "$reg" 2 "$RH_BUILD" 2>&1); then
 	ok "make-registry.sh builds a registry ($out)"
 else
@@ -128,13 +130,13 @@ fi
 check "the registry has the tag tinylm/1.0.0" \
 	bash -c "git -C '$reg' rev-parse -q --verify 'refs/tags/tinylm/1.0.0^{commit}' >/dev/null"
 lfs=$(git -C "$reg" lfs ls-files -n tinylm/1.0.0 | sort | tr '\n' ' ')
-check "git lfs tracks the model and the shard" \
-	test "$lfs" = "models/tinylm/tinylm.model models/tinylm/$shard "
+check "git lfs tracks the model and both shards" \
+	test "$lfs" = "models/tinylm/tinylm.model models/tinylm/$shard models/tinylm/$shard2 "
 check "the committed shard is an LFS pointer" \
 	bash -c "git -C '$reg' cat-file -p 'tinylm/1.0.0:models/tinylm/$shard' |
 		grep -qx 'version https://git-lfs.github.com/spec/v1'"
 n_obj=$(find "$reg/.git/lfs/objects" -type f | wc -l)
-check "both LFS objects are in .git/lfs/objects" test "$n_obj" -eq 2
+check "all three LFS objects are in .git/lfs/objects" test "$n_obj" -eq 3
 commit1=$(git -C "$reg" rev-parse tinylm/1.0.0)
 out=$(bash "$RH_SRC/runbooks/tinylm/make-registry.sh" "$reg" 2 "$RH_BUILD" 2>&1)
 check "a rerun is a no-op ($out)" \
@@ -160,8 +162,15 @@ sha=$(sha256sum "$model/manifest.json" | cut -d' ' -f1)
 want=$(jq -r --arg p "$shard" '.files[] | select(.path == $p) | .sha256' "$model/manifest.json")
 check "the exported shard has the manifest's sha256" \
 	test "$(sha256sum "$model/$shard" | cut -d' ' -f1)" = "$want"
-check "the manifest names tinylm 1.0.0 and two files" \
-	jqe '.name == "tinylm" and .version == "1.0.0" and (.files | length) == 2' \
+# The shards are cut from one generator stream: together they are the
+# bytes of a single 2 MiB shard, and no two are alike.
+"$RH_BUILD/runbooks/tinylm/tinylm-shard" 2 "$work/whole.bin"
+check "the shards are consecutive pieces of one stream" \
+	bash -c "cat '$model/$shard' '$model/$shard2' | cmp -s - '$work/whole.bin'"
+check "the two shards differ" bash -c "! cmp -s '$model/$shard' '$model/$shard2'"
+rm -f "$work/whole.bin"
+check "the manifest names tinylm 1.0.0 and three files" \
+	jqe '.name == "tinylm" and .version == "1.0.0" and (.files | length) == 3' \
 	"$model/manifest.json"
 
 ## The server.
@@ -187,7 +196,7 @@ check "GET /health becomes 200 (was 503 with ready false before)" test "$status"
 # shellcheck disable=SC2016 # $sha is jq's
 check "/health names the model and its sha256" \
 	jqe --arg sha "$sha" '.status == "ok" and .ready == true and .model == "tinylm" and
-		.version == "1.0.0" and .model_sha256 == $sha and .files == 2 and
+		.version == "1.0.0" and .model_sha256 == $sha and .files == 3 and
 		(.load_seconds | type) == "number"' "$work/health"
 
 code=$(post '{"model":"tinylm","prompt":"The registry ","max_tokens":48,"seed":7}')
@@ -268,6 +277,15 @@ wait_exit "$srv_pid" 60
 rc=$?
 check "a corrupt shard exits 3" test "$rc" -eq 3
 check "... naming the shard" grep -q "$shard: sha256 is" "$work/corrupt.err"
+
+cp -r "$model" "$work/corrupt2"
+printf 'X' | dd of="$work/corrupt2/$shard2" bs=1 seek=1000 conv=notrunc status=none
+start_tinylm corrupt2 "$work/corrupt2" "$sha"
+wait_exit "$srv_pid" 60
+rc=$?
+check "a corrupt last shard (verified in parallel) exits 3 naming it" \
+	bash -c "test $rc -eq 3 && grep -q '$shard2: sha256 is' '$work/corrupt2.err' &&
+		! grep -q '$shard:' '$work/corrupt2.err'"
 
 cp -r "$model" "$work/short"
 truncate -s 1000 "$work/short/tinylm.model"
