@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 300
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 # Tests in flight: most integration tests wait (on a server, a timeout, a
 # child) more than they compute, so twice the cores keeps both busy; the
-# few that saturate the CPU count as two (PROCESSORS in tests/CMakeLists.txt).
+# longest start first (COST in tests/CMakeLists.txt).
 TEST_JOBS  ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) * 2 )))
 # Size of the synthetic weights shard in the demo registry.
 DEMO_SHARD_MIB ?= 256

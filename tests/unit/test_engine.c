@@ -1049,16 +1049,18 @@ static void test_engine__http_probe_mismatch_and_timeout(void)
 	fx_free(&f);
 
 	/* final-phase steps are not cancelled by each other's failures, so the
-	 * three run side by side to their own deadlines */
+	 * three run side by side to their own deadlines; the two that must see
+	 * an answer before theirs get 2 s, as a sanitizer build on a busy
+	 * machine may not finish one round trip within half a second */
 	snprintf(rb, sizeof(rb),
 		 "{\"rehydra\": 1, \"name\": \"probe3\", \"steps\": ["
 		 " {\"id\": \"a\", \"do\": \"wait\", \"seconds\": 0.01},"
-		 " {\"id\": \"unavailable\", \"do\": \"http_probe\", \"timeout_s\": 0.6,"
+		 " {\"id\": \"unavailable\", \"do\": \"http_probe\", \"timeout_s\": 2,"
 		 "  \"url\": \"http://user:pw@127.0.0.1:%d/health?token=s3cr3t\","
 		 "  \"interval_s\": 0.05, \"when\": \"always\"},"
 		 " {\"id\": \"refused\", \"do\": \"http_probe\", \"timeout_s\": 0.5,"
 		 "  \"url\": \"http://127.0.0.1:%d/\", \"interval_s\": 0.05, \"when\": \"always\"},"
-		 " {\"id\": \"notjson\", \"do\": \"http_probe\", \"timeout_s\": 0.5,"
+		 " {\"id\": \"notjson\", \"do\": \"http_probe\", \"timeout_s\": 2,"
 		 "  \"url\": \"http://127.0.0.1:%d/\", \"interval_s\": 0.05, \"when\": \"always\","
 		 "  \"expect_status\": 503, \"expect_json\": {\"ready\": \"true\"}}"
 		 "]}",
