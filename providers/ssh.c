@@ -289,10 +289,11 @@ static int inv_load(json_t **out, const char *file)
 
 	*out = NULL;
 	doc = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
+	if (!doc && jerr.line > 0)
+		return rh_error_set(RH_EINVAL, "inventory %s line %d: %s", file, jerr.line,
+				    jerr.text);
 	if (!doc)
-		return rh_error_set(jerr.line > 0 ? RH_EINVAL : RH_EIO, "inventory %s%s%d: %s",
-				    file, jerr.line > 0 ? " line " : "",
-				    jerr.line > 0 ? jerr.line : 0, jerr.text);
+		return rh_error_set(RH_EIO, "inventory %s: %s", file, jerr.text);
 	hosts = json_object_get(doc, "hosts");
 	if (!json_is_array(hosts) || json_array_size(hosts) == 0) {
 		rc = rh_error_set(RH_EINVAL,

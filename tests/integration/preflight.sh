@@ -192,4 +192,14 @@ set -e
 expect_eq "missed: exit 1" 1 "$RC"
 check "missed: says by how much" grep -qE "missed by [0-9.]+ s" "$T/missed.out"
 
+# a missing inventory file: named as it is, with the system's reason
+set +e
+"$REHYDRA" drill "$RH_SRC/runbooks/tinylm-ssh.json" --preflight-only --state-dir "$STATE" \
+	--var inventory="$T/no-such-inventory.json" >"$T/noinv.out" 2>&1
+RC=$?
+set -e
+expect_eq "missing inventory: exit 2" 2 "$RC"
+check "missing inventory: names the file, then why" \
+	grep -qF "inventory $T/no-such-inventory.json: unable to open" "$T/noinv.out"
+
 finish
