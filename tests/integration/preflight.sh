@@ -195,7 +195,7 @@ check "missed: says by how much" grep -qE "missed by [0-9.]+ s" "$T/missed.out"
 # a missing inventory file: named as it is, with the system's reason
 set +e
 "$REHYDRA" drill "$RH_SRC/runbooks/tinylm-ssh.json" --preflight-only --state-dir "$STATE" \
-	--var inventory="$T/no-such-inventory.json" >"$T/noinv.out" 2>&1
+	--var registry="$REG" --var inventory="$T/no-such-inventory.json" >"$T/noinv.out" 2>&1
 RC=$?
 set -e
 expect_eq "missing inventory: exit 2" 2 "$RC"
