@@ -126,6 +126,13 @@ int rh_sink_s3_open(struct rh_sink **out, const char *url, const struct rh_sink_
  * when it is larger than `max`, or a request's error. */
 int rh_s3_object_get(char **body, size_t *len, const char *url, const char *key, size_t max);
 
+/* Writes the small object `key` (relative to the bucket, like
+ * rh_s3_object_get) of the S3 target `url`: `len` bytes of `body`, with
+ * the sha256 in x-amz-content-sha256 and `content_type` (may be NULL).
+ * Returns 0 or the request's error (the message names the key). */
+int rh_s3_object_put(const char *url, const char *key, const void *body, size_t len,
+		     const char *content_type);
+
 /* Calls ops->close; accepts NULL. */
 void rh_sink_close(struct rh_sink *s);
 

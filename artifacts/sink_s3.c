@@ -2570,3 +2570,39 @@ done:
 		sink->ops->close(sink);
 	return err;
 }
+
+int rh_s3_object_put(const char *url, const char *key, const void *body, size_t len,
+		     const char *content_type)
+{
+	struct rh_sink *sink = NULL;
+	struct s3_resp rs = {0};
+	struct s3_req rq = {.method = "PUT",
+			    .key = key,
+			    .content_type = content_type,
+			    .body = body,
+			    .body_len = len,
+			    .what = "writing an object"};
+	CURL *h = NULL;
+	int err;
+
+	err = rh_sink_s3_open(&sink, url, NULL);
+	if (err < 0)
+		goto done;
+	h = curl_easy_init();
+	if (!h) {
+		err = rh_error_set(RH_ENOMEM, "out of memory writing %s", key);
+		goto done;
+	}
+	err = s3_request((struct s3_sink *)sink, h, &rq, &rs, 64 * 1024);
+	if (err == 0 && (rs.status < 200 || rs.status > 299))
+		err = s3_status_error((struct s3_sink *)sink, &rs, "writing an object");
+	if (err < 0)
+		rh_error_prefix(err, "%s in %s", key, sink->location);
+done:
+	s3_resp_release(&rs);
+	if (h)
+		curl_easy_cleanup(h);
+	if (sink)
+		sink->ops->close(sink);
+	return err;
+}
