@@ -140,9 +140,11 @@ resource "alicloud_ram_policy" "read_artifacts" {
   policy_document = jsonencode({
     Version = "1"
     Statement = [{
-      Effect   = "Allow"
-      Action   = ["oss:GetObject", "oss:ListObjects", "oss:GetBucketInfo"]
-      Resource = ["acs:oss:*:*:${var.bucket}", "acs:oss:*:*:${var.bucket}/*"]
+      Effect = "Allow"
+      Action = ["oss:GetObject", "oss:ListObjects", "oss:GetBucketInfo"]
+      Resource = concat(["acs:oss:*:*:${var.bucket}", "acs:oss:*:*:${var.bucket}/*"],
+        # the warm standby (standby/main.tf): read only
+      var.standby_bucket == "" ? [] : ["acs:oss:*:*:${var.standby_bucket}", "acs:oss:*:*:${var.standby_bucket}/*"])
       }, {
       # the boot script's phase reports (rehydra-boot/status.json)
       Effect   = "Allow"

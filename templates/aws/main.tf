@@ -170,11 +170,15 @@ resource "aws_iam_role_policy" "read_artifacts" {
   role = aws_iam_role.instance.id
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat([
       { Effect = "Allow", Action = ["s3:ListBucket"], Resource = [aws_s3_bucket.artifacts.arn] },
       { Effect = "Allow", Action = ["s3:GetObject"], Resource = ["${aws_s3_bucket.artifacts.arn}/*"] },
       { Effect = "Allow", Action = ["s3:PutObject"], Resource = ["${aws_s3_bucket.artifacts.arn}/rehydra-boot/*"] },
-    ]
+      ], var.standby_bucket == "" ? [] : [
+      # the warm standby (standby/main.tf): read only
+      { Effect = "Allow", Action = ["s3:ListBucket"], Resource = ["arn:aws:s3:::${var.standby_bucket}"] },
+      { Effect = "Allow", Action = ["s3:GetObject"], Resource = ["arn:aws:s3:::${var.standby_bucket}/*"] },
+    ])
   })
 }
 

@@ -334,6 +334,25 @@ def sync_model(s3, cfg, prefix, files):
             raise BootError("%s never matched its sha256 %s" % (path, e["sha256"]))
 
 
+def model_source(s3, cfg, man, prefix):
+    """Where the files are: the drill's bucket, or the target's warm
+    standby when the drill's manifest says so ("source": {"bucket",
+    "prefix"}, written by rehydra after it synced the standby). Only the
+    standby bucket the instance was created with is accepted; the files
+    are still checked against this manifest's sha256, so a standby changed
+    meanwhile fails the boot instead of serving other bytes."""
+    src = man.get("source")
+    if src is None:
+        return s3, prefix
+    if not isinstance(src, dict) or not isinstance(src.get("bucket"), str):
+        raise BootError("the sink manifest's source is not {bucket, prefix}")
+    if not cfg.get("standby") or src["bucket"] != cfg["standby"]:
+        raise BootError("the sink manifest points at bucket %r, which is not this target's "
+                        "standby %r" % (src["bucket"], cfg.get("standby", "")))
+    other = S3(dict(cfg, bucket=src["bucket"]))
+    return other, str(src.get("prefix", "")).strip("/")
+
+
 def verify_model(cfg, files):
     """Every file again, from disk, before the stack may read it."""
     bad = [p for p in sorted(files)
@@ -392,8 +411,10 @@ def main():
         files = man.get("files", {})
         if not files:
             raise BootError("the sink manifest lists no files")
-        st.phase("syncing", "%d files" % len(files))
-        sync_model(s3, cfg, prefix, files)
+        src, src_prefix = model_source(s3, cfg, man, prefix)
+        st.phase("syncing", "%d files" % len(files) +
+                 (" from the standby %s" % src.bucket if src is not s3 else ""))
+        sync_model(src, cfg, src_prefix, files)
         st.phase("verifying")
         verify_model(cfg, files)
         if pull is not None and pull.wait() != 0:

@@ -1,7 +1,9 @@
 # The cloud-init document every cloud's instance boots with, shared by the
 # three modules. Each module supplies local.boot_cloud (its own keys of
 # /etc/rehydra/stack.json: credentials mode, S3 endpoint and addressing)
-# and local.boot_files (extra files, e.g. a credentials file).
+# and local.boot_files (extra files, e.g. a credentials file). `standby` is
+# the only other bucket the script may read the model from, when the
+# drill's sink manifest points there (a warm standby).
 #
 # Built with yamlencode/jsonencode: runbook values are data, never YAML or
 # shell text. A user without a key gets no ssh_authorized_keys at all (an
@@ -13,6 +15,7 @@
 locals {
   boot_config = merge({
     bucket      = var.bucket
+    standby     = var.standby_bucket
     prefix      = var.artifact_prefix
     region      = var.region
     model_dir   = var.model_dir

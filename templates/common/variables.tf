@@ -60,6 +60,12 @@ variable "bucket" {
   type        = string
 }
 
+variable "standby_bucket" {
+  description = "The target's warm standby bucket (kept between drills, see standby/main.tf) the instance may read the model from; empty: none"
+  type        = string
+  default     = ""
+}
+
 variable "artifact_prefix" {
   description = "Key prefix of the model in the bucket"
   type        = string
