@@ -397,9 +397,20 @@ int rh_step_sync_artifacts_run(struct rh_step_ctx *ctx)
 	rh_error_clear();
 	warm = p->ops->version >= 4 && p->ops->standby_open && p->ops->standby_use &&
 	       !json_is_false(json_object_get(ctx->spec, "standby"));
-	if (warm)
+	if (warm) {
 		rc = p->ops->standby_open(&sink, NULL, p, &call, name, 0);
-	else
+		/* provisioned without a standby (a cloud's was never pre-staged):
+		 * a cold sync, and the record says why */
+		if (rc == RH_ENOTFOUND) {
+			warm = false;
+			if (json_object_set_new(ctx->outputs, "standby_unused",
+						json_string(rh_error_last())) < 0) {
+				rc = rh_error_set(RH_ENOMEM, "out of memory");
+				goto fail;
+			}
+		}
+	}
+	if (!warm)
 		rc = p->ops->sink_open(&sink, p, &call);
 	if (rc < 0)
 		goto fail;

@@ -16,10 +16,19 @@
 
 #include "banned.h"
 
-static const char *const ali_target_keys[] = {
-    "accelerator",    "allowed_cidr", "operator_cidr",	   "serving_port",
-    "ssh_public_key", "disk_gb",      "accelerator_count", "instance_type",
-    "image",	      "zone",	      "terraform",	   NULL};
+static const char *const ali_target_keys[] = {"accelerator",
+					      "allowed_cidr",
+					      "operator_cidr",
+					      "serving_port",
+					      "ssh_public_key",
+					      "disk_gb",
+					      "accelerator_count",
+					      "instance_type",
+					      "image",
+					      "zone",
+					      "terraform",
+					      "standby_bucket",
+					      NULL};
 static const char *const ali_required[] = {"accelerator", "allowed_cidr", "operator_cidr", NULL};
 
 static int ali_tfvars(json_t *vars, const json_t *target, const json_t *acc)

@@ -17,9 +17,9 @@
 #include "banned.h"
 
 static const char *const aws_target_keys[] = {
-    "accelerator", "allowed_cidr",	"operator_cidr", "serving_port", "ssh_public_key",
-    "disk_gb",	   "accelerator_count", "instance_type", "image",	 "terraform",
-    NULL};
+    "accelerator",    "allowed_cidr", "operator_cidr",	   "serving_port",
+    "ssh_public_key", "disk_gb",      "accelerator_count", "instance_type",
+    "image",	      "terraform",    "standby_bucket",	   NULL};
 static const char *const aws_required[] = {"accelerator", "allowed_cidr", "operator_cidr", NULL};
 
 static int aws_tfvars(json_t *vars, const json_t *target, const json_t *acc)

@@ -21,6 +21,7 @@
 #include "clock.h"
 #include "error.h"
 #include "fsutil.h"
+#include "registry.h"
 #include "sha256.h"
 #include "sink.h"
 #include "terraform.h"
@@ -52,6 +53,10 @@ struct cloud_state {
 	json_t *placement; /* region, jurisdiction, accelerator, offering */
 	bool applied;
 	bool apply_started; /* an apply ran (even one that failed): things may exist */
+	/* The target's warm standby bucket the instance was rendered to read
+	 * (see "warm standby" below), NULL when none was staged at render. */
+	char *standby_bucket;
+	json_t *storage; /* the region's object_storage entry, for the standby's URL */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -143,6 +148,8 @@ void rh_cloud_free(struct rh_provider_ctx *p)
 	free(st->workdir);
 	free(st->sink_url);
 	json_decref(st->placement);
+	free(st->standby_bucket);
+	json_decref(st->storage);
 	free(st);
 	p->priv = NULL;
 }
@@ -181,13 +188,10 @@ int rh_cloud_validate(const struct rh_provider_ops *self, const json_t *target, 
 		      struct rh_diags *d)
 {
 	const struct rh_cloud_def *def = rh_cloud_def_of(self);
-	static const char *const strings[] = {"accelerator",   "allowed_cidr",
-					      "operator_cidr", "ssh_public_key",
-					      "terraform",     "instance_type",
-					      "image",	       "zone",
-					      "project_id",    "storage_group_id",
-					      "platform",      "preset",
-					      "image_family",  NULL};
+	static const char *const strings[] = {
+	    "accelerator",   "allowed_cidr", "operator_cidr", "ssh_public_key", "terraform",
+	    "instance_type", "image",	     "zone",	      "project_id",	"storage_group_id",
+	    "platform",	     "preset",	     "image_family",  "standby_bucket", NULL};
 	static const char *const ints[] = {"serving_port", "disk_gb", "accelerator_count", NULL};
 	json_t *cat = NULL;
 	const json_t *unused;
@@ -260,6 +264,83 @@ int rh_cloud_validate(const struct rh_provider_ops *self, const json_t *target, 
 done:
 	json_decref(cat);
 	return rc == RH_ENOMEM ? rc : 0;
+}
+
+/* ---- warm standby: where it lives ----------------------------------------
+ *
+ * A cloud target keeps the standing copy of its models in one bucket per
+ * target (provider, region, runbook), under each model's name. The bucket
+ * is made and destroyed only through a Terraform working directory of its
+ * own, STATE_DIR/cloud-standby/<key>/ (module/ = templates/<cloud>/
+ * versions.tf + templates/<cloud>/standby/, main.tf.json,
+ * terraform.tfvars.json, terraform.tfstate), described by standby.json
+ * there once it exists. That is the ownership rule: no drill's state holds
+ * the bucket, so a drill's destroy and its leak check never reach it, and
+ * only `rehydra registry unstage --to RUNBOOK` destroys it. A drill
+ * rendered while a standby exists grants its instance read on it
+ * (var.standby_bucket); the drill's sink manifest then tells the instance
+ * to copy the model from there ("source", templates/common/boot.py). */
+
+/* "s3://BUCKET/PREFIX?endpoint=...&region=...&style=..." (new). */
+static int bucket_url(char **out, const json_t *storage, const char *region, const char *bucket,
+		      const char *prefix)
+{
+	if (asprintf(out, "s3://%s/%s?endpoint=%s&region=%s&style=%s", bucket, prefix,
+		     rh_cloud_str(storage, "endpoint", ""), region,
+		     rh_cloud_str(storage, "style", "virtual")) < 0) {
+		*out = NULL;
+		return oom();
+	}
+	return 0;
+}
+
+/* The standby's working directory for this target (new). */
+static int standby_dir(char **out, const struct rh_cloud_def *def, struct rh_provider_ctx *p,
+		       const char *region)
+{
+	char key[256], label[112];
+
+	*out = NULL;
+	if (!p->state_dir)
+		return rh_error_set(RH_EINVAL,
+				    "%s provider: the warm standby needs a state directory",
+				    def->ops.name);
+	snprintf(key, sizeof(key), "%s-%s-%s", def->ops.name, region,
+		 p->runbook.name ? p->runbook.name : "runbook");
+	rh_cloud_label(label, sizeof(label), key, 100);
+	if (asprintf(out, "%s/cloud-standby/%s", p->state_dir, label) < 0) {
+		*out = NULL;
+		return oom();
+	}
+	return 0;
+}
+
+/* *bucket (new): the standby bucket described in dir/standby.json; NULL
+ * (returning 0) when no standby was made. */
+static int standby_bucket_read(char **bucket, const char *dir)
+{
+	char path[PATH_MAX];
+	json_error_t jerr;
+	json_t *doc;
+	const char *b;
+
+	*bucket = NULL;
+	snprintf(path, sizeof(path), "%s/standby.json", dir);
+	if (access(path, F_OK) != 0)
+		return 0;
+	doc = json_load_file(path, 0, &jerr);
+	b = json_string_value(json_object_get(doc, "bucket"));
+	if (!b || !*b) {
+		json_decref(doc);
+		return rh_error_set(RH_EIO,
+				    "%s:%d: not a warm standby description (no \"bucket\"): %s; "
+				    "rehydra registry unstage --to RUNBOOK destroys what its "
+				    "terraform.tfstate holds",
+				    path, jerr.line, doc ? "bucket missing" : jerr.text);
+	}
+	*bucket = strdup(b);
+	json_decref(doc);
+	return *bucket ? 0 : oom();
 }
 
 /* ---- rendering ---------------------------------------------------------- */
@@ -428,7 +509,8 @@ done:
 	return rc;
 }
 
-static json_t *root_module(const struct rh_cloud_def *def, const json_t *cat, const json_t *tfvars)
+static json_t *root_module(const struct rh_cloud_def *def, const json_t *cat, const json_t *tfvars,
+			   const char *module, const char *const *outputs)
 {
 	const json_t *tf = json_object_get(cat, "terraform");
 	json_t *root, *vars, *mod, *outs, *prov;
@@ -442,11 +524,11 @@ static json_t *root_module(const struct rh_cloud_def *def, const json_t *cat, co
 			 "terraform", "required_version", ">= 1.5.0", "required_providers",
 			 def->tf_provider, "source", json_object_get(tf, "source"), "version",
 			 json_object_get(tf, "version"), "provider", def->tf_provider, prov,
-			 "variable", "module", "rehydra", "source", "./module", "output");
+			 "variable", "module", module, "source", "./module", "output");
 	if (!root)
 		return NULL;
 	vars = json_object_get(root, "variable");
-	mod = json_object_get(json_object_get(root, "module"), "rehydra");
+	mod = json_object_get(json_object_get(root, "module"), module);
 	outs = json_object_get(root, "output");
 	json_object_foreach((json_t *)tfvars, key, val)
 	{
@@ -461,12 +543,11 @@ static json_t *root_module(const struct rh_cloud_def *def, const json_t *cat, co
 		}
 		free(ref);
 	}
-	for (size_t i = 0; cloud_outputs[i]; i++) {
+	for (size_t i = 0; outputs[i]; i++) {
 		char *ref = NULL;
 
-		if (asprintf(&ref, "${module.rehydra.%s}", cloud_outputs[i]) < 0 ||
-		    json_object_set_new(outs, cloud_outputs[i], json_pack("{s:s}", "value", ref)) <
-			0) {
+		if (asprintf(&ref, "${module.%s.%s}", module, outputs[i]) < 0 ||
+		    json_object_set_new(outs, outputs[i], json_pack("{s:s}", "value", ref)) < 0) {
 			free(ref);
 			json_decref(root);
 			return NULL;
@@ -536,10 +617,15 @@ static int expand_image(json_t **out, struct rh_provider_ctx *p, const json_t *b
 }
 
 /* Renders into `dir`. *placement_out (may be NULL) gets a new object
- * describing where the stack lands; *sink_url_out (may be NULL) the sink. */
+ * describing where the stack lands; *sink_url_out (may be NULL) the sink;
+ * *standby_out (may be NULL) the warm standby's bucket the instance may
+ * read (new, NULL when none is staged) and *storage_out the region's
+ * object storage entry (new). */
 static int render_into(const struct rh_cloud_def *def, struct rh_provider_ctx *p, const char *dir,
-		       json_t **placement_out, char **sink_url_out)
+		       json_t **placement_out, char **sink_url_out, char **standby_out,
+		       json_t **storage_out)
 {
+	char *standby = NULL, *sdir = NULL;
 	json_t *bind = NULL, *target = NULL, *cat = NULL, *tfvars = NULL, *root = NULL;
 	json_t *cmd = NULL, *env = NULL, *labels = NULL, *acc = NULL, *image = NULL;
 	const json_t *region_e, *cls_e;
@@ -552,6 +638,10 @@ static int render_into(const struct rh_cloud_def *def, struct rh_provider_ctx *p
 		*placement_out = NULL;
 	if (sink_url_out)
 		*sink_url_out = NULL;
+	if (standby_out)
+		*standby_out = NULL;
+	if (storage_out)
+		*storage_out = NULL;
 	if (!p->runbook.name)
 		return rh_error_set(RH_EINVAL, "%s provider: rendering needs the runbook",
 				    def->ops.name);
@@ -609,10 +699,19 @@ static int render_into(const struct rh_cloud_def *def, struct rh_provider_ctx *p
 		rc = oom();
 		goto done;
 	}
+	/* a staged warm standby: the instance may read the model from it (a
+	 * render without a state dir, `rehydra render`, knows of none) */
+	if (p->state_dir && ((rc = standby_dir(&sdir, def, p, region)) < 0 ||
+			     (rc = standby_bucket_read(&standby, sdir)) < 0))
+		goto done;
+	if (standby && json_object_set_new(tfvars, "standby_bucket", json_string(standby)) < 0) {
+		rc = oom();
+		goto done;
+	}
 	rc = def->tfvars(tfvars, target, acc);
 	if (rc < 0)
 		goto done;
-	root = root_module(def, cat, tfvars);
+	root = root_module(def, cat, tfvars, "rehydra", cloud_outputs);
 	if (!root) {
 		rc = oom();
 		goto done;
@@ -652,18 +751,26 @@ static int render_into(const struct rh_cloud_def *def, struct rh_provider_ctx *p
 		}
 		*placement_out = pl;
 	}
-	if (sink_url_out) {
-		const json_t *os = json_object_get(region_e, "object_storage");
-
-		if (asprintf(sink_url_out, "s3://%s/%s?endpoint=%s&region=%s&style=%s", name,
-			     RH_CLOUD_PREFIX, rh_cloud_str(os, "endpoint", ""), region,
-			     rh_cloud_str(os, "style", "virtual")) < 0) {
-			*sink_url_out = NULL;
+	if (sink_url_out &&
+	    (rc = bucket_url(sink_url_out, json_object_get(region_e, "object_storage"), region,
+			     name, RH_CLOUD_PREFIX)) < 0)
+		goto done;
+	if (storage_out) {
+		*storage_out = json_deep_copy(json_object_get(region_e, "object_storage"));
+		if (!*storage_out)
+			*storage_out = json_object();
+		if (!*storage_out) {
 			rc = oom();
 			goto done;
 		}
 	}
+	if (standby_out) {
+		*standby_out = standby;
+		standby = NULL;
+	}
 done:
+	free(standby);
+	free(sdir);
 	if (dfd >= 0)
 		close(dfd);
 	json_decref(bind);
@@ -682,7 +789,7 @@ done:
 int rh_cloud_render(struct rh_provider_ctx *p, const char *out_dir)
 {
 	const struct rh_cloud_def *def = rh_cloud_def_of(p->ops);
-	int rc = render_into(def, p, out_dir, NULL, NULL);
+	int rc = render_into(def, p, out_dir, NULL, NULL, NULL, NULL);
 
 	return rc < 0 ? rh_error_prefix(rc, "%s provider: render", def->ops.name) : 0;
 }
@@ -849,7 +956,12 @@ int rh_cloud_provision(struct rh_provider_ctx *p, const struct rh_provider_call 
 	rc = prepare(st, p);
 	if (rc < 0)
 		goto done;
-	rc = render_into(def, p, st->workdir, &placement, &sink_url);
+	free(st->standby_bucket);
+	st->standby_bucket = NULL;
+	json_decref(st->storage);
+	st->storage = NULL;
+	rc = render_into(def, p, st->workdir, &placement, &sink_url, &st->standby_bucket,
+			 &st->storage);
 	if (rc < 0)
 		goto done;
 	json_decref(st->placement);
@@ -1278,7 +1390,7 @@ int rh_cloud_preflight_ctx(struct rh_provider_ctx *p, const struct rh_provider_c
 	snprintf(msg, sizeof(msg), "%s", st->bin);
 	if ((rc = rh_provider_check_add(checks, "terraform found", true, msg, NULL)) < 0)
 		goto done;
-	rc = render_into(def, p, st->workdir, &placement, &sink_url);
+	rc = render_into(def, p, st->workdir, &placement, &sink_url, NULL, NULL);
 	if (rc < 0) {
 		rh_provider_check_add(checks, "terraform init", false, rh_error_last(),
 				      "fix the target or the runbook's stack");
@@ -1328,5 +1440,485 @@ int rh_cloud_preflight(const struct rh_provider_ops *self, const json_t *target)
 
 	(void)self;
 	free(bin);
+	return rc;
+}
+
+/* ---- warm standby: the hooks ---------------------------------------------- */
+
+static const char *const standby_outputs[] = {"bucket", NULL};
+
+/* Copies one regular file into the directory `mfd` (named `mdir`). */
+static int copy_one(const char *src, int mfd, const char *mdir, const char *name)
+{
+	char *data = NULL;
+	size_t len = 0;
+	int rc = read_all(&data, &len, src);
+
+	if (rc == 0)
+		rc = rh_fs_write_atomic_at(mfd, mdir, name, data, len);
+	free(data);
+	return rc;
+}
+
+/* Writes the standby's working directory `dir`: module/ from
+ * templates/<cloud>/versions.tf and templates/<cloud>/standby/, the root
+ * module and its values. The bucket's name is kept from an earlier
+ * attempt's terraform.tfvars.json, so a retry after a crash applies to the
+ * same bucket; else target.standby_bucket, else rh-sb-<runbook>-<random>
+ * (bucket names are global: the random part keeps two teams' runbooks of
+ * the same name apart). *name_out is new. */
+static int standby_render(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
+			  const char *dir, const json_t *target, const json_t *cat,
+			  const char *region, char **name_out)
+{
+	char *tdir = NULL, *mdir = NULL;
+	char path[PATH_MAX], name[64], rlabel[48], key[112], hex[17];
+	json_t *tfvars = NULL, *root = NULL, *prev = NULL;
+	const char *given = rh_cloud_str(target, "standby_bucket", NULL);
+	int mfd = -1, dfd = -1, rc;
+
+	*name_out = NULL;
+	snprintf(path, sizeof(path), "%s/terraform.tfvars.json", dir);
+	prev = json_load_file(path, 0, NULL);
+	rh_cloud_label(rlabel, sizeof(rlabel), p->runbook.name ? p->runbook.name : "runbook", 40);
+	snprintf(key, sizeof(key), "%s", strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir);
+	if (json_is_string(json_object_get(prev, "name"))) {
+		snprintf(name, sizeof(name), "%s",
+			 json_string_value(json_object_get(prev, "name")));
+	} else if (given) {
+		snprintf(name, sizeof(name), "%s", given);
+	} else {
+		rh_fs_rand_hex(hex);
+		snprintf(name, sizeof(name), "rh-sb-%s-%.8s", rlabel, hex);
+	}
+	tfvars = json_pack("{s:s, s:{s:s, s:s, s:s}, s:s}", "name", name, "labels", "managed-by",
+			   "rehydra", "rehydra-standby", key, "rehydra-runbook", rlabel, "region",
+			   region);
+	if (!tfvars) {
+		rc = oom();
+		goto done;
+	}
+	for (size_t i = 0; def->standby_keys && def->standby_keys[i]; i++)
+		if (json_object_set_new(
+			tfvars, def->standby_keys[i],
+			json_string(rh_cloud_str(target, def->standby_keys[i], ""))) < 0) {
+			rc = oom();
+			goto done;
+		}
+	root = root_module(def, cat, tfvars, "standby", standby_outputs);
+	if (!root) {
+		rc = oom();
+		goto done;
+	}
+	if ((rc = rh_data_dir(&tdir, "templates")) < 0)
+		goto done;
+	if (asprintf(&mdir, "%s/module", dir) < 0) {
+		mdir = NULL;
+		rc = oom();
+		goto done;
+	}
+	if ((rc = rh_fs_mkdir_p(mdir)) < 0)
+		goto done;
+	mfd = open(mdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (mfd < 0 || dfd < 0) {
+		rc = rh_error_set_errno(RH_EIO, errno, "cannot open %s", mfd < 0 ? mdir : dir);
+		goto done;
+	}
+	snprintf(path, sizeof(path), "%s/%s/versions.tf", tdir, def->ops.name);
+	if ((rc = copy_one(path, mfd, mdir, "versions.tf")) < 0)
+		goto done;
+	snprintf(path, sizeof(path), "%s/%s/standby", tdir, def->ops.name);
+	if ((rc = copy_files(path, mfd, mdir)) < 0 ||
+	    (rc = dump_to(dfd, dir, "terraform.tfvars.json", tfvars)) < 0 ||
+	    (rc = dump_to(dfd, dir, "main.tf.json", root)) < 0)
+		goto done;
+	*name_out = strdup(name);
+	rc = *name_out ? 0 : oom();
+done:
+	if (mfd >= 0)
+		close(mfd);
+	if (dfd >= 0)
+		close(dfd);
+	json_decref(tfvars);
+	json_decref(root);
+	json_decref(prev);
+	free(tdir);
+	free(mdir);
+	return rc;
+}
+
+/* A call for the standby's own terraform runs: logs under its directory
+ * ("<dir>/standby.terraform-apply.stderr"), the caller's deadline and
+ * cancel. */
+static struct rh_provider_call standby_call(const struct rh_provider_call *c, const char *lp)
+{
+	struct rh_provider_call lc = RH_PROVIDER_CALL_INIT;
+
+	if (c) {
+		lc.deadline = c->deadline;
+		lc.cancel = c->cancel;
+		lc.progress = c->progress;
+		lc.progress_user = c->progress_user;
+		lc.grace_s = c->grace_s;
+	}
+	lc.log_prefix = lp;
+	return lc;
+}
+
+/* Creates (or completes) the standby bucket in `dir`: render, init,
+ * apply, output, then standby.json, last, so its presence means the bucket
+ * exists. *bucket is new. */
+static int standby_create(const struct rh_cloud_def *def, struct rh_provider_ctx *p,
+			  const struct rh_provider_call *c, struct cloud_state *st, const char *dir,
+			  const json_t *target, const json_t *cat, const char *region,
+			  char **bucket)
+{
+	static const char *const init_args[] = {"init", "-input=false", "-no-color", NULL};
+	static const char *const apply_args[] = {"apply", "-auto-approve", "-input=false", "-json",
+						 NULL};
+	static const char *const output_args[] = {"output", "-no-color", "-json", NULL};
+	struct cloud_state tst = {0};
+	struct rh_provider_call lc;
+	struct rh_tf_stream stream;
+	json_t *tfout = NULL, *doc = NULL;
+	char *name = NULL, *lp = NULL, *out_log = NULL, *text = NULL, *withnl = NULL;
+	char stamp[32];
+	const char *made;
+	bool stream_ready = false;
+	int dfd = -1, rc;
+
+	*bucket = NULL;
+	if ((rc = rh_fs_mkdir_p(dir)) < 0 ||
+	    (rc = standby_render(def, p, dir, target, cat, region, &name)) < 0)
+		goto done;
+	if (asprintf(&lp, "%s/standby", dir) < 0) {
+		lp = NULL;
+		rc = oom();
+		goto done;
+	}
+	lc = standby_call(c, lp);
+	tst.bin = st->bin;
+	tst.workdir = (char *)dir;
+	if ((rc = tf(&tst, &lc, "init", init_args, NULL, NULL)) < 0) {
+		tf_failed(rc, NULL, "init");
+		goto done;
+	}
+	if ((rc = rh_tf_stream_init(&stream)) < 0)
+		goto done;
+	stream_ready = true;
+	if ((rc = tf(&tst, &lc, "apply", apply_args, &stream, NULL)) < 0) {
+		tf_failed(rc, &stream, "apply");
+		goto done;
+	}
+	if ((rc = tf(&tst, &lc, "output", output_args, NULL, &out_log)) < 0 ||
+	    (rc = read_outputs(&tfout, out_log)) < 0)
+		goto done;
+	made = json_string_value(json_object_get(json_object_get(tfout, "bucket"), "value"));
+	if (!made || !*made) {
+		rc = rh_error_set(RH_EIO,
+				  "terraform output 'bucket' is missing in %s: the module "
+				  "there does not match this rehydra",
+				  dir);
+		goto done;
+	}
+	{
+		struct timespec now = rh_clock_wall();
+
+		rh_clock_rfc3339(stamp, sizeof(stamp), &now);
+	}
+	doc = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s}", "rehydra_standby", 1, "provider",
+			def->ops.name, "region", region, "bucket", made, "runbook",
+			p->runbook.name ? p->runbook.name : "", "created_at", stamp);
+	text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+	if (!text || asprintf(&withnl, "%s\n", text) < 0) {
+		withnl = NULL;
+		rc = oom();
+		goto done;
+	}
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		rc = rh_error_set_errno(RH_EIO, errno, "cannot open %s", dir);
+		goto done;
+	}
+	if ((rc = rh_fs_write_atomic_at(dfd, dir, "standby.json", withnl, strlen(withnl))) < 0)
+		goto done;
+	*bucket = strdup(made);
+	rc = *bucket ? 0 : oom();
+done:
+	if (rc < 0)
+		rh_error_prefix(rc,
+				"%s provider: creating the warm standby bucket %s (its own "
+				"Terraform state: %s; logs: %s.terraform-*)",
+				def->ops.name, name ? name : "", dir, lp ? lp : dir);
+	if (dfd >= 0)
+		close(dfd);
+	if (stream_ready)
+		rh_tf_stream_release(&stream);
+	json_decref(tfout);
+	json_decref(doc);
+	free(name);
+	free(lp);
+	free(out_log);
+	free(text);
+	free(withnl);
+	return rc;
+}
+
+int rh_cloud_standby_open(struct rh_sink **out, char **where, struct rh_provider_ctx *p,
+			  const struct rh_provider_call *c, const char *model, size_t index)
+{
+	const struct rh_cloud_def *def = rh_cloud_def_of(p->ops);
+	struct rh_sink_opts opts = RH_SINK_OPTS_INIT;
+	const json_t *target = rh_provider_target(p, c);
+	const json_t *region_e = NULL;
+	struct cloud_state *st;
+	json_t *cat = NULL;
+	char *url = NULL, *dir = NULL, *bucket = NULL;
+	const char *region = "";
+	int rc;
+
+	*out = NULL;
+	if (where)
+		*where = NULL;
+	if (index > 0)
+		return rh_error_set(RH_ENOTFOUND, "a cloud target has one standby bucket");
+	if ((rc = rh_provider_standby_name_check(model)) < 0)
+		return rh_error_prefix(rc, "%s provider: standby", def->ops.name);
+	pthread_mutex_lock(&p->lock);
+	st = state_get(p, &rc);
+	if (!st)
+		goto done;
+	if (st->apply_started) {
+		/* in a drill: the standby the instance was rendered to read */
+		region = rh_cloud_str(st->placement, "region", "");
+		if (!st->standby_bucket) {
+			rc = rh_error_set(
+			    RH_ENOTFOUND,
+			    "no warm standby was staged for this target when it was "
+			    "provisioned, so the drill syncs into its own bucket; "
+			    "pre-stage one with `rehydra registry sync %s@VERSION --to "
+			    "RUNBOOK`",
+			    model);
+			goto done;
+		}
+		rc = bucket_url(&url, st->storage, region, st->standby_bucket, model);
+		if (rc == 0 && !(bucket = strdup(st->standby_bucket)))
+			rc = oom();
+		goto done;
+	}
+	/* pre-staging: make the bucket if this target has none yet */
+	region = rh_cloud_str(target, "region", "");
+	if ((rc = rh_catalog_load(&cat, def->ops.name)) < 0 ||
+	    (rc = rh_catalog_region(&region_e, cat, region)) < 0 ||
+	    (rc = standby_dir(&dir, def, p, region)) < 0 ||
+	    (rc = standby_bucket_read(&bucket, dir)) < 0)
+		goto done;
+	if (!bucket) {
+		if (!st->bin &&
+		    (rc = rh_tf_find(&st->bin, rh_cloud_str(target, "terraform", NULL))) < 0)
+			goto done;
+		if ((rc = standby_create(def, p, c, st, dir, target, cat, region, &bucket)) < 0)
+			goto done;
+	}
+	rc = bucket_url(&url, json_object_get(region_e, "object_storage"), region, bucket, model);
+done:
+	if (rc == 0 && where &&
+	    asprintf(where, "bucket %s (%s %s)", bucket, def->ops.name, region) < 0) {
+		*where = NULL;
+		rc = oom();
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (rc == 0) {
+		rc = rh_sink_open(out, url, &opts);
+		if (rc < 0)
+			rh_error_prefix(rc, "%s provider: the standby bucket %s", def->ops.name,
+					bucket);
+	}
+	if (rc < 0 && where) {
+		free(*where);
+		*where = NULL;
+	}
+	json_decref(cat);
+	free(url);
+	free(dir);
+	free(bucket);
+	return rc;
+}
+
+/* The drill's sink manifest, pointing the instance at the standby: the
+ * standby's own entries for exactly the files of `v` (so files of another
+ * version it also holds are not copied) and "source". */
+int rh_cloud_standby_use(char **path, struct rh_provider_ctx *p, const struct rh_provider_call *c,
+			 const struct rh_model_version *v, const char *standby)
+{
+	const struct rh_cloud_def *def = rh_cloud_def_of(p->ops);
+	struct cloud_state *st;
+	char *sink_url = NULL, *standby_url = NULL, *bucket = NULL, *body = NULL, *text = NULL;
+	char key[PATH_MAX];
+	json_t *doc = NULL, *have, *files = NULL, *marker = NULL;
+	size_t len = 0, verified = 0;
+	int rc = 0;
+
+	(void)standby;
+	*path = NULL;
+	pthread_mutex_lock(&p->lock);
+	st = p->priv;
+	if (!st || !st->applied || !st->sink_url || !st->standby_bucket) {
+		rc = rh_error_set(RH_EINVAL, "the target is not provisioned with a standby: add a "
+					     "provision step to this step's `after`");
+	} else if (!(sink_url = strdup(st->sink_url)) || !(bucket = strdup(st->standby_bucket))) {
+		rc = oom();
+	} else {
+		rc = bucket_url(&standby_url, st->storage,
+				rh_cloud_str(st->placement, "region", ""), bucket, v->name);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (rc < 0)
+		goto done;
+	snprintf(key, sizeof(key), "%s/%s", v->name, RH_SINK_MANIFEST_NAME);
+	if ((rc = rh_s3_object_get(&body, &len, standby_url, key, 64u << 20)) < 0)
+		goto done;
+	doc = json_loadb(body, len, 0, NULL);
+	have = json_object_get(doc, "files");
+	files = json_object();
+	if (!files) {
+		rc = oom();
+		goto done;
+	}
+	for (size_t i = 0; i <= v->n_files; i++) {
+		const char *fp = i < v->n_files ? v->files[i].path : "manifest.json";
+		const char *sha = i < v->n_files ? v->files[i].sha256 : v->manifest_sha256;
+		uint64_t size = i < v->n_files ? v->files[i].size : v->manifest_len;
+		const json_t *e = json_object_get(have, fp);
+
+		if (!json_is_object(e) || !json_is_string(json_object_get(e, "sha256")) ||
+		    strcmp(json_string_value(json_object_get(e, "sha256")), sha) != 0 ||
+		    json_integer_value(json_object_get(e, "size")) != (json_int_t)size) {
+			rc =
+			    rh_error_set(RH_EIO,
+					 "the standby bucket %s does not list %s/%s with the "
+					 "manifest's size and sha256 %.12s...: run the drill again "
+					 "(its sync repairs the standby)",
+					 bucket, v->name, fp, sha);
+			goto done;
+		}
+		if (json_object_set_new(
+			files, fp,
+			json_pack("{s:I, s:s}", "size", (json_int_t)size, "sha256", sha)) < 0) {
+			rc = oom();
+			goto done;
+		}
+		verified++;
+	}
+	marker = json_pack("{s:i, s:O, s:{s:s, s:s}}", "rehydra_sink", 1, "files", files, "source",
+			   "bucket", bucket, "prefix", v->name);
+	text = marker ? json_dumps(marker, JSON_SORT_KEYS) : NULL;
+	if (!text) {
+		rc = oom();
+		goto done;
+	}
+	snprintf(key, sizeof(key), "%s/%s", RH_CLOUD_PREFIX, RH_SINK_MANIFEST_NAME);
+	if ((rc = rh_s3_object_put(sink_url, key, text, strlen(text), "application/json")) < 0)
+		goto done;
+	if (c && c->outputs &&
+	    (set_new(c->outputs, "workspace_files", json_string("copy")) < 0 ||
+	     set_new(c->outputs, "verified_files", json_integer((json_int_t)verified)) < 0 ||
+	     set_new(c->outputs, "verified_by",
+		     json_string("the standby's sink manifest; the instance hashes every "
+				 "file it copies")) < 0)) {
+		rc = RH_ENOMEM;
+		goto done;
+	}
+	*path = strdup(RH_CLOUD_MODEL_DIR);
+	rc = *path ? 0 : oom();
+done:
+	if (rc < 0)
+		rh_error_prefix(rc, "%s provider: pointing the instance at the standby",
+				def->ops.name);
+	json_decref(doc);
+	json_decref(files);
+	json_decref(marker);
+	free(sink_url);
+	free(standby_url);
+	free(bucket);
+	free(body);
+	free(text);
+	return rc;
+}
+
+int rh_cloud_standby_remove(struct rh_provider_ctx *p, const struct rh_provider_call *c,
+			    char **where)
+{
+	const struct rh_cloud_def *def = rh_cloud_def_of(p->ops);
+	static const char *const init_args[] = {"init", "-input=false", "-no-color", NULL};
+	static const char *const destroy_args[] = {"destroy", "-auto-approve", "-input=false",
+						   "-json", NULL};
+	const json_t *target = rh_provider_target(p, c);
+	const char *region = rh_cloud_str(target, "region", "");
+	struct cloud_state tst = {0};
+	struct rh_provider_call lc;
+	struct rh_tf_stream stream;
+	struct cloud_state *st;
+	char *dir = NULL, *bucket = NULL, *lp = NULL;
+	char path[PATH_MAX];
+	bool stream_ready = false;
+	int rc;
+
+	*where = NULL;
+	pthread_mutex_lock(&p->lock);
+	st = state_get(p, &rc);
+	if (!st || (rc = standby_dir(&dir, def, p, region)) < 0)
+		goto done;
+	snprintf(path, sizeof(path), "%s/main.tf.json", dir);
+	if (access(path, F_OK) != 0) {
+		rc = rh_error_set(RH_ENOTFOUND, "%s provider: no warm standby for this target (%s)",
+				  def->ops.name, dir);
+		goto done;
+	}
+	rh_error_clear();
+	standby_bucket_read(&bucket, dir); /* for the message only */
+	if (!st->bin && (rc = rh_tf_find(&st->bin, rh_cloud_str(target, "terraform", NULL))) < 0)
+		goto done;
+	if (asprintf(&lp, "%s/standby", dir) < 0) {
+		lp = NULL;
+		rc = oom();
+		goto done;
+	}
+	lc = standby_call(c, lp);
+	tst.bin = st->bin;
+	tst.workdir = dir;
+	snprintf(path, sizeof(path), "%s/.terraform", dir);
+	if (access(path, F_OK) != 0 && (rc = tf(&tst, &lc, "init", init_args, NULL, NULL)) < 0) {
+		tf_failed(rc, NULL, "init");
+		goto done;
+	}
+	if ((rc = rh_tf_stream_init(&stream)) < 0)
+		goto done;
+	stream_ready = true;
+	if ((rc = tf(&tst, &lc, "destroy", destroy_args, &stream, NULL)) < 0) {
+		tf_failed(rc, &stream, "destroy");
+		goto done;
+	}
+	/* the state is empty: nothing of the standby is left to own */
+	if ((rc = rh_fs_rm_rf(dir)) < 0)
+		goto done;
+	if (asprintf(where, "bucket %s (%s %s)", bucket ? bucket : "(never completed)",
+		     def->ops.name, region) < 0) {
+		*where = NULL;
+		rc = oom();
+	}
+done:
+	if (rc < 0 && rc != RH_ENOTFOUND)
+		rh_error_prefix(rc,
+				"%s provider: destroying the warm standby %s (state kept in %s; "
+				"logs: %s.terraform-*)",
+				def->ops.name, bucket ? bucket : "", dir ? dir : "", lp ? lp : "");
+	pthread_mutex_unlock(&p->lock);
+	if (stream_ready)
+		rh_tf_stream_release(&stream);
+	free(dir);
+	free(bucket);
+	free(lp);
 	return rc;
 }

@@ -50,6 +50,9 @@ struct rh_cloud_def {
 	int (*tfvars)(json_t *vars, const json_t *target, const json_t *acc);
 	/* The root module's provider block (new), constant expressions only. */
 	json_t *(*provider_block)(void);
+	/* Target keys the standby module (templates/<name>/standby/) takes
+	 * besides name, labels and region; NULL: none. */
+	const char *const *standby_keys;
 };
 
 extern const struct rh_cloud_def rh_cloud_aws;
@@ -88,6 +91,14 @@ int rh_cloud_describe(const struct rh_provider_ops *self, json_t **out);
 void rh_cloud_free(struct rh_provider_ctx *p);
 int rh_cloud_preflight_ctx(struct rh_provider_ctx *p, const struct rh_provider_call *c,
 			   json_t *checks, bool plan);
+/* The warm standby: one bucket per target with a Terraform state of its
+ * own (cloud.c, "warm standby"). */
+int rh_cloud_standby_open(struct rh_sink **out, char **where, struct rh_provider_ctx *p,
+			  const struct rh_provider_call *c, const char *model, size_t index);
+int rh_cloud_standby_use(char **path, struct rh_provider_ctx *p, const struct rh_provider_call *c,
+			 const struct rh_model_version *v, const char *standby);
+int rh_cloud_standby_remove(struct rh_provider_ctx *p, const struct rh_provider_call *c,
+			    char **where);
 
 /* The base ops table of a cloud: its own name, summary and target keys,
  * the shared outputs and hooks. */
@@ -99,7 +110,8 @@ int rh_cloud_preflight_ctx(struct rh_provider_ctx *p, const struct rh_provider_c
 		.provision = rh_cloud_provision, .sink_open = rh_cloud_sink_open,                  \
 		.deploy = rh_cloud_deploy, .teardown = rh_cloud_teardown,                          \
 		.render = rh_cloud_render, .describe = rh_cloud_describe, .free = rh_cloud_free,   \
-		.preflight_ctx = rh_cloud_preflight_ctx,                                           \
+		.preflight_ctx = rh_cloud_preflight_ctx, .standby_open = rh_cloud_standby_open,    \
+		.standby_use = rh_cloud_standby_use, .standby_remove = rh_cloud_standby_remove,    \
 	}
 
 /* Helpers the definitions use: a target string/integer with a default. */

@@ -715,6 +715,35 @@ done:
 	return err;
 }
 
+/* Every model's standby of this state dir: the local target has one. */
+static int local_standby_remove(struct rh_provider_ctx *p, const struct rh_provider_call *c,
+				char **where)
+{
+	char *dir = NULL;
+	struct stat sb;
+	int err;
+
+	(void)c;
+	*where = NULL;
+	if (!p->state_dir)
+		return rh_error_set(RH_EINVAL,
+				    "local provider: no state directory for the standby");
+	if (asprintf(&dir, "%s/standby", p->state_dir) < 0)
+		return rh_error_set(RH_ENOMEM, "out of memory in the local provider");
+	if (lstat(dir, &sb) != 0) {
+		err = rh_error_set(RH_ENOTFOUND, "local provider: no warm standby in %s", dir);
+		free(dir);
+		return err;
+	}
+	err = rh_fs_rm_rf(dir);
+	if (err < 0) {
+		free(dir);
+		return rh_error_prefix(err, "local provider: removing the standby");
+	}
+	*where = dir;
+	return 0;
+}
+
 static void local_free(struct rh_provider_ctx *p)
 {
 	struct local_state *st = p->priv;
@@ -744,4 +773,5 @@ const struct rh_provider_ops rh_provider_local = {
     .free = local_free,
     .standby_open = local_standby_open,
     .standby_use = local_standby_use,
+    .standby_remove = local_standby_remove,
 };

@@ -19,22 +19,14 @@
 
 #define NEBIUS_IMAGE_FAMILY "ubuntu22.04-cuda12"
 
-static const char *const neb_target_keys[] = {"accelerator",
-					      "allowed_cidr",
-					      "operator_cidr",
-					      "serving_port",
-					      "ssh_public_key",
-					      "disk_gb",
-					      "accelerator_count",
-					      "project_id",
-					      "storage_group_id",
-					      "platform",
-					      "preset",
-					      "image_family",
-					      "terraform",
-					      NULL};
+static const char *const neb_target_keys[] = {
+    "accelerator", "allowed_cidr",	"operator_cidr", "serving_port",     "ssh_public_key",
+    "disk_gb",	   "accelerator_count", "project_id",	 "storage_group_id", "platform",
+    "preset",	   "image_family",	"terraform",	 "standby_bucket",   NULL};
 static const char *const neb_required[] = {"accelerator", "allowed_cidr",     "operator_cidr",
 					   "project_id",  "storage_group_id", NULL};
+
+static const char *const neb_standby_keys[] = {"project_id", NULL};
 
 static int neb_tfvars(json_t *vars, const json_t *target, const json_t *acc)
 {
@@ -77,4 +69,5 @@ const struct rh_cloud_def rh_cloud_nebius = {
     .required_keys = neb_required,
     .tfvars = neb_tfvars,
     .provider_block = neb_provider_block,
+    .standby_keys = neb_standby_keys,
 };

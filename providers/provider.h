@@ -192,8 +192,10 @@ struct rh_provider_ops {
 	 *
 	 * standby_open: *out is a new sink at the standing location of `model`.
 	 * After provision it is the provisioned target's (index 0; other
-	 * indexes RH_ENOTFOUND). Before provision (pre-staging) it is the
-	 * index-th place the target may land on (ssh: each inventory host
+	 * indexes RH_ENOTFOUND; RH_ENOTFOUND at index 0 too when this target
+	 * was provisioned without one, e.g. a cloud whose standby bucket was
+	 * never pre-staged: the drill then syncs cold, through sink_open). Before provision
+	 * (pre-staging) it is the index-th place the target may land on (ssh: each inventory host
 	 * matching the target), RH_ENOTFOUND past the last; *where (new) names
 	 * it for messages (a host name, "local"). Creates only the standby's
 	 * own directories. Thread-safe like every hook.
@@ -211,8 +213,17 @@ struct rh_provider_ops {
 			    const struct rh_provider_call *c, const char *model, size_t index);
 	int (*standby_use)(char **path, struct rh_provider_ctx *p, const struct rh_provider_call *c,
 			   const struct rh_model_version *v, const char *standby);
+
+	/* Optional (version 5; NULL: the target's standby is removed by hand):
+	 * removes every standing copy standby_open made for this target,
+	 * before or without a provision (`rehydra registry unstage`): local:
+	 * the state dir's standby directory; a cloud: destroys the standby
+	 * bucket through its own Terraform state. *where (new) names what was
+	 * removed. RH_ENOTFOUND when there is none. */
+	int (*standby_remove)(struct rh_provider_ctx *p, const struct rh_provider_call *c,
+			      char **where);
 };
-#define RH_PROVIDER_OPS_VERSION 4
+#define RH_PROVIDER_OPS_VERSION 5
 
 /* Appends {"check": name, "ok": ok, "message": message, "next": next} to
  * `checks` (next may be NULL). Returns 0 or RH_ENOMEM. */

@@ -864,6 +864,77 @@ done:
 	return rc;
 }
 
+/* unstage --to RUNBOOK: removes the warm standby its target keeps (what
+ * `sync --to RUNBOOK` pre-staged and drills kept), through the adapter:
+ * the only way a cloud's standby bucket is destroyed. */
+static int reg_unstage(struct reg_args *a)
+{
+	struct rh_var_override ov[RH_CLI_MAX_VARS];
+	struct rh_runbook *rb = NULL;
+	struct rh_provider_ctx *p = NULL;
+	struct rh_provider_call call = RH_PROVIDER_CALL_INIT;
+	json_t *target = NULL;
+	char *state = NULL, *where = NULL;
+	int rc = 0, err;
+
+	if (a->n_pos != 0)
+		return rh_cli_usage_error(a->ctx, "unstage takes no NAME: it removes the whole "
+						  "standby of --to RUNBOOK's target");
+	if (!a->to)
+		return rh_cli_usage_error(a->ctx, "unstage needs --to RUNBOOK: the runbook whose "
+						  "target's warm standby goes");
+	rh_cli_vars(a->vars, ov);
+	if ((rc = rh_cli_load_runbook(&rb, a->to, ov, a->vars->n)) != 0)
+		return rc;
+	if (!rb->provider || rb->provider->version < 5 || !rb->provider->standby_remove) {
+		fprintf(stderr,
+			"rehydra registry unstage: runbook %s: provider %s cannot remove its "
+			"standby; remove WORKDIR/standby on each host by hand\n",
+			a->to, rb->provider ? rb->provider->name : "(none)");
+		rc = RH_EXIT_USAGE;
+		goto done;
+	}
+	state = a->state_dir ? strdup(a->state_dir) : rh_cli_default_state_dir();
+	if (!state) {
+		rc = rh_cli_usage_error(a->ctx, "no state directory: set HOME or "
+						"XDG_STATE_HOME, or pass --state-dir");
+		goto done;
+	}
+	err = rh_drill_provider_new(&p, rb->provider, rb->target, rb, "unstage", state, NULL);
+	if (err == 0)
+		err = rh_provider_expand(p, &target, p->target, NULL);
+	if (err < 0) {
+		rc = fail_input("unstage", err);
+		goto done;
+	}
+	call.target = target;
+	rh_error_clear();
+	err = rb->provider->standby_remove(p, &call, &where);
+	if (err == RH_ENOTFOUND) {
+		rc = fail_input("unstage", err);
+		goto done;
+	}
+	if (err < 0) {
+		rc = fail("unstage", err);
+		goto done;
+	}
+	if (a->json) {
+		json_t *o = json_pack("{s:s, s:s}", "runbook", a->to, "removed", where);
+
+		rc = rh_cli_print_json(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		json_decref(o);
+	} else {
+		printf("removed the warm standby of %s: %s\n", a->to, where);
+	}
+done:
+	json_decref(target);
+	rh_provider_ctx_free(p);
+	rh_runbook_free(rb);
+	free(state);
+	free(where);
+	return rc;
+}
+
 /* ---- the subcommands' options ------------------------------------------------- */
 
 /* What every registry subcommand takes. */
@@ -939,7 +1010,8 @@ static int cmd_reg_sync(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	    RH_OPT_STRING(0, "to", &a.to, "TARGET",
 			  "where to copy: a runbook (the warm standby of its target, as a drill "
 			  "computes it: local: STATE_DIR/standby/NAME, ssh: WORKDIR/standby/NAME "
-			  "on every matching inventory host), or file:///dir, "
+			  "on every matching inventory host, a cloud: NAME/ in the target's "
+			  "standby bucket, created on first use), or file:///dir, "
 			  "sftp://user@host[:port]/dir, s3://bucket/prefix?endpoint=URL&region=R"),
 	    RH_CLI_OPT_VAR(&vars),
 	    RH_OPT_UINT(0, "parallel", &a.parallel, "N",
@@ -958,6 +1030,21 @@ static int cmd_reg_sync(const struct rh_cmd_ctx *ctx, int argc, char **argv)
 	};
 
 	return reg_dispatch(ctx, argc, argv, options, &a, reg_sync);
+}
+
+static int cmd_reg_unstage(const struct rh_cmd_ctx *ctx, int argc, char **argv)
+{
+	const char *var_items[RH_CLI_MAX_VARS];
+	struct rh_opt_list vars = RH_OPT_LIST_INIT(var_items);
+	struct reg_args a = {.vars = &vars};
+	const struct rh_option options[] = {
+	    REG_COMMON_OPTIONS(&a),
+	    RH_OPT_STRING(0, "to", &a.to, "RUNBOOK", "the runbook whose target's standby goes"),
+	    RH_CLI_OPT_VAR(&vars),
+	    RH_OPT_END(),
+	};
+
+	return reg_dispatch(ctx, argc, argv, options, &a, reg_unstage);
 }
 
 static int cmd_reg_cache(const struct rh_cmd_ctx *ctx, int argc, char **argv)
@@ -1016,11 +1103,28 @@ static const struct rh_cmd reg_sync_cmd = {
 	"warm standby of the runbook's target (--var and --state-dir as for the\n"
 	"drill; the registry defaults to the runbook's): the drill's sync_artifacts\n"
 	"then sends only what changed and links the files into its workspace, and\n"
-	"teardown leaves the standby in place. S3 credentials come from\n"
+	"teardown leaves the standby in place. A cloud target's standby is one\n"
+	"bucket per target with a Terraform state of its own, created by the first\n"
+	"sync (terraform apply) and destroyed only by `registry unstage`. S3\n"
+	"credentials come from\n"
 	"AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; the region and\n"
 	"endpoint from the URL, else AWS_REGION and AWS_ENDPOINT_URL.\n",
     .epilogue = reg_epilogue,
     .run = cmd_reg_sync,
+};
+
+static const struct rh_cmd reg_unstage_cmd = {
+    .name = "unstage",
+    .args = "--to RUNBOOK",
+    .summary = "remove the warm standby of a runbook's target (a cloud's standby bucket is "
+	       "destroyed only this way)",
+    .description = "Removes the warm standby that `registry sync --to RUNBOOK` pre-staged and\n"
+		   "drills kept: local: STATE_DIR/standby; aws, alibaba, nebius: destroys the\n"
+		   "target's standby bucket with `terraform destroy` in its own working\n"
+		   "directory, STATE_DIR/cloud-standby/<key>/ (no drill's teardown touches it).\n"
+		   "An ssh target's standby (WORKDIR/standby on each host) is removed by hand.\n",
+    .epilogue = reg_epilogue,
+    .run = cmd_reg_unstage,
 };
 
 static const struct rh_cmd reg_cache_cmd = {
@@ -1032,8 +1136,8 @@ static const struct rh_cmd reg_cache_cmd = {
 };
 
 static const struct rh_cmd *const reg_subs[] = {
-    &reg_list_cmd,  &reg_show_cmd, &reg_verify_cmd, &reg_publish_cmd, &reg_sync_cmd,
-    &reg_cache_cmd, NULL,
+    &reg_list_cmd, &reg_show_cmd,    &reg_verify_cmd, &reg_publish_cmd,
+    &reg_sync_cmd, &reg_unstage_cmd, &reg_cache_cmd,  NULL,
 };
 
 const struct rh_cmd rh_cmd_registry = {
