@@ -7,6 +7,9 @@
 #   aws      virtual-hosted  <bucket>.s3.<region>.<endpoint host>
 #   alibaba  virtual-hosted  <bucket>.s3.oss-<region>.<endpoint host>
 #   nebius   path-style      <endpoint host>/<bucket>, keys from a file
+# A warm standby: the drill's bucket holds only a sink manifest whose
+# "source" names the target's standby bucket; the files come from there
+# (and only from the standby the instance was created with).
 # Each run: waits for the sink manifest, copies every file, verifies each
 # sha256 against it, starts the stack (a container image with the NVIDIA
 # runtime, or the image's own command) as the unit rehydra-stack with a
@@ -38,7 +41,8 @@ echo "stand-ins for the instance's commands: $RH_SRC/tests/doubles/boot/record"
 mkdir -p "$T/s3data"
 node "$S3RVER" --directory "$T/s3data" --address 127.0.0.1 --port 0 --service-endpoint localhost \
 	--configure-bucket rh-boot-aws --configure-bucket rh-boot-alibaba \
-	--configure-bucket rh-boot-nebius --configure-bucket rh-boot-bad --silent >"$T/s3rver.log" 2>&1 &
+	--configure-bucket rh-boot-nebius --configure-bucket rh-boot-bad \
+	--configure-bucket rh-boot-warm --configure-bucket rh-sb-standby --silent >"$T/s3rver.log" 2>&1 &
 track $!
 PORT=
 for _ in $(seq 1 300); do
@@ -168,6 +172,32 @@ check "nebius: the command runs as rehydra-stack with the env, no docker" called
 	"^systemd-run --unit=rehydra-stack --property=Restart=on-failure --property=RestartSec=10 --property=StartLimitIntervalSec=0 --working-directory=$T/nebius/model --setenv=HF_HUB_OFFLINE=1 -- serve-tinylm --port 8000\$"
 expect_eq "nebius: phases reported to the bucket" "booted syncing verifying starting serving" "$(phases rh-boot-nebius)"
 check "nebius: and to the local status file" jq -e '.phases[-1].phase == "serving"' "$T/nebius/status.json"
+
+# --- warm standby: the files come from the standby bucket -------------------------
+s3 PUT rh-sb-standby tinylm/config.json "$T/src/config.json"
+s3 PUT rh-sb-standby tinylm/weights/shard-0.bin "$T/src/weights/shard-0.bin"
+jq '. + {source: {bucket: "rh-sb-standby", prefix: "tinylm"}}' "$T/manifest.json" >"$T/warm-manifest.json"
+s3 PUT rh-boot-warm model/.rehydra-sink.json "$T/warm-manifest.json"
+boot warm '{bucket: "rh-boot-warm", standby: "rh-sb-standby", region: "eu-north1",
+	endpoint: "http://s3.eu-north1.localhost:'"$PORT"'", addressing: "path",
+	command: ["true"]}'
+expect_eq "warm: exit 0" 0 "$RC"
+[ "$RC" = 0 ] || cat "$T/warm/out"
+check "warm: the model arrived byte for byte from the standby" same_model "$T/warm"
+expect_eq "warm: phases reported to the drill's bucket" "booted syncing verifying starting serving" \
+	"$(phases rh-boot-warm)"
+expect_eq "warm: the syncing phase says where from" "2 files from the standby rh-sb-standby" \
+	"$(s3 GET rh-boot-warm rehydra-boot/status.json | jq -r '.phases[] | select(.phase == "syncing") | .detail')"
+# a manifest pointing anywhere but the standby the instance was made with
+jq '. + {source: {bucket: "rh-boot-aws", prefix: "model"}}' "$T/manifest.json" >"$T/warm-manifest.json"
+s3 PUT rh-boot-warm model/.rehydra-sink.json "$T/warm-manifest.json"
+boot warm-other '{bucket: "rh-boot-warm", standby: "rh-sb-standby", region: "eu-north1",
+	endpoint: "http://s3.eu-north1.localhost:'"$PORT"'", addressing: "path",
+	command: ["true"]}'
+expect_eq "warm, other bucket: the boot fails" 1 "$RC"
+check "warm, other bucket: it says which bucket it refused" \
+	grep -q "points at bucket 'rh-boot-aws', which is not this target's standby 'rh-sb-standby'" "$T/warm-other/out"
+check "warm, other bucket: nothing was copied" test ! -e "$T/warm-other/model/weights/shard-0.bin"
 
 # --- a file whose bytes are not the manifest's ---------------------------------------
 cp "$T/manifest.json" "$T/manifest.good"

@@ -40,7 +40,7 @@ export RH_TEST_SECRET=s3cr3t-value
 # help per subcommand: each prints its own usage, generated from its options
 for cs in "audit verify" "audit list" "audit show" "audit report" "audit repair" "audit push" \
 	"registry list" "registry show" "registry verify" "registry publish" "registry sync" \
-	"registry cache" "providers list" "providers show"; do
+	"registry unstage" "registry cache" "providers list" "providers show"; do
 	check "$cs --help" out $cs --help
 	check "$cs --help shows its own usage" grep -q "^usage: rehydra $cs" "$T/out"
 	"$REHYDRA" ${cs%% *} --help >"$T/parent"

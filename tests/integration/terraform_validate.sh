@@ -45,5 +45,20 @@ tf -chdir="$bad" validate -json -no-color >"$T/validate-bad.json" || true
 expect_eq "control: terraform validate refuses an unknown argument" "false Unsupported argument" \
 	"$(jq -r '"\(.valid) \(.diagnostics[0].summary)"' "$T/validate-bad.json")"
 
+# The warm standby's module (templates/aws/standby/, with the module's
+# versions.tf, as rehydra assembles it in STATE_DIR/cloud-standby/<key>/module)
+sb=$T/aws-standby
+mkdir -p "$sb"
+cp "$RH_SRC/templates/aws/versions.tf" "$RH_SRC/templates/aws/standby/"*.tf "$sb/"
+if tf -chdir="$sb" init -backend=false -input=false -no-color >"$T/init-sb.log" 2>&1; then
+	tf -chdir="$sb" validate -json -no-color >"$T/validate-sb.json" || true
+	expect_eq "aws standby: terraform validate of templates/aws/standby" "true 0" \
+		"$(jq -r '"\(.valid) \(.error_count)"' "$T/validate-sb.json")"
+	jq -r '.diagnostics[] | "  \(.severity): \(.summary): \(.detail)"' "$T/validate-sb.json"
+else
+	fail "aws standby: terraform init with the mirrored provider"
+	cat "$T/init-sb.log"
+fi
+
 echo "used the real terraform: $TF_BIN, hashicorp/aws $TF_AWS_VERSION"
 finish

@@ -4,7 +4,8 @@
 # links the standby's files into its workspace (the same inodes), and
 # teardown leaves the standby in place. A file changed in the standby is
 # noticed by the file sink (its inode changed) and sent again; a step with
-# "standby": false syncs into the workspace and leaves the standby alone.
+# "standby": false syncs into the workspace and leaves the standby alone;
+# `registry unstage --to RUNBOOK` removes it.
 . "$(dirname "$0")/lib.sh"
 
 # The demo runbook without its 2-second load test: this is about the sync.
@@ -90,5 +91,22 @@ RC=$?
 set -e
 expect_eq "--to RUNBOOK with --known-hosts: exit 2" 2 "$RC"
 check "--to RUNBOOK with --known-hosts: points at --var" grep -q "set them with --var" "$T/kh.err"
+
+# 6. unstage: the standby goes; a second unstage says there is none.
+set +e
+"$REHYDRA" registry unstage --to "$RUNBOOK" --var registry="$REG" --state-dir "$STATE" \
+	>"$T/unstage.out" 2>"$T/unstage.err"
+RC=$?
+set -e
+expect_eq "unstage: exit 0" 0 "$RC"
+check "unstage: names what it removed" grep -qF "$STATE/standby" "$T/unstage.out"
+check "unstage: the standby is gone" test ! -e "$STATE/standby"
+set +e
+"$REHYDRA" registry unstage --to "$RUNBOOK" --var registry="$REG" --state-dir "$STATE" \
+	>/dev/null 2>"$T/unstage2.err"
+RC=$?
+set -e
+expect_eq "unstage again: exit 2" 2 "$RC"
+check "unstage again: says there is none" grep -q "no warm standby" "$T/unstage2.err"
 
 finish
